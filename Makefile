@@ -1,0 +1,67 @@
+# inferstack: every command the README shows is a target here; `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CACHE ?= $(or $(INFERSTACK_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/inferstack)
+export INFERSTACK_CACHE := $(CACHE)
+BIN := bin
+GOLANGCI_LINT_VERSION := v2.15.0
+GOLANGCI_LINT := $(CACHE)/tools/golangci-lint-$(GOLANGCI_LINT_VERSION)
+DEMO_DIR := out/demo
+BENCH_OUT := out/bench.txt
+
+# Pure-Go packages get the race detector; the cgo engine packages too, since
+# their tests are short (the race runtime does not slow ONNX Runtime itself).
+RACE_PKGS := ./...
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: setup
+setup: ## fetch the pinned ONNX Runtime library and test model into the cache (idempotent)
+	@scripts/setup.sh
+
+.PHONY: build
+build: ## build bin/inferstack and bin/inferstack-demo
+	go build -trimpath -o $(BIN)/ ./cmd/...
+
+.PHONY: demo
+demo: setup build ## run the quick-start job: find planted events in a 64 MiB signal
+	@$(BIN)/inferstack-demo prepare $(DEMO_DIR)
+	@echo "demo: $(BIN)/inferstack run --model $(DEMO_DIR)/detector.onnx --input $(DEMO_DIR)/signal.npy --window 256 --hop 256 --output $(DEMO_DIR)/result"
+	@$(BIN)/inferstack run --model $(DEMO_DIR)/detector.onnx --input $(DEMO_DIR)/signal.npy --window 256 --hop 256 --output $(DEMO_DIR)/result
+	@$(BIN)/inferstack-demo report $(DEMO_DIR) $(DEMO_DIR)/result
+
+.PHONY: test
+test: setup ## run every test (race detector on), against the real ONNX Runtime
+	go test -race -count=1 $(RACE_PKGS)
+
+.PHONY: lint
+lint: $(GOLANGCI_LINT) ## go vet and golangci-lint
+	go vet ./...
+	$(GOLANGCI_LINT) run ./...
+
+$(GOLANGCI_LINT):
+	@mkdir -p $(CACHE)/tools
+	GOBIN=$(CACHE)/tools/tmp go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	mv $(CACHE)/tools/tmp/golangci-lint $@ && rmdir $(CACHE)/tools/tmp
+
+.PHONY: bench
+bench: setup ## run the benchmarks and write $(BENCH_OUT) (see docs/benchmarks.md)
+	@mkdir -p $(dir $(BENCH_OUT))
+	go test -run '^$$' -bench . -benchtime 1x -count 1 ./inference/... | tee $(BENCH_OUT)
+
+.PHONY: fuzz
+fuzz: ## fuzz the .npy header parser for a minute
+	go test -run '^$$' -fuzz FuzzReadHeader -fuzztime 60s ./inference/npy/
+
+.PHONY: proto
+proto: ## regenerate internal/onnxpb from Debian's onnx.proto (apt-get install libonnx-dev protobuf-compiler)
+	GOBIN=$(CACHE)/tools go install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+	PATH=$(CACHE)/tools:$$PATH protoc -I/usr/include --go_out=. --go_opt=module=github.com/inferstack/inferstack \
+		--go_opt=Monnx/onnx.proto=github.com/inferstack/inferstack/internal/onnxpb onnx/onnx.proto
+
+.PHONY: clean
+clean: ## remove build outputs (the cache stays)
+	rm -rf $(BIN) out

@@ -1,0 +1,103 @@
+// Command inferstack runs ONNX models over large files: locally with
+// `inferstack run`, and (in later releases) as the worker of the cloud stack.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/inferstack/inferstack/inference"
+)
+
+// Exit codes, distinct per kind of failure so scripts can branch on them.
+const (
+	exitOK          = 0
+	exitInternal    = 1 // a bug or an unexpected runtime failure
+	exitUsage       = 2 // bad flags or arguments
+	exitBadInput    = 3 // the input or the model cannot be used
+	exitUnavailable = 4 // a prerequisite is missing: the ONNX Runtime library, or CUDA for --device gpu
+	exitOutput      = 5 // the output directory cannot be written
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := NewMain(os.Stdout, os.Stderr).Run(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+// Main is the program, with its streams injected for tests.
+type Main struct {
+	Stdout, Stderr io.Writer
+}
+
+// NewMain returns a Main writing to the given streams.
+func NewMain(stdout, stderr io.Writer) *Main { return &Main{Stdout: stdout, Stderr: stderr} }
+
+const usage = `inferstack runs ONNX models over large files, fast and in bounded memory.
+
+Usage:
+  inferstack run --model M --input F --output DIR [flags]   run a model over a file
+  inferstack version                                        print versions
+  inferstack help [command]                                 show help
+
+Exit codes: 0 ok, 1 internal failure, 2 usage error, 3 bad input or model,
+4 missing prerequisite (ONNX Runtime library, CUDA), 5 output not writable.
+`
+
+// Run dispatches a subcommand and returns the process exit code.
+func (m *Main) Run(ctx context.Context, args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(m.Stderr, usage)
+		return exitUsage
+	}
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "run":
+		return m.exit(newRunCommand(m).Run(ctx, rest))
+	case "version", "--version":
+		fmt.Fprintf(m.Stdout, "inferstack %s (onnx runtime %s expected)\n", inference.Version(), inference.ORTVersion)
+		return exitOK
+	case "help", "-h", "--help":
+		if len(rest) > 0 && rest[0] == "run" {
+			return m.exit(newRunCommand(m).Run(ctx, []string{"--help"}))
+		}
+		fmt.Fprint(m.Stdout, usage)
+		return exitOK
+	default:
+		fmt.Fprintf(m.Stderr, "inferstack: unknown command %q\n\n%s", cmd, usage)
+		return exitUsage
+	}
+}
+
+// usageError marks errors in the command line itself.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+// errHelp reports that help was printed on request.
+var errHelp = errors.New("help requested")
+
+// exit prints err as one line and maps it to an exit code.
+func (m *Main) exit(err error) int {
+	if err == nil || errors.Is(err, errHelp) {
+		return exitOK
+	}
+	fmt.Fprintf(m.Stderr, "inferstack: %v\n", err)
+	var ue *usageError
+	switch {
+	case errors.As(err, &ue):
+		return exitUsage
+	case errors.Is(err, inference.ErrBadInput), errors.Is(err, inference.ErrBadModel):
+		return exitBadInput
+	case errors.Is(err, inference.ErrUnavailable):
+		return exitUnavailable
+	case errors.Is(err, inference.ErrOutput):
+		return exitOutput
+	}
+	return exitInternal
+}

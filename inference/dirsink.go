@@ -1,0 +1,122 @@
+package inference
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/inferstack/inferstack/inference/npy"
+)
+
+// ManifestFile is the name of the manifest in an output directory.
+const ManifestFile = "manifest.json"
+
+// DirSink writes one .npy per model output into a local directory, then the
+// manifest. A stale manifest is removed before anything else is written, so a
+// failed re-run never leaves an old manifest beside new partial outputs.
+type DirSink struct {
+	Dir string
+
+	files   []*os.File
+	paths   []string // every file Start created, for Abort
+	outputs []OutputFile
+}
+
+var _ Sink = (*DirSink)(nil)
+
+// NewDirSink returns a sink writing into dir (created if needed).
+func NewDirSink(dir string) *DirSink { return &DirSink{Dir: dir} }
+
+// Start creates the output files with their final headers.
+func (d *DirSink) Start(layout *Layout, outputs []OutputSpec) error {
+	if err := os.MkdirAll(d.Dir, 0o755); err != nil {
+		return withKind(ErrOutput, "create output directory: %w", err)
+	}
+	if err := os.Remove(filepath.Join(d.Dir, ManifestFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return withKind(ErrOutput, "remove stale manifest: %w", err)
+	}
+	taken := map[string]bool{strings.TrimSuffix(ManifestFile, ".json"): true}
+	for _, o := range outputs {
+		shape := append([]int64{layout.Samples}, o.SampleShape...)
+		name := uniqueFileName(o.Name, taken) + ".npy"
+		f, err := os.Create(filepath.Join(d.Dir, name))
+		if err != nil {
+			d.Abort()
+			return withKind(ErrOutput, "create output: %w", err)
+		}
+		d.files, d.paths = append(d.files, f), append(d.paths, f.Name())
+		d.outputs = append(d.outputs, OutputFile{Name: o.Name, File: name, DType: o.dt.String(), Shape: shape})
+		if _, err := f.Write(npy.EncodeHeader(o.dt, shape)); err != nil {
+			d.Abort()
+			return withKind(ErrOutput, "write output: %w", err)
+		}
+	}
+	return nil
+}
+
+// WriteChunk appends the chunk's rows to each output file.
+func (d *DirSink) WriteChunk(_ int64, outputs [][]byte) error {
+	for i, rows := range outputs {
+		if _, err := d.files[i].Write(rows); err != nil {
+			return withKind(ErrOutput, "write output: %w", err)
+		}
+	}
+	return nil
+}
+
+// Finish syncs the outputs and then writes the manifest atomically.
+func (d *DirSink) Finish(m *Manifest) error {
+	for _, f := range d.files {
+		if err := f.Sync(); err != nil {
+			return withKind(ErrOutput, "sync output: %w", err)
+		}
+		if err := f.Close(); err != nil {
+			return withKind(ErrOutput, "close output: %w", err)
+		}
+	}
+	d.files = nil
+	m.Outputs = d.outputs
+	data, err := m.JSON()
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(d.Dir, ManifestFile), data); err != nil {
+		return withKind(ErrOutput, "write manifest: %w", err)
+	}
+	return nil
+}
+
+// Abort closes and removes the outputs written so far.
+func (d *DirSink) Abort() {
+	for _, f := range d.files {
+		f.Close()
+	}
+	for _, p := range d.paths {
+		os.Remove(p)
+	}
+	d.files, d.paths = nil, nil
+}
+
+// uniqueFileName turns an ONNX output name (which may hold '/', ':' and the
+// like) into a safe file name that no other output of the run uses.
+func uniqueFileName(name string, taken map[string]bool) string {
+	safe := strings.Map(func(r rune) rune {
+		if r == '.' || r == '-' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' {
+			return r
+		}
+		return '_'
+	}, name)
+	safe = strings.TrimLeft(safe, ".")
+	if safe == "" {
+		safe = "output"
+	}
+	candidate := safe
+	for i := 2; taken[candidate]; i++ {
+		candidate = fmt.Sprintf("%s_%d", safe, i)
+	}
+	taken[candidate] = true
+	return candidate
+}

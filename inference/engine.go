@@ -1,0 +1,389 @@
+package inference
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	ort "github.com/yalue/onnxruntime_go"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/inferstack/inferstack/inference/npy"
+)
+
+// Job is one pass of a model over an input file.
+type Job struct {
+	Model     *Model
+	Input     io.ReaderAt
+	InputSize int64
+	InputName string // a path or key; its extension picks the format
+	Windowing Windowing
+	Device    Device
+	// BatchSize 0 lets the engine choose: the model's fixed batch dim, else a
+	// calibration on the first samples (cached per model and machine).
+	BatchSize int64
+	// Threads 0 lets calibration choose (DefaultThreads with a fixed batch size).
+	Threads      int
+	ChunkSamples int64 // 0: about 8 MiB of input per chunk
+	// Progress, if set, is called after each chunk is written.
+	Progress func(done, total int64)
+	Logger   *slog.Logger
+}
+
+// OutputSpec is one model output as the sink stores it: one row per sample.
+type OutputSpec struct {
+	Name        string  `json:"name"`
+	DType       string  `json:"dtype"`
+	SampleShape []int64 `json:"sample_shape"`
+
+	dt npy.DType
+}
+
+// SampleBytes is the size of one sample's row of this output.
+func (o OutputSpec) SampleBytes() int64 { return product(o.SampleShape) * int64(o.dt.Size) }
+
+// Sink stores the outputs of a run. WriteChunk is called for consecutive
+// chunks in order; Finish makes the result complete (its manifest is the last
+// thing written); Abort removes whatever was written.
+type Sink interface {
+	Start(layout *Layout, outputs []OutputSpec) error
+	WriteChunk(start int64, outputs [][]byte) error
+	Finish(m *Manifest) error
+	Abort()
+}
+
+// maxCalibrationSamples bounds how much of the input calibration reads: the
+// largest batch size it tries.
+const maxCalibrationSamples = 256
+
+// pipelineSlots is how many chunks are in flight: one being read, one in
+// inference, one being written.
+const pipelineSlots = 3
+
+// Run streams the input through the model into sink and returns the manifest
+// it finished the sink with. Memory is bounded by three chunks whatever the
+// file size. On error the sink is aborted and nothing is presented as complete.
+func Run(ctx context.Context, job Job, sink Sink) (*Manifest, error) {
+	started := time.Now()
+	log := job.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	layout, err := NewLayout(job.Input, job.InputSize, job.InputName, job.Model.Input, job.Windowing)
+	if err != nil {
+		return nil, err
+	}
+	sampleBytes := layout.SampleElems() * 4
+	batchDim := job.Model.Input.Shape[0]
+
+	// The first samples feed the output probe and the calibration.
+	headN := min(layout.Samples, maxCalibrationSamples)
+	if batchDim > 0 {
+		headN = min(layout.Samples, batchDim)
+	}
+	head := make([]byte, max(headN, batchDim)*sampleBytes)
+	if err := layout.read(job.Input, 0, headN, head, &readBuffers{}); err != nil {
+		return nil, err
+	}
+
+	sess, err := job.Model.NewSession(job.Device, job.Threads)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { sess.Close() }()
+	if sess.Fallback != "" {
+		log.Warn("cuda unavailable, running on cpu", "reason", sess.Fallback)
+	}
+	outputs, err := probeOutputs(sess, job.Model, layout, head)
+	if err != nil {
+		return nil, err
+	}
+
+	calStart := time.Now()
+	choice, err := chooseBatch(ctx, job, layout, &sess, outputs, head, headN)
+	if err != nil {
+		return nil, err
+	}
+	calibration := time.Since(calStart)
+	log.Info("batch size chosen", "batch_size", choice.BatchSize, "threads", sess.Threads, "source", choice.Source)
+
+	plan := NewPlan(layout.Samples, choice.BatchSize, job.ChunkSamples, sampleBytes)
+	if err := sink.Start(layout, outputs); err != nil {
+		return nil, err
+	}
+	p := &pipeline{job: job, layout: layout, plan: plan, sess: sess, outputs: outputs, fixedBatch: batchDim > 0}
+	stats, err := p.run(ctx, sink)
+	if err != nil {
+		sink.Abort()
+		return nil, err
+	}
+	finished := time.Now()
+	m := &Manifest{
+		Inferstack:   Version(),
+		ORT:          ortEnv.version,
+		Input:        InputInfo{Name: job.InputName, Bytes: job.InputSize, Layout: *layout},
+		Model:        *job.Model,
+		Samples:      layout.Samples,
+		Chunks:       plan.Chunks(),
+		ChunkSamples: plan.ChunkSamples,
+		BatchSize:    plan.BatchSize,
+		Threads:      sess.Threads,
+		BatchChoice:  choice,
+		Device:       DeviceInfo{Requested: job.Device, Used: sess.Device, Fallback: sess.Fallback},
+		Durations: Durations{
+			Total: seconds(finished.Sub(started)), Calibrate: seconds(calibration),
+			Read: seconds(stats.read), Infer: seconds(stats.infer), Write: seconds(stats.write),
+		},
+		SamplesPerSecond: float64(layout.Samples) / finished.Sub(started).Seconds(),
+		StartedAt:        started.UTC(),
+		FinishedAt:       finished.UTC(),
+	}
+	if err := sink.Finish(m); err != nil {
+		sink.Abort()
+		return nil, err
+	}
+	return m, nil
+}
+
+// probeOutputs runs the first batch with ORT-allocated outputs to learn each
+// output's per-sample shape (dynamic output dims depend on the input's dims).
+func probeOutputs(sess *Session, model *Model, layout *Layout, head []byte) ([]OutputSpec, error) {
+	n := max(1, model.Input.Shape[0])
+	in, err := newInputTensor(layout, n, head)
+	if err != nil {
+		return nil, err
+	}
+	defer in.Destroy()
+	values := make([]ort.Value, len(model.Outputs))
+	defer func() {
+		for _, v := range values {
+			if v != nil {
+				v.Destroy()
+			}
+		}
+	}()
+	if err := sess.Run(in, values); err != nil {
+		return nil, withKind(ErrBadInput, "run model on the first sample: %s", oneLine(err))
+	}
+	specs := make([]OutputSpec, len(values))
+	for i, v := range values {
+		shape := []int64(v.GetShape())
+		if len(shape) == 0 || shape[0] != n {
+			return nil, withKind(ErrBadModel, "output %q has shape %v for a batch of %d; inferstack needs outputs whose first axis is the batch",
+				model.Outputs[i].Name, shape, n)
+		}
+		dt, _ := npy.DTypeOf(model.Outputs[i].DType)
+		specs[i] = OutputSpec{Name: model.Outputs[i].Name, DType: model.Outputs[i].DType, SampleShape: shape[1:], dt: dt}
+	}
+	return specs, nil
+}
+
+func newInputTensor(layout *Layout, batch int64, data []byte) (*ort.CustomDataTensor, error) {
+	shape := append(ort.Shape{batch}, layout.SampleShape...)
+	t, err := ort.NewCustomDataTensor(shape, data[:batch*layout.SampleElems()*4], ort.TensorElementDataTypeFloat)
+	if err != nil {
+		return nil, fmt.Errorf("input tensor %v: %w", shape, err)
+	}
+	return t, nil
+}
+
+func newOutputTensors(outputs []OutputSpec, batch int64, bufs [][]byte) ([]ort.Value, error) {
+	values := make([]ort.Value, len(outputs))
+	for i, o := range outputs {
+		shape := append(ort.Shape{batch}, o.SampleShape...)
+		t, err := ort.NewCustomDataTensor(shape, bufs[i][:batch*o.SampleBytes()], ortType(o.DType))
+		if err != nil {
+			destroyAll(values)
+			return nil, fmt.Errorf("output tensor %q %v: %w", o.Name, shape, err)
+		}
+		values[i] = t
+	}
+	return values, nil
+}
+
+func destroyAll(values []ort.Value) {
+	for _, v := range values {
+		if v != nil {
+			v.Destroy()
+		}
+	}
+}
+
+func seconds(d time.Duration) float64 { return d.Seconds() }
+
+// slot is the memory of one chunk in flight, with a pre-created tensor pair
+// for each full batch over slices of it: no allocation per batch.
+type slot struct {
+	start, end int64
+	in         []byte
+	out        [][]byte
+	batchIn    []*ort.CustomDataTensor
+	batchOut   [][]ort.Value
+}
+
+func (s *slot) destroy() {
+	for i := range s.batchIn {
+		s.batchIn[i].Destroy()
+		destroyAll(s.batchOut[i])
+	}
+}
+
+type pipeline struct {
+	job        Job
+	layout     *Layout
+	plan       Plan
+	sess       *Session
+	outputs    []OutputSpec
+	fixedBatch bool // the model's batch dim is fixed: pad the last batch
+}
+
+type stageTimes struct{ read, infer, write time.Duration }
+
+func (p *pipeline) newSlot() (*slot, error) {
+	b, chunk := p.plan.BatchSize, p.plan.ChunkSamples
+	s := &slot{in: make([]byte, chunk*p.layout.SampleElems()*4), out: make([][]byte, len(p.outputs))}
+	for i, o := range p.outputs {
+		s.out[i] = make([]byte, chunk*o.SampleBytes())
+	}
+	for first := int64(0); first < chunk; first += b {
+		in, err := newInputTensor(p.layout, b, s.in[first*p.layout.SampleElems()*4:])
+		if err != nil {
+			s.destroy()
+			return nil, err
+		}
+		out, err := newOutputTensors(p.outputs, b, p.outputViews(s, first))
+		if err != nil {
+			in.Destroy()
+			s.destroy()
+			return nil, err
+		}
+		s.batchIn, s.batchOut = append(s.batchIn, in), append(s.batchOut, out)
+	}
+	return s, nil
+}
+
+// outputViews are the slot's output buffers from sample first on.
+func (p *pipeline) outputViews(s *slot, first int64) [][]byte {
+	views := make([][]byte, len(p.outputs))
+	for i, o := range p.outputs {
+		views[i] = s.out[i][first*o.SampleBytes():]
+	}
+	return views
+}
+
+// run reads, infers and writes in three goroutines so that the three overlap;
+// chunks pass through them in order.
+func (p *pipeline) run(ctx context.Context, sink Sink) (stageTimes, error) {
+	var times stageTimes
+	slots := make([]*slot, 0, pipelineSlots)
+	defer func() {
+		for _, s := range slots {
+			s.destroy()
+		}
+	}()
+	free := make(chan *slot, pipelineSlots)
+	for range min(int64(pipelineSlots), p.plan.Chunks()) {
+		s, err := p.newSlot()
+		if err != nil {
+			return times, err
+		}
+		slots = append(slots, s)
+		free <- s
+	}
+	toInfer := make(chan *slot, pipelineSlots)
+	toWrite := make(chan *slot, pipelineSlots)
+	g, ctx := errgroup.WithContext(ctx)
+
+	g.Go(func() error {
+		defer close(toInfer)
+		buf := &readBuffers{}
+		for c := range p.plan.Chunks() {
+			var s *slot
+			select {
+			case s = <-free:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			t := time.Now()
+			s.start, s.end = p.plan.Chunk(c)
+			if err := p.layout.read(p.job.Input, s.start, s.end, s.in, buf); err != nil {
+				return err
+			}
+			times.read += time.Since(t)
+			toInfer <- s
+		}
+		return nil
+	})
+
+	g.Go(func() error {
+		defer close(toWrite)
+		for s := range toInfer {
+			t := time.Now()
+			if err := p.infer(ctx, s); err != nil {
+				return err
+			}
+			times.infer += time.Since(t)
+			toWrite <- s
+		}
+		return nil
+	})
+
+	g.Go(func() error {
+		for s := range toWrite {
+			t := time.Now()
+			n := s.end - s.start
+			rows := make([][]byte, len(p.outputs))
+			for i, o := range p.outputs {
+				rows[i] = s.out[i][:n*o.SampleBytes()]
+			}
+			if err := sink.WriteChunk(s.start, rows); err != nil {
+				return err
+			}
+			times.write += time.Since(t)
+			if p.job.Progress != nil {
+				p.job.Progress(s.end, p.plan.Samples)
+			}
+			free <- s
+		}
+		return nil
+	})
+	err := g.Wait()
+	return times, err
+}
+
+// infer runs every batch of the slot's chunk. Only the file's last batch can
+// be short: it runs at its own size, or zero-padded when the model's batch dim
+// is fixed.
+func (p *pipeline) infer(ctx context.Context, s *slot) error {
+	b := p.plan.BatchSize
+	for k, first := 0, s.start; first < s.end; k, first = k+1, first+b {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		in, out := ort.Value(s.batchIn[k]), s.batchOut[k]
+		if n := s.end - first; n < b {
+			off := (first - s.start) * p.layout.SampleElems() * 4
+			if p.fixedBatch {
+				clear(s.in[off+n*p.layout.SampleElems()*4 : off+b*p.layout.SampleElems()*4])
+			} else {
+				tail, err := newInputTensor(p.layout, n, s.in[off:])
+				if err != nil {
+					return err
+				}
+				defer tail.Destroy()
+				tailOut, err := newOutputTensors(p.outputs, n, p.outputViews(s, first-s.start))
+				if err != nil {
+					return err
+				}
+				defer destroyAll(tailOut)
+				in, out = tail, tailOut
+			}
+		}
+		if err := p.sess.Run(in, out); err != nil {
+			return fmt.Errorf("run batch at sample %d: %s", first, oneLine(err))
+		}
+	}
+	return nil
+}

@@ -1,0 +1,237 @@
+package inference
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+
+	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/inferstack/inferstack/inference/npy"
+)
+
+// TensorInfo describes one model input or output. Dims of -1 are dynamic.
+type TensorInfo struct {
+	Name  string  `json:"name"`
+	DType string  `json:"dtype"`
+	Shape []int64 `json:"shape"`
+}
+
+// Model is an ONNX model read into memory, hashed and introspected.
+type Model struct {
+	Path    string       `json:"path"`
+	SHA256  string       `json:"sha256"`
+	Bytes   int64        `json:"bytes"`
+	Input   TensorInfo   `json:"input"`
+	Outputs []TensorInfo `json:"outputs"`
+
+	data []byte
+}
+
+// LoadModel reads, hashes and introspects the model at path. InitRuntime must
+// have succeeded. Models with more than one input, or a non-float32 input, are
+// refused: inferstack feeds one float32 tensor of samples.
+func LoadModel(path string) (*Model, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, withKind(ErrBadModel, "read model: %w", err)
+	}
+	inputs, outputs, err := ort.GetInputOutputInfoWithONNXData(data)
+	if err != nil {
+		return nil, withKind(ErrBadModel, "model %s is not a valid onnx model: %s", path, oneLine(err))
+	}
+	if len(inputs) != 1 {
+		return nil, withKind(ErrBadModel, "model %s has %d inputs; inferstack feeds models with exactly one input", path, len(inputs))
+	}
+	sum := sha256.Sum256(data)
+	m := &Model{Path: path, SHA256: hex.EncodeToString(sum[:]), Bytes: int64(len(data)), data: data}
+	if m.Input, err = tensorInfo(inputs[0]); err != nil {
+		return nil, withKind(ErrBadModel, "model %s: %w", path, err)
+	}
+	if m.Input.DType != "float32" {
+		return nil, withKind(ErrBadModel, "model %s: input %q is %s; inferstack feeds float32 inputs", path, m.Input.Name, m.Input.DType)
+	}
+	if len(m.Input.Shape) < 1 {
+		return nil, withKind(ErrBadModel, "model %s: input %q is a scalar; inferstack needs a batch axis", path, m.Input.Name)
+	}
+	for _, o := range outputs {
+		info, err := tensorInfo(o)
+		if err != nil {
+			return nil, withKind(ErrBadModel, "model %s: %w", path, err)
+		}
+		if _, ok := npy.DTypeOf(info.DType); !ok {
+			return nil, withKind(ErrBadModel, "model %s: output %q has dtype %s, which has no .npy form", path, info.Name, info.DType)
+		}
+		m.Outputs = append(m.Outputs, info)
+	}
+	return m, nil
+}
+
+func (m *Model) outputNames() []string {
+	names := make([]string, len(m.Outputs))
+	for i, o := range m.Outputs {
+		names[i] = o.Name
+	}
+	return names
+}
+
+func tensorInfo(io ort.InputOutputInfo) (TensorInfo, error) {
+	if io.OrtValueType != ort.ONNXTypeTensor {
+		return TensorInfo{}, fmt.Errorf("%q is a %s, not a tensor", io.Name, io.OrtValueType)
+	}
+	name, ok := dtypeNames[io.DataType]
+	if !ok {
+		name = strings.ToLower(io.DataType.String())
+	}
+	return TensorInfo{Name: io.Name, DType: name, Shape: []int64(io.Dimensions.Clone())}, nil
+}
+
+var dtypeNames = map[ort.TensorElementDataType]string{
+	ort.TensorElementDataTypeFloat: "float32", ort.TensorElementDataTypeDouble: "float64",
+	ort.TensorElementDataTypeFloat16: "float16", ort.TensorElementDataTypeBool: "bool",
+	ort.TensorElementDataTypeInt8: "int8", ort.TensorElementDataTypeInt16: "int16",
+	ort.TensorElementDataTypeInt32: "int32", ort.TensorElementDataTypeInt64: "int64",
+	ort.TensorElementDataTypeUint8: "uint8", ort.TensorElementDataTypeUint16: "uint16",
+	ort.TensorElementDataTypeUint32: "uint32", ort.TensorElementDataTypeUint64: "uint64",
+}
+
+func ortType(dtype string) ort.TensorElementDataType {
+	for t, name := range dtypeNames {
+		if name == dtype {
+			return t
+		}
+	}
+	return ort.TensorElementDataTypeUndefined
+}
+
+// Device selects the execution provider.
+type Device string
+
+// Devices: auto tries CUDA and falls back to CPU; gpu insists on CUDA.
+const (
+	DeviceAuto Device = "auto"
+	DeviceCPU  Device = "cpu"
+	DeviceGPU  Device = "gpu"
+)
+
+// ParseDevice accepts auto, cpu and gpu.
+func ParseDevice(s string) (Device, error) {
+	switch d := Device(s); d {
+	case DeviceAuto, DeviceCPU, DeviceGPU:
+		return d, nil
+	}
+	return "", fmt.Errorf("device %q: want auto, cpu or gpu", s)
+}
+
+// Session is one ORT session of a model on the device it really got.
+type Session struct {
+	ort *ort.DynamicAdvancedSession
+	// Device is where the session runs: cpu or gpu.
+	Device Device
+	// Fallback says why device auto ended on the CPU ("" when it did not).
+	Fallback string
+	Threads  int
+}
+
+// DefaultThreads is the intra-op thread count when none is chosen: all cores
+// but one, so reading and writing overlap with inference on small machines.
+func DefaultThreads() int { return max(1, runtime.NumCPU()-1) }
+
+// NewSession creates a session with threads intra-op threads (0 = DefaultThreads).
+func (m *Model) NewSession(device Device, threads int) (*Session, error) {
+	if threads <= 0 {
+		threads = DefaultThreads()
+	}
+	if device == DeviceCPU {
+		s, err := m.newSession(threads, false)
+		if err != nil {
+			return nil, err
+		}
+		return &Session{ort: s, Device: DeviceCPU, Threads: threads}, nil
+	}
+	ortEnv.Lock()
+	reason := ortEnv.cudaMissing
+	ortEnv.Unlock()
+	if reason == "" {
+		var s *ort.DynamicAdvancedSession
+		err := preservingSignalHandlers(func() (err error) {
+			s, err = m.newSession(threads, true)
+			return err
+		})
+		if err == nil {
+			return &Session{ort: s, Device: DeviceGPU, Threads: threads}, nil
+		}
+		reason = oneLine(err)
+		ortEnv.Lock()
+		ortEnv.cudaMissing = reason
+		ortEnv.Unlock()
+	}
+	if device == DeviceGPU {
+		return nil, withKind(ErrUnavailable, "cuda execution provider unavailable: %s (use --device auto or cpu)", reason)
+	}
+	s, err := m.newSession(threads, false)
+	if err != nil {
+		return nil, err
+	}
+	return &Session{ort: s, Device: DeviceCPU, Fallback: reason, Threads: threads}, nil
+}
+
+func (m *Model) newSession(threads int, cuda bool) (*ort.DynamicAdvancedSession, error) {
+	opts, err := ort.NewSessionOptions()
+	if err != nil {
+		return nil, fmt.Errorf("session options: %w", err)
+	}
+	defer opts.Destroy()
+	// Spinning intra-op threads fight the reader and writer for 2 cores and
+	// were measured 2-4x slower there; sequential execution keeps one pool.
+	for _, err := range []error{
+		opts.SetIntraOpNumThreads(threads),
+		opts.SetInterOpNumThreads(1),
+		opts.SetExecutionMode(ort.ExecutionModeSequential),
+		opts.AddSessionConfigEntry("session.intra_op.allow_spinning", "0"),
+		opts.AddSessionConfigEntry("session.inter_op.allow_spinning", "0"),
+	} {
+		if err != nil {
+			return nil, fmt.Errorf("session options: %w", err)
+		}
+	}
+	if cuda {
+		cudaOpts, err := ort.NewCUDAProviderOptions()
+		if err != nil {
+			return nil, err
+		}
+		defer cudaOpts.Destroy()
+		if err := opts.AppendExecutionProviderCUDA(cudaOpts); err != nil {
+			return nil, err
+		}
+	}
+	s, err := ort.NewDynamicAdvancedSessionWithONNXData(m.data, []string{m.Input.Name}, m.outputNames(), opts)
+	if err != nil {
+		if cuda {
+			return nil, err
+		}
+		return nil, withKind(ErrBadModel, "create session for %s: %s", m.Path, oneLine(err))
+	}
+	return s, nil
+}
+
+// Run runs one batch; outputs must be pre-allocated to the batch's shapes.
+func (s *Session) Run(input ort.Value, outputs []ort.Value) error {
+	return s.ort.Run([]ort.Value{input}, outputs)
+}
+
+// Close releases the session.
+func (s *Session) Close() {
+	if s != nil && s.ort != nil {
+		s.ort.Destroy()
+		s.ort = nil
+	}
+}
+
+// oneLine flattens multi-line ORT messages so every error stays one line.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}
