@@ -101,3 +101,15 @@ func valueInfo(name string, dims []int64) *onnxpb.ValueInfoProto {
 		}}},
 	}
 }
+
+// fixBatchDim rewrites dim 0 of every graph input and output to batch.
+func fixBatchDim(data []byte, batch int64) ([]byte, error) {
+	var m onnxpb.ModelProto
+	if err := proto.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("unmarshal model: %w", err)
+	}
+	for _, v := range append(m.Graph.Input, m.Graph.Output...) {
+		v.GetType().GetTensorType().GetShape().Dim[0].Value = &onnxpb.TensorShapeProto_Dimension_DimValue{DimValue: batch}
+	}
+	return proto.Marshal(&m)
+}

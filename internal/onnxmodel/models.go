@@ -143,3 +143,13 @@ func ChannelMean(channels int) ([]byte, error) {
 	g.output("mean", -1, int64(channels))
 	return g.model("mean over axis 1 (inferstack test model)")
 }
+
+// ModelWithBatch is Model with the batch dim fixed to batch, as some exported
+// models have; the engine must pad their last batch.
+func (m *MLP) ModelWithBatch(batch int64) ([]byte, error) {
+	data, err := m.Model()
+	if err != nil {
+		return nil, err
+	}
+	return fixBatchDim(data, batch)
+}
