@@ -38,7 +38,7 @@ func newRunCommand(m *Main) *runCommand {
 	fs.Int64Var(&c.window, "window", 0, "cut a signal [T] or [T,C] into windows of this many steps (needs --hop)")
 	fs.Int64Var(&c.hop, "hop", 0, "steps between the starts of consecutive windows")
 	fs.IntVar(&c.threads, "threads", 0, "ONNX Runtime intra-op threads (default: calibrated with the batch size)")
-	fs.StringVar(&c.ortLib, "ort-lib", "", "path to libonnxruntime.so (default: $"+inference.LibEnv+", else the one `make setup` installs)")
+	fs.StringVar(&c.ortLib, "ort-lib", "", "path to libonnxruntime.so (default: $"+inference.LibEnv+", else the one make setup installs)")
 	fs.BoolVar(&c.jsonOut, "json", false, "print the manifest as JSON on stdout instead of a summary")
 	fs.BoolVar(&c.quiet, "quiet", false, "no progress output")
 	fs.Usage = func() {

@@ -1,0 +1,191 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/inferstack/inferstack/inference"
+	"github.com/inferstack/inferstack/inference/npy"
+	"github.com/inferstack/inferstack/internal/onnxmodel"
+)
+
+// binary is the real inferstack command, built once for these tests: exit
+// codes and stderr are only worth testing on the process a user runs.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "inferstack-cli-test")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "inferstack")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: build inferstack: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	if _, err := os.Stat(inference.DefaultLibPath()); err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: these tests need ONNX Runtime at %s: run `make setup`\n", inference.DefaultLibPath())
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func run(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), "INFERSTACK_ORT_LIB="+inference.DefaultLibPath(), "INFERSTACK_CACHE="+t.TempDir())
+	cmd.Env = append(cmd.Env, env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exitErr *exec.ExitError
+	if err != nil && !errorsAs(err, &exitErr) {
+		t.Fatalf("run inferstack: %v", err)
+	}
+	return result{code: cmd.ProcessState.ExitCode(), stdout: stdout.String(), stderr: stderr.String()}
+}
+
+func errorsAs(err error, target **exec.ExitError) bool {
+	e, ok := err.(*exec.ExitError)
+	*target = e
+	return ok
+}
+
+// fixture writes a small MLP model and a matching input into a temp dir.
+func fixture(t *testing.T) (dir, model, input string) {
+	dir = t.TempDir()
+	data, err := onnxmodel.NewMLP(8, 16, 3, 1).Model()
+	require.NoError(t, err)
+	model = filepath.Join(dir, "mlp.onnx")
+	require.NoError(t, os.WriteFile(model, data, 0o644))
+	input = filepath.Join(dir, "x.npy")
+	require.NoError(t, os.WriteFile(input, append(npy.EncodeHeader(npy.Float32, []int64{100, 8}), make([]byte, 100*8*4)...), 0o644))
+	return dir, model, input
+}
+
+func TestRunSucceedsAndPrintsTheManifest(t *testing.T) {
+	t.Parallel()
+	dir, model, input := fixture(t)
+	out := filepath.Join(dir, "out")
+	r := run(t, nil, "run", "--model", model, "--input", input, "--output", out, "--device", "cpu", "--json")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	var m inference.Manifest
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &m), "stdout is the manifest")
+	require.EqualValues(t, 100, m.Samples)
+	require.Equal(t, inference.DeviceCPU, m.Device.Used)
+	written, err := os.ReadFile(filepath.Join(out, inference.ManifestFile))
+	require.NoError(t, err)
+	require.JSONEq(t, r.stdout, string(written))
+
+	r = run(t, nil, "run", "--model", model, "--input", input, "--output", out)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Contains(t, r.stdout, "100 samples")
+	require.Contains(t, r.stdout, filepath.Join(out, "probs.npy"))
+	require.Contains(t, r.stderr, "progress: 100%", "plain progress lines when stderr is not a terminal")
+	require.Contains(t, r.stderr, "cuda unavailable", "auto falls back with a logged warning")
+}
+
+func TestErrorsHaveOneLineAndTheirOwnExitCode(t *testing.T) {
+	t.Parallel()
+	dir, model, input := fixture(t)
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, data, 0o644))
+		return p
+	}
+	good, err := os.ReadFile(input)
+	require.NoError(t, err)
+	truncated := write("truncated.npy", good[:len(good)-10])
+	absurd := write("absurd.npy", append(npy.EncodeHeader(npy.Float32, []int64{1 << 62, 8}), good[128:]...))
+	badMagic := write("corrupt.npy", append([]byte("NOTNUMPY"), good[8:]...))
+	strs := write("strings.npy", append(rawHeader("{'descr': '<U3', 'fortran_order': False, 'shape': (2, 8), }"), make([]byte, 2*8*12)...))
+	fortran := write("fortran.npy", append(rawHeader("{'descr': '<f4', 'fortran_order': True, 'shape': (2, 8), }"), make([]byte, 2*8*4)...))
+	mismatch := write("mismatch.npy", append(npy.EncodeHeader(npy.Float32, []int64{4, 9}), make([]byte, 4*9*4)...))
+	notModel := write("model.onnx", []byte("hello"))
+	blocker := write("blocker", []byte("x"))
+	out := filepath.Join(dir, "out")
+	args := func(model, input, out string, extra ...string) []string {
+		return append([]string{"run", "--model", model, "--input", input, "--output", out, "--device", "cpu"}, extra...)
+	}
+
+	cases := []struct {
+		name    string
+		env     []string
+		args    []string
+		code    int
+		message string
+	}{
+		{"no command", nil, nil, exitUsage, "Usage"},
+		{"unknown command", nil, []string{"frobnicate"}, exitUsage, `unknown command "frobnicate"`},
+		{"missing flags", nil, []string{"run", "--model", model}, exitUsage, "missing --input, --output"},
+		{"unknown flag", nil, append(args(model, input, out), "--bogus"), exitUsage, "bogus"},
+		{"bad device", nil, args(model, input, out, "--device", "tpu"), exitUsage, `device "tpu"`},
+		{"window without hop", nil, args(model, input, out, "--window", "4"), exitUsage, "--window and --hop"},
+		{"missing input", nil, args(model, filepath.Join(dir, "nope.npy"), out), exitBadInput, "no such file"},
+		{"input is a directory", nil, args(model, dir, out), exitBadInput, "not a regular file"},
+		{"truncated npy", nil, args(model, truncated, out), exitBadInput, "truncated"},
+		{"absurd header", nil, args(model, absurd, out), exitBadInput, "too large"},
+		{"corrupt magic", nil, args(model, badMagic, out), exitBadInput, "npy"},
+		{"string dtype", nil, args(model, strs, out), exitBadInput, "<U3"},
+		{"fortran order", nil, args(model, fortran, out), exitBadInput, "fortran-order arrays are not supported"},
+		{"shape mismatch", nil, args(model, mismatch, out), exitBadInput, "model needs 8"},
+		{"model not onnx", nil, args(notModel, input, out), exitBadInput, "not a valid onnx model"},
+		{"missing model", nil, args(filepath.Join(dir, "none.onnx"), input, out), exitBadInput, "no such file"},
+		{"unwritable output", nil, args(model, input, filepath.Join(blocker, "out")), exitOutput, "not a directory"},
+		{"missing ort library", nil, append(args(model, input, out), "--ort-lib", filepath.Join(dir, "libnone.so")), exitUnavailable, "make setup"},
+		{"ort library not a library", nil, append(args(model, input, out), "--ort-lib", blocker), exitUnavailable, "make setup"},
+		{"gpu without cuda", nil, args(model, input, out, "--device", "gpu"), exitUnavailable, "cuda execution provider unavailable"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := run(t, tc.env, tc.args...)
+			require.Equal(t, tc.code, r.code, "stderr: %s", r.stderr)
+			require.Contains(t, r.stderr, tc.message)
+			if tc.code != exitUsage {
+				lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+				require.Len(t, lines, 1, "one line of error, got:\n%s", r.stderr)
+				require.True(t, strings.HasPrefix(lines[0], "inferstack: "), lines[0])
+			}
+			require.NoFileExists(t, filepath.Join(out, inference.ManifestFile), "a failed run wrote a manifest")
+		})
+	}
+}
+
+func TestHelp(t *testing.T) {
+	t.Parallel()
+	r := run(t, nil, "help", "run")
+	require.Equal(t, exitOK, r.code)
+	require.Contains(t, r.stderr, "-batch-size")
+	require.Contains(t, r.stderr, "manifest.json is written last")
+	r = run(t, nil, "--help")
+	require.Equal(t, exitOK, r.code)
+	require.Contains(t, r.stdout, "Exit codes")
+}
+
+// rawHeader builds a version 1.0 .npy header around any dict text, so tests
+// can write headers that EncodeHeader would never produce.
+func rawHeader(dict string) []byte {
+	n := len(dict) + 1
+	pad := (64 - (10+n)%64) % 64
+	h := []byte("\x93NUMPY\x01\x00")
+	h = append(h, byte(n+pad), byte((n+pad)>>8))
+	h = append(h, dict...)
+	h = append(h, bytes.Repeat([]byte(" "), pad)...)
+	return append(h, '\n')
+}
