@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -20,6 +21,8 @@ type BatchChoice struct {
 	// Source is flag, model (a fixed batch dim), calibrated, cached or small-input.
 	Source string  `json:"source"`
 	Trials []Trial `json:"trials,omitempty"`
+	// Partial says the time budget ended the calibration before the peak.
+	Partial bool `json:"partial,omitempty"`
 }
 
 // Trial is one measured setting of a calibration.
@@ -29,46 +32,48 @@ type Trial struct {
 	SamplesPerSec float64 `json:"samples_per_sec"`
 }
 
-// chooseBatch settles the batch size and, when calibrating, the thread count
-// (replacing *sess by a session with the winning threads).
-func chooseBatch(ctx context.Context, job Job, layout *Layout, sess **Session, outputs []OutputSpec, head []byte, headN int64) (BatchChoice, error) {
-	threads := (*sess).Threads
+// chooseBatch settles the batch size and, when calibrating, the thread count,
+// and returns the session with the chosen threads.
+func chooseBatch(ctx context.Context, job Job, layout *Layout, sess *Session, outputs []OutputSpec) (BatchChoice, *Session, error) {
+	threads := sess.Threads
 	switch {
 	case job.Model.Input.Shape[0] > 0:
-		return BatchChoice{BatchSize: job.Model.Input.Shape[0], Threads: threads, Source: "model"}, nil
+		return BatchChoice{BatchSize: job.Model.Input.Shape[0], Threads: threads, Source: "model"}, sess, nil
 	case job.BatchSize > 0:
-		return BatchChoice{BatchSize: job.BatchSize, Threads: threads, Source: "flag"}, nil
+		return BatchChoice{BatchSize: job.BatchSize, Threads: threads, Source: "flag"}, sess, nil
 	case layout.Samples <= 32:
 		// Calibrating would cost more than the whole job.
-		return BatchChoice{BatchSize: layout.Samples, Threads: threads, Source: "small-input"}, nil
+		return BatchChoice{BatchSize: layout.Samples, Threads: threads, Source: "small-input"}, sess, nil
 	}
-	key := calibrationKey(job, layout, (*sess).Device)
+	key := calibrationKey(job, layout, sess.Device)
 	cache := loadCalibrations()
 	if c, ok := cache[key]; ok {
 		c.Source = "cached"
-		if c.Threads != threads {
-			if err := replaceSession(job, sess, c.Threads); err != nil {
-				return BatchChoice{}, err
-			}
-		}
-		return c, nil
+		sess, err := job.Model.Session(job.Device, c.Threads)
+		return c, sess, err
+	}
+
+	headN := min(layout.Samples, maxCalibrationSamples)
+	head := make([]byte, headN*layout.SampleElems()*4)
+	if err := layout.read(job.Input, 0, headN, head, &readBuffers{}); err != nil {
+		return BatchChoice{}, nil, err
 	}
 
 	candidates := []int{threads}
 	if job.Threads == 0 {
 		candidates = slices.Compact([]int{DefaultThreads(), runtime.NumCPU()})
 	}
+	cal := &calibrator{ctx: ctx, layout: layout, outputs: outputs, head: head, headN: headN}
 	best := Trial{}
 	var trials []Trial
 	for _, t := range candidates {
-		if t != (*sess).Threads {
-			if err := replaceSession(job, sess, t); err != nil {
-				return BatchChoice{}, err
-			}
-		}
-		measured, err := measureBatches(ctx, *sess, layout, outputs, head, headN)
+		sess, err := job.Model.Session(job.Device, t)
 		if err != nil {
-			return BatchChoice{}, err
+			return BatchChoice{}, nil, err
+		}
+		measured, err := cal.batches(sess)
+		if err != nil {
+			return BatchChoice{}, nil, err
 		}
 		for _, m := range measured {
 			if m.SamplesPerSec > best.SamplesPerSec {
@@ -77,40 +82,56 @@ func chooseBatch(ctx context.Context, job Job, layout *Layout, sess **Session, o
 		}
 		trials = append(trials, measured...)
 	}
-	if best.Threads != (*sess).Threads {
-		if err := replaceSession(job, sess, best.Threads); err != nil {
-			return BatchChoice{}, err
-		}
+	choice := BatchChoice{BatchSize: best.BatchSize, Threads: best.Threads, Source: "calibrated", Trials: trials, Partial: cal.cut}
+	if !cal.cut {
+		// A calibration the budget cut short suits this job only: not cached.
+		cache[key] = choice
+		saveCalibrations(cache, job)
 	}
-	choice := BatchChoice{BatchSize: best.BatchSize, Threads: best.Threads, Source: "calibrated", Trials: trials}
-	cache[key] = choice
-	saveCalibrations(cache, job)
-	return choice, nil
+	sess, err := job.Model.Session(job.Device, best.Threads)
+	return choice, sess, err
 }
 
-func replaceSession(job Job, sess **Session, threads int) error {
-	next, err := job.Model.NewSession(job.Device, threads)
-	if err != nil {
-		return err
-	}
-	(*sess).Close()
-	*sess = next
-	return nil
+// Calibration spends at most calibrationShare of the job's estimated time
+// (from the batch-1 rate), and never more than maxCalibration, so that it
+// pays for itself on small jobs as well as on large ones.
+var calibrationShare = 0.1 // a variable so a test can grant a full budget
+
+const maxCalibration = 2 * time.Second
+
+// calibrator times batch sizes on the first samples within a time budget.
+type calibrator struct {
+	ctx      context.Context
+	layout   *Layout
+	outputs  []OutputSpec
+	head     []byte
+	headN    int64
+	deadline time.Time // zero until the first trial sets the budget
+	cut      bool      // the budget ended the calibration, not the peak
 }
 
-// measureBatches times doubling batch sizes on the first samples and stops
-// once throughput has clearly passed its peak (it is single-peaked in practice:
-// ~1,150 samples/s at 16 but ~400 at 256 for PaddleOCR's classifier on 2 cores).
-func measureBatches(ctx context.Context, sess *Session, layout *Layout, outputs []OutputSpec, head []byte, headN int64) ([]Trial, error) {
+// batches times doubling batch sizes and stops once throughput has clearly
+// passed its peak (single-peaked in practice: PaddleOCR's classifier on 2
+// cores runs ~1,150 samples/s at 16 but ~400 at 256), or the budget is spent.
+func (c *calibrator) batches(sess *Session) ([]Trial, error) {
 	var trials []Trial
 	best := 0.0
-	for b := int64(1); b <= headN; b *= 2 {
-		if err := ctx.Err(); err != nil {
+	for b := int64(1); b <= c.headN; b *= 2 {
+		if err := c.ctx.Err(); err != nil {
 			return nil, err
 		}
-		rate, err := measure(sess, layout, outputs, head, b)
+		if !c.deadline.IsZero() && time.Now().After(c.deadline) {
+			c.cut = true
+			break
+		}
+		start := time.Now()
+		rate, err := measure(sess, c.layout, c.outputs, c.head, b)
 		if err != nil {
 			return nil, err
+		}
+		if c.deadline.IsZero() {
+			estimate := time.Duration(float64(c.layout.Samples) / rate * float64(time.Second))
+			c.deadline = start.Add(min(maxCalibration, time.Duration(calibrationShare*float64(estimate))))
 		}
 		trials = append(trials, Trial{BatchSize: b, Threads: sess.Threads, SamplesPerSec: rate})
 		best = max(best, rate)
@@ -121,10 +142,12 @@ func measureBatches(ctx context.Context, sess *Session, layout *Layout, outputs 
 	return trials, nil
 }
 
-// measure runs batch b once to warm up, then until at least minRuns runs and
-// minTime have passed, and returns samples per second.
+// measure runs batch b once to warm up, then times at least minRuns runs
+// over at least minTime, and returns samples per second of the fastest run:
+// on a shared machine the minimum is what the setting can do, the mean is
+// what the neighbours let it do.
 func measure(sess *Session, layout *Layout, outputs []OutputSpec, head []byte, b int64) (float64, error) {
-	const minRuns, minTime = 3, 40 * time.Millisecond
+	const minRuns, minTime = 3, 5 * time.Millisecond
 	in, err := newInputTensor(layout, b, head)
 	if err != nil {
 		return 0, err
@@ -142,14 +165,15 @@ func measure(sess *Session, layout *Layout, outputs []OutputSpec, head []byte, b
 	if err := sess.Run(in, out); err != nil {
 		return 0, fmt.Errorf("calibration run at batch %d: %s", b, oneLine(err))
 	}
-	start, runs := time.Now(), 0
-	for runs < minRuns || time.Since(start) < minTime {
+	fastest := time.Duration(math.MaxInt64)
+	for runs, start := 0, time.Now(); runs < minRuns || time.Since(start) < minTime; runs++ {
+		t := time.Now()
 		if err := sess.Run(in, out); err != nil {
 			return 0, fmt.Errorf("calibration run at batch %d: %s", b, oneLine(err))
 		}
-		runs++
+		fastest = min(fastest, time.Since(t))
 	}
-	return float64(runs) * float64(b) / time.Since(start).Seconds(), nil
+	return float64(b) / max(fastest, time.Microsecond).Seconds(), nil
 }
 
 // calibrationKey names what a calibration depends on: the model, the sample

@@ -78,21 +78,16 @@ func Run(ctx context.Context, job Job, sink Sink) (*Manifest, error) {
 	sampleBytes := layout.SampleElems() * 4
 	batchDim := job.Model.Input.Shape[0]
 
-	// The first samples feed the output probe and the calibration.
-	headN := min(layout.Samples, maxCalibrationSamples)
-	if batchDim > 0 {
-		headN = min(layout.Samples, batchDim)
-	}
-	head := make([]byte, max(headN, batchDim)*sampleBytes)
-	if err := layout.read(job.Input, 0, headN, head, &readBuffers{}); err != nil {
+	// The first sample (or the model's fixed batch, zero-padded) probes the outputs.
+	probeN := max(1, batchDim)
+	head := make([]byte, probeN*sampleBytes)
+	if err := layout.read(job.Input, 0, min(probeN, layout.Samples), head, &readBuffers{}); err != nil {
 		return nil, err
 	}
-
-	sess, err := job.Model.NewSession(job.Device, job.Threads)
+	sess, err := job.Model.Session(job.Device, job.Threads)
 	if err != nil {
 		return nil, err
 	}
-	defer func() { sess.Close() }()
 	if sess.Fallback != "" {
 		log.Warn("cuda unavailable, running on cpu", "reason", sess.Fallback)
 	}
@@ -102,7 +97,7 @@ func Run(ctx context.Context, job Job, sink Sink) (*Manifest, error) {
 	}
 
 	calStart := time.Now()
-	choice, err := chooseBatch(ctx, job, layout, &sess, outputs, head, headN)
+	choice, sess, err := chooseBatch(ctx, job, layout, sess, outputs)
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +119,7 @@ func Run(ctx context.Context, job Job, sink Sink) (*Manifest, error) {
 		Inferstack:   Version(),
 		ORT:          ortEnv.version,
 		Input:        InputInfo{Name: job.InputName, Bytes: job.InputSize, Layout: *layout},
-		Model:        *job.Model,
+		Model:        job.Model.ModelInfo,
 		Samples:      layout.Samples,
 		Chunks:       plan.Chunks(),
 		ChunkSamples: plan.ChunkSamples,
@@ -137,6 +132,7 @@ func Run(ctx context.Context, job Job, sink Sink) (*Manifest, error) {
 			Read: seconds(stats.read), Infer: seconds(stats.infer), Write: seconds(stats.write),
 		},
 		SamplesPerSecond: float64(layout.Samples) / finished.Sub(started).Seconds(),
+		PeakRSSBytes:     peakRSS(),
 		StartedAt:        started.UTC(),
 		FinishedAt:       finished.UTC(),
 	}

@@ -216,11 +216,27 @@ func TestCalibrationChoosesAndCaches(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("INFERSTACK_CACHE", t.TempDir())
 	_, model := testMLP(t, dir)
-	input := writeNpy(t, dir, "x.npy", []int64{2000, 24}, randomFloats(2000*24, 9))
 
-	first, _ := mustRun(t, Job{Model: model}, input)
+	// A small job gets a calibration cut short by its budget, used once and not cached.
+	small := writeNpy(t, dir, "small.npy", []int64{2000, 24}, randomFloats(2000*24, 9))
+	for range 2 {
+		m, _ := mustRun(t, Job{Model: model}, small)
+		require.Equal(t, "calibrated", m.BatchChoice.Source)
+		require.True(t, m.BatchChoice.Partial)
+		require.Less(t, m.Durations.Calibrate, 0.5*m.Durations.Total+0.01, "calibration dwarfs a small job")
+	}
+
+	// Given the budget of a long job, calibration completes and is cached.
+	// (Sequential tests finish before parallel ones start: no race here.)
+	share := calibrationShare
+	calibrationShare = 10
+	t.Cleanup(func() { calibrationShare = share })
+	const n = 20_000
+	big := writeNpy(t, dir, "big.npy", []int64{n, 24}, randomFloats(n*24, 9))
+	first, _ := mustRun(t, Job{Model: model}, big)
 	require.Equal(t, "calibrated", first.BatchChoice.Source)
-	require.NotEmpty(t, first.BatchChoice.Trials)
+	require.False(t, first.BatchChoice.Partial, "trials: %+v", first.BatchChoice.Trials)
+	require.Greater(t, len(first.BatchChoice.Trials), 2)
 	var best Trial
 	for _, tr := range first.BatchChoice.Trials {
 		if tr.SamplesPerSec > best.SamplesPerSec {
@@ -230,7 +246,7 @@ func TestCalibrationChoosesAndCaches(t *testing.T) {
 	require.Equal(t, best.BatchSize, first.BatchSize, "the fastest trial wins")
 	require.Equal(t, best.Threads, first.Threads)
 
-	second, _ := mustRun(t, Job{Model: model}, input)
+	second, _ := mustRun(t, Job{Model: model}, big)
 	require.Equal(t, "cached", second.BatchChoice.Source)
 	require.Equal(t, first.BatchSize, second.BatchSize)
 	require.Equal(t, first.Threads, second.Threads)

@@ -25,7 +25,9 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
+	userCache = CacheDir()
 	lib := DefaultLibPath()
+	os.Setenv(LibEnv, lib)
 	os.Setenv("INFERSTACK_CACHE", cache)
 	if _, err := InitRuntime(lib); err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: these tests need ONNX Runtime %s: %v\n", ORTVersion, err)
@@ -36,16 +38,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// userCache is where `make setup` put the library and the models.
+var userCache string
+
 // pretrainedModel is PaddleOCR's text direction classifier that `make setup` fetches.
 func pretrainedModel(t testing.TB) string {
 	t.Helper()
-	base, err := os.UserCacheDir()
-	require.NoError(t, err)
-	dir := os.Getenv("INFERSTACK_MODELS")
-	if dir == "" {
-		dir = filepath.Join(base, "inferstack", "models")
-	}
-	path := filepath.Join(dir, "ch_ppocr_mobile_v2.0_cls_infer.onnx")
+	path := filepath.Join(userCache, "models", "ch_ppocr_mobile_v2.0_cls_infer.onnx")
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("pretrained test model missing (%v): run `make setup`", err)
 	}
@@ -108,6 +107,7 @@ func writeModel(t testing.TB, dir, name string, model []byte, err error) *Model 
 	path := writeFile(t, dir, name, model)
 	m, err := LoadModel(path)
 	require.NoError(t, err)
+	t.Cleanup(m.Close)
 	return m
 }
 

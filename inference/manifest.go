@@ -14,7 +14,7 @@ type Manifest struct {
 	Inferstack       string       `json:"inferstack_version"`
 	ORT              string       `json:"onnxruntime_version"`
 	Input            InputInfo    `json:"input"`
-	Model            Model        `json:"model"`
+	Model            ModelInfo    `json:"model"`
 	Samples          int64        `json:"samples"`
 	Chunks           int64        `json:"chunks"`
 	ChunkSamples     int64        `json:"chunk_samples"`
@@ -25,8 +25,11 @@ type Manifest struct {
 	Outputs          []OutputFile `json:"outputs"`
 	Durations        Durations    `json:"durations_seconds"`
 	SamplesPerSecond float64      `json:"samples_per_second"`
-	StartedAt        time.Time    `json:"started_at"`
-	FinishedAt       time.Time    `json:"finished_at"`
+	// PeakRSSBytes is the process's peak resident memory when the run ended
+	// (0 where the OS does not say).
+	PeakRSSBytes int64     `json:"peak_rss_bytes"`
+	StartedAt    time.Time `json:"started_at"`
+	FinishedAt   time.Time `json:"finished_at"`
 }
 
 // InputInfo names the input and how it was read.

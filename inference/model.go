@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 
 	ort "github.com/yalue/onnxruntime_go"
 
@@ -20,15 +21,29 @@ type TensorInfo struct {
 	Shape []int64 `json:"shape"`
 }
 
-// Model is an ONNX model read into memory, hashed and introspected.
-type Model struct {
+// ModelInfo identifies a model and describes its input and outputs.
+type ModelInfo struct {
 	Path    string       `json:"path"`
 	SHA256  string       `json:"sha256"`
 	Bytes   int64        `json:"bytes"`
 	Input   TensorInfo   `json:"input"`
 	Outputs []TensorInfo `json:"outputs"`
+}
+
+// Model is an ONNX model read into memory, hashed and introspected, with the
+// sessions created for it.
+type Model struct {
+	ModelInfo
 
 	data []byte
+
+	mu       sync.Mutex
+	sessions map[sessionKey]*Session
+}
+
+type sessionKey struct {
+	device  Device
+	threads int
 }
 
 // LoadModel reads, hashes and introspects the model at path. InitRuntime must
@@ -47,7 +62,7 @@ func LoadModel(path string) (*Model, error) {
 		return nil, withKind(ErrBadModel, "model %s has %d inputs; inferstack feeds models with exactly one input", path, len(inputs))
 	}
 	sum := sha256.Sum256(data)
-	m := &Model{Path: path, SHA256: hex.EncodeToString(sum[:]), Bytes: int64(len(data)), data: data}
+	m := &Model{ModelInfo: ModelInfo{Path: path, SHA256: hex.EncodeToString(sum[:]), Bytes: int64(len(data))}, data: data}
 	if m.Input, err = tensorInfo(inputs[0]); err != nil {
 		return nil, withKind(ErrBadModel, "model %s: %w", path, err)
 	}
@@ -139,6 +154,42 @@ type Session struct {
 // DefaultThreads is the intra-op thread count when none is chosen: all cores
 // but one, so reading and writing overlap with inference on small machines.
 func DefaultThreads() int { return max(1, runtime.NumCPU()-1) }
+
+// Session returns the model's session for device and threads (0 =
+// DefaultThreads), creating it on first use. Sessions are kept until Close:
+// a worker runs many jobs on one model, and a warm session skips ORT's
+// graph optimisation and first-run allocations. ORT sessions are safe for
+// concurrent Run calls.
+func (m *Model) Session(device Device, threads int) (*Session, error) {
+	if threads <= 0 {
+		threads = DefaultThreads()
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	key := sessionKey{device, threads}
+	if s, ok := m.sessions[key]; ok {
+		return s, nil
+	}
+	s, err := m.NewSession(device, threads)
+	if err != nil {
+		return nil, err
+	}
+	if m.sessions == nil {
+		m.sessions = map[sessionKey]*Session{}
+	}
+	m.sessions[key] = s
+	return s, nil
+}
+
+// Close releases the sessions Session created.
+func (m *Model) Close() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, s := range m.sessions {
+		s.Close()
+	}
+	m.sessions = nil
+}
 
 // NewSession creates a session with threads intra-op threads (0 = DefaultThreads).
 func (m *Model) NewSession(device Device, threads int) (*Session, error) {

@@ -81,6 +81,7 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	defer model.Close()
 	f, err := os.Open(c.input)
 	if err != nil {
 		return fmt.Errorf("open input: %w", badInput(err))
