@@ -160,7 +160,7 @@ func BenchmarkPeakRSS(b *testing.B) {
 	require.NoError(b, err)
 	_, err = f.Write(npy.EncodeHeader(npy.Float32, []int64{samples, in}))
 	require.NoError(b, err)
-	block := float32Bytes(randomFloats(4096*in, 21))
+	block := npy.FromFloat32(randomFloats(4096*in, 21))
 	for range samples / 4096 {
 		_, err = f.Write(block)
 		require.NoError(b, err)

@@ -89,13 +89,14 @@ func (d *DirSink) Finish(m *Manifest) error {
 	return nil
 }
 
-// Abort closes and removes the outputs written so far.
+// Abort closes and removes the outputs written so far, as far as it can:
+// without a manifest they are never taken for complete anyway.
 func (d *DirSink) Abort() {
 	for _, f := range d.files {
-		f.Close()
+		_ = f.Close()
 	}
 	for _, p := range d.paths {
-		os.Remove(p)
+		_ = os.Remove(p)
 	}
 	d.files, d.paths = nil, nil
 }

@@ -110,7 +110,7 @@ func TestInputFormatsAndDTypes(t *testing.T) {
 		return b
 	}
 	inputs := map[string][]byte{
-		"raw.bin": float32Bytes(x),
+		"raw.bin": npy.FromFloat32(x),
 		"f8.npy": append(npy.EncodeHeader(npy.DType{Kind: 'f', Size: 8}, []int64{n, 24}),
 			encode(npy.DType{Kind: 'f', Size: 8}, func(b []byte, v float32) { putU64(b, math.Float64bits(float64(v))) })...),
 		"i2.npy": append(npy.EncodeHeader(npy.DType{Kind: 'i', Size: 2}, []int64{n, 24}),
@@ -153,7 +153,7 @@ func TestWindowingASignal(t *testing.T) {
 	for _, name := range []string{"signal.npy", "signal.bin"} {
 		path := writeNpy(t, dir, name, []int64{10000}, signal)
 		if name == "signal.bin" {
-			path = writeFile(t, dir, name, float32Bytes(signal))
+			path = writeFile(t, dir, name, npy.FromFloat32(signal))
 		}
 		m, out := mustRun(t, Job{Model: model, Windowing: Windowing{Window: 64, Hop: hop}, BatchSize: 10, ChunkSamples: 30}, path)
 		require.EqualValues(t, windows, m.Samples)

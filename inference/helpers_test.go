@@ -3,7 +3,6 @@ package inference
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -60,14 +59,6 @@ func randomFloats(n int, seed uint64) []float32 {
 	return v
 }
 
-func float32Bytes(v []float32) []byte {
-	b := make([]byte, 4*len(v))
-	for i, x := range v {
-		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(x))
-	}
-	return b
-}
-
 func writeFile(t testing.TB, dir, name string, parts ...[]byte) string {
 	t.Helper()
 	path := filepath.Join(dir, name)
@@ -77,7 +68,7 @@ func writeFile(t testing.TB, dir, name string, parts ...[]byte) string {
 
 func writeNpy(t testing.TB, dir, name string, shape []int64, v []float32) string {
 	t.Helper()
-	return writeFile(t, dir, name, npy.EncodeHeader(npy.Float32, shape), float32Bytes(v))
+	return writeFile(t, dir, name, npy.EncodeHeader(npy.Float32, shape), npy.FromFloat32(v))
 }
 
 // readNpy returns an output file's shape and its raw data bytes.

@@ -86,7 +86,7 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("open input: %w", badInput(err))
 	}
-	defer f.Close()
+	defer f.Close() //nolint:errcheck // read-only: nothing to lose on close
 	info, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("stat input: %w", badInput(err))

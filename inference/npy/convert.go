@@ -117,3 +117,13 @@ func halfToFloat32(h uint16) float32 {
 		return math.Float32frombits(sign | (exp+127-15)<<23 | mant<<13)
 	}
 }
+
+// FromFloat32 encodes v as little-endian float32 bytes: the data of a
+// Float32 array, or a raw .bin input.
+func FromFloat32(v []float32) []byte {
+	b := make([]byte, 4*len(v))
+	for i, x := range v {
+		le.PutUint32(b[4*i:], math.Float32bits(x))
+	}
+	return b
+}

@@ -190,16 +190,16 @@ func (p *pyParser) parseString() (string, error) {
 	p.pos++
 	start := p.pos
 	for p.pos < len(p.s) {
-		switch c := p.s[p.pos]; {
-		case c == quote:
+		switch p.s[p.pos] {
+		case quote:
 			p.pos++
 			if p.discard > 0 {
 				return "", nil
 			}
 			return string(p.s[start : p.pos-1]), nil
-		case c == '\n' || c == '\r':
+		case '\n', '\r':
 			return "", p.errorf("newline inside a string")
-		case c == '\\':
+		case '\\':
 			if p.discard == 0 {
 				return "", p.errorf("backslash escapes are not supported here")
 			}
@@ -239,7 +239,7 @@ func (p *pyParser) parseName() (pyValue, error) {
 	start := p.pos
 	for p.pos < len(p.s) {
 		c := p.s[p.pos]
-		if c != '_' && !(c|0x20 >= 'a' && c|0x20 <= 'z') && !(c >= '0' && c <= '9') {
+		if c != '_' && (c|0x20 < 'a' || c|0x20 > 'z') && (c < '0' || c > '9') {
 			break
 		}
 		p.pos++

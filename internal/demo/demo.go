@@ -4,10 +4,10 @@
 package demo
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -81,21 +81,8 @@ func (s Setup) Prepare(dir string) error {
 }
 
 func writeNpy(path string, v []float32) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
 	header := npy.EncodeHeader(npy.Float32, []int64{int64(len(v))})
-	buf := make([]byte, 0, len(header)+4*len(v))
-	buf = append(buf, header...)
-	for _, x := range v {
-		buf = append(buf, byte(math.Float32bits(x)), byte(math.Float32bits(x)>>8), byte(math.Float32bits(x)>>16), byte(math.Float32bits(x)>>24))
-	}
-	if _, err := f.Write(buf); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return os.WriteFile(path, append(header, npy.FromFloat32(v)...), 0o644)
 }
 
 // Score is how the detector's output compares with the planted events.
@@ -139,24 +126,19 @@ func Report(dir, outDir string) (Score, error) {
 
 // readProbs returns column 1 of an [N,2] float32 .npy file.
 func readProbs(path string) ([]float32, error) {
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	h, err := npy.ReadHeader(f)
+	h, err := npy.ReadHeader(bytes.NewReader(data))
 	if err != nil {
 		return nil, err
 	}
-	if h.DType != npy.Float32 || len(h.Shape) != 2 || h.Shape[1] != 2 {
-		return nil, errors.New("probs.npy: want float32 [N,2]")
-	}
-	raw := make([]byte, h.DataBytes())
-	if _, err := io.ReadFull(f, raw); err != nil {
-		return nil, fmt.Errorf("read probs.npy: %w", err)
+	if h.DType != npy.Float32 || len(h.Shape) != 2 || h.Shape[1] != 2 || h.DataOffset+h.DataBytes() != int64(len(data)) {
+		return nil, errors.New("probs.npy: want a complete float32 [N,2] array")
 	}
 	all := make([]float32, h.NumElements())
-	npy.ToFloat32(all, raw, h.DType)
+	npy.ToFloat32(all, data[h.DataOffset:], h.DType)
 	col := make([]float32, h.Shape[0])
 	for i := range col {
 		col[i] = all[2*i+1]
