@@ -22,6 +22,8 @@ const (
 	exitBadInput    = 3 // the input or the model cannot be used
 	exitUnavailable = 4 // a prerequisite is missing: the ONNX Runtime library, or CUDA for --device gpu
 	exitOutput      = 5 // the output directory cannot be written
+	// exitInterrupted follows the shell's 128+SIGINT; the partial output is removed.
+	exitInterrupted = 130
 )
 
 func main() {
@@ -47,7 +49,8 @@ Usage:
   inferstack help [command]                                 show help
 
 Exit codes: 0 ok, 1 internal failure, 2 usage error, 3 bad input or model,
-4 missing prerequisite (ONNX Runtime library, CUDA), 5 output not writable.
+4 missing prerequisite (ONNX Runtime library, CUDA), 5 output not writable,
+130 interrupted.
 `
 
 // Run dispatches a subcommand and returns the process exit code.
@@ -86,6 +89,10 @@ var errHelp = errors.New("help requested")
 func (m *Main) exit(err error) int {
 	if err == nil || errors.Is(err, errHelp) {
 		return exitOK
+	}
+	if errors.Is(err, context.Canceled) {
+		fmt.Fprintln(m.Stderr, "inferstack: interrupted; partial outputs removed")
+		return exitInterrupted
 	}
 	fmt.Fprintf(m.Stderr, "inferstack: %v\n", err)
 	var ue *usageError

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -188,4 +189,32 @@ func rawHeader(dict string) []byte {
 	h = append(h, dict...)
 	h = append(h, bytes.Repeat([]byte(" "), pad)...)
 	return append(h, '\n')
+}
+
+// Ctrl-C mid-run stops at once, removes the partial outputs and says so.
+func TestInterruptRemovesPartialOutputs(t *testing.T) {
+	t.Parallel()
+	dir, model, _ := fixture(t)
+	// Batch size 1 over 2M samples keeps the run going for many seconds.
+	const n = 2 << 20
+	input := filepath.Join(dir, "long.npy")
+	require.NoError(t, os.WriteFile(input, append(npy.EncodeHeader(npy.Float32, []int64{n, 8}), make([]byte, n*8*4)...), 0o644))
+	out := filepath.Join(dir, "out")
+	cmd := exec.Command(binary, "run", "--model", model, "--input", input, "--output", out, "--device", "cpu", "--batch-size", "1")
+	cmd.Env = append(os.Environ(), "INFERSTACK_ORT_LIB="+inference.DefaultLibPath(), "INFERSTACK_CACHE="+t.TempDir())
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	// The output file appears when inference starts streaming.
+	require.Eventually(t, func() bool {
+		_, err := os.Stat(filepath.Join(out, "probs.npy"))
+		return err == nil
+	}, 30*time.Second, 5*time.Millisecond)
+	require.NoError(t, cmd.Process.Signal(os.Interrupt))
+	err := cmd.Wait()
+	require.Error(t, err)
+	require.Equal(t, exitInterrupted, cmd.ProcessState.ExitCode(), stderr.String())
+	require.Contains(t, stderr.String(), "interrupted")
+	require.NoFileExists(t, filepath.Join(out, "probs.npy"))
+	require.NoFileExists(t, filepath.Join(out, inference.ManifestFile))
 }
