@@ -34,7 +34,8 @@ demo: setup build ## run the quick-start job: find planted events in a 64 MiB si
 	@$(BIN)/inferstack-demo report $(DEMO_DIR) $(DEMO_DIR)/result
 
 .PHONY: test
-test: setup ## run every test (race detector on), against the real ONNX Runtime
+test: ## run every test (race detector on), against the real ONNX Runtime
+	@scripts/setup.sh --test
 	go test -race -count=1 $(RACE_PKGS)
 
 .PHONY: lint

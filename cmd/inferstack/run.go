@@ -150,8 +150,12 @@ func (c *runCommand) printSummary(m *inference.Manifest) {
 	w := c.m.Stdout
 	fmt.Fprintf(w, "ran %s over %s: %d samples in %.2fs (%.0f samples/s)\n",
 		filepath.Base(m.Model.Path), m.Input.Name, m.Samples, m.Durations.Total, m.SamplesPerSecond)
+	source := m.BatchChoice.Source
+	if m.BatchChoice.Partial {
+		source += " within a small job's budget"
+	}
 	fmt.Fprintf(w, "batch size %d, %d threads (%s), %d chunks of %d samples, device %s",
-		m.BatchSize, m.Threads, m.BatchChoice.Source, m.Chunks, m.ChunkSamples, m.Device.Used)
+		m.BatchSize, m.Threads, source, m.Chunks, m.ChunkSamples, m.Device.Used)
 	if m.Device.Fallback != "" {
 		fmt.Fprintf(w, " (fell back from CUDA: %s)", m.Device.Fallback)
 	}
