@@ -2,6 +2,8 @@ package inference
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -332,26 +334,43 @@ func TestBadModelIsRefused(t *testing.T) {
 	require.NotContains(t, err.Error(), "\n")
 }
 
-// A failed re-run into a directory that holds an earlier result must not
-// leave that manifest next to outputs it does not describe.
-func TestFailedRunLeavesNoManifest(t *testing.T) {
+// brokenDisk fails every read past failAt, like a disk or a network mount
+// going away in the middle of a job.
+type brokenDisk struct {
+	io.ReaderAt
+	failAt int64
+}
+
+func (b brokenDisk) ReadAt(p []byte, off int64) (int, error) {
+	if off+int64(len(p)) > b.failAt {
+		return 0, errors.New("input/output error")
+	}
+	return b.ReaderAt.ReadAt(p, off)
+}
+
+// A re-run that fails midway into a directory holding an earlier result must
+// leave neither that manifest nor its own partial outputs.
+func TestFailedRunLeavesNoManifestNorPartialOutputs(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	_, model := testMLP(t, dir)
-	good := writeNpy(t, dir, "good.npy", []int64{10, 24}, randomFloats(240, 12))
+	const n = 4000
+	input := writeNpy(t, dir, "x.npy", []int64{n, 24}, randomFloats(n*24, 12))
 	out := filepath.Join(dir, "out")
-	f, err := os.Open(good)
-	require.NoError(t, err)
-	defer f.Close()
-	_, err = Run(t.Context(), Job{Model: model, Input: f, InputSize: 240*4 + 128, InputName: good, Device: DeviceCPU, BatchSize: 4}, NewDirSink(out))
+	job := Job{Model: model, BatchSize: 16, ChunkSamples: 256}
+	_, err := runInto(t, job, input, NewDirSink(out))
 	require.NoError(t, err)
 	require.FileExists(t, filepath.Join(out, ManifestFile))
 
-	sink := NewDirSink(out)
-	require.NoError(t, sink.Start(&Layout{Samples: 10}, []OutputSpec{{Name: "probs", DType: "float32", SampleShape: []int64{5}, dt: npy.Float32}}))
-	sink.Abort()
-	require.NoFileExists(t, filepath.Join(out, ManifestFile))
-	require.NoFileExists(t, filepath.Join(out, "probs.npy"))
+	f, err := os.Open(input)
+	require.NoError(t, err)
+	defer f.Close()
+	job.Input, job.InputSize, job.InputName, job.Device = brokenDisk{f, n / 2 * 24 * 4}, int64(n*24*4+128), input, DeviceCPU
+	_, err = Run(t.Context(), job, NewDirSink(out))
+	require.ErrorContains(t, err, "input/output error")
+	entries, err := os.ReadDir(out)
+	require.NoError(t, err)
+	require.Empty(t, entries, "a failed run left files behind")
 }
 
 func TestUnwritableOutput(t *testing.T) {
@@ -360,11 +379,7 @@ func TestUnwritableOutput(t *testing.T) {
 	_, model := testMLP(t, dir)
 	good := writeNpy(t, dir, "good.npy", []int64{10, 24}, randomFloats(240, 13))
 	blocker := writeFile(t, dir, "file", []byte("x"))
-	f, err := os.Open(good)
-	require.NoError(t, err)
-	defer f.Close()
-	_, err = Run(t.Context(), Job{Model: model, Input: f, InputSize: 240*4 + 128, InputName: good, Device: DeviceCPU, BatchSize: 4},
-		NewDirSink(filepath.Join(blocker, "out")))
+	_, err := runInto(t, Job{Model: model, BatchSize: 4}, good, NewDirSink(filepath.Join(blocker, "out")))
 	require.ErrorIs(t, err, ErrOutput)
 }
 

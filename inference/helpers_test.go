@@ -111,6 +111,15 @@ func testMLP(t testing.TB, dir string) (*onnxmodel.MLP, *Model) {
 // runFile runs the engine over the file at path into a fresh directory.
 func runFile(t testing.TB, job Job, path string) (*Manifest, string, error) {
 	t.Helper()
+	out := t.TempDir()
+	m, err := runInto(t, job, path, NewDirSink(out))
+	return m, out, err
+}
+
+// runInto runs the engine over the file at path into sink, on the CPU unless
+// the job says otherwise.
+func runInto(t testing.TB, job Job, path string, sink Sink) (*Manifest, error) {
+	t.Helper()
 	f, err := os.Open(path)
 	require.NoError(t, err)
 	defer f.Close()
@@ -120,9 +129,7 @@ func runFile(t testing.TB, job Job, path string) (*Manifest, string, error) {
 	if job.Device == "" {
 		job.Device = DeviceCPU
 	}
-	out := t.TempDir()
-	m, err := Run(context.Background(), job, NewDirSink(out))
-	return m, out, err
+	return Run(context.Background(), job, sink)
 }
 
 func mustRun(t testing.TB, job Job, path string) (*Manifest, string) {

@@ -170,15 +170,17 @@ func (l *Layout) read(r io.ReaderAt, start, end int64, dst []byte, buf *readBuff
 	return nil
 }
 
+// readFull reads len(buf) bytes at off. A short file (one that shrank since
+// its size was checked) is bad input; any other failure is the machine's.
 func readFull(r io.ReaderAt, buf []byte, off int64) error {
 	n, err := r.ReadAt(buf, off)
-	if n == len(buf) {
+	switch {
+	case n == len(buf):
 		return nil
+	case err == nil || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return withKind(ErrBadInput, "read input at byte %d: %w", off, io.ErrUnexpectedEOF)
 	}
-	if err == nil || errors.Is(err, io.EOF) {
-		err = io.ErrUnexpectedEOF
-	}
-	return withKind(ErrBadInput, "read input at byte %d: %w", off, err)
+	return fmt.Errorf("read input at byte %d: %w", off, err)
 }
 
 func grow(buf *[]byte, n int64) []byte {
