@@ -181,7 +181,7 @@ func measure(sess *Session, layout *Layout, outputs []OutputSpec, head []byte, b
 func calibrationKey(job Job, layout *Layout, device Device) string {
 	host, _ := os.Hostname()
 	h := sha256.New()
-	fmt.Fprintf(h, "%s|%v|%s|%d|%d|%s|%s", job.Model.SHA256, layout.SampleShape, device, job.Threads, runtime.NumCPU(), host, ortEnv.version)
+	fmt.Fprintf(h, "%s|%v|%s|%d|%d|%s|%s", job.Model.SHA256, layout.SampleShape, device, job.Threads, runtime.NumCPU(), host, runtimeVersion())
 	return hex.EncodeToString(h.Sum(nil))[:32]
 }
 

@@ -71,6 +71,9 @@ func Run(ctx context.Context, job Job, sink Sink) (*Manifest, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if job.Device == "" {
+		job.Device = DeviceAuto
+	}
 	layout, err := NewLayout(job.Input, job.InputSize, job.InputName, job.Model.Input, job.Windowing)
 	if err != nil {
 		return nil, err
@@ -117,7 +120,7 @@ func Run(ctx context.Context, job Job, sink Sink) (*Manifest, error) {
 	finished := time.Now()
 	m := &Manifest{
 		Inferstack:   Version(),
-		ORT:          ortEnv.version,
+		ORT:          runtimeVersion(),
 		Input:        InputInfo{Name: job.InputName, Bytes: job.InputSize, Layout: *layout},
 		Model:        job.Model.ModelInfo,
 		Samples:      layout.Samples,
@@ -128,8 +131,8 @@ func Run(ctx context.Context, job Job, sink Sink) (*Manifest, error) {
 		BatchChoice:  choice,
 		Device:       DeviceInfo{Requested: job.Device, Used: sess.Device, Fallback: sess.Fallback},
 		Durations: Durations{
-			Total: seconds(finished.Sub(started)), Calibrate: seconds(calibration),
-			Read: seconds(stats.read), Infer: seconds(stats.infer), Write: seconds(stats.write),
+			Total: finished.Sub(started).Seconds(), Calibrate: calibration.Seconds(),
+			Read: stats.read.Seconds(), Infer: stats.infer.Seconds(), Write: stats.write.Seconds(),
 		},
 		SamplesPerSecond: float64(layout.Samples) / finished.Sub(started).Seconds(),
 		PeakRSSBytes:     peakRSS(),
@@ -206,8 +209,6 @@ func destroyAll(values []ort.Value) {
 		}
 	}
 }
-
-func seconds(d time.Duration) float64 { return d.Seconds() }
 
 // slot is the memory of one chunk in flight, with a pre-created tensor pair
 // for each full batch over slices of it: no allocation per batch.

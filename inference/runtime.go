@@ -75,3 +75,10 @@ func InitRuntime(libPath string) (string, error) {
 	ortEnv.lib, ortEnv.version = libPath, ort.GetVersion()
 	return ortEnv.version, nil
 }
+
+// runtimeVersion is the loaded ONNX Runtime's version ("" before InitRuntime).
+func runtimeVersion() string {
+	ortEnv.Lock()
+	defer ortEnv.Unlock()
+	return ortEnv.version
+}
