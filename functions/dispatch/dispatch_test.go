@@ -1,0 +1,347 @@
+package dispatch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+	"github.com/stretchr/testify/require"
+
+	"github.com/inferstack/inferstack/internal/job"
+)
+
+// fakeQueues records what was sent where; SendFn can inject failures.
+type fakeQueues struct {
+	mu     sync.Mutex
+	sent   map[string][]sqstypes.SendMessageBatchRequestEntry
+	calls  int
+	SendFn func(in *sqs.SendMessageBatchInput) (*sqs.SendMessageBatchOutput, error)
+}
+
+func (f *fakeQueues) SendMessageBatch(_ context.Context, in *sqs.SendMessageBatchInput, _ ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if f.SendFn != nil {
+		if out, err := f.SendFn(in); err != nil || out != nil {
+			if err == nil {
+				f.record(in, out)
+			}
+			return out, err
+		}
+	}
+	f.record(in, &sqs.SendMessageBatchOutput{})
+	return &sqs.SendMessageBatchOutput{}, nil
+}
+
+func (f *fakeQueues) record(in *sqs.SendMessageBatchInput, out *sqs.SendMessageBatchOutput) {
+	if f.sent == nil {
+		f.sent = map[string][]sqstypes.SendMessageBatchRequestEntry{}
+	}
+	failed := map[string]bool{}
+	for _, e := range out.Failed {
+		failed[aws.ToString(e.Id)] = true
+	}
+	for _, e := range in.Entries {
+		if !failed[aws.ToString(e.Id)] {
+			f.sent[aws.ToString(in.QueueUrl)] = append(f.sent[aws.ToString(in.QueueUrl)], e)
+		}
+	}
+}
+
+type fakeParameters struct {
+	mu    sync.Mutex
+	value string
+	err   error
+	reads int
+}
+
+func (f *fakeParameters) GetParameter(_ context.Context, in *ssm.GetParameterInput, _ ...func(*ssm.Options)) (*ssm.GetParameterOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reads++
+	if f.err != nil {
+		return nil, f.err
+	}
+	return &ssm.GetParameterOutput{Parameter: &ssmtypes.Parameter{Name: in.Name, Value: aws.String(f.value)}}, nil
+}
+
+type fakeObjects map[string]int64
+
+func (f fakeObjects) HeadObject(_ context.Context, in *s3.HeadObjectInput, _ ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
+	size, ok := f[aws.ToString(in.Key)]
+	if !ok {
+		return nil, &s3types.NotFound{}
+	}
+	return &s3.HeadObjectOutput{ContentLength: aws.Int64(size)}, nil
+}
+
+var testConfig = Config{
+	Bucket: "bucket", InputPrefix: "inputs/", TierParameter: "/inferstack/dev/tier", TierCacheTTL: 30 * time.Second,
+	CPUQueueURL: "cpu-url", GPUQueueURL: "gpu-url", DeadLetterURL: "dlq-url", AutoGPUMin: 1000,
+}
+
+func fixture(t *testing.T, name string) events.SQSEvent {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", name))
+	require.NoError(t, err)
+	var ev events.SQSEvent
+	require.NoError(t, json.Unmarshal(data, &ev))
+	return ev
+}
+
+func attr(e sqstypes.SendMessageBatchRequestEntry, name string) string {
+	return aws.ToString(e.MessageAttributes[name].StringValue)
+}
+
+func failures(resp events.SQSEventResponse) []string {
+	var ids []string
+	for _, f := range resp.BatchItemFailures {
+		ids = append(ids, f.ItemIdentifier)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+func TestClassicMessageGoesToTheActiveTierUnchanged(t *testing.T) {
+	t.Parallel()
+	for _, tier := range []string{"cpu", "gpu"} {
+		q, p := &fakeQueues{}, &fakeParameters{value: tier}
+		d := New(testConfig, q, p, fakeObjects{}, nil, nil)
+		ev := fixture(t, "classic.json")
+		resp, err := d.Handle(t.Context(), ev)
+		require.NoError(t, err)
+		require.Empty(t, resp.BatchItemFailures)
+		sent := q.sent[tier+"-url"]
+		require.Len(t, sent, 1, "tier %s", tier)
+		require.Equal(t, `{"filename": "file_to_process.bin"}`, aws.ToString(sent[0].MessageBody), "body preserved byte for byte")
+		require.Equal(t, tier, attr(sent[0], AttrTier))
+		require.Equal(t, ev.Records[0].MessageId, attr(sent[0], AttrOriginMessageID))
+		require.Regexp(t, `^j-[0-9a-f]{20}$`, attr(sent[0], AttrJobID))
+		_, err = time.Parse(time.RFC3339Nano, attr(sent[0], AttrDispatchedAt))
+		require.NoError(t, err)
+	}
+}
+
+func TestMixedBatchForwardsTheGoodAndDeadLettersTheBad(t *testing.T) {
+	t.Parallel()
+	q := &fakeQueues{}
+	d := New(testConfig, q, &fakeParameters{value: "cpu"}, fakeObjects{}, nil, nil)
+	resp, err := d.Handle(t.Context(), fixture(t, "mixed.json"))
+	require.NoError(t, err)
+	require.Empty(t, resp.BatchItemFailures, "invalid messages are dead-lettered, not retried")
+
+	var forwarded []string
+	for _, e := range q.sent["cpu-url"] {
+		forwarded = append(forwarded, attr(e, AttrOriginMessageID))
+	}
+	require.ElementsMatch(t, []string{"good-1", "good-2"}, forwarded)
+	require.Equal(t, "day-2", attr(q.sent["cpu-url"][1], AttrJobID), "a given job id is kept")
+
+	reasons := map[string]string{}
+	for _, e := range q.sent["dlq-url"] {
+		reasons[attr(e, AttrOriginMessageID)] = attr(e, AttrReason)
+	}
+	require.Len(t, reasons, 3)
+	require.Contains(t, reasons["bad-json"], "not a valid request")
+	require.Contains(t, reasons["bad-path"], `".." segment`)
+	require.Contains(t, reasons["bad-field"], `unknown field "bucket"`)
+}
+
+func TestTransientFailuresAreRetriedAndNothingElse(t *testing.T) {
+	t.Parallel()
+	t.Run("ssm down", func(t *testing.T) {
+		q := &fakeQueues{}
+		d := New(testConfig, q, &fakeParameters{err: errors.New("connection refused")}, fakeObjects{}, nil, nil)
+		resp, err := d.Handle(t.Context(), fixture(t, "mixed.json"))
+		require.NoError(t, err)
+		require.Equal(t, []string{"good-1", "good-2"}, failures(resp))
+		require.Len(t, q.sent["dlq-url"], 3, "invalid messages still go to the DLQ")
+	})
+	t.Run("tier queue refuses one entry", func(t *testing.T) {
+		q := &fakeQueues{SendFn: func(in *sqs.SendMessageBatchInput) (*sqs.SendMessageBatchOutput, error) {
+			if aws.ToString(in.QueueUrl) != "cpu-url" {
+				return nil, nil
+			}
+			return &sqs.SendMessageBatchOutput{Failed: []sqstypes.BatchResultErrorEntry{{Id: in.Entries[1].Id, Code: aws.String("InternalError")}}}, nil
+		}}
+		d := New(testConfig, q, &fakeParameters{value: "cpu"}, fakeObjects{}, nil, nil)
+		resp, err := d.Handle(t.Context(), fixture(t, "mixed.json"))
+		require.NoError(t, err)
+		require.Equal(t, []string{"good-2"}, failures(resp))
+		require.Len(t, q.sent["cpu-url"], 1)
+	})
+	t.Run("dead-letter queue down", func(t *testing.T) {
+		q := &fakeQueues{SendFn: func(in *sqs.SendMessageBatchInput) (*sqs.SendMessageBatchOutput, error) {
+			if aws.ToString(in.QueueUrl) == "dlq-url" {
+				return nil, errors.New("throttled")
+			}
+			return nil, nil
+		}}
+		d := New(testConfig, q, &fakeParameters{value: "cpu"}, fakeObjects{}, nil, nil)
+		resp, err := d.Handle(t.Context(), fixture(t, "mixed.json"))
+		require.NoError(t, err)
+		require.Equal(t, []string{"bad-field", "bad-json", "bad-path"}, failures(resp), "a poison message is never dropped")
+	})
+}
+
+func TestTierSettingIsCachedForTheTTL(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_800_000_000, 0)
+	clock := func() time.Time { return now }
+	q, p := &fakeQueues{}, &fakeParameters{value: "cpu"}
+	d := New(testConfig, q, p, fakeObjects{}, nil, clock)
+	ev := fixture(t, "classic.json")
+	handle := func() {
+		_, err := d.Handle(t.Context(), ev)
+		require.NoError(t, err)
+	}
+	handle()
+	p.value = "gpu"
+	now = now.Add(29 * time.Second)
+	handle()
+	require.Equal(t, 1, p.reads)
+	require.Len(t, q.sent["cpu-url"], 2, "within the TTL the cached tier holds")
+	now = now.Add(time.Second)
+	handle()
+	require.Equal(t, 2, p.reads)
+	require.Len(t, q.sent["gpu-url"], 1, "after the TTL the switch takes effect")
+}
+
+func TestAutoTierOverrideAndDisabledGPU(t *testing.T) {
+	t.Parallel()
+	objects := fakeObjects{"inputs/small.bin": 999, "inputs/big.bin": 1000}
+	msg := func(body string) events.SQSEvent {
+		return events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m", Body: body}}}
+	}
+	cases := []struct {
+		name    string
+		cfg     func(*Config)
+		setting string
+		body    string
+		queue   string
+		reason  string
+	}{
+		{"auto small goes to cpu", nil, "auto", `{"filename":"small.bin"}`, "cpu-url", ""},
+		{"auto at threshold goes to gpu", nil, "auto", `{"filename":"big.bin"}`, "gpu-url", ""},
+		{"auto missing input is dead-lettered", nil, "auto", `{"filename":"nope.bin"}`, "dlq-url", "does not exist"},
+		{"gpu disabled sends gpu work to cpu", func(c *Config) { c.GPUQueueURL = "" }, "gpu", `{"filename":"x"}`, "cpu-url", ""},
+		{"override refused by default", nil, "cpu", `{"filename":"x","tier":"gpu"}`, "dlq-url", "does not allow a per-message tier"},
+		{"override allowed", func(c *Config) { c.AllowOverride = true }, "cpu", `{"filename":"x","tier":"gpu"}`, "gpu-url", ""},
+		{"override to a disabled tier", func(c *Config) { c.AllowOverride, c.GPUQueueURL = true, "" }, "cpu", `{"filename":"x","tier":"gpu"}`, "cpu-url", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := testConfig
+			if tc.cfg != nil {
+				tc.cfg(&cfg)
+			}
+			q := &fakeQueues{}
+			resp, err := New(cfg, q, &fakeParameters{value: tc.setting}, objects, nil, nil).Handle(t.Context(), msg(tc.body))
+			require.NoError(t, err)
+			require.Empty(t, resp.BatchItemFailures)
+			require.Len(t, q.sent[tc.queue], 1, "sent: %v", q.sent)
+			if tc.reason != "" {
+				require.Contains(t, attr(q.sent[tc.queue][0], AttrReason), tc.reason)
+			}
+		})
+	}
+}
+
+func TestBadTierParameterIsRetriedNotDeadLettered(t *testing.T) {
+	t.Parallel()
+	q := &fakeQueues{}
+	resp, err := New(testConfig, q, &fakeParameters{value: "tpu"}, fakeObjects{}, nil, nil).Handle(t.Context(), fixture(t, "classic.json"))
+	require.NoError(t, err)
+	require.Len(t, resp.BatchItemFailures, 1)
+	require.Empty(t, q.sent)
+}
+
+func TestLargeBatchesAreSplitWithinSQSLimits(t *testing.T) {
+	t.Parallel()
+	q := &fakeQueues{SendFn: func(in *sqs.SendMessageBatchInput) (*sqs.SendMessageBatchOutput, error) {
+		require.LessOrEqual(t, len(in.Entries), maxBatchEntries)
+		return nil, nil
+	}}
+	var ev events.SQSEvent
+	for i := range 25 {
+		ev.Records = append(ev.Records, events.SQSMessage{MessageId: string(rune('a' + i)), Body: `{"filename":"f` + string(rune('a'+i)) + `.bin"}`})
+	}
+	resp, err := New(testConfig, q, &fakeParameters{value: "cpu"}, fakeObjects{}, nil, nil).Handle(t.Context(), ev)
+	require.NoError(t, err)
+	require.Empty(t, resp.BatchItemFailures)
+	require.Len(t, q.sent["cpu-url"], 25)
+	require.Equal(t, 3, q.calls)
+}
+
+func TestChooseTier(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		setting    job.Tier
+		size       int64
+		gpuEnabled bool
+		want       job.Tier
+	}{
+		{job.TierCPU, 0, true, job.TierCPU},
+		{job.TierGPU, 0, true, job.TierGPU},
+		{job.TierGPU, 0, false, job.TierCPU},
+		{job.TierAuto, 99, true, job.TierCPU},
+		{job.TierAuto, 100, true, job.TierGPU},
+		{job.TierAuto, 100, false, job.TierCPU},
+	}
+	for _, tc := range cases {
+		got, why := ChooseTier(tc.setting, tc.size, 100, tc.gpuEnabled)
+		require.Equal(t, tc.want, got, "%+v", tc)
+		require.NotEmpty(t, why)
+	}
+}
+
+func TestSplitBatches(t *testing.T) {
+	t.Parallel()
+	require.Nil(t, splitBatches(nil))
+	require.Equal(t, [][2]int{{0, 10}, {10, 20}, {20, 21}}, splitBatches(make([]int, 21)))
+	big := maxBatchBytes / 2
+	require.Equal(t, [][2]int{{0, 2}, {2, 3}}, splitBatches([]int{big, big, 1}))
+	require.Equal(t, [][2]int{{0, 1}, {1, 2}}, splitBatches([]int{maxBatchBytes + 1, 5}), "an oversized entry still gets its own call")
+}
+
+func TestConfigFromEnv(t *testing.T) {
+	t.Parallel()
+	base := map[string]string{EnvBucket: "b", EnvTierParameter: "/p", EnvCPUQueueURL: "c", EnvDeadLetterURL: "d"}
+	env := func(over map[string]string) func(string) string {
+		return func(k string) string {
+			if v, ok := over[k]; ok {
+				return v
+			}
+			return base[k]
+		}
+	}
+	c, err := ConfigFromEnv(env(nil))
+	require.NoError(t, err)
+	require.Equal(t, Config{Bucket: "b", InputPrefix: "inputs/", TierParameter: "/p", TierCacheTTL: 30 * time.Second, CPUQueueURL: "c", DeadLetterURL: "d", AutoGPUMin: 1 << 30}, c)
+
+	for key, value := range map[string]string{
+		EnvBucket: "", EnvTierParameter: "", EnvCPUQueueURL: "", EnvDeadLetterURL: "",
+		EnvInputPrefix: "../in/", EnvTierCacheTTL: "soon", EnvAutoGPUMin: "-1", EnvAllowOverride: "maybe",
+	} {
+		_, err := ConfigFromEnv(env(map[string]string{key: value}))
+		var ce *ConfigError
+		require.ErrorAs(t, err, &ce, key)
+		require.Equal(t, key, ce.Key)
+	}
+}

@@ -1,0 +1,72 @@
+package job
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseAcceptsTheClassicMessageAndOptionalFields(t *testing.T) {
+	t.Parallel()
+	r, err := Parse([]byte(`{"filename": "file_to_process.bin"}`))
+	require.NoError(t, err)
+	require.Equal(t, "file_to_process.bin", r.Filename)
+	require.Regexp(t, `^j-[0-9a-f]{20}$`, r.JobID)
+
+	again, err := Parse([]byte(`{ "filename" : "file_to_process.bin" }`))
+	require.NoError(t, err)
+	require.Equal(t, r.JobID, again.JobID, "the same request names the same job however it is spaced")
+	other, err := Parse([]byte(`{"filename": "file_to_process.bin", "window": 256, "hop": 128}`))
+	require.NoError(t, err)
+	require.NotEqual(t, r.JobID, other.JobID, "a different request names a different job")
+
+	full, err := Parse([]byte(`{"filename":"a/b.npy","job_id":"my-job_1","tier":"gpu","model":"m/v2.onnx","output_prefix":"runs/7/","window":256,"hop":128}`))
+	require.NoError(t, err)
+	require.Equal(t, Request{Filename: "a/b.npy", JobID: "my-job_1", Tier: TierGPU, Model: "m/v2.onnx", OutputPrefix: "runs/7/", Window: 256, Hop: 128}, full)
+}
+
+func TestParseRefusesBadRequestsWithAReason(t *testing.T) {
+	t.Parallel()
+	cases := []struct{ name, body, reason string }{
+		{"empty", ``, "empty body"},
+		{"not json", `filename=x`, "invalid character"},
+		{"array", `["x"]`, "must be a job.Request"},
+		{"unknown field", `{"filename":"x","bucket":"other"}`, `unknown field "bucket"`},
+		{"wrong type", `{"filename":42}`, `field "filename" must be a string`},
+		{"trailing data", `{"filename":"x"} {"filename":"y"}`, "data after the JSON object"},
+		{"missing filename", `{"job_id":"a"}`, `"filename" is required`},
+		{"absolute key", `{"filename":"/etc/passwd"}`, "relative"},
+		{"parent segment", `{"filename":"a/../../secrets"}`, `".." segment`},
+		{"dot segment", `{"filename":"./a"}`, `"." segment`},
+		{"empty segment", `{"filename":"a//b"}`, "empty segments"},
+		{"url", `{"filename":"s3://other-bucket/x"}`, "not a URL"},
+		{"https url", `{"filename":"https://evil.example/x"}`, "not a URL"},
+		{"arn", `{"filename":"arn:aws:s3:::other/x"}`, "not a URL or ARN"},
+		{"backslash", `{"filename":"a\\b"}`, `'\'`},
+		{"control char", `{"filename":"a\u0001b"}`, "control characters"},
+		{"long key", `{"filename":"` + strings.Repeat("k", 1000) + `"}`, "the limit is 960"},
+		{"bad model key", `{"filename":"x","model":"../m.onnx"}`, `"model"`},
+		{"bad output prefix", `{"filename":"x","output_prefix":"/abs"}`, `"output_prefix"`},
+		{"bad job id", `{"filename":"x","job_id":"a/b"}`, `"job_id"`},
+		{"bad tier", `{"filename":"x","tier":"tpu"}`, `tier "tpu"`},
+		{"window without hop", `{"filename":"x","window":4}`, "go together"},
+		{"negative window", `{"filename":"x","window":-4,"hop":-1}`, "between 1 and"},
+		{"huge body", `{"filename":"` + strings.Repeat("a/", MaxBodyBytes) + `"}`, "limit is 16384"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Parse([]byte(tc.body))
+			require.ErrorIs(t, err, ErrInvalid)
+			require.Contains(t, err.Error(), tc.reason)
+		})
+	}
+}
+
+func TestCheckRelativeKeyAllowsOrdinaryKeys(t *testing.T) {
+	t.Parallel()
+	for _, key := range []string{"file_to_process.bin", "a/b/c.npy", "dir/", "ünïcode/файл.bin", "name with spaces.bin", "a.b..c"} {
+		require.NoError(t, CheckRelativeKey(key), key)
+	}
+}
