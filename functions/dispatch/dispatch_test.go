@@ -24,6 +24,11 @@ import (
 	"github.com/inferstack/inferstack/internal/job"
 )
 
+type (
+	sqsSendInput  = sqs.SendMessageBatchInput
+	sqsSendOutput = sqs.SendMessageBatchOutput
+)
+
 // fakeQueues records what was sent where; SendFn can inject failures.
 type fakeQueues struct {
 	mu     sync.Mutex

@@ -1,0 +1,393 @@
+package dispatch_test
+
+// These tests run the real bootstrap binary under the Lambda Runtime
+// Interface Emulator, talking to moto over HTTP through proxies the tests can
+// cut, and fed by an event-source poller as Lambda's SQS mapping would.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+	"github.com/stretchr/testify/require"
+
+	"github.com/inferstack/inferstack/functions/dispatch"
+	"github.com/inferstack/inferstack/internal/eventsource"
+	"github.com/inferstack/inferstack/internal/testenv"
+)
+
+var (
+	moto      *testenv.Moto
+	bootstrap string
+)
+
+func TestMain(m *testing.M) {
+	code, err := setUp(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL:", err)
+		os.Exit(1)
+	}
+	os.Exit(code)
+}
+
+func setUp(m *testing.M) (int, error) {
+	ctx := context.Background()
+	if _, err := testenv.RIEPath(); err != nil {
+		return 0, err
+	}
+	if _, err := exec.LookPath("aws"); err != nil {
+		return 0, fmt.Errorf("the AWS CLI is missing: these tests send with the real CLI (apt-get install awscli)")
+	}
+	dir, err := os.MkdirTemp("", "dispatch-test")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	bootstrap = filepath.Join(dir, "bootstrap")
+	if out, err := exec.Command("go", "build", "-tags", "lambda.norpc", "-o", bootstrap, "./bootstrap").CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("build bootstrap: %v\n%s", err, out)
+	}
+	if moto, err = testenv.StartMoto(ctx); err != nil {
+		return 0, err
+	}
+	defer moto.Stop()
+	return m.Run(), nil
+}
+
+// stack is one test's queues, parameter and dispatch function.
+type stack struct {
+	t                           *testing.T
+	name                        string
+	sqs                         *sqs.Client
+	ssm                         *ssm.Client
+	intake, intakeDLQ, cpu, gpu string
+	intakeARN, tierParam        string
+	ssmProxy, sqsProxy          *testenv.Proxy
+	lambda                      *testenv.Lambda
+	poller                      *eventsource.Poller
+	sent                        []string // bodies sent to intake
+}
+
+var stackSeq atomic.Int64
+
+func newStack(t *testing.T, ttl time.Duration) *stack {
+	t.Helper()
+	ctx := t.Context()
+	cfg, err := moto.Config(ctx)
+	require.NoError(t, err)
+	s := &stack{t: t, sqs: sqs.NewFromConfig(cfg), ssm: ssm.NewFromConfig(cfg)}
+	s.name = fmt.Sprintf("%s-%d", strings.ToLower(regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "-")), stackSeq.Add(1))
+	s.name = s.name[max(0, len(s.name)-60):]
+
+	s.intakeDLQ = s.queue(ctx, "intake-dlq", nil)
+	dlqARN := s.arn(ctx, s.intakeDLQ)
+	// A short visibility timeout makes redelivery after a failure quick.
+	s.intake = s.queue(ctx, "intake", map[string]string{
+		"VisibilityTimeout": "1",
+		"RedrivePolicy":     fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":"10"}`, dlqARN),
+	})
+	s.intakeARN = s.arn(ctx, s.intake)
+	s.cpu = s.queue(ctx, "cpu", nil)
+	s.gpu = s.queue(ctx, "gpu", nil)
+	s.tierParam = "/inferstack/" + s.name + "/tier"
+	s.setTier("cpu")
+
+	s.ssmProxy, err = testenv.NewProxy(moto.URL)
+	require.NoError(t, err)
+	s.sqsProxy, err = testenv.NewProxy(moto.URL)
+	require.NoError(t, err)
+	t.Cleanup(s.ssmProxy.Close)
+	t.Cleanup(s.sqsProxy.Close)
+
+	env := append(moto.Env(),
+		"AWS_ENDPOINT_URL_SSM="+s.ssmProxy.URL(),
+		"AWS_ENDPOINT_URL_SQS="+s.sqsProxy.URL(),
+		dispatch.EnvBucket+"=unused-bucket",
+		dispatch.EnvTierParameter+"="+s.tierParam,
+		dispatch.EnvTierCacheTTL+"="+ttl.String(),
+		dispatch.EnvCPUQueueURL+"="+s.cpu,
+		dispatch.EnvGPUQueueURL+"="+s.gpu,
+		dispatch.EnvDeadLetterURL+"="+s.intakeDLQ,
+	)
+	s.lambda, err = testenv.StartLambda(ctx, bootstrap, env)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("function logs:\n%s", s.lambda.Logs())
+		}
+		s.lambda.Stop()
+	})
+	s.poller = &eventsource.Poller{
+		Queue: s.sqs, QueueURL: s.intake, QueueARN: s.intakeARN, Region: testenv.Region, BatchSize: 10, WaitTime: 1,
+		Invoke: func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+			var resp events.SQSEventResponse
+			err := s.lambda.Invoke(ctx, ev, &resp)
+			return resp, err
+		},
+	}
+	return s
+}
+
+func (s *stack) queue(ctx context.Context, suffix string, attrs map[string]string) string {
+	out, err := s.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(s.name + "-" + suffix), Attributes: attrs})
+	require.NoError(s.t, err)
+	return aws.ToString(out.QueueUrl)
+}
+
+func (s *stack) arn(ctx context.Context, url string) string {
+	out, err := s.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(url), AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
+	require.NoError(s.t, err)
+	return out.Attributes[string(sqstypes.QueueAttributeNameQueueArn)]
+}
+
+func (s *stack) setTier(tier string) {
+	_, err := s.ssm.PutParameter(s.t.Context(), &ssm.PutParameterInput{Name: aws.String(s.tierParam), Value: aws.String(tier), Type: ssmtypes.ParameterTypeString, Overwrite: aws.Bool(true)})
+	require.NoError(s.t, err)
+}
+
+// sendCLI sends a body to the intake queue with the real AWS CLI, as a user would.
+func (s *stack) sendCLI(body string) {
+	cmd := exec.Command("aws", "--endpoint-url", moto.URL, "sqs", "send-message", "--queue-url", s.intake, "--message-body", body)
+	cmd.Env = append(os.Environ(), moto.Env()...)
+	out, err := cmd.CombinedOutput()
+	require.NoError(s.t, err, "aws sqs send-message: %s", out)
+	s.sent = append(s.sent, body)
+}
+
+// pump runs the poller until the intake queue is empty with nothing in flight.
+func (s *stack) pump(timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for {
+		_, err := s.poller.PollOnce(s.t.Context())
+		require.NoError(s.t, err)
+		if visible, inFlight := s.counts(s.intake); visible+inFlight == 0 {
+			return
+		}
+		require.True(s.t, time.Now().Before(deadline), "intake queue not drained after %s", timeout)
+	}
+}
+
+func (s *stack) counts(url string) (visible, inFlight int) {
+	out, err := s.sqs.GetQueueAttributes(s.t.Context(), &sqs.GetQueueAttributesInput{QueueUrl: aws.String(url), AttributeNames: []sqstypes.QueueAttributeName{
+		sqstypes.QueueAttributeNameApproximateNumberOfMessages, sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible}})
+	require.NoError(s.t, err)
+	fmt.Sscan(out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessages)], &visible)
+	fmt.Sscan(out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible)], &inFlight)
+	return visible, inFlight
+}
+
+// drain takes every message off a queue (they stay invisible for a minute).
+func (s *stack) drain(url string) []sqstypes.Message {
+	var all []sqstypes.Message
+	for {
+		out, err := s.sqs.ReceiveMessage(s.t.Context(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(url), MaxNumberOfMessages: 10, VisibilityTimeout: 60, MessageAttributeNames: []string{"All"}})
+		require.NoError(s.t, err)
+		if len(out.Messages) == 0 {
+			return all
+		}
+		all = append(all, out.Messages...)
+	}
+}
+
+// outcome is where every message ended: tier queues and the dead-letter queue.
+type outcome struct{ cpu, gpu, dead []sqstypes.Message }
+
+// account drains the outputs and checks that every body sent ended in
+// exactly one of them, once, and that nothing is left in the intake queue.
+func (s *stack) account() outcome {
+	o := outcome{cpu: s.drain(s.cpu), gpu: s.drain(s.gpu), dead: s.drain(s.intakeDLQ)}
+	var got []string
+	for _, m := range append(append(append([]sqstypes.Message{}, o.cpu...), o.gpu...), o.dead...) {
+		got = append(got, aws.ToString(m.Body))
+	}
+	require.ElementsMatch(s.t, s.sent, got, "every message sent ends exactly once as a routed job or a dead letter")
+	visible, inFlight := s.counts(s.intake)
+	require.Zero(s.t, visible+inFlight, "intake queue not empty")
+	return o
+}
+
+func attr(m sqstypes.Message, name string) string {
+	return aws.ToString(m.MessageAttributes[name].StringValue)
+}
+
+func TestCLIMessageArrivesOnTheCPUQueue(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, time.Second)
+	s.sendCLI(`{"filename": "file_to_process.bin"}`)
+	s.pump(30 * time.Second)
+	o := s.account()
+	require.Len(t, o.cpu, 1)
+	m := o.cpu[0]
+	require.Equal(t, `{"filename": "file_to_process.bin"}`, aws.ToString(m.Body))
+	require.Equal(t, "cpu", attr(m, dispatch.AttrTier))
+	require.Regexp(t, `^j-[0-9a-f]{20}$`, attr(m, dispatch.AttrJobID))
+	require.NotEmpty(t, attr(m, dispatch.AttrOriginMessageID))
+	require.Contains(t, s.lambda.Logs(), `"job_id":"`+attr(m, dispatch.AttrJobID)+`"`, "structured logs name the job")
+}
+
+func TestSwitchingTheParameterSwitchesRoutingWithinTheTTL(t *testing.T) {
+	t.Parallel()
+	const ttl = 2 * time.Second
+	s := newStack(t, ttl)
+	s.sendCLI(`{"filename": "before.bin"}`)
+	s.pump(30 * time.Second)
+
+	s.setTier("gpu")
+	switched := time.Now()
+	var routedToGPU time.Duration
+	for i := 0; routedToGPU == 0; i++ {
+		s.sendCLI(fmt.Sprintf(`{"filename": "after-%d.bin"}`, i))
+		s.pump(30 * time.Second)
+		if _, inFlight := s.counts(s.gpu); inFlight > 0 {
+			t.Fatal("unexpected in-flight gpu messages")
+		}
+		if visible, _ := s.counts(s.gpu); visible > 0 {
+			routedToGPU = time.Since(switched)
+		}
+		require.Less(t, time.Since(switched), ttl+10*time.Second, "routing never switched")
+	}
+	// The last message sent is the first on gpu; it was sent at most one pump after the TTL ran out.
+	require.Less(t, routedToGPU, ttl+5*time.Second)
+	o := s.account()
+	require.Len(t, o.gpu, 1)
+	require.Len(t, o.cpu, len(s.sent)-1)
+}
+
+func TestMixedBatchForwardsGoodAndDeadLettersBadWithReasons(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, time.Second)
+	bodies := map[string]string{
+		"good-1":   `{"filename": "file_to_process.bin"}`,
+		"good-2":   `{"filename": "signals/2.npy", "window": 256, "hop": 256}`,
+		"bad-json": `{"filename": `,
+		"escape":   `{"filename": "../../etc/passwd"}`,
+		"unknown":  `{"filename": "x.bin", "bucket": "another"}`,
+	}
+	var entries []sqstypes.SendMessageBatchRequestEntry
+	for id, body := range bodies {
+		entries = append(entries, sqstypes.SendMessageBatchRequestEntry{Id: aws.String(id), MessageBody: aws.String(body)})
+		s.sent = append(s.sent, body)
+	}
+	_, err := s.sqs.SendMessageBatch(t.Context(), &sqs.SendMessageBatchInput{QueueUrl: aws.String(s.intake), Entries: entries})
+	require.NoError(t, err)
+
+	// One invocation with the whole batch: no item failures for good or bad.
+	var ev events.SQSEvent
+	for len(ev.Records) < len(bodies) {
+		out, err := s.sqs.ReceiveMessage(t.Context(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(s.intake), MaxNumberOfMessages: 10, WaitTimeSeconds: 1, VisibilityTimeout: 30})
+		require.NoError(t, err)
+		for _, m := range out.Messages {
+			ev.Records = append(ev.Records, events.SQSMessage{MessageId: aws.ToString(m.MessageId), ReceiptHandle: aws.ToString(m.ReceiptHandle), Body: aws.ToString(m.Body), EventSource: "aws:sqs", EventSourceARN: s.intakeARN})
+		}
+	}
+	var resp events.SQSEventResponse
+	require.NoError(t, s.lambda.Invoke(t.Context(), ev, &resp))
+	require.Empty(t, resp.BatchItemFailures)
+	for _, r := range ev.Records {
+		_, err := s.sqs.DeleteMessage(t.Context(), &sqs.DeleteMessageInput{QueueUrl: aws.String(s.intake), ReceiptHandle: aws.String(r.ReceiptHandle)})
+		require.NoError(t, err)
+	}
+
+	o := s.account()
+	require.Len(t, o.cpu, 2)
+	reasons := map[string]string{}
+	for _, m := range o.dead {
+		reasons[aws.ToString(m.Body)] = attr(m, dispatch.AttrReason)
+	}
+	require.Contains(t, reasons[bodies["bad-json"]], "not a valid request")
+	require.Contains(t, reasons[bodies["escape"]], `".." segment`)
+	require.Contains(t, reasons[bodies["unknown"]], `unknown field "bucket"`)
+}
+
+func TestOutagesReportItemFailuresAndDeliverOnceBack(t *testing.T) {
+	t.Parallel()
+	for _, service := range []string{"ssm", "sqs"} {
+		t.Run(service, func(t *testing.T) {
+			t.Parallel()
+			s := newStack(t, time.Second)
+			proxy := map[string]*testenv.Proxy{"ssm": s.ssmProxy, "sqs": s.sqsProxy}[service]
+			proxy.Cut()
+			for i := range 3 {
+				s.sendCLI(fmt.Sprintf(`{"filename": "during-outage-%d.bin"}`, i))
+			}
+			var failed int
+			for failed < 3 {
+				out, err := s.sqs.ReceiveMessage(t.Context(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(s.intake), MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+				require.NoError(t, err)
+				if len(out.Messages) == 0 {
+					continue
+				}
+				var ev events.SQSEvent
+				for _, m := range out.Messages {
+					ev.Records = append(ev.Records, events.SQSMessage{MessageId: aws.ToString(m.MessageId), Body: aws.ToString(m.Body)})
+				}
+				var resp events.SQSEventResponse
+				require.NoError(t, s.lambda.Invoke(t.Context(), ev, &resp))
+				require.Len(t, resp.BatchItemFailures, len(ev.Records), "every record fails while %s is down", service)
+				failed += len(resp.BatchItemFailures)
+			}
+			proxy.Restore()
+			s.pump(60 * time.Second)
+			o := s.account()
+			require.Len(t, o.cpu, 3)
+			require.Empty(t, o.dead)
+		})
+	}
+}
+
+// BenchmarkInvokeUnderEmulator: latency of the real bootstrap under the
+// Lambda emulator against moto, cold (a new emulator: process start and
+// init) and warm, for one classic message.
+func BenchmarkInvokeUnderEmulator(b *testing.B) {
+	ctx := b.Context()
+	cfg, err := moto.Config(ctx)
+	require.NoError(b, err)
+	client := sqs.NewFromConfig(cfg)
+	q, err := client.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(fmt.Sprintf("bench-%d", stackSeq.Add(1)))})
+	require.NoError(b, err)
+	ssmClient := ssm.NewFromConfig(cfg)
+	_, err = ssmClient.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String("/bench/tier"), Value: aws.String("cpu"), Type: ssmtypes.ParameterTypeString, Overwrite: aws.Bool(true)})
+	require.NoError(b, err)
+	env := append(moto.Env(), dispatch.EnvBucket+"=b", dispatch.EnvTierParameter+"=/bench/tier",
+		dispatch.EnvCPUQueueURL+"="+aws.ToString(q.QueueUrl), dispatch.EnvDeadLetterURL+"="+aws.ToString(q.QueueUrl))
+	ev := events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m", Body: `{"filename": "file_to_process.bin"}`}}}
+	var cold, warm []time.Duration
+	for b.Loop() {
+		l, err := testenv.StartLambda(ctx, bootstrap, env)
+		require.NoError(b, err)
+		for i := range 11 {
+			start := time.Now()
+			var resp events.SQSEventResponse
+			require.NoError(b, l.Invoke(ctx, ev, &resp))
+			require.Empty(b, resp.BatchItemFailures)
+			if i == 0 {
+				cold = append(cold, time.Since(start))
+			} else {
+				warm = append(warm, time.Since(start))
+			}
+		}
+		l.Stop()
+	}
+	b.ReportMetric(float64(median(cold).Microseconds())/1000, "cold-ms")
+	b.ReportMetric(float64(median(warm).Microseconds())/1000, "warm-ms")
+}
+
+func median(d []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}

@@ -1,0 +1,103 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+)
+
+// Region is the region every test resource lives in.
+const Region = "us-east-1"
+
+// Moto is a moto server (AWS emulator) on a loopback port.
+type Moto struct {
+	URL string
+	cmd *exec.Cmd
+	out *syncBuffer
+}
+
+// StartMoto starts `python3 -m moto.server` and waits until it answers.
+func StartMoto(ctx context.Context) (*Moto, error) {
+	if err := exec.CommandContext(ctx, "python3", "-c", "import moto.server").Run(); err != nil {
+		return nil, fmt.Errorf("moto server is not available (%v): these tests need moto 5 with its server extra for python3 (pip install 'moto[server]==5.2.1', or use the project's machine image, which has it)", err)
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	m := &Moto{URL: "http://" + addr, out: &syncBuffer{}}
+	m.cmd = exec.Command("python3", "-m", "moto.server", "-H", host, "-p", port)
+	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
+	m.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := m.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start moto: %w", err)
+	}
+	err = waitFor(ctx, 60*time.Second, func() error {
+		resp, err := http.Get(m.URL + "/moto-api/")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	})
+	if err != nil {
+		m.Stop()
+		return nil, fmt.Errorf("moto did not start: %w\n%s", err, m.out.String())
+	}
+	return m, nil
+}
+
+// Stop kills the server and its children.
+func (m *Moto) Stop() {
+	if m.cmd.Process != nil {
+		_ = syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
+		_ = m.cmd.Wait()
+	}
+}
+
+// Env is the environment that points an AWS SDK or CLI at this server.
+func (m *Moto) Env() []string {
+	return []string{
+		"AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_SESSION_TOKEN=",
+		"AWS_REGION=" + Region, "AWS_DEFAULT_REGION=" + Region,
+		"AWS_ENDPOINT_URL=" + m.URL, "AWS_EC2_METADATA_DISABLED=true",
+	}
+}
+
+// Config is an SDK config for in-process clients of this server.
+func (m *Moto) Config(ctx context.Context) (aws.Config, error) {
+	return config.LoadDefaultConfig(ctx,
+		config.WithRegion(Region),
+		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("test", "test", "")),
+		config.WithBaseEndpoint(m.URL),
+	)
+}
+
+// syncBuffer collects a child's output for error messages.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

@@ -1,0 +1,57 @@
+// Package testenv starts the real local stand-ins that tests run against:
+// a moto server for AWS, the Lambda Runtime Interface Emulator, and a TCP
+// proxy a test can cut to make an endpoint unreachable. Each fails with the
+// command that installs it when it is missing.
+package testenv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// ToolsDir is where `make setup` installs test tools (the Lambda emulator).
+func ToolsDir() string {
+	if dir := os.Getenv("INFERSTACK_CACHE"); dir != "" {
+		return filepath.Join(dir, "tools")
+	}
+	base, err := os.UserCacheDir()
+	if err != nil {
+		base = os.TempDir()
+	}
+	return filepath.Join(base, "inferstack", "tools")
+}
+
+// freeAddr returns a loopback address with a port that was free a moment ago.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// waitFor polls ready until it succeeds or timeout passes; servers signal
+// readiness only by answering.
+func waitFor(ctx context.Context, timeout time.Duration, ready func() error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := ready()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not ready after %s: %w", timeout, errors.Join(err, ctx.Err()))
+		case <-tick.C:
+		}
+	}
+}
