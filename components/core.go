@@ -1,0 +1,381 @@
+// Package components holds inferstack's Pulumi component resources: the
+// Core (network, bucket, intake, dispatch, cluster, observability) and the
+// ComputeTier (one per tier: queue, instances, capacity provider, service,
+// autoscaling), with the pure functions they are built from.
+package components
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/cloudwatch"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ecr"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ecs"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/lambda"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/s3"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/sns"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/sqs"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ssm"
+	awsxec2 "github.com/pulumi/pulumi-awsx/sdk/v2/go/awsx/ec2"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/inferstack/inferstack/functions/dispatch"
+)
+
+// CoreType is the Core component's type token.
+const CoreType = "inferstack:index:Core"
+
+// NetworkArgs choose the VPC: a new one (awsx) unless ExistingVpcID is set.
+type NetworkArgs struct {
+	ExistingVpcID     string
+	ExistingSubnetIDs []string // private subnets of the existing VPC
+	AvailabilityZones int      // for a new VPC
+	NatGatewayPerAZ   bool     // one NAT per AZ (prod) or one in all (dev)
+}
+
+// CoreArgs configure the Core.
+type CoreArgs struct {
+	Environment       string
+	Tier              string // initial value of the tier parameter: cpu, gpu or auto
+	Network           NetworkArgs
+	ModelPath         string // local ONNX file, uploaded to models/
+	DispatchZip       string // dist/dispatch/bootstrap.zip (make build)
+	LogRetentionDays  int
+	ForceDestroy      bool // let `pulumi destroy` delete a bucket holding objects
+	InputsExpireDays  int
+	ResultsExpireDays int
+	AlarmEmail        string // optional subscription to the alarm topic
+	TierCacheTTL      string
+	AllowTierOverride bool
+	AutoGPUMinBytes   int64
+	DispatchTimeout   int // seconds
+	Tags              map[string]string
+}
+
+// Core is the shared half of a stack: everything but the compute tiers, plus
+// the dispatch function and dashboard that Connect adds once tiers exist.
+type Core struct {
+	pulumi.ResourceState
+
+	VpcID            pulumi.StringOutput
+	PrivateSubnetIDs pulumi.StringArrayOutput
+	Bucket           *s3.BucketV2
+	ModelKey         string
+	Intake           *sqs.Queue
+	IntakeDLQ        *sqs.Queue
+	TierParameter    *ssm.Parameter
+	Cluster          *ecs.Cluster
+	Repository       *ecr.Repository
+	AlarmTopic       *sns.Topic
+	Dispatch         *lambda.Function
+	Dashboard        *cloudwatch.Dashboard
+
+	name string
+	args CoreArgs
+}
+
+// NewCore creates the Core's resources; call Connect with the tiers to finish it.
+func NewCore(ctx *pulumi.Context, name string, args *CoreArgs, opts ...pulumi.ResourceOption) (*Core, error) {
+	c := &Core{name: name, args: *args}
+	recorded := pulumi.Map{"environment": pulumi.String(args.Environment), "tier": pulumi.String(args.Tier), "modelPath": pulumi.String(args.ModelPath)}
+	if err := ctx.RegisterComponentResourceV2(CoreType, name, recorded, c, opts...); err != nil {
+		return nil, err
+	}
+	parent := pulumi.Parent(c)
+	tags := pulumi.ToStringMap(args.Tags)
+	var err error
+
+	if err := c.network(ctx, parent, tags); err != nil {
+		return nil, err
+	}
+	if err := c.storage(ctx, parent, tags); err != nil {
+		return nil, err
+	}
+	if err := c.queues(ctx, parent, tags); err != nil {
+		return nil, err
+	}
+	c.TierParameter, err = ssm.NewParameter(ctx, name+"-tier", &ssm.ParameterArgs{
+		Name:        pulumi.Sprintf("/inferstack/%s/tier", args.Environment),
+		Type:        pulumi.String("String"),
+		Value:       pulumi.String(args.Tier),
+		Description: pulumi.String("active inferstack tier: cpu, gpu or auto (set with pulumi config set inferstack:tier)"),
+		Tags:        tags,
+	}, parent)
+	if err != nil {
+		return nil, err
+	}
+	c.Cluster, err = ecs.NewCluster(ctx, name+"-cluster", &ecs.ClusterArgs{
+		Settings: ecs.ClusterSettingArray{&ecs.ClusterSettingArgs{Name: pulumi.String("containerInsights"), Value: pulumi.String("enabled")}},
+		Tags:     tags,
+	}, parent)
+	if err != nil {
+		return nil, err
+	}
+	c.Repository, err = ecr.NewRepository(ctx, name+"-worker", &ecr.RepositoryArgs{
+		ImageTagMutability:         pulumi.String("MUTABLE"),
+		ImageScanningConfiguration: &ecr.RepositoryImageScanningConfigurationArgs{ScanOnPush: pulumi.Bool(true)},
+		EncryptionConfigurations:   ecr.RepositoryEncryptionConfigurationArray{&ecr.RepositoryEncryptionConfigurationArgs{EncryptionType: pulumi.String("AES256")}},
+		ForceDelete:                pulumi.Bool(args.ForceDestroy),
+		Tags:                       tags,
+	}, parent)
+	if err != nil {
+		return nil, err
+	}
+	c.AlarmTopic, err = sns.NewTopic(ctx, name+"-alarms", &sns.TopicArgs{
+		KmsMasterKeyId: pulumi.String("alias/aws/sns"),
+		Tags:           tags,
+	}, parent)
+	if err != nil {
+		return nil, err
+	}
+	if args.AlarmEmail != "" {
+		if _, err := sns.NewTopicSubscription(ctx, name+"-alarms-email", &sns.TopicSubscriptionArgs{
+			Topic: c.AlarmTopic.Arn, Protocol: pulumi.String("email"), Endpoint: pulumi.String(args.AlarmEmail),
+		}, parent); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := dlqAlarm(ctx, name+"-intake-dlq-alarm", c.IntakeDLQ, c.AlarmTopic, tags, parent); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Core) network(ctx *pulumi.Context, parent pulumi.ResourceOption, tags pulumi.StringMap) error {
+	n := c.args.Network
+	if n.ExistingVpcID != "" {
+		c.VpcID = pulumi.String(n.ExistingVpcID).ToStringOutput()
+		c.PrivateSubnetIDs = pulumi.ToStringArray(n.ExistingSubnetIDs).ToStringArrayOutput()
+		return nil
+	}
+	strategy := awsxec2.NatGatewayStrategySingle
+	if n.NatGatewayPerAZ {
+		strategy = awsxec2.NatGatewayStrategyOnePerAz
+	}
+	azs := n.AvailabilityZones
+	vpc, err := awsxec2.NewVpc(ctx, c.name+"-vpc", &awsxec2.VpcArgs{
+		NumberOfAvailabilityZones: &azs,
+		NatGateways:               &awsxec2.NatGatewayConfigurationArgs{Strategy: strategy},
+		EnableDnsHostnames:        pulumi.Bool(true),
+		Tags:                      tags,
+	}, parent)
+	if err != nil {
+		return err
+	}
+	c.VpcID, c.PrivateSubnetIDs = vpc.VpcId, vpc.PrivateSubnetIds
+	return nil
+}
+
+func (c *Core) storage(ctx *pulumi.Context, parent pulumi.ResourceOption, tags pulumi.StringMap) error {
+	name := c.name
+	var err error
+	c.Bucket, err = s3.NewBucketV2(ctx, name+"-bucket", &s3.BucketV2Args{ForceDestroy: pulumi.Bool(c.args.ForceDestroy), Tags: tags}, parent)
+	if err != nil {
+		return err
+	}
+	bucket := c.Bucket.ID().ToStringOutput()
+	if _, err := s3.NewBucketPublicAccessBlock(ctx, name+"-bucket-public-access", &s3.BucketPublicAccessBlockArgs{
+		Bucket: bucket, BlockPublicAcls: pulumi.Bool(true), BlockPublicPolicy: pulumi.Bool(true),
+		IgnorePublicAcls: pulumi.Bool(true), RestrictPublicBuckets: pulumi.Bool(true),
+	}, parent); err != nil {
+		return err
+	}
+	if _, err := s3.NewBucketOwnershipControls(ctx, name+"-bucket-ownership", &s3.BucketOwnershipControlsArgs{
+		Bucket: bucket, Rule: &s3.BucketOwnershipControlsRuleArgs{ObjectOwnership: pulumi.String("BucketOwnerEnforced")},
+	}, parent); err != nil {
+		return err
+	}
+	if _, err := s3.NewBucketServerSideEncryptionConfigurationV2(ctx, name+"-bucket-encryption", &s3.BucketServerSideEncryptionConfigurationV2Args{
+		Bucket: bucket,
+		Rules: s3.BucketServerSideEncryptionConfigurationV2RuleArray{&s3.BucketServerSideEncryptionConfigurationV2RuleArgs{
+			ApplyServerSideEncryptionByDefault: &s3.BucketServerSideEncryptionConfigurationV2RuleApplyServerSideEncryptionByDefaultArgs{SseAlgorithm: pulumi.String("aws:kms")},
+			BucketKeyEnabled:                   pulumi.Bool(true),
+		}},
+	}, parent); err != nil {
+		return err
+	}
+	if _, err := s3.NewBucketPolicy(ctx, name+"-bucket-tls-only", &s3.BucketPolicyArgs{
+		Bucket: bucket,
+		Policy: c.Bucket.Arn.ApplyT(func(arn string) string { return BucketTLSOnlyPolicy(arn).JSON() }).(pulumi.StringOutput),
+	}, parent); err != nil {
+		return err
+	}
+	expire := func(id, prefix string, days int) *s3.BucketLifecycleConfigurationV2RuleArgs {
+		return &s3.BucketLifecycleConfigurationV2RuleArgs{
+			Id: pulumi.String(id), Status: pulumi.String("Enabled"),
+			Filter:                         &s3.BucketLifecycleConfigurationV2RuleFilterArgs{Prefix: pulumi.String(prefix)},
+			Expiration:                     &s3.BucketLifecycleConfigurationV2RuleExpirationArgs{Days: pulumi.Int(days)},
+			AbortIncompleteMultipartUpload: &s3.BucketLifecycleConfigurationV2RuleAbortIncompleteMultipartUploadArgs{DaysAfterInitiation: pulumi.Int(1)},
+		}
+	}
+	if _, err := s3.NewBucketLifecycleConfigurationV2(ctx, name+"-bucket-lifecycle", &s3.BucketLifecycleConfigurationV2Args{
+		Bucket: bucket,
+		Rules: s3.BucketLifecycleConfigurationV2RuleArray{
+			expire("expire-inputs", InputPrefix, c.args.InputsExpireDays),
+			expire("expire-results", ResultsPrefix, c.args.ResultsExpireDays),
+			expire("expire-status", StatusPrefix, c.args.ResultsExpireDays),
+			expire("expire-errors", ErrorsPrefix, c.args.ResultsExpireDays),
+			expire("expire-checkpoints", CheckpointPrefix, max(1, c.args.InputsExpireDays)),
+		},
+	}, parent); err != nil {
+		return err
+	}
+	c.ModelKey = ModelsPrefix + filepath.Base(c.args.ModelPath)
+	_, err = s3.NewBucketObjectv2(ctx, name+"-model", &s3.BucketObjectv2Args{
+		Bucket: bucket, Key: pulumi.String(c.ModelKey), Source: pulumi.NewFileAsset(c.args.ModelPath),
+		ServerSideEncryption: pulumi.String("aws:kms"), Tags: tags,
+	}, parent)
+	return err
+}
+
+// Queue settings of the intake queue: Lambda's documentation asks for a
+// visibility timeout of at least six times the function timeout for SQS
+// event sources; 14 days is the longest SQS keeps a message.
+const (
+	maxRetentionSeconds    = 14 * 24 * 3600
+	intakeMaxReceiveCount  = 5
+	lambdaVisibilityFactor = 6
+)
+
+func (c *Core) queues(ctx *pulumi.Context, parent pulumi.ResourceOption, tags pulumi.StringMap) error {
+	var err error
+	c.IntakeDLQ, err = sqs.NewQueue(ctx, c.name+"-intake-dlq", &sqs.QueueArgs{
+		SqsManagedSseEnabled: pulumi.Bool(true), MessageRetentionSeconds: pulumi.Int(maxRetentionSeconds), Tags: tags,
+	}, parent)
+	if err != nil {
+		return err
+	}
+	c.Intake, err = sqs.NewQueue(ctx, c.name+"-intake", &sqs.QueueArgs{
+		SqsManagedSseEnabled:     pulumi.Bool(true),
+		VisibilityTimeoutSeconds: pulumi.Int(lambdaVisibilityFactor * c.args.DispatchTimeout),
+		MessageRetentionSeconds:  pulumi.Int(4 * 24 * 3600),
+		RedrivePolicy:            redrivePolicy(c.IntakeDLQ, intakeMaxReceiveCount),
+		Tags:                     tags,
+	}, parent)
+	return err
+}
+
+func redrivePolicy(dlq *sqs.Queue, maxReceives int) pulumi.StringOutput {
+	return dlq.Arn.ApplyT(func(arn string) string {
+		data, _ := json.Marshal(map[string]any{"deadLetterTargetArn": arn, "maxReceiveCount": maxReceives})
+		return string(data)
+	}).(pulumi.StringOutput)
+}
+
+// dlqAlarm alarms as soon as a dead-letter queue holds a message.
+func dlqAlarm(ctx *pulumi.Context, name string, dlq *sqs.Queue, topic *sns.Topic, tags pulumi.StringMap, parent pulumi.ResourceOption) (*cloudwatch.MetricAlarm, error) {
+	return cloudwatch.NewMetricAlarm(ctx, name, &cloudwatch.MetricAlarmArgs{
+		AlarmDescription:   pulumi.String("a message was dead-lettered: read its reason attribute and the errors/ record"),
+		Namespace:          pulumi.String("AWS/SQS"),
+		MetricName:         pulumi.String("ApproximateNumberOfMessagesVisible"),
+		Dimensions:         pulumi.StringMap{"QueueName": dlq.Name},
+		Statistic:          pulumi.String("Maximum"),
+		Period:             pulumi.Int(60),
+		EvaluationPeriods:  pulumi.Int(1),
+		Threshold:          pulumi.Float64(1),
+		ComparisonOperator: pulumi.String("GreaterThanOrEqualToThreshold"),
+		TreatMissingData:   pulumi.String("notBreaching"),
+		AlarmActions:       pulumi.Array{topic.Arn},
+		OkActions:          pulumi.Array{topic.Arn},
+		Tags:               tags,
+	}, parent)
+}
+
+// Connect adds what needs the tiers: the cluster's capacity providers, the
+// dispatch function routing to their queues, and the dashboard. A disabled
+// tier is simply not passed.
+func (c *Core) Connect(ctx *pulumi.Context, tiers ...*ComputeTier) error {
+	parent := pulumi.Parent(c)
+	tags := pulumi.ToStringMap(c.args.Tags)
+	var providers pulumi.StringArray
+	queueURL := map[string]pulumi.StringInput{}
+	var queueARNs pulumi.StringArray
+	for _, t := range tiers {
+		providers = append(providers, t.CapacityProvider.Name)
+		queueURL[t.Tier] = t.Queue.Url
+		queueARNs = append(queueARNs, t.Queue.Arn)
+	}
+	if _, err := ecs.NewClusterCapacityProviders(ctx, c.name+"-capacity-providers", &ecs.ClusterCapacityProvidersArgs{
+		ClusterName: c.Cluster.Name, CapacityProviders: providers,
+	}, parent); err != nil {
+		return err
+	}
+	if err := c.dispatch(ctx, parent, tags, queueURL, queueARNs); err != nil {
+		return err
+	}
+	var err error
+	c.Dashboard, err = cloudwatch.NewDashboard(ctx, c.name+"-dashboard", &cloudwatch.DashboardArgs{
+		DashboardName: pulumi.Sprintf("inferstack-%s", c.args.Environment),
+		DashboardBody: dashboardBody(c, tiers),
+	}, parent)
+	if err != nil {
+		return err
+	}
+	return ctx.RegisterResourceOutputs(c, pulumi.Map{
+		"bucket":        c.Bucket.Bucket,
+		"intakeQueue":   c.Intake.Url,
+		"clusterName":   c.Cluster.Name,
+		"tierParameter": c.TierParameter.Name,
+	})
+}
+
+func (c *Core) dispatch(ctx *pulumi.Context, parent pulumi.ResourceOption, tags pulumi.StringMap, queueURL map[string]pulumi.StringInput, queueARNs pulumi.StringArray) error {
+	name := c.name + "-dispatch"
+	logs, err := cloudwatch.NewLogGroup(ctx, name+"-logs", &cloudwatch.LogGroupArgs{
+		Name: pulumi.Sprintf("/inferstack/%s/dispatch", c.args.Environment), RetentionInDays: pulumi.Int(c.args.LogRetentionDays), Tags: tags,
+	}, parent)
+	if err != nil {
+		return err
+	}
+	role, err := iam.NewRole(ctx, name+"-role", &iam.RoleArgs{AssumeRolePolicy: pulumi.String(AssumeRolePolicy("lambda.amazonaws.com").JSON()), Tags: tags}, parent)
+	if err != nil {
+		return err
+	}
+	doc := pulumi.All(c.Intake.Arn, c.IntakeDLQ.Arn, queueARNs, c.TierParameter.Arn, c.Bucket.Arn, logs.Arn).ApplyT(func(v []any) string {
+		return DispatchPolicy(DispatchPolicyArgs{
+			IntakeQueueARN: v[0].(string), DeadLetterARN: v[1].(string), TierQueueARNs: v[2].([]string),
+			TierParameterARN: v[3].(string), BucketARN: v[4].(string), InputPrefix: InputPrefix, LogGroupARN: v[5].(string),
+		}).JSON()
+	}).(pulumi.StringOutput)
+	rolePolicy, err := iam.NewRolePolicy(ctx, name+"-policy", &iam.RolePolicyArgs{Role: role.ID(), Policy: doc}, parent)
+	if err != nil {
+		return err
+	}
+	env := pulumi.StringMap{
+		dispatch.EnvBucket:        c.Bucket.Bucket,
+		dispatch.EnvInputPrefix:   pulumi.String(InputPrefix),
+		dispatch.EnvTierParameter: c.TierParameter.Name,
+		dispatch.EnvTierCacheTTL:  pulumi.String(c.args.TierCacheTTL),
+		dispatch.EnvDeadLetterURL: c.IntakeDLQ.Url,
+		dispatch.EnvAutoGPUMin:    pulumi.String(fmt.Sprint(c.args.AutoGPUMinBytes)),
+		dispatch.EnvAllowOverride: pulumi.String(fmt.Sprint(c.args.AllowTierOverride)),
+		dispatch.EnvCPUQueueURL:   queueURL["cpu"],
+	}
+	if url, ok := queueURL["gpu"]; ok {
+		env[dispatch.EnvGPUQueueURL] = url
+	}
+	c.Dispatch, err = lambda.NewFunction(ctx, name, &lambda.FunctionArgs{
+		Runtime:       pulumi.String("provided.al2023"),
+		Architectures: pulumi.StringArray{pulumi.String("arm64")},
+		Handler:       pulumi.String("bootstrap"),
+		Code:          pulumi.NewFileArchive(c.args.DispatchZip),
+		Role:          role.Arn,
+		Timeout:       pulumi.Int(c.args.DispatchTimeout),
+		MemorySize:    pulumi.Int(256),
+		Environment:   &lambda.FunctionEnvironmentArgs{Variables: env},
+		LoggingConfig: &lambda.FunctionLoggingConfigArgs{LogFormat: pulumi.String("JSON"), LogGroup: logs.Name},
+		Tags:          tags,
+	}, parent, pulumi.DependsOn([]pulumi.Resource{rolePolicy}))
+	if err != nil {
+		return err
+	}
+	_, err = lambda.NewEventSourceMapping(ctx, name+"-intake", &lambda.EventSourceMappingArgs{
+		EventSourceArn:        c.Intake.Arn,
+		FunctionName:          c.Dispatch.Arn,
+		BatchSize:             pulumi.Int(10),
+		FunctionResponseTypes: pulumi.StringArray{pulumi.String("ReportBatchItemFailures")},
+	}, parent)
+	return err
+}

@@ -1,0 +1,496 @@
+package components
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/appautoscaling"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/autoscaling"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/cloudwatch"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ec2"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ecs"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/sqs"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+)
+
+// ComputeTierType is the ComputeTier component's type token.
+const ComputeTierType = "inferstack:index:ComputeTier"
+
+// AMI parameters AWS publishes for the ECS-optimized Amazon Linux 2023 AMIs
+// (Amazon ECS developer guide, "Retrieving Amazon ECS-optimized Linux AMI
+// metadata"). The launch template resolves them at every launch
+// ("resolve:ssm:"), so instances always start from the current recommended
+// AMI, never from one picked by a name filter.
+const (
+	CPUAMIParameter = "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"
+	GPUAMIParameter = "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id"
+)
+
+// Limits AWS enforces on what a tier configures.
+const (
+	maxVisibilitySeconds = 12 * 3600 // SQS: 0 to 43,200 seconds
+	maxStopTimeout       = 120       // ECS container stopTimeout: at most 120 seconds
+)
+
+// ComputeTierArgs configure one tier. Everything the tier needs from the
+// Core comes through Core.
+type ComputeTierArgs struct {
+	Core           *Core
+	Tier           string // cpu or gpu: names, env and the worker's device
+	GPU            bool   // GPU AMI, GPU resource requirement, device auto
+	InstanceTypes  []string
+	Spot           bool // mixed instances with spot above OnDemandBase
+	OnDemandBase   int
+	Scaling        ScalingConfig
+	TaskCPU        int // CPU units (1024 = 1 vCPU)
+	TaskMemory     int // MiB
+	RootVolumeGiB  int
+	ImageTag       string
+	VisibilitySecs int // tier queue visibility; the worker's heartbeat extends it
+	MaxReceives    int // deliveries before a message is dead-lettered
+	StopTimeout    int // seconds ECS waits after SIGTERM before SIGKILL
+}
+
+// ComputeTier is one autoscaled tier: its queue, instances and worker service.
+type ComputeTier struct {
+	pulumi.ResourceState
+
+	Tier             string
+	Policy           ScalingPolicy
+	Queue            *sqs.Queue
+	DeadLetter       *sqs.Queue
+	LaunchTemplate   *ec2.LaunchTemplate
+	Group            *autoscaling.Group
+	CapacityProvider *ecs.CapacityProvider
+	TaskDefinition   *ecs.TaskDefinition
+	Service          *ecs.Service
+}
+
+// Validate checks a tier's settings against what AWS accepts.
+func (a *ComputeTierArgs) Validate() error {
+	switch {
+	case a.Tier != "cpu" && a.Tier != "gpu":
+		return fmt.Errorf("tier %q: want cpu or gpu", a.Tier)
+	case len(a.InstanceTypes) == 0:
+		return fmt.Errorf("tier %s: no instance types", a.Tier)
+	case a.VisibilitySecs < 30 || a.VisibilitySecs > maxVisibilitySeconds:
+		return fmt.Errorf("tier %s: visibility timeout %ds: SQS allows at most %d (12 h), and under 30 s the heartbeat cannot keep up", a.Tier, a.VisibilitySecs, maxVisibilitySeconds)
+	case a.MaxReceives < 1 || a.MaxReceives > 1000:
+		return fmt.Errorf("tier %s: max receives %d: SQS allows 1 to 1000", a.Tier, a.MaxReceives)
+	case a.StopTimeout < 2 || a.StopTimeout > maxStopTimeout:
+		return fmt.Errorf("tier %s: stop timeout %ds: ECS allows at most %d", a.Tier, a.StopTimeout, maxStopTimeout)
+	case a.OnDemandBase < 0:
+		return fmt.Errorf("tier %s: on-demand base %d must not be negative", a.Tier, a.OnDemandBase)
+	case a.TaskCPU < 256 || a.TaskMemory < 512:
+		return fmt.Errorf("tier %s: task size %d CPU units / %d MiB is too small for ONNX Runtime", a.Tier, a.TaskCPU, a.TaskMemory)
+	}
+	return nil
+}
+
+// NewComputeTier creates a tier on the Core's cluster.
+func NewComputeTier(ctx *pulumi.Context, name string, args *ComputeTierArgs, opts ...pulumi.ResourceOption) (*ComputeTier, error) {
+	if err := args.Validate(); err != nil {
+		return nil, err
+	}
+	policy, err := NewScalingPolicy(args.Scaling)
+	if err != nil {
+		return nil, fmt.Errorf("tier %s: %w", args.Tier, err)
+	}
+	t := &ComputeTier{Tier: args.Tier, Policy: policy}
+	recorded := pulumi.Map{"tier": pulumi.String(args.Tier), "gpu": pulumi.Bool(args.GPU), "maxTasks": pulumi.Int(args.Scaling.MaxTasks)}
+	if err := ctx.RegisterComponentResourceV2(ComputeTierType, name, recorded, t, opts...); err != nil {
+		return nil, err
+	}
+	b := &tierBuilder{ctx: ctx, t: t, a: args, name: name, core: args.Core, parent: pulumi.Parent(t),
+		tags: pulumi.ToStringMap(args.Core.args.Tags)}
+	b.tags["inferstack:tier"] = pulumi.String(args.Tier)
+	for _, step := range []func() error{b.queues, b.logs, b.roles, b.instances, b.service, b.autoscaling} {
+		if err := step(); err != nil {
+			return nil, err
+		}
+	}
+	if err := ctx.RegisterResourceOutputs(t, pulumi.Map{
+		"queueUrl":           t.Queue.Url,
+		"deadLetterQueueUrl": t.DeadLetter.Url,
+		"serviceName":        t.Service.Name,
+	}); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// tierBuilder carries what every step of NewComputeTier shares.
+type tierBuilder struct {
+	ctx    *pulumi.Context
+	t      *ComputeTier
+	a      *ComputeTierArgs
+	core   *Core
+	name   string
+	parent pulumi.ResourceOption
+	tags   pulumi.StringMap
+
+	logGroup                *cloudwatch.LogGroup
+	instanceProfile         *iam.InstanceProfile
+	executionRole, taskRole *iam.Role
+	securityGroup           *ec2.SecurityGroup
+}
+
+func (b *tierBuilder) queues() error {
+	var err error
+	b.t.DeadLetter, err = sqs.NewQueue(b.ctx, b.name+"-dlq", &sqs.QueueArgs{
+		SqsManagedSseEnabled: pulumi.Bool(true), MessageRetentionSeconds: pulumi.Int(maxRetentionSeconds), Tags: b.tags,
+	}, b.parent)
+	if err != nil {
+		return err
+	}
+	b.t.Queue, err = sqs.NewQueue(b.ctx, b.name+"-queue", &sqs.QueueArgs{
+		SqsManagedSseEnabled:     pulumi.Bool(true),
+		VisibilityTimeoutSeconds: pulumi.Int(b.a.VisibilitySecs),
+		ReceiveWaitTimeSeconds:   pulumi.Int(20), // long polling: fewer empty receives
+		MessageRetentionSeconds:  pulumi.Int(maxRetentionSeconds),
+		RedrivePolicy:            redrivePolicy(b.t.DeadLetter, b.a.MaxReceives),
+		Tags:                     b.tags,
+	}, b.parent)
+	if err != nil {
+		return err
+	}
+	_, err = dlqAlarm(b.ctx, b.name+"-dlq-alarm", b.t.DeadLetter, b.core.AlarmTopic, b.tags, b.parent)
+	return err
+}
+
+func (b *tierBuilder) logs() error {
+	var err error
+	b.logGroup, err = cloudwatch.NewLogGroup(b.ctx, b.name+"-logs", &cloudwatch.LogGroupArgs{
+		Name:            pulumi.Sprintf("/inferstack/%s/worker-%s", b.core.args.Environment, b.a.Tier),
+		RetentionInDays: pulumi.Int(b.core.args.LogRetentionDays),
+		Tags:            b.tags,
+	}, b.parent)
+	return err
+}
+
+// role creates a role for service with one inline policy.
+func (b *tierBuilder) role(suffix, service string, doc pulumi.StringInput) (*iam.Role, error) {
+	role, err := iam.NewRole(b.ctx, b.name+"-"+suffix+"-role", &iam.RoleArgs{
+		AssumeRolePolicy: pulumi.String(AssumeRolePolicy(service).JSON()), Tags: b.tags,
+	}, b.parent)
+	if err != nil {
+		return nil, err
+	}
+	_, err = iam.NewRolePolicy(b.ctx, b.name+"-"+suffix+"-policy", &iam.RolePolicyArgs{Role: role.ID(), Policy: doc}, b.parent)
+	return role, err
+}
+
+func (b *tierBuilder) roles() error {
+	core := b.core
+	var err error
+	b.executionRole, err = b.role("execution", "ecs-tasks.amazonaws.com",
+		pulumi.All(core.Repository.Arn, b.logGroup.Arn).ApplyT(func(v []any) string {
+			return ExecutionPolicy(v[0].(string), v[1].(string)).JSON()
+		}).(pulumi.StringOutput))
+	if err != nil {
+		return err
+	}
+	b.taskRole, err = b.role("task", "ecs-tasks.amazonaws.com",
+		pulumi.All(b.t.Queue.Arn, b.t.DeadLetter.Arn, core.Bucket.Arn, core.Cluster.Arn).ApplyT(func(v []any) string {
+			return WorkerTaskPolicy(WorkerPolicyArgs{QueueARN: v[0].(string), DeadLetterARN: v[1].(string), BucketARN: v[2].(string), ClusterARN: v[3].(string)}).JSON()
+		}).(pulumi.StringOutput))
+	if err != nil {
+		return err
+	}
+	instanceRole, err := b.role("instance", "ec2.amazonaws.com",
+		core.Cluster.Arn.ApplyT(func(arn string) string { return InstancePolicy(arn).JSON() }).(pulumi.StringOutput))
+	if err != nil {
+		return err
+	}
+	b.instanceProfile, err = iam.NewInstanceProfile(b.ctx, b.name+"-instance-profile", &iam.InstanceProfileArgs{Role: instanceRole.Name, Tags: b.tags}, b.parent)
+	return err
+}
+
+// UserData joins an instance to the cluster; the GPU agent setting makes the
+// instance's GPUs schedulable, spot draining hands tasks over before a spot
+// reclaim.
+func UserData(cluster string, gpu, spot bool) string {
+	lines := []string{"#!/bin/bash", "cat >> /etc/ecs/ecs.config <<'EOF'", "ECS_CLUSTER=" + cluster, "ECS_ENABLE_TASK_IAM_ROLE=true"}
+	if gpu {
+		lines = append(lines, "ECS_ENABLE_GPU_SUPPORT=true")
+	}
+	if spot {
+		lines = append(lines, "ECS_ENABLE_SPOT_INSTANCE_DRAINING=true")
+	}
+	lines = append(lines, "EOF", "")
+	return base64.StdEncoding.EncodeToString([]byte(strings.Join(lines, "\n")))
+}
+
+func (b *tierBuilder) instances() error {
+	a, core := b.a, b.core
+	var err error
+	// Egress only: workers call AWS APIs; nothing calls them.
+	b.securityGroup, err = ec2.NewSecurityGroup(b.ctx, b.name+"-sg", &ec2.SecurityGroupArgs{
+		Description: pulumi.Sprintf("inferstack %s %s workers: egress only", core.args.Environment, a.Tier),
+		VpcId:       core.VpcID,
+		Egress: ec2.SecurityGroupEgressArray{&ec2.SecurityGroupEgressArgs{
+			Protocol: pulumi.String("-1"), FromPort: pulumi.Int(0), ToPort: pulumi.Int(0), CidrBlocks: pulumi.StringArray{pulumi.String("0.0.0.0/0")},
+		}},
+		Tags: b.tags,
+	}, b.parent)
+	if err != nil {
+		return err
+	}
+	ami := CPUAMIParameter
+	if a.GPU {
+		ami = GPUAMIParameter
+	}
+	b.t.LaunchTemplate, err = ec2.NewLaunchTemplate(b.ctx, b.name+"-lt", &ec2.LaunchTemplateArgs{
+		ImageId:            pulumi.String("resolve:ssm:" + ami),
+		InstanceType:       pulumi.String(a.InstanceTypes[0]),
+		IamInstanceProfile: &ec2.LaunchTemplateIamInstanceProfileArgs{Arn: b.instanceProfile.Arn},
+		UserData:           core.Cluster.Name.ApplyT(func(n string) string { return UserData(n, a.GPU, a.Spot) }).(pulumi.StringOutput),
+		MetadataOptions: &ec2.LaunchTemplateMetadataOptionsArgs{
+			HttpEndpoint: pulumi.String("enabled"), HttpTokens: pulumi.String("required"), // IMDSv2 only
+			HttpPutResponseHopLimit: pulumi.Int(1), // tasks (awsvpc) cannot reach it
+		},
+		NetworkInterfaces: ec2.LaunchTemplateNetworkInterfaceArray{&ec2.LaunchTemplateNetworkInterfaceArgs{
+			AssociatePublicIpAddress: pulumi.String("false"), SecurityGroups: pulumi.StringArray{b.securityGroup.ID()},
+			DeleteOnTermination: pulumi.String("true"),
+		}},
+		BlockDeviceMappings: ec2.LaunchTemplateBlockDeviceMappingArray{&ec2.LaunchTemplateBlockDeviceMappingArgs{
+			DeviceName: pulumi.String("/dev/xvda"),
+			Ebs: &ec2.LaunchTemplateBlockDeviceMappingEbsArgs{
+				VolumeSize: pulumi.Int(a.RootVolumeGiB), VolumeType: pulumi.String("gp3"), Encrypted: pulumi.String("true"), DeleteOnTermination: pulumi.String("true"),
+			},
+		}},
+		UpdateDefaultVersion: pulumi.Bool(true),
+		TagSpecifications: ec2.LaunchTemplateTagSpecificationArray{&ec2.LaunchTemplateTagSpecificationArgs{
+			ResourceType: pulumi.String("instance"), Tags: b.tags,
+		}},
+		Tags: b.tags,
+	}, b.parent)
+	if err != nil {
+		return err
+	}
+	group := &autoscaling.GroupArgs{
+		MinSize:            pulumi.Int(0),
+		MaxSize:            pulumi.Int(b.t.Policy.MaxInstances),
+		VpcZoneIdentifiers: core.PrivateSubnetIDs,
+		// Managed termination protection needs instances protected from
+		// scale-in; ECS removes the protection when an instance is empty.
+		ProtectFromScaleIn: pulumi.Bool(true),
+		// Without it, `pulumi destroy` waits forever on protected instances.
+		ForceDelete: pulumi.Bool(true),
+		Tags: autoscaling.GroupTagArray{
+			// ECS adds this tag for managed scaling; declaring it keeps Pulumi from removing it.
+			&autoscaling.GroupTagArgs{Key: pulumi.String("AmazonECSManaged"), Value: pulumi.String("true"), PropagateAtLaunch: pulumi.Bool(true)},
+			&autoscaling.GroupTagArgs{Key: pulumi.String("inferstack:tier"), Value: pulumi.String(a.Tier), PropagateAtLaunch: pulumi.Bool(true)},
+		},
+	}
+	spec := &autoscaling.GroupMixedInstancesPolicyLaunchTemplateLaunchTemplateSpecificationArgs{
+		LaunchTemplateId: b.t.LaunchTemplate.ID(), Version: pulumi.String("$Latest"),
+	}
+	if a.Spot {
+		var overrides autoscaling.GroupMixedInstancesPolicyLaunchTemplateOverrideArray
+		for _, it := range a.InstanceTypes {
+			overrides = append(overrides, &autoscaling.GroupMixedInstancesPolicyLaunchTemplateOverrideArgs{InstanceType: pulumi.String(it)})
+		}
+		group.CapacityRebalance = pulumi.Bool(true) // replace spot instances at risk before they are reclaimed
+		group.MixedInstancesPolicy = &autoscaling.GroupMixedInstancesPolicyArgs{
+			InstancesDistribution: &autoscaling.GroupMixedInstancesPolicyInstancesDistributionArgs{
+				OnDemandBaseCapacity:                pulumi.Int(a.OnDemandBase),
+				OnDemandPercentageAboveBaseCapacity: pulumi.Int(0),
+				SpotAllocationStrategy:              pulumi.String("price-capacity-optimized"),
+			},
+			LaunchTemplate: &autoscaling.GroupMixedInstancesPolicyLaunchTemplateArgs{LaunchTemplateSpecification: spec, Overrides: overrides},
+		}
+	} else {
+		group.LaunchTemplate = &autoscaling.GroupLaunchTemplateArgs{Id: b.t.LaunchTemplate.ID(), Version: pulumi.String("$Latest")}
+	}
+	b.t.Group, err = autoscaling.NewGroup(b.ctx, b.name+"-asg", group, b.parent,
+		pulumi.IgnoreChanges([]string{"desiredCapacity"})) // managed scaling owns it
+	if err != nil {
+		return err
+	}
+	b.t.CapacityProvider, err = ecs.NewCapacityProvider(b.ctx, b.name+"-capacity", &ecs.CapacityProviderArgs{
+		AutoScalingGroupProvider: &ecs.CapacityProviderAutoScalingGroupProviderArgs{
+			AutoScalingGroupArn:          b.t.Group.Arn,
+			ManagedTerminationProtection: pulumi.String("ENABLED"),
+			ManagedDraining:              pulumi.String("ENABLED"),
+			ManagedScaling: &ecs.CapacityProviderAutoScalingGroupProviderManagedScalingArgs{
+				Status:                 pulumi.String("ENABLED"),
+				TargetCapacity:         pulumi.Int(b.t.Policy.TargetCapacity),
+				InstanceWarmupPeriod:   pulumi.Int(b.t.Policy.WarmupSeconds),
+				MinimumScalingStepSize: pulumi.Int(1),
+				MaximumScalingStepSize: pulumi.Int(max(1, b.t.Policy.MaxInstances)),
+			},
+		},
+		Tags: b.tags,
+	}, b.parent)
+	return err
+}
+
+// ContainerDefinitions is the worker container of a tier's task definition.
+func ContainerDefinitions(image, logGroup, region string, env map[string]string, gpu bool, stopTimeout int) string {
+	var envList []map[string]string
+	for _, k := range sortedKeys(env) {
+		envList = append(envList, map[string]string{"name": k, "value": env[k]})
+	}
+	c := map[string]any{
+		"name":                   "worker",
+		"image":                  image,
+		"essential":              true,
+		"command":                []string{"worker"},
+		"environment":            envList,
+		"stopTimeout":            stopTimeout,
+		"user":                   "10001",
+		"readonlyRootFilesystem": false,
+		"logConfiguration": map[string]any{
+			"logDriver": "awslogs",
+			"options":   map[string]string{"awslogs-group": logGroup, "awslogs-region": region, "awslogs-stream-prefix": "worker"},
+		},
+	}
+	if gpu {
+		c["resourceRequirements"] = []map[string]string{{"type": "GPU", "value": "1"}}
+	}
+	data, _ := json.Marshal([]any{c})
+	return string(data)
+}
+
+func (b *tierBuilder) service() error {
+	a, core := b.a, b.core
+	device := "cpu"
+	if a.GPU {
+		device = "auto" // CUDA, falling back to the CPU with the reason in the manifest
+	}
+	region := core.Intake.Arn.ApplyT(func(arn string) string { return strings.Split(arn, ":")[3] }).(pulumi.StringOutput)
+	defs := pulumi.All(core.Repository.RepositoryUrl, b.logGroup.Name, region, b.t.Queue.Url, b.t.DeadLetter.Url, core.Bucket.Bucket).ApplyT(func(v []any) string {
+		env := map[string]string{
+			"INFERSTACK_TIER":                  a.Tier,
+			"INFERSTACK_DEVICE":                device,
+			"INFERSTACK_QUEUE_URL":             v[3].(string),
+			"INFERSTACK_DEAD_LETTER_QUEUE_URL": v[4].(string),
+			"INFERSTACK_BUCKET":                v[5].(string),
+			"INFERSTACK_MODEL_KEY":             core.ModelKey,
+			"INFERSTACK_STOP_TIMEOUT":          fmt.Sprintf("%ds", a.StopTimeout-5), // finish or checkpoint before ECS's SIGKILL
+		}
+		return ContainerDefinitions(v[0].(string)+":"+a.ImageTag, v[1].(string), v[2].(string), env, a.GPU, a.StopTimeout)
+	}).(pulumi.StringOutput)
+	var err error
+	b.t.TaskDefinition, err = ecs.NewTaskDefinition(b.ctx, b.name+"-task", &ecs.TaskDefinitionArgs{
+		Family:                  pulumi.Sprintf("inferstack-%s-%s", core.args.Environment, a.Tier),
+		NetworkMode:             pulumi.String("awsvpc"),
+		RequiresCompatibilities: pulumi.StringArray{pulumi.String("EC2")},
+		Cpu:                     pulumi.String(fmt.Sprint(a.TaskCPU)),
+		Memory:                  pulumi.String(fmt.Sprint(a.TaskMemory)),
+		ExecutionRoleArn:        b.executionRole.Arn,
+		TaskRoleArn:             b.taskRole.Arn,
+		ContainerDefinitions:    defs,
+		RuntimePlatform:         &ecs.TaskDefinitionRuntimePlatformArgs{OperatingSystemFamily: pulumi.String("LINUX"), CpuArchitecture: pulumi.String("X86_64")},
+		Tags:                    b.tags,
+	}, b.parent)
+	if err != nil {
+		return err
+	}
+	b.t.Service, err = ecs.NewService(b.ctx, b.name+"-service", &ecs.ServiceArgs{
+		Cluster:        core.Cluster.Arn,
+		TaskDefinition: b.t.TaskDefinition.Arn,
+		DesiredCount:   pulumi.Int(0), // autoscaling starts tasks when work arrives
+		CapacityProviderStrategies: ecs.ServiceCapacityProviderStrategyArray{&ecs.ServiceCapacityProviderStrategyArgs{
+			CapacityProvider: b.t.CapacityProvider.Name, Weight: pulumi.Int(1), Base: pulumi.Int(0),
+		}},
+		NetworkConfiguration: &ecs.ServiceNetworkConfigurationArgs{
+			Subnets: core.PrivateSubnetIDs, SecurityGroups: pulumi.StringArray{b.securityGroup.ID()}, AssignPublicIp: pulumi.Bool(false),
+		},
+		// Queue workers: a deploy may stop old tasks first; they hand their job back.
+		DeploymentMinimumHealthyPercent: pulumi.Int(0),
+		DeploymentMaximumPercent:        pulumi.Int(100),
+		ForceDelete:                     pulumi.Bool(true),
+		PropagateTags:                   pulumi.String("SERVICE"),
+		Tags:                            b.tags,
+	}, b.parent, pulumi.IgnoreChanges([]string{"desiredCount"})) // autoscaling owns it
+	return err
+}
+
+// backlogQueries is the alarm metric: visible plus in-flight messages, so a
+// task's own job keeps counting until it is done.
+func backlogQueries(queueName pulumi.StringInput, period int) cloudwatch.MetricAlarmMetricQueryArray {
+	metric := func(id, name string) *cloudwatch.MetricAlarmMetricQueryArgs {
+		return &cloudwatch.MetricAlarmMetricQueryArgs{Id: pulumi.String(id), Metric: &cloudwatch.MetricAlarmMetricQueryMetricArgs{
+			Namespace: pulumi.String("AWS/SQS"), MetricName: pulumi.String(name), Dimensions: pulumi.StringMap{"QueueName": queueName},
+			Period: pulumi.Int(period), Stat: pulumi.String("Maximum"),
+		}}
+	}
+	return cloudwatch.MetricAlarmMetricQueryArray{
+		metric("visible", "ApproximateNumberOfMessagesVisible"),
+		metric("inflight", "ApproximateNumberOfMessagesNotVisible"),
+		&cloudwatch.MetricAlarmMetricQueryArgs{Id: pulumi.String("backlog"), Expression: pulumi.String("visible + inflight"),
+			Label: pulumi.String("backlog"), ReturnData: pulumi.Bool(true)},
+	}
+}
+
+func (b *tierBuilder) autoscaling() error {
+	p := b.t.Policy
+	resourceID := pulumi.Sprintf("service/%s/%s", b.core.Cluster.Name, b.t.Service.Name)
+	target, err := appautoscaling.NewTarget(b.ctx, b.name+"-scaling-target", &appautoscaling.TargetArgs{
+		ServiceNamespace: pulumi.String("ecs"), ScalableDimension: pulumi.String("ecs:service:DesiredCount"),
+		ResourceId: resourceID, MinCapacity: pulumi.Int(p.MinTasks), MaxCapacity: pulumi.Int(p.MaxTasks),
+	}, b.parent)
+	if err != nil {
+		return err
+	}
+	stepPolicy := func(suffix string, steps appautoscaling.PolicyStepScalingPolicyConfigurationStepAdjustmentArray) (*appautoscaling.Policy, error) {
+		return appautoscaling.NewPolicy(b.ctx, b.name+"-"+suffix, &appautoscaling.PolicyArgs{
+			PolicyType: pulumi.String("StepScaling"), ServiceNamespace: target.ServiceNamespace,
+			ScalableDimension: target.ScalableDimension, ResourceId: target.ResourceId,
+			StepScalingPolicyConfiguration: &appautoscaling.PolicyStepScalingPolicyConfigurationArgs{
+				AdjustmentType: pulumi.String("ExactCapacity"), MetricAggregationType: pulumi.String("Maximum"),
+				Cooldown: pulumi.Int(p.PeriodSeconds), StepAdjustments: steps,
+			},
+		}, b.parent)
+	}
+	var out appautoscaling.PolicyStepScalingPolicyConfigurationStepAdjustmentArray
+	for _, s := range p.ScaleOutSteps {
+		adj := &appautoscaling.PolicyStepScalingPolicyConfigurationStepAdjustmentArgs{
+			MetricIntervalLowerBound: pulumi.String(fmt.Sprint(s.Lower)), ScalingAdjustment: pulumi.Int(s.Tasks),
+		}
+		if s.Upper != nil {
+			adj.MetricIntervalUpperBound = pulumi.String(fmt.Sprint(*s.Upper))
+		}
+		out = append(out, adj)
+	}
+	scaleOut, err := stepPolicy("scale-out", out)
+	if err != nil {
+		return err
+	}
+	scaleIn, err := stepPolicy("scale-in", appautoscaling.PolicyStepScalingPolicyConfigurationStepAdjustmentArray{
+		&appautoscaling.PolicyStepScalingPolicyConfigurationStepAdjustmentArgs{MetricIntervalUpperBound: pulumi.String("0"), ScalingAdjustment: pulumi.Int(0)},
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := cloudwatch.NewMetricAlarm(b.ctx, b.name+"-backlog-alarm", &cloudwatch.MetricAlarmArgs{
+		AlarmDescription:   pulumi.Sprintf("%s tier: jobs waiting or running: scale tasks to the backlog", b.a.Tier),
+		MetricQueries:      backlogQueries(b.t.Queue.Name, p.PeriodSeconds),
+		ComparisonOperator: pulumi.String("GreaterThanOrEqualToThreshold"),
+		Threshold:          pulumi.Float64(p.ScaleOutThreshold),
+		EvaluationPeriods:  pulumi.Int(1),
+		TreatMissingData:   pulumi.String("notBreaching"),
+		AlarmActions:       pulumi.Array{scaleOut.Arn},
+		Tags:               b.tags,
+	}, b.parent); err != nil {
+		return err
+	}
+	// SQS stops publishing metrics for a queue idle for hours: missing data is idle.
+	_, err = cloudwatch.NewMetricAlarm(b.ctx, b.name+"-idle-alarm", &cloudwatch.MetricAlarmArgs{
+		AlarmDescription:   pulumi.Sprintf("%s tier: no jobs for %d minutes: scale to zero", b.a.Tier, p.ScaleInPeriods),
+		MetricQueries:      backlogQueries(b.t.Queue.Name, p.PeriodSeconds),
+		ComparisonOperator: pulumi.String("LessThanThreshold"),
+		Threshold:          pulumi.Float64(p.ScaleOutThreshold),
+		EvaluationPeriods:  pulumi.Int(p.ScaleInPeriods),
+		DatapointsToAlarm:  pulumi.Int(p.ScaleInPeriods),
+		TreatMissingData:   pulumi.String("breaching"),
+		AlarmActions:       pulumi.Array{scaleIn.Arn},
+		Tags:               b.tags,
+	}, b.parent)
+	return err
+}

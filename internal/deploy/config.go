@@ -1,0 +1,272 @@
+// Package deploy turns `pulumi config` into one validated Config and
+// composes the stack from it: a Core and a ComputeTier per enabled tier.
+// main.go and the tests both drive it.
+package deploy
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/inferstack/inferstack/components"
+	"github.com/inferstack/inferstack/internal/job"
+)
+
+// Namespace is the config namespace: keys are inferstack:<key>.
+const Namespace = "inferstack"
+
+// TierConfig is one tier's settings.
+type TierConfig struct {
+	InstanceTypes    []string
+	Spot             bool
+	OnDemandBase     int
+	MaxTasks         int
+	BacklogPerTask   int
+	IdleMinutes      int
+	TasksPerInstance int
+	WarmupSeconds    int
+	TaskCPU          int
+	TaskMemory       int
+}
+
+// Config is the whole stack's settings, read once from `pulumi config`.
+type Config struct {
+	Environment       string
+	Tier              job.Tier
+	GPUEnabled        bool
+	AllowTierOverride bool
+	AutoGPUMinBytes   int64
+	TierCacheTTL      string
+	ModelPath         string
+	DispatchZip       string
+	VpcID             string
+	SubnetIDs         []string
+	AvailabilityZones int
+	NatGatewayPerAZ   bool
+	LogRetentionDays  int
+	ForceDestroy      bool
+	InputsExpireDays  int
+	ResultsExpireDays int
+	AlarmEmail        string
+	VisibilityTimeout int
+	MaxReceives       int
+	StopTimeout       int
+	CPU, GPU          TierConfig
+}
+
+// ConfigError names the config key that is wrong.
+type ConfigError struct {
+	Key string
+	Err error
+}
+
+func (e *ConfigError) Error() string { return fmt.Sprintf("%s:%s: %v", Namespace, e.Key, e.Err) }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// Key describes one config key: Pulumi.yaml declares the same keys, types,
+// defaults and descriptions, and a test holds the two together.
+type Key struct {
+	Name, Type, Default, Description string
+}
+
+// Keys is every config key with its default.
+var Keys = []Key{
+	{"tier", "string", "cpu", "active tier the dispatch function routes to: cpu, gpu or auto (by input size)"},
+	{"gpuEnabled", "boolean", "true", "create the gpu tier; when false its work goes to the cpu tier"},
+	{"allowTierOverride", "boolean", "false", "let a message choose its tier with a \"tier\" field"},
+	{"autoGpuMinBytes", "integer", "1073741824", "with tier auto, inputs of at least this many bytes go to the gpu tier"},
+	{"tierCacheTtl", "string", "30s", "how long the dispatch function trusts a read of the tier parameter"},
+	{"modelPath", "string", "out/demo/detector.onnx", "local ONNX model uploaded to models/ (make demo writes the default)"},
+	{"dispatchZip", "string", "dist/dispatch/bootstrap.zip", "the dispatch function's zip (make build writes it)"},
+	{"vpcId", "string", "", "an existing VPC to use instead of creating one (then set subnetIds)"},
+	{"subnetIds", "array", "[]", "private subnets of vpcId, with a route to the internet or VPC endpoints"},
+	{"availabilityZones", "integer", "2", "availability zones of a new VPC"},
+	{"natGatewayPerAz", "boolean", "false", "one NAT gateway per availability zone (resilient) instead of one in all (cheap)"},
+	{"logRetentionDays", "integer", "14", "CloudWatch Logs retention"},
+	{"forceDestroy", "boolean", "false", "let pulumi destroy delete the bucket and image repository with their contents"},
+	{"inputsExpireDays", "integer", "7", "days before inputs and checkpoints expire"},
+	{"resultsExpireDays", "integer", "30", "days before results, status and error records expire"},
+	{"alarmEmail", "string", "", "email address subscribed to the alarm topic (optional)"},
+	{"visibilityTimeout", "integer", "300", "tier queue visibility timeout in seconds; the worker's heartbeat extends it (max 43200)"},
+	{"maxReceives", "integer", "5", "deliveries of a job before it is dead-lettered"},
+	{"stopTimeout", "integer", "110", "seconds ECS waits after SIGTERM before SIGKILL (max 120); the worker stops 5 s earlier"},
+	{"cpuInstanceTypes", "array", `["c7i.large","c6i.large","m7i.large"]`, "cpu tier instance types (x86_64), first preferred"},
+	{"cpuSpot", "boolean", "false", "run the cpu tier on spot above cpuOnDemandBase"},
+	{"cpuOnDemandBase", "integer", "0", "cpu tier on-demand instances before spot"},
+	{"cpuMaxTasks", "integer", "4", "cpu tier tasks at full backlog"},
+	{"cpuBacklogPerTask", "integer", "2", "cpu tier jobs per task the scaling aims for"},
+	{"cpuIdleMinutes", "integer", "10", "minutes without jobs before the cpu tier returns to zero"},
+	{"cpuTasksPerInstance", "integer", "2", "cpu tier tasks that fit one instance"},
+	{"cpuWarmupSeconds", "integer", "180", "cpu tier instance warm-up for managed scaling"},
+	{"cpuTaskCpu", "integer", "1024", "cpu tier task CPU units (1024 = 1 vCPU)"},
+	{"cpuTaskMemory", "integer", "1536", "cpu tier task memory in MiB"},
+	{"gpuInstanceTypes", "array", `["g4dn.xlarge","g5.xlarge","g6.xlarge"]`, "gpu tier instance types, first preferred"},
+	{"gpuSpot", "boolean", "false", "run the gpu tier on spot above gpuOnDemandBase"},
+	{"gpuOnDemandBase", "integer", "0", "gpu tier on-demand instances before spot"},
+	{"gpuMaxTasks", "integer", "2", "gpu tier tasks at full backlog"},
+	{"gpuBacklogPerTask", "integer", "4", "gpu tier jobs per task the scaling aims for"},
+	{"gpuIdleMinutes", "integer", "10", "minutes without jobs before the gpu tier returns to zero"},
+	{"gpuTasksPerInstance", "integer", "1", "gpu tier tasks per instance (one GPU each)"},
+	{"gpuWarmupSeconds", "integer", "300", "gpu tier instance warm-up for managed scaling"},
+	{"gpuTaskCpu", "integer", "2048", "gpu tier task CPU units"},
+	{"gpuTaskMemory", "integer", "12288", "gpu tier task memory in MiB"},
+}
+
+// FromGetter builds and validates the Config of stack env from get, which
+// returns a key's configured value (or false: the default applies). Arrays
+// come as JSON, as `pulumi config set --path` stores them.
+func FromGetter(env string, get func(key string) (string, bool)) (Config, error) {
+	r := reader{get: get}
+	c := Config{
+		Environment:       env,
+		Tier:              job.Tier(r.str("tier")),
+		GPUEnabled:        r.boolean("gpuEnabled"),
+		AllowTierOverride: r.boolean("allowTierOverride"),
+		AutoGPUMinBytes:   int64(r.integer("autoGpuMinBytes")),
+		TierCacheTTL:      r.str("tierCacheTtl"),
+		ModelPath:         r.str("modelPath"),
+		DispatchZip:       r.str("dispatchZip"),
+		VpcID:             r.str("vpcId"),
+		SubnetIDs:         r.array("subnetIds"),
+		AvailabilityZones: r.integer("availabilityZones"),
+		NatGatewayPerAZ:   r.boolean("natGatewayPerAz"),
+		LogRetentionDays:  r.integer("logRetentionDays"),
+		ForceDestroy:      r.boolean("forceDestroy"),
+		InputsExpireDays:  r.integer("inputsExpireDays"),
+		ResultsExpireDays: r.integer("resultsExpireDays"),
+		AlarmEmail:        r.str("alarmEmail"),
+		VisibilityTimeout: r.integer("visibilityTimeout"),
+		MaxReceives:       r.integer("maxReceives"),
+		StopTimeout:       r.integer("stopTimeout"),
+		CPU:               r.tier("cpu"),
+		GPU:               r.tier("gpu"),
+	}
+	if r.err != nil {
+		return Config{}, r.err
+	}
+	return c, c.Validate()
+}
+
+// Validate checks the values against each other and against AWS's limits.
+func (c Config) Validate() error {
+	bad := func(key, format string, args ...any) error {
+		return &ConfigError{Key: key, Err: fmt.Errorf(format, args...)}
+	}
+	if _, err := job.ParseTier(string(c.Tier)); err != nil {
+		return &ConfigError{Key: "tier", Err: err}
+	}
+	if c.Tier == job.TierGPU && !c.GPUEnabled {
+		return bad("tier", "is gpu but gpuEnabled is false")
+	}
+	if ttl, err := time.ParseDuration(c.TierCacheTTL); err != nil || ttl < 0 {
+		return bad("tierCacheTtl", "%q is not a duration like 30s", c.TierCacheTTL)
+	}
+	for key, path := range map[string]string{"modelPath": c.ModelPath, "dispatchZip": c.DispatchZip} {
+		if _, err := os.Stat(path); err != nil {
+			fix := "run `make demo` or point it at your model"
+			if key == "dispatchZip" {
+				fix = "run `make build`"
+			}
+			return bad(key, "%s is missing: %s", path, fix)
+		}
+	}
+	if (c.VpcID == "") != (len(c.SubnetIDs) == 0) {
+		return bad("subnetIds", "vpcId and subnetIds go together")
+	}
+	if c.VpcID == "" && (c.AvailabilityZones < 1 || c.AvailabilityZones > 6) {
+		return bad("availabilityZones", "%d: want 1 to 6", c.AvailabilityZones)
+	}
+	if !validRetention[c.LogRetentionDays] {
+		return bad("logRetentionDays", "%d is not a retention CloudWatch Logs offers (1, 3, 5, 7, 14, 30, 60, 90, ...)", c.LogRetentionDays)
+	}
+	if c.InputsExpireDays < 1 || c.ResultsExpireDays < 1 {
+		return bad("inputsExpireDays", "expirations must be at least a day")
+	}
+	if c.AlarmEmail != "" && !strings.Contains(c.AlarmEmail, "@") {
+		return bad("alarmEmail", "%q is not an email address", c.AlarmEmail)
+	}
+	for _, t := range c.tiers() {
+		args := t.args(nil)
+		if err := args.Validate(); err != nil {
+			return bad(t.name+"MaxTasks", "%v", err)
+		}
+		if _, err := components.NewScalingPolicy(args.Scaling); err != nil {
+			return bad(t.name+"MaxTasks", "%v", err)
+		}
+	}
+	return nil
+}
+
+// validRetention are the values CloudWatch Logs accepts for RetentionInDays
+// (PutRetentionPolicy API reference).
+var validRetention = map[int]bool{1: true, 3: true, 5: true, 7: true, 14: true, 30: true, 60: true, 90: true, 120: true, 150: true,
+	180: true, 365: true, 400: true, 545: true, 731: true, 1096: true, 1827: true, 2192: true, 2557: true, 2922: true, 3288: true, 3653: true}
+
+// reader reads keys with their defaults and keeps the first error.
+type reader struct {
+	get func(string) (string, bool)
+	err error
+}
+
+func (r *reader) raw(key string) string {
+	if v, ok := r.get(key); ok {
+		return v
+	}
+	for _, k := range Keys {
+		if k.Name == key {
+			return k.Default
+		}
+	}
+	panic("deploy: undeclared config key " + key)
+}
+
+func (r *reader) fail(key string, err error) {
+	if r.err == nil {
+		r.err = &ConfigError{Key: key, Err: err}
+	}
+}
+
+func (r *reader) str(key string) string { return r.raw(key) }
+
+func (r *reader) integer(key string) int {
+	v, err := strconv.Atoi(strings.TrimSpace(r.raw(key)))
+	if err != nil {
+		r.fail(key, fmt.Errorf("%q is not an integer", r.raw(key)))
+	}
+	return v
+}
+
+func (r *reader) boolean(key string) bool {
+	v, err := strconv.ParseBool(strings.TrimSpace(r.raw(key)))
+	if err != nil {
+		r.fail(key, fmt.Errorf("%q is not true or false", r.raw(key)))
+	}
+	return v
+}
+
+func (r *reader) array(key string) []string {
+	var v []string
+	if err := json.Unmarshal([]byte(r.raw(key)), &v); err != nil {
+		r.fail(key, errors.New("want a list of strings"))
+	}
+	return v
+}
+
+func (r *reader) tier(prefix string) TierConfig {
+	return TierConfig{
+		InstanceTypes:    r.array(prefix + "InstanceTypes"),
+		Spot:             r.boolean(prefix + "Spot"),
+		OnDemandBase:     r.integer(prefix + "OnDemandBase"),
+		MaxTasks:         r.integer(prefix + "MaxTasks"),
+		BacklogPerTask:   r.integer(prefix + "BacklogPerTask"),
+		IdleMinutes:      r.integer(prefix + "IdleMinutes"),
+		TasksPerInstance: r.integer(prefix + "TasksPerInstance"),
+		WarmupSeconds:    r.integer(prefix + "WarmupSeconds"),
+		TaskCPU:          r.integer(prefix + "TaskCpu"),
+		TaskMemory:       r.integer(prefix + "TaskMemory"),
+	}
+}

@@ -1,0 +1,20 @@
+// Command inferstack (the Pulumi program) deploys the batch inference stack:
+// `pulumi up` per environment stack, `pulumi config set inferstack:tier gpu`
+// to switch tiers. The composition lives in internal/deploy.
+package main
+
+import (
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/inferstack/inferstack/internal/deploy"
+)
+
+func main() {
+	pulumi.Run(func(ctx *pulumi.Context) error {
+		cfg, err := deploy.LoadConfig(ctx)
+		if err != nil {
+			return err
+		}
+		return deploy.Program(ctx, cfg)
+	})
+}

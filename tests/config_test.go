@@ -1,0 +1,137 @@
+package tests
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"gopkg.in/yaml.v3"
+
+	"github.com/inferstack/inferstack/internal/deploy"
+)
+
+var update = flag.Bool("update", false, "rewrite Pulumi.yaml from deploy.Keys")
+
+// stackConfig reads ../Pulumi.<env>.yaml as `pulumi config` would hand it
+// to the program: inferstack keys only, arrays as JSON.
+func stackConfig(t *testing.T, env string) map[string]string {
+	t.Helper()
+	data, err := os.ReadFile("../Pulumi." + env + ".yaml")
+	require.NoError(t, err)
+	var file struct {
+		Config map[string]any `yaml:"config"`
+	}
+	require.NoError(t, yaml.Unmarshal(data, &file))
+	values := map[string]string{}
+	for k, v := range file.Config {
+		key, ok := strings.CutPrefix(k, deploy.Namespace+":")
+		if !ok {
+			continue
+		}
+		switch v := v.(type) {
+		case []any:
+			data, _ := json.Marshal(v)
+			values[key] = string(data)
+		default:
+			values[key] = fmt.Sprint(v)
+		}
+	}
+	return values
+}
+
+// Pulumi.yaml declares every key with the type, default and description the
+// program uses; `go test ./tests -run PulumiYAML -update` rewrites it.
+func TestPulumiYAMLDeclaresEveryKey(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("# Generated from internal/deploy.Keys: go test ./tests -run PulumiYAML -update\n")
+	b.WriteString("name: inferstack\nruntime: go\ndescription: Batch ML inference on AWS that scales CPU and GPU workers from zero and back.\nconfig:\n")
+	for _, k := range deploy.Keys {
+		fmt.Fprintf(&b, "  %s:\n    type: %s\n", k.Name, k.Type)
+		if k.Type == "array" {
+			b.WriteString("    items:\n      type: string\n")
+		}
+		switch k.Type {
+		case "string":
+			fmt.Fprintf(&b, "    default: %q\n", k.Default)
+		default:
+			fmt.Fprintf(&b, "    default: %s\n", k.Default)
+		}
+		fmt.Fprintf(&b, "    description: %q\n", k.Description)
+	}
+	if *update {
+		require.NoError(t, os.WriteFile("../Pulumi.yaml", []byte(b.String()), 0o644))
+	}
+	data, err := os.ReadFile("../Pulumi.yaml")
+	require.NoError(t, err)
+	require.Equal(t, b.String(), string(data), "Pulumi.yaml is out of date: go test ./tests -run PulumiYAML -update")
+
+	// And it is valid YAML whose defaults parse as the program reads them.
+	var project struct {
+		Name    string `yaml:"name"`
+		Runtime string `yaml:"runtime"`
+		Config  map[string]struct {
+			Type    string `yaml:"type"`
+			Default any    `yaml:"default"`
+		} `yaml:"config"`
+	}
+	require.NoError(t, yaml.Unmarshal(data, &project))
+	require.Equal(t, "inferstack", project.Name)
+	require.Len(t, project.Config, len(deploy.Keys))
+}
+
+func TestEveryStackConfigIsValid(t *testing.T) {
+	t.Parallel()
+	for _, env := range []string{"dev", "prod"} {
+		values := stackConfig(t, env)
+		for k := range values {
+			found := false
+			for _, key := range deploy.Keys {
+				found = found || key.Name == k
+			}
+			require.True(t, found, "Pulumi.%s.yaml sets undeclared key %s", env, k)
+		}
+		config(t, env, nil) // validates
+	}
+}
+
+func TestConfigErrorsNameTheKey(t *testing.T) {
+	t.Parallel()
+	cases := map[string]map[string]string{
+		"tier":              {"tier": "tpu"},
+		"gpuEnabled":        {"gpuEnabled": "maybe"},
+		"cpuMaxTasks":       {"cpuMaxTasks": "0"},
+		"gpuMaxTasks":       {"gpuIdleMinutes": "0"},
+		"logRetentionDays":  {"logRetentionDays": "10"},
+		"subnetIds":         {"vpcId": "vpc-1"},
+		"tierCacheTtl":      {"tierCacheTtl": "soon"},
+		"cpuInstanceTypes":  {"cpuInstanceTypes": "c7i.large"},
+		"dispatchZip":       {"dispatchZip": "/nonexistent/bootstrap.zip"},
+		"modelPath":         {"modelPath": "/nonexistent/model.onnx"},
+		"alarmEmail":        {"alarmEmail": "nobody"},
+		"availabilityZones": {"availabilityZones": "0"},
+	}
+	for key, values := range cases {
+		t.Run(key, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			all := map[string]string{"modelPath": dir, "dispatchZip": dir}
+			for k, v := range values {
+				all[k] = v
+			}
+			_, err := deploy.FromGetter("dev", func(k string) (string, bool) { v, ok := all[k]; return v, ok })
+			var ce *deploy.ConfigError
+			require.ErrorAs(t, err, &ce)
+			require.Equal(t, key, ce.Key, "error: %v", err)
+			require.Contains(t, err.Error(), "inferstack:"+key)
+		})
+	}
+	// Stack settings the tests do not override still hold.
+	_, err := deploy.FromGetter("dev", func(k string) (string, bool) {
+		return map[string]string{"tier": "gpu", "gpuEnabled": "false", "modelPath": ".", "dispatchZip": "."}[k], k == "tier" || k == "gpuEnabled" || k == "modelPath" || k == "dispatchZip"
+	})
+	require.ErrorContains(t, err, "gpuEnabled is false")
+}

@@ -1,0 +1,142 @@
+package tests
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"github.com/stretchr/testify/require"
+
+	"github.com/inferstack/inferstack/internal/deploy"
+)
+
+const (
+	account = "123456789012"
+	region  = "us-east-1"
+)
+
+// registered is one resource the program registered.
+type registered struct {
+	Type, Name, Parent string
+	Custom             bool
+	Inputs             resource.PropertyMap
+	Outputs            resource.PropertyMap
+}
+
+// mocks answers registrations with realistic computed outputs (ids, ARNs,
+// URLs) and records every resource for the tests to inspect.
+type mocks struct {
+	mu  sync.Mutex
+	all []registered
+}
+
+func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
+	outs := args.Inputs.Copy()
+	name := args.Name
+	id := name + "-id"
+	set := func(k string, v any) {
+		if _, ok := outs[resource.PropertyKey(k)]; !ok || outs[resource.PropertyKey(k)].IsNull() {
+			outs[resource.PropertyKey(k)] = resource.NewPropertyValue(v)
+		}
+	}
+	service := strings.SplitN(strings.TrimPrefix(args.TypeToken, "aws:"), "/", 2)[0]
+	switch args.TypeToken {
+	case "aws:sqs/queue:Queue":
+		set("name", name)
+		set("url", fmt.Sprintf("https://sqs.%s.amazonaws.com/%s/%s", region, account, name))
+	case "aws:s3/bucketV2:BucketV2":
+		set("bucket", name)
+		set("arn", "arn:aws:s3:::"+name)
+		id = name
+	case "aws:ecs/cluster:Cluster":
+		set("arn", fmt.Sprintf("arn:aws:ecs:%s:%s:cluster/%s", region, account, name))
+	case "aws:ssm/parameter:Parameter":
+		set("arn", fmt.Sprintf("arn:aws:ssm:%s:%s:parameter%s", region, account, args.Inputs["name"].StringValue()))
+	case "aws:cloudwatch/logGroup:LogGroup":
+		set("arn", fmt.Sprintf("arn:aws:logs:%s:%s:log-group:%s", region, account, args.Inputs["name"].StringValue()))
+	case "aws:ecr/repository:Repository":
+		set("repositoryUrl", fmt.Sprintf("%s.dkr.ecr.%s.amazonaws.com/%s", account, region, name))
+	case "awsx:ec2:Vpc":
+		set("vpcId", "vpc-0abc")
+		set("privateSubnetIds", []any{"subnet-private-a", "subnet-private-b"})
+		set("publicSubnetIds", []any{"subnet-public-a", "subnet-public-b"})
+	case "aws:ecs/service:Service", "aws:autoscaling/group:Group", "aws:ecs/capacityProvider:CapacityProvider", "aws:iam/role:Role":
+		set("name", name)
+	}
+	if args.Custom {
+		set("arn", fmt.Sprintf("arn:aws:%s:%s:%s:%s", service, region, account, name))
+		set("name", name)
+	}
+	m.mu.Lock()
+	m.all = append(m.all, registered{Type: args.TypeToken, Name: name, Parent: args.RegisterRPC.GetParent(), Custom: args.Custom, Inputs: args.Inputs, Outputs: outs})
+	m.mu.Unlock()
+	return id, outs, nil
+}
+
+func (m *mocks) Call(args pulumi.MockCallArgs) (resource.PropertyMap, error) {
+	return args.Args, nil
+}
+
+// deployment is what one run of the program registered.
+type deployment struct{ all []registered }
+
+func (d deployment) ofType(typ string) []registered {
+	var out []registered
+	for _, r := range d.all {
+		if r.Type == typ {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (d deployment) named(name string) registered {
+	for _, r := range d.all {
+		if r.Name == name {
+			return r
+		}
+	}
+	panic("no resource named " + name)
+}
+
+func (d deployment) counts() map[string]int {
+	c := map[string]int{}
+	for _, r := range d.all {
+		c[r.Type]++
+	}
+	return c
+}
+
+// run runs the program against the mocks.
+func run(t *testing.T, cfg deploy.Config) deployment {
+	t.Helper()
+	m := &mocks{}
+	err := pulumi.RunErr(func(ctx *pulumi.Context) error { return deploy.Program(ctx, cfg) },
+		pulumi.WithMocks("inferstack", cfg.Environment, m))
+	require.NoError(t, err)
+	return deployment{all: m.all}
+}
+
+// config returns the validated config of an environment, with stack
+// settings as in Pulumi.<env>.yaml plus overrides, and a real model and zip.
+func config(t *testing.T, env string, overrides map[string]string) deploy.Config {
+	t.Helper()
+	dir := t.TempDir()
+	model := filepath.Join(dir, "detector.onnx")
+	zip := filepath.Join(dir, "bootstrap.zip")
+	require.NoError(t, os.WriteFile(model, []byte("onnx"), 0o644))
+	require.NoError(t, os.WriteFile(zip, []byte("zip"), 0o644))
+	values := stackConfig(t, env)
+	values["modelPath"], values["dispatchZip"] = model, zip
+	for k, v := range overrides {
+		values[k] = v
+	}
+	cfg, err := deploy.FromGetter(env, func(k string) (string, bool) { v, ok := values[k]; return v, ok })
+	require.NoError(t, err)
+	return cfg
+}
