@@ -46,7 +46,7 @@ test: setup-test ## run every test (race detector on), against the real ONNX Run
 	go test -race -count=1 $(RACE_PKGS)
 
 .PHONY: setup-test
-setup-test: ## setup plus what only tests need (an old ORT, the Lambda emulator)
+setup-test: ## setup plus what only tests need (an old ORT, the Lambda emulator, the Pulumi CLI)
 	@scripts/setup.sh --test
 
 .PHONY: lint
@@ -66,7 +66,8 @@ bench: setup-test ## run the benchmarks and write $(BENCH_OUT) (see docs/benchma
 	@# their own alternating rounds once.
 	{ go test -run '^$$' -bench 'ToFloat32|ReadHeader|Decode|Handle' -count 1 ./inference/... ./functions/... && \
 	  go test -run '^$$' -bench 'EngineVsBareORT|CalibrationGain|PeakRSS' -benchtime 1x -count 1 ./inference/ && \
-	  go test -run '^$$' -bench 'InvokeUnderEmulator' -benchtime 5x -count 1 ./functions/dispatch/; } | tee $(BENCH_OUT)
+	  go test -run '^$$' -bench 'InvokeUnderEmulator' -benchtime 5x -count 1 ./functions/dispatch/ && \
+	  go test -run '^$$' -bench 'Preview' -benchtime 5x -count 1 ./tests/; } | tee $(BENCH_OUT)
 
 .PHONY: fuzz
 fuzz: ## fuzz the .npy header parser for a minute

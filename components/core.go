@@ -79,7 +79,9 @@ type Core struct {
 // NewCore creates the Core's resources; call Connect with the tiers to finish it.
 func NewCore(ctx *pulumi.Context, name string, args *CoreArgs, opts ...pulumi.ResourceOption) (*Core, error) {
 	c := &Core{name: name, args: *args}
-	recorded := pulumi.Map{"environment": pulumi.String(args.Environment), "tier": pulumi.String(args.Tier), "modelPath": pulumi.String(args.ModelPath)}
+	// The tier is left out of the recorded inputs: switching it must change
+	// only the parameter, not show the Core itself as updated.
+	recorded := pulumi.Map{"environment": pulumi.String(args.Environment), "modelPath": pulumi.String(args.ModelPath)}
 	if err := ctx.RegisterComponentResourceV2(CoreType, name, recorded, c, opts...); err != nil {
 		return nil, err
 	}

@@ -75,4 +75,24 @@ if [ "${1:-}" = "--test" ]; then
     echo "$rie_version" > "$cache/tools/aws-lambda-rie.version"
   fi
   command -v aws >/dev/null || echo "setup: warning: the AWS CLI is missing; the dispatch tests need it (apt-get install awscli)" >&2
+
+  # The Pulumi CLI: no binary can be downloaded here, so it is built from
+  # source through the module proxy, in a tool module of its own (pkg/v3 has a
+  # replace directive that plain `go install` refuses). Without the version
+  # stamp the Automation API refuses the binary.
+  pulumi_version=v3.276.0
+  pulumi_root="$cache/tools/pulumi-$pulumi_version"
+  if [ ! -x "$pulumi_root/bin/pulumi" ]; then
+    echo "setup: building the Pulumi CLI $pulumi_version from source (about 8 minutes and 2.3 GB the first time)"
+    src="$cache/tools/pulumi-src"
+    mkdir -p "$src" "$pulumi_root/bin"
+    (
+      cd "$src"
+      if [ ! -f go.mod ]; then go mod init inferstack-pulumi-cli >/dev/null 2>&1; fi
+      go get -tool "github.com/pulumi/pulumi/pkg/v3/cmd/pulumi@$pulumi_version"
+      go build -ldflags "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$pulumi_version" \
+        -o "$pulumi_root/bin/pulumi.tmp" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
+    )
+    mv "$pulumi_root/bin/pulumi.tmp" "$pulumi_root/bin/pulumi"
+  fi
 fi

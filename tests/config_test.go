@@ -18,7 +18,7 @@ var update = flag.Bool("update", false, "rewrite Pulumi.yaml from deploy.Keys")
 
 // stackConfig reads ../Pulumi.<env>.yaml as `pulumi config` would hand it
 // to the program: inferstack keys only, arrays as JSON.
-func stackConfig(t *testing.T, env string) map[string]string {
+func stackConfig(t testing.TB, env string) map[string]string {
 	t.Helper()
 	data, err := os.ReadFile("../Pulumi." + env + ".yaml")
 	require.NoError(t, err)

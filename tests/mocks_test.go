@@ -1,10 +1,8 @@
 package tests
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 
@@ -13,11 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/inferstack/inferstack/internal/deploy"
-)
-
-const (
-	account = "123456789012"
-	region  = "us-east-1"
+	"github.com/inferstack/inferstack/tests/fakeaws"
 )
 
 // registered is one resource the program registered.
@@ -36,44 +30,9 @@ type mocks struct {
 }
 
 func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
-	outs := args.Inputs.Copy()
-	name := args.Name
-	id := name + "-id"
-	set := func(k string, v any) {
-		if _, ok := outs[resource.PropertyKey(k)]; !ok || outs[resource.PropertyKey(k)].IsNull() {
-			outs[resource.PropertyKey(k)] = resource.NewPropertyValue(v)
-		}
-	}
-	service := strings.SplitN(strings.TrimPrefix(args.TypeToken, "aws:"), "/", 2)[0]
-	switch args.TypeToken {
-	case "aws:sqs/queue:Queue":
-		set("name", name)
-		set("url", fmt.Sprintf("https://sqs.%s.amazonaws.com/%s/%s", region, account, name))
-	case "aws:s3/bucketV2:BucketV2":
-		set("bucket", name)
-		set("arn", "arn:aws:s3:::"+name)
-		id = name
-	case "aws:ecs/cluster:Cluster":
-		set("arn", fmt.Sprintf("arn:aws:ecs:%s:%s:cluster/%s", region, account, name))
-	case "aws:ssm/parameter:Parameter":
-		set("arn", fmt.Sprintf("arn:aws:ssm:%s:%s:parameter%s", region, account, args.Inputs["name"].StringValue()))
-	case "aws:cloudwatch/logGroup:LogGroup":
-		set("arn", fmt.Sprintf("arn:aws:logs:%s:%s:log-group:%s", region, account, args.Inputs["name"].StringValue()))
-	case "aws:ecr/repository:Repository":
-		set("repositoryUrl", fmt.Sprintf("%s.dkr.ecr.%s.amazonaws.com/%s", account, region, name))
-	case "awsx:ec2:Vpc":
-		set("vpcId", "vpc-0abc")
-		set("privateSubnetIds", []any{"subnet-private-a", "subnet-private-b"})
-		set("publicSubnetIds", []any{"subnet-public-a", "subnet-public-b"})
-	case "aws:ecs/service:Service", "aws:autoscaling/group:Group", "aws:ecs/capacityProvider:CapacityProvider", "aws:iam/role:Role":
-		set("name", name)
-	}
-	if args.Custom {
-		set("arn", fmt.Sprintf("arn:aws:%s:%s:%s:%s", service, region, account, name))
-		set("name", name)
-	}
+	id, outs := fakeaws.Outputs(args.TypeToken, args.Name, args.Inputs)
 	m.mu.Lock()
-	m.all = append(m.all, registered{Type: args.TypeToken, Name: name, Parent: args.RegisterRPC.GetParent(), Custom: args.Custom, Inputs: args.Inputs, Outputs: outs})
+	m.all = append(m.all, registered{Type: args.TypeToken, Name: args.Name, Parent: args.RegisterRPC.GetParent(), Custom: args.Custom, Inputs: args.Inputs, Outputs: outs})
 	m.mu.Unlock()
 	return id, outs, nil
 }

@@ -71,7 +71,7 @@ func TestInventoryPerConfiguration(t *testing.T) {
 			gpuTier = append(gpuTier, r.Type+"::"+r.Name)
 		}
 	}
-	require.Len(t, gpuTier, 23)
+	require.Len(t, gpuTier, 23, "the gpu component and its 22 resources")
 	require.Equal(t, len(dev.all)-len(gpuTier), len(noGPU.all))
 	for _, r := range noGPU.all {
 		require.False(t, strings.HasPrefix(r.Name, "inferstack-gpu"), r.Name)

@@ -1,0 +1,188 @@
+// Command mockprovider is a stand-in for the pulumi-resource-aws and
+// pulumi-resource-awsx plugins, which cannot be fetched here: it speaks the
+// real provider gRPC protocol to the real Pulumi engine, answers Create and
+// Update with what AWS would compute (tests/fakeaws), diffs properties
+// honestly, and constructs awsx's Vpc component. Installed under both names
+// with `pulumi plugin install resource NAME VERSION --file`; it tells which
+// one it is from its file name.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
+	"github.com/pulumi/pulumi/sdk/v3/go/common/resource/plugin"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/provider"
+	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/inferstack/inferstack/tests/fakeaws"
+)
+
+// Versions the program's SDKs ask for.
+var versions = map[string]string{"aws": "6.83.4", "awsx": "2.22.0"}
+
+func main() {
+	name := strings.TrimPrefix(filepath.Base(os.Args[0]), "pulumi-resource-")
+	if _, ok := versions[name]; !ok {
+		fmt.Fprintf(os.Stderr, "mockprovider: installed as %q; want pulumi-resource-aws or pulumi-resource-awsx\n", os.Args[0])
+		os.Exit(1)
+	}
+	err := provider.Main(name, func(host *provider.HostClient) (pulumirpc.ResourceProviderServer, error) {
+		return &mock{name: name, host: host}, nil
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+type mock struct {
+	pulumirpc.UnimplementedResourceProviderServer
+	name string
+	host *provider.HostClient
+}
+
+var opts = plugin.MarshalOptions{KeepUnknowns: true, KeepSecrets: true, KeepResources: true, KeepOutputValues: true}
+
+func unmarshal(s *structpb.Struct) (resource.PropertyMap, error) {
+	return plugin.UnmarshalProperties(s, opts)
+}
+func marshal(m resource.PropertyMap) (*structpb.Struct, error) {
+	return plugin.MarshalProperties(m, opts)
+}
+
+func (p *mock) GetPluginInfo(context.Context, *emptypb.Empty) (*pulumirpc.PluginInfo, error) {
+	return &pulumirpc.PluginInfo{Version: versions[p.name]}, nil
+}
+
+func (p *mock) CheckConfig(_ context.Context, req *pulumirpc.CheckRequest) (*pulumirpc.CheckResponse, error) {
+	return &pulumirpc.CheckResponse{Inputs: req.GetNews()}, nil
+}
+
+func (p *mock) DiffConfig(context.Context, *pulumirpc.DiffRequest) (*pulumirpc.DiffResponse, error) {
+	return &pulumirpc.DiffResponse{Changes: pulumirpc.DiffResponse_DIFF_NONE}, nil
+}
+
+func (p *mock) Configure(context.Context, *pulumirpc.ConfigureRequest) (*pulumirpc.ConfigureResponse, error) {
+	return &pulumirpc.ConfigureResponse{AcceptSecrets: true, SupportsPreview: true, AcceptResources: true, AcceptOutputs: true}, nil
+}
+
+func (p *mock) Check(_ context.Context, req *pulumirpc.CheckRequest) (*pulumirpc.CheckResponse, error) {
+	return &pulumirpc.CheckResponse{Inputs: req.GetNews()}, nil
+}
+
+// Diff compares old and new inputs property by property: only a real
+// change is an update, and nothing is replaced.
+func (p *mock) Diff(_ context.Context, req *pulumirpc.DiffRequest) (*pulumirpc.DiffResponse, error) {
+	olds, err := unmarshal(req.GetOldInputs())
+	if err != nil {
+		return nil, err
+	}
+	news, err := unmarshal(req.GetNews())
+	if err != nil {
+		return nil, err
+	}
+	var changed []string
+	for k := range keys(olds, news) {
+		o, n := olds[k], news[k]
+		if !o.DeepEquals(n) {
+			changed = append(changed, string(k))
+		}
+	}
+	sort.Strings(changed)
+	if len(changed) == 0 {
+		return &pulumirpc.DiffResponse{Changes: pulumirpc.DiffResponse_DIFF_NONE}, nil
+	}
+	return &pulumirpc.DiffResponse{Changes: pulumirpc.DiffResponse_DIFF_SOME, Diffs: changed}, nil
+}
+
+func keys(maps ...resource.PropertyMap) map[resource.PropertyKey]bool {
+	all := map[resource.PropertyKey]bool{}
+	for _, m := range maps {
+		for k := range m {
+			all[k] = true
+		}
+	}
+	return all
+}
+
+func (p *mock) Create(_ context.Context, req *pulumirpc.CreateRequest) (*pulumirpc.CreateResponse, error) {
+	inputs, err := unmarshal(req.GetProperties())
+	if err != nil {
+		return nil, err
+	}
+	urn := resource.URN(req.GetUrn())
+	id, outs := fakeaws.Outputs(string(urn.Type()), urn.Name(), inputs)
+	props, err := marshal(outs)
+	if err != nil {
+		return nil, err
+	}
+	return &pulumirpc.CreateResponse{Id: id, Properties: props}, nil
+}
+
+func (p *mock) Read(_ context.Context, req *pulumirpc.ReadRequest) (*pulumirpc.ReadResponse, error) {
+	return &pulumirpc.ReadResponse{Id: req.GetId(), Properties: req.GetProperties(), Inputs: req.GetInputs()}, nil
+}
+
+func (p *mock) Update(_ context.Context, req *pulumirpc.UpdateRequest) (*pulumirpc.UpdateResponse, error) {
+	news, err := unmarshal(req.GetNews())
+	if err != nil {
+		return nil, err
+	}
+	urn := resource.URN(req.GetUrn())
+	_, outs := fakeaws.Outputs(string(urn.Type()), urn.Name(), news)
+	props, err := marshal(outs)
+	if err != nil {
+		return nil, err
+	}
+	return &pulumirpc.UpdateResponse{Properties: props}, nil
+}
+
+func (p *mock) Delete(context.Context, *pulumirpc.DeleteRequest) (*emptypb.Empty, error) {
+	return &emptypb.Empty{}, nil
+}
+
+// vpc is awsx's Vpc component as the program sees it.
+type vpc struct {
+	pulumi.ResourceState
+	VpcID            pulumi.StringOutput      `pulumi:"vpcId"`
+	PrivateSubnetIDs pulumi.StringArrayOutput `pulumi:"privateSubnetIds"`
+	PublicSubnetIDs  pulumi.StringArrayOutput `pulumi:"publicSubnetIds"`
+}
+
+// Construct builds awsx components; only ec2:Vpc is used by the program.
+func (p *mock) Construct(ctx context.Context, req *pulumirpc.ConstructRequest) (*pulumirpc.ConstructResponse, error) {
+	return provider.Construct(ctx, req, p.host.EngineConn(), func(ctx *pulumi.Context, typ, name string, _ provider.ConstructInputs, options pulumi.ResourceOption) (*provider.ConstructResult, error) {
+		if typ != "awsx:ec2:Vpc" {
+			return nil, fmt.Errorf("mockprovider: cannot construct %s", typ)
+		}
+		v := &vpc{}
+		if err := ctx.RegisterComponentResource(typ, name, v, options); err != nil {
+			return nil, err
+		}
+		_, outs := fakeaws.Outputs(typ, name, resource.PropertyMap{})
+		v.VpcID = pulumi.String(outs["vpcId"].StringValue()).ToStringOutput()
+		v.PrivateSubnetIDs = toStrings(outs["privateSubnetIds"]).ToStringArrayOutput()
+		v.PublicSubnetIDs = toStrings(outs["publicSubnetIds"]).ToStringArrayOutput()
+		if err := ctx.RegisterResourceOutputs(v, pulumi.Map{"vpcId": v.VpcID, "privateSubnetIds": v.PrivateSubnetIDs, "publicSubnetIds": v.PublicSubnetIDs}); err != nil {
+			return nil, err
+		}
+		return provider.NewConstructResult(v)
+	})
+}
+
+func toStrings(v resource.PropertyValue) pulumi.StringArray {
+	var out pulumi.StringArray
+	for _, e := range v.ArrayValue() {
+		out = append(out, pulumi.String(e.StringValue()))
+	}
+	return out
+}
