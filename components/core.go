@@ -8,11 +8,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strings"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/cloudwatch"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ecr"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ecs"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
+	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/kms"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/lambda"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/s3"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/sns"
@@ -125,8 +127,18 @@ func NewCore(ctx *pulumi.Context, name string, args *CoreArgs, opts ...pulumi.Re
 	if err != nil {
 		return nil, err
 	}
+	account := c.Intake.Arn.ApplyT(func(arn string) string { return arnField(arn, 4) }).(pulumi.StringOutput)
+	alarmKey, err := kms.NewKey(ctx, name+"-alarms-key", &kms.KeyArgs{
+		Description:       pulumi.Sprintf("inferstack %s alarm topic", args.Environment),
+		EnableKeyRotation: pulumi.Bool(true),
+		Policy:            account.ApplyT(func(a string) string { return AlarmKeyPolicy(a).JSON() }).(pulumi.StringOutput),
+		Tags:              tags,
+	}, parent)
+	if err != nil {
+		return nil, err
+	}
 	c.AlarmTopic, err = sns.NewTopic(ctx, name+"-alarms", &sns.TopicArgs{
-		KmsMasterKeyId: pulumi.String("alias/aws/sns"),
+		KmsMasterKeyId: alarmKey.Arn,
 		Tags:           tags,
 	}, parent)
 	if err != nil {
@@ -380,4 +392,17 @@ func (c *Core) dispatch(ctx *pulumi.Context, parent pulumi.ResourceOption, tags 
 		FunctionResponseTypes: pulumi.StringArray{pulumi.String("ReportBatchItemFailures")},
 	}, parent)
 	return err
+}
+
+// arnField is field i of an ARN: arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE.
+func arnField(arn string, i int) string {
+	if parts := strings.SplitN(arn, ":", 6); len(parts) == 6 {
+		return parts[i]
+	}
+	return ""
+}
+
+// Region is the stack's region, read off one of its ARNs.
+func (c *Core) Region() pulumi.StringOutput {
+	return c.Intake.Arn.ApplyT(func(arn string) string { return arnField(arn, 3) }).(pulumi.StringOutput)
 }

@@ -3,7 +3,6 @@ package components
 import (
 	"encoding/json"
 	"sort"
-	"strings"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
@@ -20,7 +19,7 @@ func dashboardBody(c *Core, tiers []*ComputeTier) pulumi.StringOutput {
 	}
 	return pulumi.All(inputs...).ApplyT(func(v []any) string {
 		s := func(i int) string { return v[i].(string) }
-		region := strings.Split(s(3), ":")[3]
+		region := arnField(s(3), 3)
 		depth := [][]any{{"AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", s(0), map[string]string{"label": "intake"}}}
 		dead := [][]any{{"AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", s(1), map[string]string{"label": "intake DLQ"}}}
 		var tasks, instances [][]any

@@ -156,3 +156,20 @@ func clusterScoped(clusterARN, kind string) string {
 	}
 	return prefix + ":" + kind + "/" + name + "/*"
 }
+
+// AlarmKeyPolicy is the key policy of the key encrypting the alarm topic.
+// CloudWatch cannot publish to a topic encrypted with the AWS managed
+// aws/sns key; it needs kms:Decrypt and kms:GenerateDataKey* on a customer
+// managed key (SNS developer guide, "Enable compatibility between event
+// sources from AWS services and encrypted topics"). The first statement is
+// KMS's default key policy: without it no one could manage the key. In a key
+// policy, Resource "*" means this key.
+func AlarmKeyPolicy(account string) PolicyDocument {
+	return policy(
+		Statement{Sid: "AccountManagesKey", Effect: "Allow", Principal: map[string]any{"AWS": "arn:aws:iam::" + account + ":root"},
+			Action: []string{"kms:*"}, Resource: []string{"*"}},
+		Statement{Sid: "CloudWatchAlarmsPublish", Effect: "Allow", Principal: map[string]any{"Service": "cloudwatch.amazonaws.com"},
+			Action: []string{"kms:Decrypt", "kms:GenerateDataKey*"}, Resource: []string{"*"},
+			Condition: map[string]map[string]any{"StringEquals": {"aws:SourceAccount": account}}},
+	)
+}

@@ -362,7 +362,7 @@ func (b *tierBuilder) service() error {
 	if a.GPU {
 		device = "auto" // CUDA, falling back to the CPU with the reason in the manifest
 	}
-	region := core.Intake.Arn.ApplyT(func(arn string) string { return strings.Split(arn, ":")[3] }).(pulumi.StringOutput)
+	region := core.Intake.Arn.ApplyT(func(arn string) string { return arnField(arn, 3) }).(pulumi.StringOutput)
 	defs := pulumi.All(core.Repository.RepositoryUrl, b.logGroup.Name, region, b.t.Queue.Url, b.t.DeadLetter.Url, core.Bucket.Bucket).ApplyT(func(v []any) string {
 		env := map[string]string{
 			"INFERSTACK_TIER":                  a.Tier,

@@ -249,7 +249,13 @@ func TestSecureByDefault(t *testing.T) {
 	for _, s := range d.ofType("aws:ecs/service:Service") {
 		require.False(t, boolean(obj(s.Inputs, "networkConfiguration"), "assignPublicIp"))
 	}
-	require.Equal(t, "alias/aws/sns", str(d.ofType("aws:sns/topic:Topic")[0].Inputs, "kmsMasterKeyId"))
+	// The alarm topic is encrypted with a key CloudWatch may use (not aws/sns, which it cannot).
+	key := d.named("inferstack-alarms-key")
+	require.Equal(t, str(key.Outputs, "arn"), str(d.ofType("aws:sns/topic:Topic")[0].Inputs, "kmsMasterKeyId"))
+	require.True(t, boolean(key.Inputs, "enableKeyRotation"))
+	var keyPolicy components.PolicyDocument
+	require.NoError(t, json.Unmarshal([]byte(str(key.Inputs, "policy")), &keyPolicy))
+	require.Equal(t, components.AlarmKeyPolicy("123456789012"), keyPolicy)
 	fn := d.ofType("aws:lambda/function:Function")[0]
 	require.Equal(t, "provided.al2023", str(fn.Inputs, "runtime"))
 	require.Equal(t, []resource.PropertyValue{resource.NewStringProperty("arm64")}, fn.Inputs["architectures"].ArrayValue())

@@ -1,8 +1,6 @@
 package deploy
 
 import (
-	"strings"
-
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/config"
 
@@ -92,16 +90,6 @@ func Program(ctx *pulumi.Context, cfg Config) error {
 	ctx.Export("clusterName", core.Cluster.Name)
 	ctx.Export("repositoryUrl", core.Repository.RepositoryUrl)
 	ctx.Export("dashboardUrl", pulumi.Sprintf("https://console.aws.amazon.com/cloudwatch/home?region=%s#dashboards:name=%s",
-		regionOf(core.Intake.Arn), core.Dashboard.DashboardName))
+		core.Region(), core.Dashboard.DashboardName))
 	return nil
-}
-
-// regionOf is the region field of an ARN (arn:aws:sqs:REGION:ACCOUNT:NAME).
-func regionOf(arn pulumi.StringOutput) pulumi.StringOutput {
-	return arn.ApplyT(func(a string) string {
-		if parts := strings.SplitN(a, ":", 6); len(parts) == 6 {
-			return parts[3]
-		}
-		return ""
-	}).(pulumi.StringOutput)
 }
