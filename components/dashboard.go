@@ -5,10 +5,12 @@ import (
 	"sort"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/inferstack/inferstack/internal/job"
 )
 
 // MetricsNamespace is where the worker's embedded-metric-format logs land.
-const MetricsNamespace = "Inferstack"
+const MetricsNamespace = job.MetricsNamespace
 
 // dashboardBody lays out queue depths, dead letters, tasks, instances,
 // throughput and CPU fallbacks for the Core and its tiers.

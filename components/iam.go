@@ -3,6 +3,8 @@ package components
 import (
 	"encoding/json"
 	"strings"
+
+	"github.com/inferstack/inferstack/internal/job"
 )
 
 // PolicyDocument is an IAM policy as data, so tests can inspect what each
@@ -79,14 +81,14 @@ type WorkerPolicyArgs struct {
 	ClusterARN              string
 }
 
-// Prefixes of the bucket, shared by every component and the worker.
+// The bucket's prefixes, named once in package job.
 const (
-	InputPrefix      = "inputs/"
-	ResultsPrefix    = "results/"
-	StatusPrefix     = "status/"
-	ErrorsPrefix     = "errors/"
-	CheckpointPrefix = "checkpoints/"
-	ModelsPrefix     = "models/"
+	InputPrefix      = job.InputPrefix
+	ResultsPrefix    = job.ResultsPrefix
+	StatusPrefix     = job.StatusPrefix
+	ErrorsPrefix     = job.ErrorsPrefix
+	CheckpointPrefix = job.CheckpointPrefix
+	ModelsPrefix     = job.ModelsPrefix
 )
 
 // WorkerTaskPolicy: consume the tier queue (and dead-letter poison at once),

@@ -31,7 +31,7 @@ var _ Sink = (*DirSink)(nil)
 func NewDirSink(dir string) *DirSink { return &DirSink{Dir: dir} }
 
 // Start creates the output files with their final headers.
-func (d *DirSink) Start(layout *Layout, outputs []OutputSpec) error {
+func (d *DirSink) Start(layout *Layout, _ Plan, outputs []OutputSpec) error {
 	if err := os.MkdirAll(d.Dir, 0o755); err != nil {
 		return withKind(ErrOutput, "create output directory: %w", err)
 	}

@@ -27,6 +27,11 @@ type Job struct {
 	// Threads 0 lets calibration choose (DefaultThreads with a fixed batch size).
 	Threads      int
 	ChunkSamples int64 // 0: about 8 MiB of input per chunk
+	// StartChunk resumes a run: chunks before it are already in the sink
+	// (which must have been given the same batch size, chunk size and threads).
+	StartChunk int64
+	// InputETag identifies the input's version in the manifest (S3's ETag).
+	InputETag string
 	// Progress, if set, is called after each chunk is written.
 	Progress func(done, total int64)
 	Logger   *slog.Logger
@@ -48,7 +53,7 @@ func (o OutputSpec) SampleBytes() int64 { return product(o.SampleShape) * int64(
 // chunks in order; Finish makes the result complete (its manifest is the last
 // thing written); Abort removes whatever was written.
 type Sink interface {
-	Start(layout *Layout, outputs []OutputSpec) error
+	Start(layout *Layout, plan Plan, outputs []OutputSpec) error
 	WriteChunk(start int64, outputs [][]byte) error
 	Finish(m *Manifest) error
 	Abort()
@@ -108,7 +113,10 @@ func Run(ctx context.Context, job Job, sink Sink) (*Manifest, error) {
 	log.Info("batch size chosen", "batch_size", choice.BatchSize, "threads", sess.Threads, "source", choice.Source)
 
 	plan := NewPlan(layout.Samples, choice.BatchSize, job.ChunkSamples, sampleBytes)
-	if err := sink.Start(layout, outputs); err != nil {
+	if job.StartChunk < 0 || job.StartChunk > plan.Chunks() {
+		return nil, fmt.Errorf("resume from chunk %d: the plan has %d chunks", job.StartChunk, plan.Chunks())
+	}
+	if err := sink.Start(layout, plan, outputs); err != nil {
 		return nil, err
 	}
 	p := &pipeline{job: job, layout: layout, plan: plan, sess: sess, outputs: outputs, fixedBatch: batchDim > 0}
@@ -121,10 +129,11 @@ func Run(ctx context.Context, job Job, sink Sink) (*Manifest, error) {
 	m := &Manifest{
 		Inferstack:   Version(),
 		ORT:          runtimeVersion(),
-		Input:        InputInfo{Name: job.InputName, Bytes: job.InputSize, Layout: *layout},
+		Input:        InputInfo{Name: job.InputName, Bytes: job.InputSize, ETag: job.InputETag, Layout: *layout},
 		Model:        job.Model.ModelInfo,
 		Samples:      layout.Samples,
 		Chunks:       plan.Chunks(),
+		ResumedAt:    job.StartChunk,
 		ChunkSamples: plan.ChunkSamples,
 		BatchSize:    plan.BatchSize,
 		Threads:      sess.Threads,
@@ -281,7 +290,7 @@ func (p *pipeline) run(ctx context.Context, sink Sink) (stageTimes, error) {
 		}
 	}()
 	free := make(chan *slot, pipelineSlots)
-	for range min(int64(pipelineSlots), p.plan.Chunks()) {
+	for range min(int64(pipelineSlots), p.plan.Chunks()-p.job.StartChunk) {
 		s, err := p.newSlot()
 		if err != nil {
 			return times, err
@@ -296,7 +305,7 @@ func (p *pipeline) run(ctx context.Context, sink Sink) (stageTimes, error) {
 	g.Go(func() error {
 		defer close(toInfer)
 		buf := &readBuffers{}
-		for c := range p.plan.Chunks() {
+		for c := p.job.StartChunk; c < p.plan.Chunks(); c++ {
 			var s *slot
 			select {
 			case s = <-free:

@@ -392,3 +392,44 @@ func TestOutputFileNamesAreSafeAndUnique(t *testing.T) {
 	require.Equal(t, "manifest_2", uniqueFileName("manifest", taken))
 	require.Equal(t, "output", uniqueFileName("..", taken))
 }
+
+// memSink keeps every chunk's output rows by chunk start.
+type memSink struct{ chunks map[int64][][]byte }
+
+func (m *memSink) Start(*Layout, Plan, []OutputSpec) error { m.chunks = map[int64][][]byte{}; return nil }
+func (m *memSink) WriteChunk(start int64, rows [][]byte) error {
+	copied := make([][]byte, len(rows))
+	for i, r := range rows {
+		copied[i] = bytes.Clone(r)
+	}
+	m.chunks[start] = copied
+	return nil
+}
+func (m *memSink) Finish(*Manifest) error { return nil }
+func (m *memSink) Abort()                 {}
+
+func TestResumeWritesTheRemainingChunksIdentically(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	_, model := testMLP(t, dir)
+	input := writeNpy(t, dir, "x.npy", []int64{1000, 24}, randomFloats(1000*24, 14))
+	job := Job{Model: model, BatchSize: 16, ChunkSamples: 128, Threads: 1}
+	full := &memSink{}
+	_, err := runInto(t, job, input, full)
+	require.NoError(t, err)
+	require.Len(t, full.chunks, 8)
+
+	job.StartChunk = 5
+	resumed := &memSink{}
+	m, err := runInto(t, job, input, resumed)
+	require.NoError(t, err)
+	require.EqualValues(t, 5, m.ResumedAt)
+	require.Len(t, resumed.chunks, 3, "only the chunks after the checkpoint run")
+	for start, rows := range resumed.chunks {
+		require.Equal(t, full.chunks[start], rows, "chunk at %d", start)
+	}
+
+	job.StartChunk = 9
+	_, err = runInto(t, job, input, &memSink{})
+	require.ErrorContains(t, err, "the plan has 8 chunks")
+}

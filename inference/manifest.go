@@ -17,6 +17,7 @@ type Manifest struct {
 	Model            ModelInfo    `json:"model"`
 	Samples          int64        `json:"samples"`
 	Chunks           int64        `json:"chunks"`
+	ResumedAt        int64        `json:"resumed_at_chunk,omitempty"`
 	ChunkSamples     int64        `json:"chunk_samples"`
 	BatchSize        int64        `json:"batch_size"`
 	Threads          int          `json:"threads"`
@@ -36,6 +37,7 @@ type Manifest struct {
 type InputInfo struct {
 	Name  string `json:"name"`
 	Bytes int64  `json:"bytes"`
+	ETag  string `json:"etag,omitempty"`
 	Layout
 }
 

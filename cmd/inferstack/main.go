@@ -28,6 +28,8 @@ const (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first signal stops softly; after it a second one kills at once.
+	context.AfterFunc(ctx, stop)
 	code := NewMain(os.Stdout, os.Stderr).Run(ctx, os.Args[1:])
 	stop()
 	os.Exit(code)
@@ -45,6 +47,7 @@ const usage = `inferstack runs ONNX models over large files, fast and in bounded
 
 Usage:
   inferstack run --model M --input F --output DIR [flags]   run a model over a file
+  inferstack worker                                         serve a tier's SQS queue (the ECS task)
   inferstack version                                        print versions
   inferstack help [command]                                 show help
 
@@ -62,6 +65,8 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "run":
 		return m.exit(newRunCommand(m).Run(ctx, rest))
+	case "worker":
+		return m.exit(m.runWorker(ctx, rest))
 	case "version", "--version":
 		fmt.Fprintf(m.Stdout, "inferstack %s (onnx runtime %s expected)\n", inference.Version(), inference.ORTVersion)
 		return exitOK

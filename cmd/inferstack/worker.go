@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"log/slog"
+	"os"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/inferstack/inferstack/inference"
+	"github.com/inferstack/inferstack/internal/awsenv"
+	"github.com/inferstack/inferstack/worker"
+)
+
+const workerUsage = `Usage: inferstack worker [--ort-lib PATH]
+
+Serves a tier's queue: long-polls it, runs each job through the engine from
+S3, checkpoints every chunk, writes results and the manifest, then deletes
+the message. SIGTERM stops polling; a running job gets INFERSTACK_STOP_TIMEOUT
+to finish before it is handed back at a chunk boundary; then it exits 0.
+
+Configured by the environment the task definition sets: INFERSTACK_QUEUE_URL,
+INFERSTACK_DEAD_LETTER_QUEUE_URL, INFERSTACK_BUCKET, INFERSTACK_MODEL_KEY,
+INFERSTACK_TIER, INFERSTACK_DEVICE (auto|cpu|gpu), INFERSTACK_VISIBILITY_TIMEOUT,
+INFERSTACK_MAX_RECEIVES, INFERSTACK_STOP_TIMEOUT, INFERSTACK_BATCH_SIZE,
+INFERSTACK_CHUNK_SAMPLES, INFERSTACK_THREADS; AWS_* as the AWS SDK reads them.
+
+Flags:
+`
+
+// runWorker is `inferstack worker`.
+func (m *Main) runWorker(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.SetOutput(m.Stderr)
+	ortLib := fs.String("ort-lib", "", "path to libonnxruntime.so (default: $"+inference.LibEnv+", else the one make setup installs)")
+	fs.Usage = func() {
+		_, _ = fs.Output().Write([]byte(workerUsage))
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelp
+		}
+		return &usageError{msg: err.Error()}
+	}
+	cfg, err := worker.ConfigFromEnv(os.Getenv)
+	if err != nil {
+		return &usageError{msg: err.Error()}
+	}
+	if _, err := inference.InitRuntime(*ortLib); err != nil {
+		return err
+	}
+	aws, err := awsenv.Load(ctx)
+	if err != nil {
+		return err
+	}
+	// JSON lines: CloudWatch Logs keeps their fields; metrics go to stdout as EMF.
+	log := slog.New(slog.NewJSONHandler(m.Stderr, nil))
+	w := worker.New(cfg, sqs.NewFromConfig(aws), s3.NewFromConfig(aws, awsenv.S3Options), log, m.Stdout)
+	return w.Run(ctx)
+}

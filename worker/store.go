@@ -1,0 +1,165 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+)
+
+// Objects is the S3 API the worker uses; *s3.Client satisfies it.
+type Objects interface {
+	GetObject(ctx context.Context, in *s3.GetObjectInput, opts ...func(*s3.Options)) (*s3.GetObjectOutput, error)
+	PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error)
+	HeadObject(ctx context.Context, in *s3.HeadObjectInput, opts ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
+}
+
+var _ Objects = (*s3.Client)(nil)
+
+// errNotFound marks a missing object.
+var errNotFound = errors.New("not found")
+
+// status is the HTTP status of an AWS error, 0 when no response came back.
+func status(err error) int {
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) {
+		return re.HTTPStatusCode()
+	}
+	return 0
+}
+
+// transient says whether retrying can help: no response at all (the network
+// or the endpoint is down), throttling, timeouts and server errors.
+func transient(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	switch s := status(err); {
+	case s == 0, s == http.StatusRequestTimeout, s == http.StatusTooManyRequests, s >= 500:
+		return true
+	}
+	return false
+}
+
+// maxOutage is how long the worker keeps retrying a transient failure within
+// a job before giving the job back to the queue.
+const maxOutage = 2 * time.Minute
+
+// retry runs op until it succeeds, fails permanently, or transient failures
+// have lasted maxOutage, backing off from 100 ms to 5 s with jitter. The SDK's
+// own retries cover blips; this covers an endpoint that is gone for a while.
+func retry(ctx context.Context, op func() error) error {
+	start, delay := time.Now(), 100*time.Millisecond
+	for {
+		err := op()
+		if !transient(err) || time.Since(start) > maxOutage {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(delay/2 + rand.N(delay/2+1)):
+		}
+		delay = min(2*delay, 5*time.Second)
+	}
+}
+
+// store is the worker's view of its bucket.
+type store struct {
+	s3     Objects
+	bucket string
+}
+
+func (s *store) get(ctx context.Context, key string) ([]byte, error) {
+	var data []byte
+	err := retry(ctx, func() error {
+		out, err := s.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)})
+		if err != nil {
+			return err
+		}
+		defer out.Body.Close() //nolint:errcheck // read-only
+		data, err = io.ReadAll(out.Body)
+		return err
+	})
+	if status(err) == http.StatusNotFound {
+		return nil, fmt.Errorf("s3://%s/%s: %w", s.bucket, key, errNotFound)
+	}
+	return data, err
+}
+
+func (s *store) put(ctx context.Context, key string, data []byte, contentType string) error {
+	return retry(ctx, func() error {
+		_, err := s.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key),
+			Body: bytes.NewReader(data), ContentType: aws.String(contentType)})
+		return err
+	})
+}
+
+func (s *store) putJSON(ctx context.Context, key string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return s.put(ctx, key, data, "application/json")
+}
+
+func (s *store) getJSON(ctx context.Context, key string, v any) error {
+	data, err := s.get(ctx, key)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(data, v)
+}
+
+func (s *store) head(ctx context.Context, key string) (*s3.HeadObjectOutput, error) {
+	var out *s3.HeadObjectOutput
+	err := retry(ctx, func() (err error) {
+		out, err = s.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)})
+		return err
+	})
+	if status(err) == http.StatusNotFound {
+		return nil, fmt.Errorf("s3://%s/%s: %w", s.bucket, key, errNotFound)
+	}
+	return out, err
+}
+
+// rangeReader reads one version of an object (If-Match its ETag) with a
+// ranged GET per call: the engine reads whole chunks, so one request each.
+type rangeReader struct {
+	ctx  context.Context
+	s    *store
+	key  string
+	etag string
+}
+
+func (r *rangeReader) ReadAt(p []byte, off int64) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	var n int
+	err := retry(r.ctx, func() error {
+		out, err := r.s.s3.GetObject(r.ctx, &s3.GetObjectInput{
+			Bucket: aws.String(r.s.bucket), Key: aws.String(r.key), IfMatch: aws.String(r.etag),
+			Range: aws.String(fmt.Sprintf("bytes=%d-%d", off, off+int64(len(p))-1)),
+		})
+		if err != nil {
+			return err
+		}
+		defer out.Body.Close() //nolint:errcheck // read-only
+		n, err = io.ReadFull(out.Body, p)
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return io.EOF
+		}
+		return err
+	})
+	return n, err
+}

@@ -1,0 +1,340 @@
+package worker_test
+
+// The worker against moto over HTTP with the real ONNX Runtime: in process,
+// and as the real `inferstack worker` binary for kill -9 and SIGTERM.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/stretchr/testify/require"
+
+	"github.com/inferstack/inferstack/inference"
+	"github.com/inferstack/inferstack/inference/npy"
+	"github.com/inferstack/inferstack/internal/job"
+	"github.com/inferstack/inferstack/internal/onnxmodel"
+	"github.com/inferstack/inferstack/internal/testenv"
+	"github.com/inferstack/inferstack/worker"
+)
+
+var (
+	moto   *testenv.Moto
+	binary string
+)
+
+func TestMain(m *testing.M) {
+	code, err := setUp(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL:", err)
+		os.Exit(1)
+	}
+	os.Exit(code)
+}
+
+func setUp(m *testing.M) (int, error) {
+	if _, err := inference.InitRuntime(""); err != nil {
+		return 0, err
+	}
+	dir, err := os.MkdirTemp("", "worker-test")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	binary = filepath.Join(dir, "inferstack")
+	if out, err := exec.Command("go", "build", "-o", binary, "../cmd/inferstack").CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("build inferstack: %v\n%s", err, out)
+	}
+	if moto, err = testenv.StartMoto(context.Background()); err != nil {
+		return 0, err
+	}
+	defer moto.Stop()
+	return m.Run(), nil
+}
+
+var seq atomic.Int64
+
+// env is one test's bucket, queues and model.
+type env struct {
+	t             *testing.T
+	s3            *s3.Client
+	sqs           *sqs.Client
+	bucket, queue string
+	dlq           string
+	cfg           worker.Config
+	mlp           *onnxmodel.MLP
+	modelPath     string
+}
+
+func newEnv(t *testing.T, visibility time.Duration) *env {
+	t.Helper()
+	ctx := t.Context()
+	cfg, err := moto.Config(ctx)
+	require.NoError(t, err)
+	// moto sends no checksums: validate them only where S3 requires it.
+	e := &env{t: t, s3: s3.NewFromConfig(cfg, func(o *s3.Options) {
+		o.UsePathStyle, o.ResponseChecksumValidation = true, aws.ResponseChecksumValidationWhenRequired
+	}), sqs: sqs.NewFromConfig(cfg)}
+	name := fmt.Sprintf("%s-%d", strings.ToLower(regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "-")), seq.Add(1))
+	name = strings.Trim(name[max(0, len(name)-50):], "-")
+	e.bucket = name
+	_, err = e.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)})
+	require.NoError(t, err)
+	dlq, err := e.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name + "-dlq")})
+	require.NoError(t, err)
+	e.dlq = aws.ToString(dlq.QueueUrl)
+	attrs, err := e.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: dlq.QueueUrl, AttributeNames: []sqstypes.QueueAttributeName{"QueueArn"}})
+	require.NoError(t, err)
+	q, err := e.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name + "-queue"), Attributes: map[string]string{
+		"VisibilityTimeout": fmt.Sprint(int(visibility.Seconds())),
+		"RedrivePolicy":     fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":"5"}`, attrs.Attributes["QueueArn"]),
+	}})
+	require.NoError(t, err)
+	e.queue = aws.ToString(q.QueueUrl)
+
+	e.mlp = onnxmodel.NewMLP(24, 32, 5, 1)
+	model, err := e.mlp.Model()
+	require.NoError(t, err)
+	e.modelPath = filepath.Join(t.TempDir(), "mlp.onnx")
+	require.NoError(t, os.WriteFile(e.modelPath, model, 0o644))
+	e.put("models/mlp.onnx", model)
+	e.cfg = worker.Config{
+		QueueURL: e.queue, DeadLetterURL: e.dlq, Bucket: e.bucket, ModelKey: "models/mlp.onnx", Tier: "cpu",
+		Device: inference.DeviceCPU, Visibility: visibility, MaxReceives: 5, StopTimeout: 30 * time.Second,
+		BatchSize: 32, ChunkSamples: 256, Threads: 1, WorkerID: "test", StatusEvery: 100 * time.Millisecond, PollWait: time.Second,
+	}
+	return e
+}
+
+func (e *env) put(key string, data []byte) {
+	_, err := e.s3.PutObject(e.t.Context(), &s3.PutObjectInput{Bucket: aws.String(e.bucket), Key: aws.String(key), Body: bytes.NewReader(data)})
+	require.NoError(e.t, err)
+}
+
+func (e *env) get(key string) ([]byte, bool) {
+	out, err := e.s3.GetObject(e.t.Context(), &s3.GetObjectInput{Bucket: aws.String(e.bucket), Key: aws.String(key)})
+	if err != nil {
+		return nil, false
+	}
+	defer out.Body.Close()
+	data, err := io.ReadAll(out.Body)
+	require.NoError(e.t, err)
+	return data, true
+}
+
+// input uploads n random samples as inputs/name and returns the file.
+func (e *env) input(name string, n int) []byte {
+	v := make([]float32, n*24)
+	for i := range v {
+		v[i] = float32((i*7919)%1000)/500 - 1
+	}
+	data := append(npy.EncodeHeader(npy.Float32, []int64{int64(n), 24}), npy.FromFloat32(v)...)
+	e.put("inputs/"+name, data)
+	return data
+}
+
+func (e *env) send(body string) string {
+	_, err := e.sqs.SendMessage(e.t.Context(), &sqs.SendMessageInput{QueueUrl: aws.String(e.queue), MessageBody: aws.String(body)})
+	require.NoError(e.t, err)
+	req, err := job.Parse([]byte(body))
+	if err != nil {
+		return ""
+	}
+	return req.JobID
+}
+
+// start runs an in-process worker until the test ends or stop is called.
+func (e *env) start(cfg worker.Config, queue worker.Queue, objects worker.Objects, metrics io.Writer) (stop func()) {
+	if queue == nil {
+		queue = e.sqs
+	}
+	if objects == nil {
+		objects = e.s3
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	w := worker.New(cfg, queue, objects, nil, metrics)
+	go func() { done <- w.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			require.NoError(e.t, <-done)
+		})
+	}
+	e.t.Cleanup(stop)
+	return stop
+}
+
+// process starts the real `inferstack worker` with the env's settings.
+func (e *env) process(extra ...string) (*exec.Cmd, *bytes.Buffer) {
+	cmd := exec.Command(binary, "worker")
+	cmd.Env = append(os.Environ(), moto.Env()...)
+	cmd.Env = append(cmd.Env,
+		"INFERSTACK_ORT_LIB="+inference.DefaultLibPath(),
+		worker.EnvQueueURL+"="+e.queue, worker.EnvDeadLetterURL+"="+e.dlq, worker.EnvBucket+"="+e.bucket,
+		worker.EnvModelKey+"=models/mlp.onnx", worker.EnvDevice+"=cpu", worker.EnvThreads+"=1",
+		worker.EnvVisibility+"="+e.cfg.Visibility.String(), worker.EnvPollWait+"=1s",
+		worker.EnvBatchSize+"="+fmt.Sprint(e.cfg.BatchSize), worker.EnvChunkSamples+"="+fmt.Sprint(e.cfg.ChunkSamples))
+	cmd.Env = append(cmd.Env, extra...)
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	require.NoError(e.t, cmd.Start())
+	e.t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_, _ = cmd.Process.Wait()
+	})
+	return cmd, &logs
+}
+
+func (e *env) waitFor(what string, timeout time.Duration, cond func() bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		require.True(e.t, time.Now().Before(deadline), "timed out after %s waiting for %s", timeout, what)
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (e *env) manifest(jobID string) (*inference.Manifest, bool) {
+	data, ok := e.get("results/" + jobID + "/manifest.json")
+	if !ok {
+		return nil, false
+	}
+	var m inference.Manifest
+	require.NoError(e.t, json.Unmarshal(data, &m))
+	return &m, true
+}
+
+func (e *env) checkpointDone(jobID string) int64 {
+	data, ok := e.get("checkpoints/" + jobID + "/checkpoint.json")
+	if !ok {
+		return 0
+	}
+	var cp struct {
+		Done int64 `json:"chunks_done"`
+	}
+	require.NoError(e.t, json.Unmarshal(data, &cp))
+	return cp.Done
+}
+
+func (e *env) counts(url string) (visible, inFlight int) {
+	out, err := e.sqs.GetQueueAttributes(e.t.Context(), &sqs.GetQueueAttributesInput{QueueUrl: aws.String(url), AttributeNames: []sqstypes.QueueAttributeName{
+		"ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"}})
+	require.NoError(e.t, err)
+	fmt.Sscan(out.Attributes["ApproximateNumberOfMessages"], &visible)
+	fmt.Sscan(out.Attributes["ApproximateNumberOfMessagesNotVisible"], &inFlight)
+	return visible, inFlight
+}
+
+func (e *env) drained(url string) bool {
+	v, f := e.counts(url)
+	return v+f == 0
+}
+
+// reference runs the engine locally on the same bytes with the same pinned
+// batch size, chunk size and threads, and returns its output files.
+func (e *env) reference(input []byte) map[string][]byte {
+	path := filepath.Join(e.t.TempDir(), "x.npy")
+	require.NoError(e.t, os.WriteFile(path, input, 0o644))
+	model, err := inference.LoadModel(e.modelPath)
+	require.NoError(e.t, err)
+	defer model.Close()
+	f, err := os.Open(path)
+	require.NoError(e.t, err)
+	defer f.Close()
+	out := e.t.TempDir()
+	_, err = inference.Run(e.t.Context(), inference.Job{Model: model, Input: f, InputSize: int64(len(input)), InputName: path,
+		Device: inference.DeviceCPU, BatchSize: e.cfg.BatchSize, ChunkSamples: e.cfg.ChunkSamples, Threads: e.cfg.Threads}, inference.NewDirSink(out))
+	require.NoError(e.t, err)
+	files := map[string][]byte{}
+	for _, name := range []string{"logits.npy", "probs.npy"} {
+		files[name], err = os.ReadFile(filepath.Join(out, name))
+		require.NoError(e.t, err)
+	}
+	return files
+}
+
+func (e *env) requireResults(jobID string, want map[string][]byte) *inference.Manifest {
+	e.t.Helper()
+	m, ok := e.manifest(jobID)
+	require.True(e.t, ok, "no manifest for %s", jobID)
+	for name, data := range want {
+		got, ok := e.get("results/" + jobID + "/" + name)
+		require.True(e.t, ok, name)
+		require.True(e.t, bytes.Equal(data, got), "%s differs from a clean local run", name)
+	}
+	return m
+}
+
+func TestJobMatchesALocalRunByteForByte(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 30*time.Second)
+	input := e.input("signal.npy", 3000)
+	var protections []string
+	var mu sync.Mutex
+	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		protections = append(protections, r.Method+" "+r.URL.Path+" "+string(body))
+		mu.Unlock()
+	}))
+	defer agent.Close()
+	cfg := e.cfg
+	cfg.ECSAgentURI = agent.URL
+	var metrics bytes.Buffer
+	stop := e.start(cfg, nil, nil, &metrics)
+	jobID := e.send(`{"filename": "signal.npy"}`)
+
+	e.waitFor("the manifest", 60*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
+	e.waitFor("the message to be deleted", 10*time.Second, func() bool { return e.drained(e.queue) })
+	stop()
+	m := e.requireResults(jobID, e.reference(input))
+	require.EqualValues(t, 3000, m.Samples)
+	require.NotEmpty(t, m.Input.ETag)
+	require.True(t, e.drained(e.dlq))
+
+	status, ok := e.get("status/" + jobID + ".json")
+	require.True(t, ok)
+	var s map[string]any
+	require.NoError(t, json.Unmarshal(status, &s))
+	require.Equal(t, "done", s["state"])
+	require.EqualValues(t, 3000, s["samples_done"])
+
+	mu.Lock()
+	require.GreaterOrEqual(t, len(protections), 2)
+	require.Equal(t, `PUT /task-protection/v1/state {"ExpiresInMinutes":15,"ProtectionEnabled":true}`, protections[0])
+	require.Equal(t, `PUT /task-protection/v1/state {"ProtectionEnabled":false}`, protections[len(protections)-1])
+	mu.Unlock()
+
+	var emf map[string]any
+	require.NoError(t, json.Unmarshal(bytes.TrimSpace(metrics.Bytes()), &emf))
+	require.EqualValues(t, 3000, emf["Samples"])
+	require.Equal(t, "cpu", emf["Tier"])
+	require.Equal(t, "Inferstack", emf["_aws"].(map[string]any)["CloudWatchMetrics"].([]any)[0].(map[string]any)["Namespace"])
+
+	// Redelivery of a finished job is acknowledged without recomputing.
+	stop = e.start(cfg, nil, nil, &metrics)
+	e.send(`{"filename": "signal.npy"}`)
+	e.waitFor("the duplicate to be acknowledged", 30*time.Second, func() bool { return e.drained(e.queue) })
+	stop()
+	again, _ := e.manifest(jobID)
+	require.Equal(t, m.FinishedAt, again.FinishedAt, "the manifest was not rewritten")
+}
