@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -184,7 +185,25 @@ func (e *env) start(cfg worker.Config, queue worker.Queue, objects worker.Object
 }
 
 // process starts the real `inferstack worker` with the env's settings.
-func (e *env) process(extra ...string) (*exec.Cmd, *bytes.Buffer) {
+// lockedBuffer collects a child's output while the test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (e *env) process(extra ...string) (*exec.Cmd, *lockedBuffer) {
 	cmd := exec.Command(binary, "worker")
 	cmd.Env = append(os.Environ(), moto.Env()...)
 	cmd.Env = append(cmd.Env,
@@ -194,14 +213,14 @@ func (e *env) process(extra ...string) (*exec.Cmd, *bytes.Buffer) {
 		worker.EnvVisibility+"="+e.cfg.Visibility.String(), worker.EnvPollWait+"=1s",
 		worker.EnvBatchSize+"="+fmt.Sprint(e.cfg.BatchSize), worker.EnvChunkSamples+"="+fmt.Sprint(e.cfg.ChunkSamples))
 	cmd.Env = append(cmd.Env, extra...)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	logs := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
 	require.NoError(e.t, cmd.Start())
 	e.t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		_, _ = cmd.Process.Wait()
+		_ = cmd.Wait()
 	})
-	return cmd, &logs
+	return cmd, logs
 }
 
 func (e *env) waitFor(what string, timeout time.Duration, cond func() bool) {
@@ -337,4 +356,185 @@ func TestJobMatchesALocalRunByteForByte(t *testing.T) {
 	stop()
 	again, _ := e.manifest(jobID)
 	require.Equal(t, m.FinishedAt, again.FinishedAt, "the manifest was not rewritten")
+}
+
+// slowJob pins the engine to batch 1 and chunks of 100 samples, so that a
+// 40k-sample job takes 400 checkpoints (about 1,200 PUTs to moto): long
+// enough, chunk by chunk, to be interrupted.
+func slowJob(e *env) []byte {
+	e.cfg.BatchSize, e.cfg.ChunkSamples = 1, 100
+	return e.input("long.npy", 40000)
+}
+
+func TestKillNineThenAnotherWorkerResumesToTheSameBytes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 3*time.Second)
+	input := slowJob(e)
+	first, logs := e.process()
+	jobID := e.send(`{"filename": "long.npy"}`)
+	e.waitFor("three checkpointed chunks", 60*time.Second, func() bool { return e.checkpointDone(jobID) >= 3 })
+	require.NoError(t, first.Process.Signal(syscall.SIGKILL))
+	_, _ = first.Process.Wait()
+	_, done := e.manifest(jobID)
+	require.False(t, done, "killed too late: the job had finished\n%s", logs)
+
+	e.start(e.cfg, nil, nil, nil)
+	e.waitFor("the manifest", 120*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
+	m := e.requireResults(jobID, e.reference(input))
+	require.GreaterOrEqual(t, m.ResumedAt, int64(3), "resumed from the checkpoint, not from scratch")
+	e.waitFor("the queue to drain", 30*time.Second, func() bool { return e.drained(e.queue) })
+	require.True(t, e.drained(e.dlq))
+}
+
+func TestSIGTERMHandsTheJobBackInTimeAndItCompletesElsewhere(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 30*time.Second)
+	input := slowJob(e)
+	first, logs := e.process(worker.EnvStopTimeout + "=500ms")
+	jobID := e.send(`{"filename": "long.npy"}`)
+	e.waitFor("a checkpointed chunk", 60*time.Second, func() bool { return e.checkpointDone(jobID) >= 1 })
+	signalled := time.Now()
+	require.NoError(t, first.Process.Signal(syscall.SIGTERM))
+	state, err := first.Process.Wait()
+	require.NoError(t, err)
+	require.Equal(t, 0, state.ExitCode(), "%s", logs)
+	require.Less(t, time.Since(signalled), 5*time.Second, "stop timeout 500ms plus a 1s poll")
+	require.Contains(t, logs.String(), "handed back")
+	// Handed back at once, not after the 30 s visibility timeout.
+	e.waitFor("the message to be visible again", 3*time.Second, func() bool { v, _ := e.counts(e.queue); return v == 1 })
+
+	e.start(e.cfg, nil, nil, nil)
+	e.waitFor("the manifest", 120*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
+	e.requireResults(jobID, e.reference(input))
+	e.waitFor("the queue to drain", 30*time.Second, func() bool { return e.drained(e.queue) })
+}
+
+func TestTheSameJobOnTwoWorkersGivesOneConsistentResult(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 30*time.Second)
+	input := e.input("twice.npy", 4000)
+	jobID := e.send(`{"filename": "twice.npy"}`)
+	e.send(`{"filename": "twice.npy"}`)
+	e.start(e.cfg, nil, nil, nil)
+	e.start(e.cfg, nil, nil, nil)
+	e.waitFor("both messages to end", 60*time.Second, func() bool { return e.drained(e.queue) })
+	e.requireResults(jobID, e.reference(input))
+	require.True(t, e.drained(e.dlq))
+}
+
+func TestPoisonIsDeadLetteredWithAnErrorRecordWhileTheWorkerServesOn(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 30*time.Second)
+	good := e.input("good.npy", 500)
+	full := e.input("full.npy", 100)
+	e.put("inputs/truncated.npy", full[:len(full)-9])
+	e.put("inputs/wide.npy", append(npy.EncodeHeader(npy.Float32, []int64{10, 30}), make([]byte, 10*30*4)...))
+	poison := map[string]string{
+		`{"filename": "missing.npy"}`:   "not found",
+		`{"filename": "truncated.npy"}`: "truncated",
+		`{"filename": "wide.npy"}`:      "model needs 24",
+		`{"file": "x"}`:                 "unknown field",
+	}
+	start := time.Now()
+	e.start(e.cfg, nil, nil, nil)
+	ids := map[string]string{}
+	for body := range poison {
+		ids[body] = e.send(body)
+	}
+	goodID := e.send(`{"filename": "good.npy"}`)
+	e.waitFor("the good job", 60*time.Second, func() bool { _, ok := e.manifest(goodID); return ok })
+	e.waitFor("every message to end", 30*time.Second, func() bool { return e.drained(e.queue) })
+	require.Less(t, time.Since(start), 20*time.Second, "poison ends in seconds, not after visibility timeouts")
+	e.requireResults(goodID, e.reference(good))
+
+	dead := map[string]string{}
+	for {
+		out, err := e.sqs.ReceiveMessage(t.Context(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(e.dlq), MaxNumberOfMessages: 10, VisibilityTimeout: 60, MessageAttributeNames: []string{"All"}})
+		require.NoError(t, err)
+		if len(out.Messages) == 0 {
+			break
+		}
+		for _, m := range out.Messages {
+			dead[aws.ToString(m.Body)] = aws.ToString(m.MessageAttributes["reason"].StringValue)
+		}
+	}
+	require.Len(t, dead, len(poison))
+	for body, reason := range poison {
+		require.Contains(t, dead[body], reason, body)
+		if id := ids[body]; id != "" {
+			record, ok := e.get("errors/" + id + ".json")
+			require.True(t, ok, "no error record for %s", body)
+			require.Contains(t, string(record), reason)
+		}
+	}
+}
+
+func TestJobSurvivesTheEndpointGoingAwayMidJob(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 30*time.Second)
+	input := slowJob(e)
+	proxy, err := testenv.NewProxy(moto.URL)
+	require.NoError(t, err)
+	defer proxy.Close()
+	cfg, err := moto.Config(t.Context())
+	require.NoError(t, err)
+	cfg.BaseEndpoint = aws.String(proxy.URL())
+	viaProxyS3 := s3.NewFromConfig(cfg, func(o *s3.Options) {
+		o.UsePathStyle, o.ResponseChecksumValidation = true, aws.ResponseChecksumValidationWhenRequired
+	})
+	e.start(e.cfg, sqs.NewFromConfig(cfg), viaProxyS3, nil)
+	jobID := e.send(`{"filename": "long.npy"}`)
+	e.waitFor("a checkpointed chunk", 60*time.Second, func() bool { return e.checkpointDone(jobID) >= 1 })
+	proxy.Cut()
+	time.Sleep(4 * time.Second) // an outage longer than the SDK's own retries
+	_, done := e.manifest(jobID)
+	require.False(t, done, "the job finished before the outage")
+	proxy.Restore()
+	e.waitFor("the manifest", 120*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
+	e.requireResults(jobID, e.reference(input))
+	e.waitFor("the queue to drain", 30*time.Second, func() bool { return e.drained(e.queue) })
+	require.True(t, e.drained(e.dlq))
+}
+
+func TestLoad200JobsThroughTwoWorkers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 30*time.Second)
+	e.input("small.npy", 64)
+	var bodies []string
+	for i := range 200 {
+		body := fmt.Sprintf(`{"filename": "small.npy", "job_id": "load-%d"}`, i)
+		if i%20 == 0 {
+			body = fmt.Sprintf(`{"filename": "missing-%d.npy"}`, i)
+		}
+		bodies = append(bodies, body)
+	}
+	for i := 0; i < len(bodies); i += 10 {
+		var entries []sqstypes.SendMessageBatchRequestEntry
+		for j, b := range bodies[i : i+10] {
+			entries = append(entries, sqstypes.SendMessageBatchRequestEntry{Id: aws.String(fmt.Sprint(j)), MessageBody: aws.String(b)})
+		}
+		_, err := e.sqs.SendMessageBatch(t.Context(), &sqs.SendMessageBatchInput{QueueUrl: aws.String(e.queue), Entries: entries})
+		require.NoError(t, err)
+	}
+	e.start(e.cfg, nil, nil, nil)
+	e.start(e.cfg, nil, nil, nil)
+	e.waitFor("200 jobs", 300*time.Second, func() bool { return e.drained(e.queue) })
+
+	results, records := 0, 0
+	for _, body := range bodies {
+		req, err := job.Parse([]byte(body))
+		require.NoError(t, err)
+		if _, ok := e.manifest(req.JobID); ok {
+			results++
+		}
+		if _, ok := e.get("errors/" + req.JobID + ".json"); ok {
+			records++
+		}
+	}
+	require.Equal(t, 190, results)
+	require.Equal(t, 10, records)
+	visible, inFlight := e.counts(e.dlq)
+	require.Equal(t, 10, visible+inFlight)
+	v, f := e.counts(e.queue)
+	require.Zero(t, v+f, "nothing left, nothing in flight")
 }

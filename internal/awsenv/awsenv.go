@@ -23,10 +23,12 @@ func Load(ctx context.Context) (aws.Config, error) {
 	return cfg, nil
 }
 
-// S3Options uses path-style addressing when S3's endpoint is overridden:
-// emulators and S3-compatible stores cannot resolve bucket.host names.
+// S3Options adapts the client when S3's endpoint is overridden: emulators
+// and S3-compatible stores cannot resolve bucket.host names (path style),
+// and many return no checksums to validate (checked only where required).
 func S3Options(o *s3.Options) {
 	if os.Getenv("AWS_ENDPOINT_URL_S3") != "" || os.Getenv("AWS_ENDPOINT_URL") != "" {
 		o.UsePathStyle = true
+		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
 	}
 }
