@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/appautoscaling"
@@ -13,6 +14,7 @@ import (
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ecs"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/sqs"
+	awsxecr "github.com/pulumi/pulumi-awsx/sdk/v2/go/awsx/ecr"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 )
 
@@ -52,6 +54,12 @@ type ComputeTierArgs struct {
 	VisibilitySecs int // tier queue visibility; the worker's heartbeat extends it
 	MaxReceives    int // deliveries before a message is dead-lettered
 	StopTimeout    int // seconds ECS waits after SIGTERM before SIGKILL
+	// BuildImage builds images/<tier>.Dockerfile from ImageContext and
+	// pushes it to the Core's repository (needs Docker where Pulumi runs);
+	// otherwise the tier runs REPOSITORY:<ImageTag>, pushed by `make images`.
+	BuildImage   bool
+	ImageContext string
+	BuildArgs    map[string]string
 }
 
 // ComputeTier is one autoscaled tier: its queue, instances and worker service.
@@ -363,7 +371,22 @@ func (b *tierBuilder) service() error {
 		device = "auto" // CUDA, falling back to the CPU with the reason in the manifest
 	}
 	region := core.Intake.Arn.ApplyT(func(arn string) string { return arnField(arn, 3) }).(pulumi.StringOutput)
-	defs := pulumi.All(core.Repository.RepositoryUrl, b.logGroup.Name, region, b.t.Queue.Url, b.t.DeadLetter.Url, core.Bucket.Bucket).ApplyT(func(v []any) string {
+	image := pulumi.Sprintf("%s:%s", core.Repository.RepositoryUrl, a.ImageTag)
+	if a.BuildImage {
+		built, err := awsxecr.NewImage(b.ctx, b.name+"-image", &awsxecr.ImageArgs{
+			RepositoryUrl: core.Repository.RepositoryUrl,
+			Context:       pulumi.String(a.ImageContext),
+			Dockerfile:    pulumi.String(filepath.Join(a.ImageContext, "images", a.Tier+".Dockerfile")),
+			Platform:      pulumi.String("linux/amd64"),
+			ImageTag:      pulumi.String(a.ImageTag),
+			Args:          pulumi.ToStringMap(a.BuildArgs),
+		}, b.parent)
+		if err != nil {
+			return err
+		}
+		image = built.ImageUri
+	}
+	defs := pulumi.All(image, b.logGroup.Name, region, b.t.Queue.Url, b.t.DeadLetter.Url, core.Bucket.Bucket).ApplyT(func(v []any) string {
 		env := map[string]string{
 			"INFERSTACK_TIER":                  a.Tier,
 			"INFERSTACK_DEVICE":                device,
@@ -373,7 +396,7 @@ func (b *tierBuilder) service() error {
 			"INFERSTACK_MODEL_KEY":             core.ModelKey,
 			"INFERSTACK_STOP_TIMEOUT":          fmt.Sprintf("%ds", a.StopTimeout-5), // finish or checkpoint before ECS's SIGKILL
 		}
-		return ContainerDefinitions(v[0].(string)+":"+a.ImageTag, v[1].(string), v[2].(string), env, a.GPU, a.StopTimeout)
+		return ContainerDefinitions(v[0].(string), v[1].(string), v[2].(string), env, a.GPU, a.StopTimeout)
 	}).(pulumi.StringOutput)
 	var err error
 	b.t.TaskDefinition, err = ecs.NewTaskDefinition(b.ctx, b.name+"-task", &ecs.TaskDefinitionArgs{

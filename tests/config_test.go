@@ -113,6 +113,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		"modelPath":         {"modelPath": "/nonexistent/model.onnx"},
 		"alarmEmail":        {"alarmEmail": "nobody"},
 		"availabilityZones": {"availabilityZones": "0"},
+		"ortGpuSha256":      {"buildImages": "true"},
 	}
 	for key, values := range cases {
 		t.Run(key, func(t *testing.T) {

@@ -212,6 +212,7 @@ func TestGPUTierAloneGetsTheGPUAMIAndAGPU(t *testing.T) {
 			kv := e.(map[string]any)
 			env[kv["name"].(string)] = kv["value"].(string)
 		}
+		require.Equal(t, "123456789012.dkr.ecr.us-east-1.amazonaws.com/inferstack-worker:"+tier, defs[0]["image"])
 		require.Equal(t, tier, env["INFERSTACK_TIER"])
 		require.Equal(t, map[string]string{"cpu": "cpu", "gpu": "auto"}[tier], env["INFERSTACK_DEVICE"])
 		require.Equal(t, "models/detector.onnx", env["INFERSTACK_MODEL_KEY"])
@@ -318,4 +319,21 @@ func TestIAMIsLeastPrivilege(t *testing.T) {
 		require.NoError(t, json.Unmarshal([]byte(str(r.Inputs, "assumeRolePolicy")), &trust))
 		require.Len(t, trust.Statement, 1)
 	}
+}
+
+func TestImagesAreBuiltOnlyWhenConfigured(t *testing.T) {
+	t.Parallel()
+	require.Empty(t, run(t, config(t, "dev", nil)).ofType("awsx:ecr:Image"))
+	d := run(t, config(t, "dev", map[string]string{"buildImages": "true", "ortGpuSha256": strings.Repeat("0f", 32)}))
+	images := d.ofType("awsx:ecr:Image")
+	require.Len(t, images, 2)
+	for _, tier := range []string{"cpu", "gpu"} {
+		img := d.named("inferstack-" + tier + "-image")
+		require.Equal(t, "images/"+tier+".Dockerfile", str(img.Inputs, "dockerfile"))
+		require.Equal(t, "linux/amd64", str(img.Inputs, "platform"))
+		var defs []map[string]any
+		require.NoError(t, json.Unmarshal([]byte(str(d.named("inferstack-"+tier+"-task").Inputs, "containerDefinitions")), &defs))
+		require.Equal(t, str(img.Outputs, "imageUri"), defs[0]["image"], "the task runs the image just built")
+	}
+	require.Equal(t, strings.Repeat("0f", 32), str(obj(d.named("inferstack-gpu-image").Inputs, "args"), "ORT_GPU_SHA256"))
 }

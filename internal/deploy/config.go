@@ -55,6 +55,8 @@ type Config struct {
 	VisibilityTimeout int
 	MaxReceives       int
 	StopTimeout       int
+	BuildImages       bool
+	ORTGPUSHA256      string
 	CPU, GPU          TierConfig
 }
 
@@ -94,6 +96,8 @@ var Keys = []Key{
 	{"visibilityTimeout", "integer", "300", "tier queue visibility timeout in seconds; the worker's heartbeat extends it (max 43200)"},
 	{"maxReceives", "integer", "5", "deliveries of a job before it is dead-lettered"},
 	{"stopTimeout", "integer", "110", "seconds ECS waits after SIGTERM before SIGKILL (max 120); the worker stops 5 s earlier"},
+	{"buildImages", "boolean", "false", "build images/<tier>.Dockerfile and push it to the stack's repository on pulumi up (needs Docker); otherwise push with make images"},
+	{"ortGpuSha256", "string", "", "sha256 of onnxruntime-linux-x64-gpu-1.24.1.tgz, required to build the gpu image"},
 	{"cpuInstanceTypes", "array", `["c7i.large","c6i.large","m7i.large"]`, "cpu tier instance types (x86_64), first preferred"},
 	{"cpuSpot", "boolean", "false", "run the cpu tier on spot above cpuOnDemandBase"},
 	{"cpuOnDemandBase", "integer", "0", "cpu tier on-demand instances before spot"},
@@ -142,6 +146,8 @@ func FromGetter(env string, get func(key string) (string, bool)) (Config, error)
 		VisibilityTimeout: r.integer("visibilityTimeout"),
 		MaxReceives:       r.integer("maxReceives"),
 		StopTimeout:       r.integer("stopTimeout"),
+		BuildImages:       r.boolean("buildImages"),
+		ORTGPUSHA256:      r.str("ortGpuSha256"),
 		CPU:               r.tier("cpu"),
 		GPU:               r.tier("gpu"),
 	}
@@ -185,6 +191,9 @@ func (c Config) Validate() error {
 	}
 	if c.InputsExpireDays < 1 || c.ResultsExpireDays < 1 {
 		return bad("inputsExpireDays", "expirations must be at least a day")
+	}
+	if c.BuildImages && c.GPUEnabled && len(c.ORTGPUSHA256) != 64 {
+		return bad("ortGpuSha256", "building the gpu image needs the 64-hex-digit sha256 of the ONNX Runtime GPU release")
 	}
 	if c.AlarmEmail != "" && !strings.Contains(c.AlarmEmail, "@") {
 		return bad("alarmEmail", "%q is not an email address", c.AlarmEmail)

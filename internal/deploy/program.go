@@ -40,7 +40,7 @@ func (t tierSpec) args(core *components.Core) *components.ComputeTierArgs {
 	if t.gpu {
 		root = 60 // the GPU AMI carries the NVIDIA driver and CUDA runtime
 	}
-	return &components.ComputeTierArgs{
+	args := &components.ComputeTierArgs{
 		Core: core, Tier: t.name, GPU: t.gpu,
 		InstanceTypes: t.cfg.InstanceTypes, Spot: t.cfg.Spot, OnDemandBase: t.cfg.OnDemandBase,
 		Scaling: components.ScalingConfig{
@@ -49,7 +49,12 @@ func (t tierSpec) args(core *components.Core) *components.ComputeTierArgs {
 		},
 		TaskCPU: t.cfg.TaskCPU, TaskMemory: t.cfg.TaskMemory, RootVolumeGiB: root, ImageTag: t.name,
 		VisibilitySecs: t.c.VisibilityTimeout, MaxReceives: t.c.MaxReceives, StopTimeout: t.c.StopTimeout,
+		BuildImage: t.c.BuildImages, ImageContext: ".", BuildArgs: map[string]string{},
 	}
+	if t.gpu {
+		args.BuildArgs["ORT_GPU_SHA256"] = t.c.ORTGPUSHA256
+	}
+	return args
 }
 
 // Program creates the stack described by cfg and exports what clients need.

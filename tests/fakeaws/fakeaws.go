@@ -55,6 +55,8 @@ func Outputs(typ, name string, inputs resource.PropertyMap) (string, resource.Pr
 		set("repositoryUrl", fmt.Sprintf("%s.dkr.ecr.%s.amazonaws.com/%s", Account, Region, name))
 	case "aws:cloudwatch/dashboard:Dashboard":
 		set("dashboardArn", fmt.Sprintf("arn:aws:cloudwatch::%s:dashboard/%s", Account, input("dashboardName")))
+	case "awsx:ecr:Image":
+		set("imageUri", input("repositoryUrl")+":"+input("imageTag")+"@sha256:"+strings.Repeat("ab", 32))
 	case "awsx:ec2:Vpc":
 		set("vpcId", "vpc-"+shortHash(name))
 		set("privateSubnetIds", []any{"subnet-a" + shortHash(name), "subnet-b" + shortHash(name)})
