@@ -73,7 +73,8 @@ bench: setup-test ## run the benchmarks and write $(BENCH_OUT) (see docs/benchma
 	{ go test -run '^$$' -bench 'ToFloat32|ReadHeader|Decode|Handle' -count 1 ./inference/... ./functions/... && \
 	  go test -run '^$$' -bench 'EngineVsBareORT|CalibrationGain|PeakRSS' -benchtime 1x -count 1 ./inference/ && \
 	  go test -run '^$$' -bench 'InvokeUnderEmulator' -benchtime 5x -count 1 ./functions/dispatch/ && \
-	  go test -run '^$$' -bench 'Preview' -benchtime 5x -count 1 ./tests/; } | tee $(BENCH_OUT)
+	  go test -run '^$$' -bench 'Preview' -benchtime 5x -count 1 ./tests/ && \
+	  go test -run '^$$' -bench 'JobOverhead|WorkerVsRun' -benchtime 10x -count 1 ./worker/; } | tee $(BENCH_OUT)
 
 .PHONY: fuzz
 fuzz: ## fuzz the .npy header parser for a minute

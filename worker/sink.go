@@ -43,7 +43,23 @@ type s3Sink struct {
 	dir           string
 	local         *inference.DirSink
 	plan          inference.Plan
+
+	// Checkpoints upload in the background, in order, so that S3's latency
+	// never stalls inference; Finish waits for them.
+	uploads   chan chunkUpload
+	failed    chan struct{} // closed on the first upload error, kept in uploadErr
+	done      chan struct{} // closed when the uploader has returned
+	uploadErr error
 }
+
+type chunkUpload struct {
+	chunk int64
+	rows  [][]byte
+}
+
+// maxPendingCheckpoints bounds the chunks waiting for upload (outputs only:
+// far smaller than the input chunks in flight).
+const maxPendingCheckpoints = 8
 
 var _ inference.Sink = (*s3Sink)(nil)
 
@@ -56,6 +72,8 @@ func (s *s3Sink) Start(layout *inference.Layout, plan inference.Plan, outputs []
 	if err := s.local.Start(layout, plan, outputs); err != nil {
 		return err
 	}
+	s.uploads, s.failed, s.done = make(chan chunkUpload, maxPendingCheckpoints), make(chan struct{}), make(chan struct{})
+	go s.upload()
 	s.cp.BatchSize, s.cp.ChunkSamples, s.cp.Outputs = plan.BatchSize, plan.ChunkSamples, nil
 	for _, o := range outputs {
 		s.cp.Outputs = append(s.cp.Outputs, o.Name)
@@ -81,23 +99,60 @@ func (s *s3Sink) Start(layout *inference.Layout, plan inference.Plan, outputs []
 }
 
 func (s *s3Sink) WriteChunk(start int64, rows [][]byte) error {
-	c := start / s.plan.ChunkSamples
-	for i, r := range rows {
-		if err := s.store.put(s.ctx, chunkKey(s.jobID, c, i), r, "application/octet-stream"); err != nil {
-			return fmt.Errorf("checkpoint chunk %d: %w", c, err)
-		}
-	}
 	if err := s.local.WriteChunk(start, rows); err != nil {
 		return err
 	}
-	s.cp.Done = c + 1
-	if err := s.store.putJSON(s.ctx, checkpointKey(s.jobID), s.cp); err != nil {
-		return fmt.Errorf("checkpoint chunk %d: %w", c, err)
+	copied := make([][]byte, len(rows))
+	for i, r := range rows {
+		copied[i] = append([]byte(nil), r...) // the engine reuses its buffers
 	}
-	return nil
+	select {
+	case s.uploads <- chunkUpload{chunk: start / s.plan.ChunkSamples, rows: copied}:
+		return nil
+	case <-s.failed:
+		return s.uploadErr
+	}
+}
+
+// upload writes each chunk's parts, then the checkpoint that counts it.
+func (s *s3Sink) upload() {
+	defer close(s.done)
+	var err error
+	for u := range s.uploads {
+		if err != nil {
+			continue // drain after a failure
+		}
+		for i, r := range u.rows {
+			if err = s.store.put(s.ctx, chunkKey(s.jobID, u.chunk, i), r, "application/octet-stream"); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			s.cp.Done = u.chunk + 1
+			err = s.store.putJSON(s.ctx, checkpointKey(s.jobID), s.cp)
+		}
+		if err != nil {
+			s.uploadErr = fmt.Errorf("checkpoint chunk %d: %w", u.chunk, err)
+			close(s.failed)
+		}
+	}
+}
+
+// drain waits for the pending checkpoints.
+func (s *s3Sink) drain() error {
+	if s.uploads == nil {
+		return nil
+	}
+	close(s.uploads)
+	<-s.done
+	s.uploads = nil
+	return s.uploadErr
 }
 
 func (s *s3Sink) Finish(m *inference.Manifest) error {
+	if err := s.drain(); err != nil {
+		return err
+	}
 	if err := s.local.Finish(m); err != nil {
 		return err
 	}
@@ -123,6 +178,7 @@ func (s *s3Sink) Finish(m *inference.Manifest) error {
 
 // Abort drops the local files; the checkpoints in S3 stay for the next delivery.
 func (s *s3Sink) Abort() {
+	_ = s.drain()
 	if s.local != nil {
 		s.local.Abort()
 	}

@@ -134,17 +134,38 @@ func (s *store) head(ctx context.Context, key string) (*s3.HeadObjectOutput, err
 
 // rangeReader reads one version of an object (If-Match its ETag) with a
 // ranged GET per call: the engine reads whole chunks, so one request each.
+// The object's first headBytes are fetched once and serve the small reads
+// that come first (the .npy header, the probe sample): on S3 each request
+// costs a round trip of tens of milliseconds.
 type rangeReader struct {
 	ctx  context.Context
 	s    *store
 	key  string
 	etag string
+	size int64
+	head []byte
 }
+
+const headBytes = 1 << 20
 
 func (r *rangeReader) ReadAt(p []byte, off int64) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	if off+int64(len(p)) <= min(headBytes, r.size) {
+		if r.head == nil {
+			head := make([]byte, min(headBytes, r.size))
+			if _, err := r.fetch(head, 0); err != nil {
+				return 0, err
+			}
+			r.head = head
+		}
+		return copy(p, r.head[off:]), nil
+	}
+	return r.fetch(p, off)
+}
+
+func (r *rangeReader) fetch(p []byte, off int64) (int, error) {
 	var n int
 	err := retry(r.ctx, func() error {
 		out, err := r.s.s3.GetObject(r.ctx, &s3.GetObjectInput{

@@ -248,7 +248,7 @@ func (w *Worker) run(ctx context.Context, req job.Request, log *slog.Logger) (*i
 	}
 
 	ej := inference.Job{
-		Model: model, Input: &rangeReader{ctx: ctx, s: w.store, key: inputKey, etag: etag}, InputSize: aws.ToInt64(head.ContentLength),
+		Model: model, Input: &rangeReader{ctx: ctx, s: w.store, key: inputKey, etag: etag, size: aws.ToInt64(head.ContentLength)}, InputSize: aws.ToInt64(head.ContentLength),
 		InputName: inputKey, InputETag: etag, Windowing: inference.Windowing{Window: req.Window, Hop: req.Hop},
 		Device: w.cfg.Device, BatchSize: w.cfg.BatchSize, ChunkSamples: w.cfg.ChunkSamples, Threads: w.cfg.Threads, Logger: log,
 	}

@@ -74,7 +74,7 @@ var seq atomic.Int64
 
 // env is one test's bucket, queues and model.
 type env struct {
-	t             *testing.T
+	t             testing.TB
 	s3            *s3.Client
 	sqs           *sqs.Client
 	bucket, queue string
@@ -84,7 +84,7 @@ type env struct {
 	modelPath     string
 }
 
-func newEnv(t *testing.T, visibility time.Duration) *env {
+func newEnv(t testing.TB, visibility time.Duration) *env {
 	t.Helper()
 	ctx := t.Context()
 	cfg, err := moto.Config(ctx)

@@ -1,0 +1,176 @@
+package worker_test
+
+import (
+	"crypto/md5"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/stretchr/testify/require"
+
+	"github.com/inferstack/inferstack/inference"
+	"github.com/inferstack/inferstack/inference/npy"
+)
+
+// BenchmarkJobOverhead: the worker's cost per job against moto with no
+// inference to speak of (64 samples through a small MLP): receive, status,
+// checkpoint, results, manifest, delete.
+func BenchmarkJobOverhead(b *testing.B) {
+	e := newEnv(b, 30*time.Second)
+	e.input("tiny.npy", 64)
+	stop := e.start(e.cfg, nil, nil, nil)
+	defer stop()
+	n := 0
+	for b.Loop() {
+		id := e.send(fmt.Sprintf(`{"filename": "tiny.npy", "job_id": "overhead-%d"}`, n))
+		n++
+		for {
+			if _, ok := e.manifest(id); ok && e.drained(e.queue) {
+				break
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(n), "ms/job")
+}
+
+// BenchmarkWorkerVsRun: the same 1,024 crops (113 MB) through PaddleOCR's
+// classifier, as a worker job and as a local inferstack run, with the same
+// batch size (16), chunks (256 samples, 28 MB) and threads (1). worker/run
+// compares wall times (the results upload after the manifest's clock stops
+// is excluded); worker/run-excl-transfer compares the inference stages'
+// busy times, i.e. the engine inside the worker with S3 transfer excluded.
+//
+// S3 is served from memory (memS3): moto and gofakes3 spend tens of
+// milliseconds of CPU per ranged GET on the same two cores as inference
+// (gofakes3 checksums the whole object for each), so they would measure
+// themselves. SQS stays on moto.
+func BenchmarkWorkerVsRun(b *testing.B) {
+	e := newEnv(b, 30*time.Second)
+	fake := httptest.NewServer(&memS3{objects: map[string][]byte{}})
+	defer fake.Close()
+	cfg, err := moto.Config(b.Context())
+	require.NoError(b, err)
+	cfg.BaseEndpoint = aws.String(fake.URL)
+	e.s3 = s3.NewFromConfig(cfg, func(o *s3.Options) {
+		o.UsePathStyle = true
+		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired // plain bodies
+	})
+	_, err = e.s3.CreateBucket(b.Context(), &s3.CreateBucketInput{Bucket: aws.String(e.bucket)})
+	require.NoError(b, err)
+
+	cache, err := os.UserCacheDir()
+	require.NoError(b, err)
+	model, err := os.ReadFile(filepath.Join(cache, "inferstack", "models", "ch_ppocr_mobile_v2.0_cls_infer.onnx"))
+	require.NoError(b, err, "run make setup")
+	e.put("models/cls.onnx", model)
+	e.modelPath = filepath.Join(b.TempDir(), "cls.onnx")
+	require.NoError(b, os.WriteFile(e.modelPath, model, 0o644))
+	const n = 1024
+	v := make([]float32, n*3*48*192)
+	for i := range v {
+		v[i] = float32(i%251) / 251
+	}
+	input := append(npy.EncodeHeader(npy.Float32, []int64{n, 3, 48, 192}), npy.FromFloat32(v)...)
+	e.put("inputs/crops.npy", input)
+	e.cfg.ModelKey, e.cfg.BatchSize, e.cfg.ChunkSamples = "models/cls.onnx", 16, 256
+	stop := e.start(e.cfg, nil, e.s3, nil)
+	defer stop()
+	path := filepath.Join(b.TempDir(), "crops.npy")
+	require.NoError(b, os.WriteFile(path, input, 0o644))
+	local, err := inference.LoadModel(e.modelPath)
+	require.NoError(b, err)
+	defer local.Close()
+	var workerTotal, runTotal, workerInfer, runInfer float64
+	i := 0
+	for b.Loop() {
+		id := e.send(fmt.Sprintf(`{"filename": "crops.npy", "job_id": "crops-%d"}`, i))
+		i++
+		e.waitFor("the manifest", 300*time.Second, func() bool { _, ok := e.manifest(id); return ok })
+		m, _ := e.manifest(id)
+		f, err := os.Open(path)
+		require.NoError(b, err)
+		lm, err := inference.Run(b.Context(), inference.Job{Model: local, Input: f, InputSize: int64(len(input)), InputName: path,
+			Device: inference.DeviceCPU, BatchSize: 16, ChunkSamples: 256, Threads: e.cfg.Threads}, inference.NewDirSink(b.TempDir()))
+		require.NoError(b, err)
+		f.Close()
+		workerTotal += m.Durations.Total
+		runTotal += lm.Durations.Total
+		workerInfer += m.Durations.Infer
+		runInfer += lm.Durations.Infer
+	}
+	b.ReportMetric(float64(n*i)/workerTotal, "worker-samples/s")
+	b.ReportMetric(float64(n*i)/runTotal, "run-samples/s")
+	b.ReportMetric(runTotal/workerTotal, "worker/run")
+	// Excluding transfer: the inference stage's busy time in each, with the
+	// worker's S3 reads and checkpoint uploads running beside it.
+	b.ReportMetric(runInfer/workerInfer, "worker/run-excl-transfer")
+}
+
+// memS3 is the least of S3 the worker uses, in memory and without per-request
+// overhead: PUT, HEAD, and GET with Range and If-Match, path-style.
+type memS3 struct {
+	mu      sync.Mutex
+	objects map[string][]byte
+}
+
+func (m *memS3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	key := r.URL.Path
+	m.mu.Lock()
+	data, ok := m.objects[key]
+	m.mu.Unlock()
+	etag := fmt.Sprintf(`"%x"`, md5.Sum(data))
+	switch r.Method {
+	case http.MethodPut:
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		m.mu.Lock()
+		m.objects[key] = body
+		m.mu.Unlock()
+		w.Header().Set("ETag", fmt.Sprintf(`"%x"`, md5.Sum(body)))
+		return
+	case http.MethodHead, http.MethodGet:
+	default:
+		http.Error(w, "not supported", http.StatusNotImplemented)
+		return
+	}
+	if !ok {
+		w.Header().Set("Content-Type", "application/xml")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = io.WriteString(w, "<Error><Code>NoSuchKey</Code><Message>no such key</Message></Error>")
+		return
+	}
+	if im := r.Header.Get("If-Match"); im != "" && im != etag {
+		w.WriteHeader(http.StatusPreconditionFailed)
+		return
+	}
+	w.Header().Set("ETag", etag)
+	status := http.StatusOK
+	if rng := r.Header.Get("Range"); rng != "" {
+		var from, to int
+		if _, err := fmt.Sscanf(rng, "bytes=%d-%d", &from, &to); err != nil || from > to || to >= len(data) {
+			http.Error(w, "bad range", http.StatusRequestedRangeNotSatisfiable)
+			return
+		}
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", from, to, len(data)))
+		data, status = data[from:to+1], http.StatusPartialContent
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+	w.WriteHeader(status)
+	if r.Method == http.MethodGet {
+		_, _ = w.Write(data)
+	}
+}
