@@ -381,8 +381,11 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
-// emit writes one embedded-metric-format line: CloudWatch turns it into
-// metrics in the Inferstack namespace, by tier.
+// emit writes one embedded-metric-format line: CloudWatch Logs extracts the
+// metrics from it (namespace Inferstack, by tier) whatever sent it, the ECS
+// awslogs driver included (CloudWatch user guide, "Using the PutLogEvents API
+// to send manually-created embedded metric format logs": the json/emf header
+// is optional).
 func (w *Worker) emit(jobID string, m *inference.Manifest, took time.Duration) {
 	fallbacks := 0
 	if m.Device.Fallback != "" {

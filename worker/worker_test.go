@@ -185,25 +185,7 @@ func (e *env) start(cfg worker.Config, queue worker.Queue, objects worker.Object
 }
 
 // process starts the real `inferstack worker` with the env's settings.
-// lockedBuffer collects a child's output while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (e *env) process(extra ...string) (*exec.Cmd, *lockedBuffer) {
+func (e *env) process(extra ...string) (*exec.Cmd, *testenv.LockedBuffer) {
 	cmd := exec.Command(binary, "worker")
 	cmd.Env = append(os.Environ(), moto.Env()...)
 	cmd.Env = append(cmd.Env,
@@ -213,7 +195,7 @@ func (e *env) process(extra ...string) (*exec.Cmd, *lockedBuffer) {
 		worker.EnvVisibility+"="+e.cfg.Visibility.String(), worker.EnvPollWait+"=1s",
 		worker.EnvBatchSize+"="+fmt.Sprint(e.cfg.BatchSize), worker.EnvChunkSamples+"="+fmt.Sprint(e.cfg.ChunkSamples))
 	cmd.Env = append(cmd.Env, extra...)
-	logs := &lockedBuffer{}
+	logs := &testenv.LockedBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	require.NoError(e.t, cmd.Start())
 	e.t.Cleanup(func() {

@@ -23,7 +23,7 @@ const RIEVersion = "v0.0.0-20261030222936-bef5c4ba774d"
 type Lambda struct {
 	URL string
 	cmd *exec.Cmd
-	out *syncBuffer
+	out *LockedBuffer
 }
 
 // RIEPath is the installed emulator, or an error saying how to install it.
@@ -50,7 +50,7 @@ func StartLambda(ctx context.Context, bootstrap string, env []string) (*Lambda, 
 	if err != nil {
 		return nil, err
 	}
-	l := &Lambda{URL: "http://" + addr + "/2015-03-31/functions/function/invocations", out: &syncBuffer{}}
+	l := &Lambda{URL: "http://" + addr + "/2015-03-31/functions/function/invocations", out: &LockedBuffer{}}
 	// Always loopback addresses of our own: by default the emulator listens on
 	// *:8080 and its Runtime API on 127.0.0.1:9001, so two would collide.
 	l.cmd = exec.Command(rie, "--runtime-interface-emulator-address", addr, "--runtime-api-address", runtimeAPI, bootstrap)

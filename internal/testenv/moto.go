@@ -23,7 +23,7 @@ const Region = "us-east-1"
 type Moto struct {
 	URL string
 	cmd *exec.Cmd
-	out *syncBuffer
+	out *LockedBuffer
 }
 
 // StartMoto starts `python3 -m moto.server` and waits until it answers.
@@ -36,7 +36,7 @@ func StartMoto(ctx context.Context) (*Moto, error) {
 		return nil, err
 	}
 	host, port, _ := net.SplitHostPort(addr)
-	m := &Moto{URL: "http://" + addr, out: &syncBuffer{}}
+	m := &Moto{URL: "http://" + addr, out: &LockedBuffer{}}
 	m.cmd = exec.Command("python3", "-m", "moto.server", "-H", host, "-p", port)
 	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
 	m.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -84,19 +84,19 @@ func (m *Moto) Config(ctx context.Context) (aws.Config, error) {
 	)
 }
 
-// syncBuffer collects a child's output for error messages.
-type syncBuffer struct {
+// LockedBuffer collects a child process's output while a test reads it.
+type LockedBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *LockedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *LockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
