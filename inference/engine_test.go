@@ -396,7 +396,10 @@ func TestOutputFileNamesAreSafeAndUnique(t *testing.T) {
 // memSink keeps every chunk's output rows by chunk start.
 type memSink struct{ chunks map[int64][][]byte }
 
-func (m *memSink) Start(*Layout, Plan, []OutputSpec) error { m.chunks = map[int64][][]byte{}; return nil }
+func (m *memSink) Start(*Layout, Plan, []OutputSpec) error {
+	m.chunks = map[int64][][]byte{}
+	return nil
+}
 func (m *memSink) WriteChunk(start int64, rows [][]byte) error {
 	copied := make([][]byte, len(rows))
 	for i, r := range rows {
