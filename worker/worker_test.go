@@ -26,6 +26,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/stretchr/testify/require"
 
 	"github.com/inferstack/inferstack/inference"
@@ -519,4 +520,38 @@ func TestLoad200JobsThroughTwoWorkers(t *testing.T) {
 	require.Equal(t, 10, visible+inFlight)
 	v, f := e.counts(e.queue)
 	require.Zero(t, v+f, "nothing left, nothing in flight")
+}
+
+// takenBack lets the first heartbeat through and then answers like SQS does
+// for a message whose visibility ran out and was received elsewhere.
+type takenBack struct {
+	worker.Queue
+	beats atomic.Int64
+}
+
+func (q *takenBack) ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMessageVisibilityInput, opts ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error) {
+	if in.VisibilityTimeout > 0 && q.beats.Add(1) > 1 {
+		return nil, &smithyhttp.ResponseError{
+			Response: &smithyhttp.Response{Response: &http.Response{StatusCode: http.StatusBadRequest}},
+			Err:      fmt.Errorf("ReceiptHandleIsInvalid: the receipt handle has expired"),
+		}
+	}
+	return q.Queue.ChangeMessageVisibility(ctx, in, opts...)
+}
+
+func TestAJobWhoseMessageWasTakenBackStopsWithoutCommitting(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 3*time.Second)
+	input := slowJob(e)
+	q := &takenBack{Queue: e.sqs}
+	stop := e.start(e.cfg, q, nil, nil)
+	jobID := e.send(`{"filename": "long.npy"}`)
+	e.waitFor("the second heartbeat", 30*time.Second, func() bool { return q.beats.Load() >= 2 })
+	stop() // returns once the abandoned job has stopped
+	_, done := e.manifest(jobID)
+	require.False(t, done, "an abandoned job must not commit results")
+	// Nobody deleted or released the message: it comes back after its visibility timeout.
+	e.start(e.cfg, nil, nil, nil)
+	e.waitFor("the manifest from the next worker", 120*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
+	e.requireResults(jobID, e.reference(input))
 }
