@@ -48,6 +48,10 @@ const usage = `inferstack runs ONNX models over large files, fast and in bounded
 Usage:
   inferstack run --model M --input F --output DIR [flags]   run a model over a file
   inferstack worker                                         serve a tier's SQS queue (the ECS task)
+  inferstack submit FILE [--tier T] [--wait]                upload a file and start a job on a stack
+  inferstack status JOB_ID                                  a job's state and progress
+  inferstack results JOB_ID --output DIR                    download a job's results
+  inferstack tier [cpu|gpu|auto]                            show or set the active tier
   inferstack version                                        print versions
   inferstack help [command]                                 show help
 
@@ -67,6 +71,14 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		return m.exit(newRunCommand(m).Run(ctx, rest))
 	case "worker":
 		return m.exit(m.runWorker(ctx, rest))
+	case "submit":
+		return m.exit(m.submit(ctx, rest))
+	case "status":
+		return m.exit(m.status(ctx, rest))
+	case "results":
+		return m.exit(m.results(ctx, rest))
+	case "tier":
+		return m.exit(m.tier(ctx, rest))
 	case "version", "--version":
 		fmt.Fprintf(m.Stdout, "inferstack %s (onnx runtime %s expected)\n", inference.Version(), inference.ORTVersion)
 		return exitOK

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+
+	"github.com/inferstack/inferstack/internal/awsenv"
+	"github.com/inferstack/inferstack/internal/client"
+	"github.com/inferstack/inferstack/internal/job"
+)
+
+// clientFlags are the stack a client command talks to: flags, else the
+// environment (`pulumi stack output` prints the values to set).
+type clientFlags struct {
+	fs     *flag.FlagSet
+	target client.Target
+	args   []string // positional arguments, wherever they stood among the flags
+}
+
+func newClientFlags(m *Main, name, usage string) *clientFlags {
+	c := &clientFlags{fs: flag.NewFlagSet(name, flag.ContinueOnError)}
+	c.fs.SetOutput(m.Stderr)
+	c.fs.StringVar(&c.target.Bucket, "bucket", os.Getenv("INFERSTACK_BUCKET"), "the stack's bucket (pulumi stack output bucket; $INFERSTACK_BUCKET)")
+	c.fs.StringVar(&c.target.IntakeQueueURL, "intake-queue-url", os.Getenv("INFERSTACK_INTAKE_QUEUE_URL"), "the intake queue (pulumi stack output intakeQueueUrl; $INFERSTACK_INTAKE_QUEUE_URL)")
+	c.fs.StringVar(&c.target.TierParameter, "tier-parameter", os.Getenv("INFERSTACK_TIER_PARAMETER"), "the tier parameter (pulumi stack output tierParameter; $INFERSTACK_TIER_PARAMETER)")
+	c.fs.Usage = func() {
+		fmt.Fprint(c.fs.Output(), usage+"\nFlags:\n")
+		c.fs.PrintDefaults()
+	}
+	return c
+}
+
+// parse accepts flags before and after the positional arguments
+// (`submit FILE --wait` as well as `submit --wait FILE`).
+func (c *clientFlags) parse(args []string, maxArgs int, need ...string) error {
+	for {
+		if err := c.fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return errHelp
+			}
+			return &usageError{msg: err.Error()}
+		}
+		if c.fs.NArg() == 0 {
+			break
+		}
+		c.args = append(c.args, c.fs.Arg(0))
+		args = c.fs.Args()[1:]
+	}
+	if len(c.args) > maxArgs {
+		return &usageError{msg: fmt.Sprintf("%s takes at most %d argument(s), got %d (see inferstack help %s)", c.fs.Name(), maxArgs, len(c.args), c.fs.Name())}
+	}
+	for _, flagName := range need {
+		if c.fs.Lookup(flagName).Value.String() == "" {
+			return &usageError{msg: fmt.Sprintf("%s needs --%s (or its environment variable)", c.fs.Name(), flagName)}
+		}
+	}
+	return nil
+}
+
+func (c *clientFlags) arg(i int) string { return c.args[i] }
+
+// require checks that exactly n positional arguments were given.
+func (c *clientFlags) require(n int, what string) error {
+	if len(c.args) != n {
+		return &usageError{msg: fmt.Sprintf("%s takes %s (see inferstack help %s)", c.fs.Name(), what, c.fs.Name())}
+	}
+	return nil
+}
+
+func (c *clientFlags) client(ctx context.Context) (*client.Client, error) {
+	cfg, err := awsenv.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &client.Client{Target: c.target, S3: s3.NewFromConfig(cfg, awsenv.S3Options), SQS: sqs.NewFromConfig(cfg), SSM: ssm.NewFromConfig(cfg)}, nil
+}
+
+func (m *Main) submit(ctx context.Context, args []string) error {
+	c := newClientFlags(m, "submit", "Usage: inferstack submit FILE [--tier cpu|gpu|auto] [--wait]\n\nUploads FILE to the stack's inputs/ and sends the intake message; prints the job id.\n")
+	tier := c.fs.String("tier", "", "run on this tier (where the stack allows per-message tiers)")
+	key := c.fs.String("key", "", "key under inputs/ (default: the file's name)")
+	window := c.fs.Int64("window", 0, "cut a signal into windows of this many steps (with --hop)")
+	hop := c.fs.Int64("hop", 0, "steps between windows")
+	wait := c.fs.Bool("wait", false, "follow the job's progress until its results or error record appear")
+	if err := c.parse(args, 1, "bucket", "intake-queue-url"); err != nil {
+		return err
+	}
+	if err := c.require(1, "a file"); err != nil {
+		return err
+	}
+	cl, err := c.client(ctx)
+	if err != nil {
+		return err
+	}
+	id, err := cl.Submit(ctx, c.arg(0), *key, job.Request{Tier: job.Tier(*tier), Window: *window, Hop: *hop})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(m.Stdout, "submitted %s as job %s\n", filepath.Base(c.arg(0)), id)
+	if !*wait {
+		return nil
+	}
+	p := newProgress(m.Stderr, false)
+	manifest, err := cl.Wait(ctx, id, 500*time.Millisecond, func(s client.Status) {
+		if s.SamplesTotal > 0 {
+			p.Update(s.SamplesDone, s.SamplesTotal)
+		}
+	})
+	p.Done()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(m.Stdout, "done: %d samples on %s; results in s3://%s/%s%s/ (inferstack results %s --output DIR)\n",
+		manifest.Samples, manifest.Device.Used, cl.Bucket, job.ResultsPrefix, id, id)
+	return nil
+}
+
+func (m *Main) status(ctx context.Context, args []string) error {
+	c := newClientFlags(m, "status", "Usage: inferstack status JOB_ID\n\nPrints the job's state and progress.\n")
+	if err := c.parse(args, 1, "bucket"); err != nil {
+		return err
+	}
+	if err := c.require(1, "a job id"); err != nil {
+		return err
+	}
+	cl, err := c.client(ctx)
+	if err != nil {
+		return err
+	}
+	s, ok, err := cl.Status(ctx, c.arg(0))
+	if err != nil {
+		return err
+	}
+	if !ok {
+		fmt.Fprintf(m.Stdout, "%s: queued (no worker has started it yet)\n", c.arg(0))
+		return nil
+	}
+	fmt.Fprintf(m.Stdout, "%s: %s on %s (%s), %d/%d samples, updated %s", s.JobID, s.State, s.Tier, s.Worker, s.SamplesDone, s.SamplesTotal, s.UpdatedAt.Format(time.RFC3339))
+	if s.Reason != "" {
+		fmt.Fprintf(m.Stdout, ": %s", s.Reason)
+	}
+	fmt.Fprintln(m.Stdout)
+	return nil
+}
+
+func (m *Main) results(ctx context.Context, args []string) error {
+	c := newClientFlags(m, "results", "Usage: inferstack results JOB_ID --output DIR\n\nDownloads the job's outputs and manifest.\n")
+	out := c.fs.String("output", "", "directory to download into (required)")
+	if err := c.parse(args, 1, "bucket", "output"); err != nil {
+		return err
+	}
+	if err := c.require(1, "a job id"); err != nil {
+		return err
+	}
+	cl, err := c.client(ctx)
+	if err != nil {
+		return err
+	}
+	manifest, err := cl.Results(ctx, c.arg(0), *out)
+	if err != nil {
+		return err
+	}
+	for _, o := range manifest.Outputs {
+		fmt.Fprintf(m.Stdout, "%s  %s %v\n", filepath.Join(*out, o.File), o.DType, o.Shape)
+	}
+	return nil
+}
+
+func (m *Main) tier(ctx context.Context, args []string) error {
+	c := newClientFlags(m, "tier", "Usage: inferstack tier [cpu|gpu|auto]\n\nShows the active tier, or sets it (on the local stack; on AWS run\n`pulumi config set inferstack:tier TIER` and `pulumi up`, which own the parameter).\n")
+	if err := c.parse(args, 1, "tier-parameter"); err != nil {
+		return err
+	}
+	cl, err := c.client(ctx)
+	if err != nil {
+		return err
+	}
+	if len(c.args) == 0 {
+		t, err := cl.Tier(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(m.Stdout, t)
+		return nil
+	}
+	t, err := job.ParseTier(c.arg(0))
+	if err != nil {
+		return &usageError{msg: err.Error()}
+	}
+	if err := cl.SetTier(ctx, t); err != nil {
+		return err
+	}
+	fmt.Fprintf(m.Stdout, "tier set to %s\n", t)
+	return nil
+}

@@ -1,0 +1,223 @@
+// Package e2e runs the pieces together on one machine: moto for AWS, the
+// dispatch handler fed by an event-source poller, a worker per tier, and the
+// real inferstack CLI as a user would run it.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+	"github.com/stretchr/testify/require"
+
+	"github.com/inferstack/inferstack/functions/dispatch"
+	"github.com/inferstack/inferstack/inference"
+	"github.com/inferstack/inferstack/inference/npy"
+	"github.com/inferstack/inferstack/internal/eventsource"
+	"github.com/inferstack/inferstack/internal/onnxmodel"
+	"github.com/inferstack/inferstack/internal/testenv"
+	"github.com/inferstack/inferstack/worker"
+)
+
+var (
+	moto   *testenv.Moto
+	binary string
+)
+
+func TestMain(m *testing.M) {
+	code, err := setUp(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL:", err)
+		os.Exit(1)
+	}
+	os.Exit(code)
+}
+
+func setUp(m *testing.M) (int, error) {
+	if _, err := inference.InitRuntime(""); err != nil {
+		return 0, err
+	}
+	dir, err := os.MkdirTemp("", "e2e")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	binary = filepath.Join(dir, "inferstack")
+	if out, err := exec.Command("go", "build", "-o", binary, "../cmd/inferstack").CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("build inferstack: %v\n%s", err, out)
+	}
+	if moto, err = testenv.StartMoto(context.Background()); err != nil {
+		return 0, err
+	}
+	defer moto.Stop()
+	return m.Run(), nil
+}
+
+// stack is a small stack on moto: bucket, intake and tier queues with their
+// DLQs, the tier parameter, the dispatch handler and one worker per tier.
+type stack struct {
+	t                         *testing.T
+	s3                        *s3.Client
+	sqs                       *sqs.Client
+	ssm                       *ssm.Client
+	bucket, intake, tierParam string
+	queues                    map[string]string // tier and dlq queue URLs by name
+}
+
+func (s *stack) queue(name string, dlqURL string) string {
+	attrs := map[string]string{"VisibilityTimeout": "30"}
+	if dlqURL != "" {
+		a, err := s.sqs.GetQueueAttributes(s.t.Context(), &sqs.GetQueueAttributesInput{QueueUrl: aws.String(dlqURL), AttributeNames: []sqstypes.QueueAttributeName{"QueueArn"}})
+		require.NoError(s.t, err)
+		attrs["RedrivePolicy"] = fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":"5"}`, a.Attributes["QueueArn"])
+	}
+	out, err := s.sqs.CreateQueue(s.t.Context(), &sqs.CreateQueueInput{QueueName: aws.String(s.bucket + "-" + name), Attributes: attrs})
+	require.NoError(s.t, err)
+	s.queues[name] = aws.ToString(out.QueueUrl)
+	return s.queues[name]
+}
+
+func newStack(t *testing.T) *stack {
+	ctx := t.Context()
+	cfg, err := moto.Config(ctx)
+	require.NoError(t, err)
+	s := &stack{t: t, sqs: sqs.NewFromConfig(cfg), ssm: ssm.NewFromConfig(cfg), queues: map[string]string{},
+		s3: s3.NewFromConfig(cfg, func(o *s3.Options) {
+			o.UsePathStyle, o.ResponseChecksumValidation = true, aws.ResponseChecksumValidationWhenRequired
+		}), bucket: "e2e-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))}
+	_, err = s.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(s.bucket)})
+	require.NoError(t, err)
+	s.intake = s.queue("intake", s.queue("intake-dlq", ""))
+	for _, tier := range []string{"cpu", "gpu"} {
+		s.queue(tier, s.queue(tier+"-dlq", ""))
+	}
+	s.tierParam = "/inferstack/" + s.bucket + "/tier"
+	_, err = s.ssm.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(s.tierParam), Value: aws.String("cpu"), Type: ssmtypes.ParameterTypeString})
+	require.NoError(t, err)
+	model, err := onnxmodel.NewMLP(24, 32, 5, 1).Model()
+	require.NoError(t, err)
+	_, err = s.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(s.bucket), Key: aws.String("models/mlp.onnx"), Body: bytes.NewReader(model)})
+	require.NoError(t, err)
+
+	// The dispatch handler, fed as the event source mapping would feed it.
+	d := dispatch.New(dispatch.Config{
+		Bucket: s.bucket, InputPrefix: "inputs/", TierParameter: s.tierParam, TierCacheTTL: 0, // read at every batch: the TTL has its own tests
+		CPUQueueURL: s.queues["cpu"], GPUQueueURL: s.queues["gpu"], DeadLetterURL: s.queues["intake-dlq"], AutoGPUMin: 1 << 30,
+	}, s.sqs, s.ssm, s.s3, nil, nil)
+	poller := &eventsource.Poller{Queue: s.sqs, QueueURL: s.intake, Region: testenv.Region, BatchSize: 10, WaitTime: 1,
+		Invoke: func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+			return d.Handle(ctx, ev)
+		}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			_, _ = poller.PollOnce(ctx)
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+
+	for _, tier := range []string{"cpu", "gpu"} {
+		device := map[string]inference.Device{"cpu": inference.DeviceCPU, "gpu": inference.DeviceAuto}[tier]
+		w := worker.New(worker.Config{QueueURL: s.queues[tier], DeadLetterURL: s.queues[tier+"-dlq"], Bucket: s.bucket,
+			ModelKey: "models/mlp.onnx", Tier: tier, Device: device, Visibility: 30 * time.Second, MaxReceives: 5,
+			StopTimeout: 10 * time.Second, Threads: 1, WorkerID: "e2e-" + tier, StatusEvery: 200 * time.Millisecond, PollWait: time.Second},
+			s.sqs, s.s3, nil, nil)
+		wctx, wcancel := context.WithCancel(context.Background())
+		wdone := make(chan struct{})
+		go func() { defer close(wdone); _ = w.Run(wctx) }()
+		t.Cleanup(func() { wcancel(); <-wdone })
+	}
+	return s
+}
+
+// cli runs the real inferstack against the stack.
+func (s *stack) cli(args ...string) (code int, stdout, stderr string) {
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), moto.Env()...)
+	cmd.Env = append(cmd.Env, "INFERSTACK_BUCKET="+s.bucket, "INFERSTACK_INTAKE_QUEUE_URL="+s.intake, "INFERSTACK_TIER_PARAMETER="+s.tierParam)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if _, ok := err.(*exec.ExitError); err != nil && !ok {
+		s.t.Fatalf("run inferstack: %v", err)
+	}
+	return cmd.ProcessState.ExitCode(), out.String(), errb.String()
+}
+
+func input(t *testing.T, n int) string {
+	v := make([]float32, n*24)
+	for i := range v {
+		v[i] = float32(i%97) / 97
+	}
+	path := filepath.Join(t.TempDir(), fmt.Sprintf("signal-%d.npy", n))
+	require.NoError(t, os.WriteFile(path, append(npy.EncodeHeader(npy.Float32, []int64{int64(n), 24}), npy.FromFloat32(v)...), 0o644))
+	return path
+}
+
+func jobID(t *testing.T, stdout string) string {
+	var name, id string
+	_, err := fmt.Sscanf(stdout, "submitted %s as job %s", &name, &id)
+	require.NoError(t, err, stdout)
+	return id
+}
+
+func TestSubmitThroughDispatchAndWorkersThenSwitchTiers(t *testing.T) {
+	s := newStack(t)
+
+	code, out, errOut := s.cli("submit", input(t, 2000), "--wait")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "done: 2000 samples on cpu")
+	first := jobID(t, out)
+
+	code, out, _ = s.cli("status", first)
+	require.Equal(t, 0, code)
+	require.Contains(t, out, first+": done on cpu")
+
+	dir := t.TempDir()
+	code, out, errOut = s.cli("results", first, "--output", dir)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "probs.npy")
+	require.FileExists(t, filepath.Join(dir, "manifest.json"))
+
+	code, out, _ = s.cli("tier")
+	require.Equal(t, 0, code)
+	require.Equal(t, "cpu\n", out)
+	code, _, _ = s.cli("tier", "gpu")
+	require.Equal(t, 0, code)
+
+	// The gpu tier's worker has no CUDA here: it falls back and says so.
+	code, out, errOut = s.cli("submit", input(t, 3000), "--wait")
+	require.Equal(t, 0, code, errOut)
+	second := jobID(t, out)
+	code, out, _ = s.cli("status", second)
+	require.Equal(t, 0, code)
+	require.Contains(t, out, second+": done on gpu")
+	code, _, _ = s.cli("results", second, "--output", dir)
+	require.Equal(t, 0, code)
+	m, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
+	require.NoError(t, err)
+	require.Contains(t, string(m), `"fallback_reason"`)
+	require.Contains(t, string(m), `"used": "cpu"`)
+
+	// A bad input ends as an error record, and the CLI says why.
+	bad := filepath.Join(t.TempDir(), "bad.npy")
+	require.NoError(t, os.WriteFile(bad, []byte("\x93NUMPY garbage"), 0o644))
+	code, _, errOut = s.cli("submit", bad, "--wait")
+	require.NotEqual(t, 0, code)
+	require.Contains(t, errOut, "job failed")
+}

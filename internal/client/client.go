@@ -1,0 +1,199 @@
+// Package client is what `inferstack submit`, `status`, `results` and `tier`
+// do against a deployed (or local) stack: upload an input, send the intake
+// message, follow the job's status object, fetch its results, and read or
+// set the tier parameter.
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/inferstack/inferstack/inference"
+	"github.com/inferstack/inferstack/internal/job"
+)
+
+// Target names a stack: its bucket, intake queue and tier parameter (the
+// Pulumi program exports all three).
+type Target struct {
+	Bucket, IntakeQueueURL, TierParameter string
+}
+
+// Client talks to one stack.
+type Client struct {
+	Target
+	S3  *s3.Client
+	SQS *sqs.Client
+	SSM *ssm.Client
+}
+
+// ErrJobFailed is returned by Wait when the job ended with an error record.
+var ErrJobFailed = errors.New("job failed")
+
+// Status is a job's status object as the worker writes it.
+type Status struct {
+	JobID        string    `json:"job_id"`
+	State        string    `json:"state"`
+	Tier         string    `json:"tier"`
+	Worker       string    `json:"worker"`
+	SamplesDone  int64     `json:"samples_done"`
+	SamplesTotal int64     `json:"samples_total"`
+	Reason       string    `json:"reason"`
+	UpdatedAt    time.Time `json:"updated_at"`
+}
+
+// Submit uploads file to inputs/<key> and sends the intake message; it
+// returns the job id the dispatch function and workers will use.
+func (c *Client) Submit(ctx context.Context, file, key string, req job.Request) (string, error) {
+	if key == "" {
+		key = filepath.Base(file)
+	}
+	req.Filename = key
+	body, err := json.Marshal(req)
+	if err != nil {
+		return "", err
+	}
+	parsed, err := job.Parse(body) // the same validation and job id as the dispatch function
+	if err != nil {
+		return "", err
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return "", fmt.Errorf("open input: %w", err)
+	}
+	defer f.Close() //nolint:errcheck // read-only
+	// One PutObject takes up to 5 GB (S3's limit for a single upload).
+	if _, err := c.S3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(c.Bucket), Key: aws.String(job.InputPrefix + key), Body: f}); err != nil {
+		return "", fmt.Errorf("upload input: %w", err)
+	}
+	if _, err := c.SQS.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(c.IntakeQueueURL), MessageBody: aws.String(string(body))}); err != nil {
+		return "", fmt.Errorf("send intake message: %w", err)
+	}
+	return parsed.JobID, nil
+}
+
+func (c *Client) getJSON(ctx context.Context, key string, v any) (bool, error) {
+	out, err := c.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(c.Bucket), Key: aws.String(key)})
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer out.Body.Close() //nolint:errcheck // read-only
+	data, err := io.ReadAll(out.Body)
+	if err != nil {
+		return false, err
+	}
+	return true, json.Unmarshal(data, v)
+}
+
+// Status reads status/<job>.json; ok is false while no worker has started it.
+func (c *Client) Status(ctx context.Context, jobID string) (s Status, ok bool, err error) {
+	ok, err = c.getJSON(ctx, job.StatusPrefix+jobID+".json", &s)
+	return s, ok, err
+}
+
+// Manifest reads results/<job>/manifest.json; ok is false until the job is done.
+func (c *Client) Manifest(ctx context.Context, jobID string) (m inference.Manifest, ok bool, err error) {
+	ok, err = c.getJSON(ctx, job.ResultsPrefix+jobID+"/"+inference.ManifestFile, &m)
+	return m, ok, err
+}
+
+// Wait polls until the job has a manifest or an error record, calling
+// progress with each new status.
+func (c *Client) Wait(ctx context.Context, jobID string, every time.Duration, progress func(Status)) (*inference.Manifest, error) {
+	for {
+		if m, ok, err := c.Manifest(ctx, jobID); err != nil || ok {
+			return &m, err
+		}
+		var record struct {
+			Reason string `json:"reason"`
+		}
+		if ok, err := c.getJSON(ctx, job.ErrorsPrefix+jobID+".json", &record); err != nil {
+			return nil, err
+		} else if ok {
+			return nil, fmt.Errorf("%w: %s (s3://%s/%s%s.json)", ErrJobFailed, record.Reason, c.Bucket, job.ErrorsPrefix, jobID)
+		}
+		if s, ok, err := c.Status(ctx, jobID); err == nil && ok && progress != nil {
+			progress(s)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(every):
+		}
+	}
+}
+
+// Results downloads the job's outputs and manifest into dir.
+func (c *Client) Results(ctx context.Context, jobID, dir string) (*inference.Manifest, error) {
+	m, ok, err := c.Manifest(ctx, jobID)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("job %s has no results (yet): see inferstack status %s", jobID, jobID)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	for _, name := range append(outputFiles(m), inference.ManifestFile) {
+		out, err := c.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(c.Bucket), Key: aws.String(job.ResultsPrefix + jobID + "/" + name)})
+		if err != nil {
+			return nil, fmt.Errorf("download %s: %w", name, err)
+		}
+		data, err := io.ReadAll(out.Body)
+		_ = out.Body.Close()
+		if err != nil {
+			return nil, fmt.Errorf("download %s: %w", name, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	return &m, nil
+}
+
+func outputFiles(m inference.Manifest) []string {
+	names := make([]string, len(m.Outputs))
+	for i, o := range m.Outputs {
+		names[i] = o.File
+	}
+	return names
+}
+
+// Tier reads the active tier.
+func (c *Client) Tier(ctx context.Context) (job.Tier, error) {
+	out, err := c.SSM.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(c.TierParameter)})
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", c.TierParameter, err)
+	}
+	return job.ParseTier(aws.ToString(out.Parameter.Value))
+}
+
+// SetTier sets the tier parameter directly: the local stack's way. On AWS
+// the parameter belongs to Pulumi: `pulumi config set inferstack:tier` and
+// `pulumi up`, or the next up puts it back.
+func (c *Client) SetTier(ctx context.Context, t job.Tier) error {
+	_, err := c.SSM.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(c.TierParameter), Value: aws.String(string(t)),
+		Type: ssmtypes.ParameterTypeString, Overwrite: aws.Bool(true)})
+	if err != nil {
+		return fmt.Errorf("set %s: %w", c.TierParameter, err)
+	}
+	return nil
+}
