@@ -16,6 +16,8 @@ import (
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/sqs"
 	awsxecr "github.com/pulumi/pulumi-awsx/sdk/v2/go/awsx/ecr"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
+
+	"github.com/inferstack/inferstack/internal/scaling"
 )
 
 // ComputeTierType is the ComputeTier component's type token.
@@ -46,7 +48,7 @@ type ComputeTierArgs struct {
 	InstanceTypes  []string
 	Spot           bool // mixed instances with spot above OnDemandBase
 	OnDemandBase   int
-	Scaling        ScalingConfig
+	Scaling        scaling.Config
 	TaskCPU        int // CPU units (1024 = 1 vCPU)
 	TaskMemory     int // MiB
 	RootVolumeGiB  int
@@ -67,7 +69,7 @@ type ComputeTier struct {
 	pulumi.ResourceState
 
 	Tier             string
-	Policy           ScalingPolicy
+	Policy           scaling.Policy
 	Queue            *sqs.Queue
 	DeadLetter       *sqs.Queue
 	LaunchTemplate   *ec2.LaunchTemplate
@@ -103,7 +105,7 @@ func NewComputeTier(ctx *pulumi.Context, name string, args *ComputeTierArgs, opt
 	if err := args.Validate(); err != nil {
 		return nil, err
 	}
-	policy, err := NewScalingPolicy(args.Scaling)
+	policy, err := scaling.New(args.Scaling)
 	if err != nil {
 		return nil, fmt.Errorf("tier %s: %w", args.Tier, err)
 	}

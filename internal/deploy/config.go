@@ -12,8 +12,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/inferstack/inferstack/components"
 	"github.com/inferstack/inferstack/internal/job"
+	"github.com/inferstack/inferstack/internal/scaling"
 )
 
 // Namespace is the config namespace: keys are inferstack:<key>.
@@ -203,7 +203,7 @@ func (c Config) Validate() error {
 		if err := args.Validate(); err != nil {
 			return bad(t.name+"MaxTasks", "%v", err)
 		}
-		if _, err := components.NewScalingPolicy(args.Scaling); err != nil {
+		if _, err := scaling.New(args.Scaling); err != nil {
 			return bad(t.name+"MaxTasks", "%v", err)
 		}
 	}

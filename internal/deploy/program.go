@@ -5,6 +5,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/config"
 
 	"github.com/inferstack/inferstack/components"
+	"github.com/inferstack/inferstack/internal/scaling"
 )
 
 // LoadConfig reads the stack's `pulumi config` into a validated Config.
@@ -43,7 +44,7 @@ func (t tierSpec) args(core *components.Core) *components.ComputeTierArgs {
 	args := &components.ComputeTierArgs{
 		Core: core, Tier: t.name, GPU: t.gpu,
 		InstanceTypes: t.cfg.InstanceTypes, Spot: t.cfg.Spot, OnDemandBase: t.cfg.OnDemandBase,
-		Scaling: components.ScalingConfig{
+		Scaling: scaling.Config{
 			MaxTasks: t.cfg.MaxTasks, BacklogPerTask: t.cfg.BacklogPerTask, IdleMinutes: t.cfg.IdleMinutes,
 			TasksPerInstance: t.cfg.TasksPerInstance, WarmupSeconds: t.cfg.WarmupSeconds,
 		},

@@ -1,4 +1,4 @@
-package components
+package scaling
 
 import (
 	"math"
@@ -7,15 +7,15 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestScalingPolicyStartsFromZeroAndTracksBacklogPerTask(t *testing.T) {
+func TestPolicyStartsFromZeroAndTracksBacklogPerTask(t *testing.T) {
 	t.Parallel()
-	for _, c := range []ScalingConfig{
+	for _, c := range []Config{
 		{MaxTasks: 1, BacklogPerTask: 1, IdleMinutes: 5, TasksPerInstance: 1},
 		{MaxTasks: 4, BacklogPerTask: 3, IdleMinutes: 15, TasksPerInstance: 2, WarmupSeconds: 180},
 		{MaxTasks: 20, BacklogPerTask: 2, IdleMinutes: 10, TasksPerInstance: 4},
 		{MaxTasks: 50, BacklogPerTask: 5, IdleMinutes: 10, TasksPerInstance: 3},
 	} {
-		p, err := NewScalingPolicy(c)
+		p, err := New(c)
 		require.NoError(t, err)
 		require.Zero(t, p.MinTasks)
 		require.Equal(t, 1.0, p.ScaleOutThreshold, "one waiting message starts a task")
@@ -50,20 +50,20 @@ func TestScalingPolicyStartsFromZeroAndTracksBacklogPerTask(t *testing.T) {
 	}
 }
 
-func TestScalingPolicyRefusesBadSettings(t *testing.T) {
+func TestPolicyRefusesBadSettings(t *testing.T) {
 	t.Parallel()
-	good := ScalingConfig{MaxTasks: 2, BacklogPerTask: 1, IdleMinutes: 5, TasksPerInstance: 1}
-	for name, mutate := range map[string]func(*ScalingConfig){
-		"max tasks":          func(c *ScalingConfig) { c.MaxTasks = 0 },
-		"backlog per task":   func(c *ScalingConfig) { c.BacklogPerTask = 0 },
-		"idle minutes":       func(c *ScalingConfig) { c.IdleMinutes = 0 },
-		"idle over a day":    func(c *ScalingConfig) { c.IdleMinutes = 1441 },
-		"tasks per instance": func(c *ScalingConfig) { c.TasksPerInstance = 0 },
-		"warm-up":            func(c *ScalingConfig) { c.WarmupSeconds = -1 },
+	good := Config{MaxTasks: 2, BacklogPerTask: 1, IdleMinutes: 5, TasksPerInstance: 1}
+	for name, mutate := range map[string]func(*Config){
+		"max tasks":          func(c *Config) { c.MaxTasks = 0 },
+		"backlog per task":   func(c *Config) { c.BacklogPerTask = 0 },
+		"idle minutes":       func(c *Config) { c.IdleMinutes = 0 },
+		"idle over a day":    func(c *Config) { c.IdleMinutes = 1441 },
+		"tasks per instance": func(c *Config) { c.TasksPerInstance = 0 },
+		"warm-up":            func(c *Config) { c.WarmupSeconds = -1 },
 	} {
 		c := good
 		mutate(&c)
-		_, err := NewScalingPolicy(c)
+		_, err := New(c)
 		require.Error(t, err, name)
 	}
 }

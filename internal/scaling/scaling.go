@@ -1,12 +1,15 @@
-package components
+// Package scaling turns a tier's scaling settings into its scaling policy:
+// the numbers the Pulumi program gives AWS (alarms, step scaling, managed
+// scaling) and the local stack's scaler follows, from one pure function.
+package scaling
 
 import (
 	"fmt"
 	"math"
 )
 
-// ScalingConfig is what an operator sets for a tier's autoscaling.
-type ScalingConfig struct {
+// Config is what an operator sets for a tier's autoscaling.
+type Config struct {
 	MaxTasks         int // tasks at full backlog
 	BacklogPerTask   int // jobs (queued or in flight) one task is meant to carry
 	IdleMinutes      int // minutes with no backlog before the tier returns to zero
@@ -14,9 +17,9 @@ type ScalingConfig struct {
 	WarmupSeconds    int // instance warm-up for managed scaling
 }
 
-// ScalingPolicy is everything the tier's AWS scaling resources are built
-// from, derived by NewScalingPolicy so that it can be tested on its own.
-type ScalingPolicy struct {
+// Policy is everything the tier's AWS scaling resources are built
+// from, derived by New so that it can be tested on its own.
+type Policy struct {
 	MinTasks, MaxTasks int
 	// PeriodSeconds is the period of the backlog metric: SQS publishes its
 	// queue metrics once a minute.
@@ -50,21 +53,21 @@ type Step struct {
 // maxSteps is the most step adjustments one Application Auto Scaling policy takes.
 const maxSteps = 20
 
-// NewScalingPolicy validates a tier's scaling settings and derives its policy.
-func NewScalingPolicy(c ScalingConfig) (ScalingPolicy, error) {
+// New validates a tier's scaling settings and derives its policy.
+func New(c Config) (Policy, error) {
 	switch {
 	case c.MaxTasks < 1:
-		return ScalingPolicy{}, fmt.Errorf("max tasks %d: want at least 1", c.MaxTasks)
+		return Policy{}, fmt.Errorf("max tasks %d: want at least 1", c.MaxTasks)
 	case c.BacklogPerTask < 1:
-		return ScalingPolicy{}, fmt.Errorf("backlog per task %d: want at least 1", c.BacklogPerTask)
+		return Policy{}, fmt.Errorf("backlog per task %d: want at least 1", c.BacklogPerTask)
 	case c.IdleMinutes < 1 || c.IdleMinutes > 1440:
-		return ScalingPolicy{}, fmt.Errorf("idle minutes %d: want 1 to 1440 (CloudWatch evaluates at most a day)", c.IdleMinutes)
+		return Policy{}, fmt.Errorf("idle minutes %d: want 1 to 1440 (CloudWatch evaluates at most a day)", c.IdleMinutes)
 	case c.TasksPerInstance < 1:
-		return ScalingPolicy{}, fmt.Errorf("tasks per instance %d: want at least 1", c.TasksPerInstance)
+		return Policy{}, fmt.Errorf("tasks per instance %d: want at least 1", c.TasksPerInstance)
 	case c.WarmupSeconds < 0 || c.WarmupSeconds > 10000:
-		return ScalingPolicy{}, fmt.Errorf("warm-up %ds: want 0 to 10000 (the ECS limit)", c.WarmupSeconds)
+		return Policy{}, fmt.Errorf("warm-up %ds: want 0 to 10000 (the ECS limit)", c.WarmupSeconds)
 	}
-	p := ScalingPolicy{
+	p := Policy{
 		MaxTasks:          c.MaxTasks,
 		PeriodSeconds:     60,
 		ScaleOutThreshold: 1,
@@ -95,7 +98,7 @@ func NewScalingPolicy(c ScalingConfig) (ScalingPolicy, error) {
 }
 
 // TasksFor is the task count the scale-out steps give for a backlog.
-func (p ScalingPolicy) TasksFor(backlog float64) int {
+func (p Policy) TasksFor(backlog float64) int {
 	if backlog < p.ScaleOutThreshold {
 		return p.MinTasks
 	}
