@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,7 +28,9 @@ import (
 	"github.com/inferstack/inferstack/inference"
 	"github.com/inferstack/inferstack/inference/npy"
 	"github.com/inferstack/inferstack/internal/eventsource"
+	"github.com/inferstack/inferstack/internal/localstack"
 	"github.com/inferstack/inferstack/internal/onnxmodel"
+	"github.com/inferstack/inferstack/internal/scaling"
 	"github.com/inferstack/inferstack/internal/testenv"
 	"github.com/inferstack/inferstack/worker"
 )
@@ -90,7 +93,7 @@ func (s *stack) queue(name string, dlqURL string) string {
 	return s.queues[name]
 }
 
-func newStack(t *testing.T) *stack {
+func newStack(t *testing.T, workers bool) *stack {
 	ctx := t.Context()
 	cfg, err := moto.Config(ctx)
 	require.NoError(t, err)
@@ -132,6 +135,9 @@ func newStack(t *testing.T) *stack {
 	t.Cleanup(func() { cancel(); <-done })
 
 	for _, tier := range []string{"cpu", "gpu"} {
+		if !workers {
+			break
+		}
 		device := map[string]inference.Device{"cpu": inference.DeviceCPU, "gpu": inference.DeviceAuto}[tier]
 		w := worker.New(worker.Config{QueueURL: s.queues[tier], DeadLetterURL: s.queues[tier+"-dlq"], Bucket: s.bucket,
 			ModelKey: "models/mlp.onnx", Tier: tier, Device: device, Visibility: 30 * time.Second, MaxReceives: 5,
@@ -177,7 +183,7 @@ func jobID(t *testing.T, stdout string) string {
 }
 
 func TestSubmitThroughDispatchAndWorkersThenSwitchTiers(t *testing.T) {
-	s := newStack(t)
+	s := newStack(t, true)
 
 	code, out, errOut := s.cli("submit", input(t, 2000), "--wait")
 	require.Equal(t, 0, code, errOut)
@@ -220,4 +226,96 @@ func TestSubmitThroughDispatchAndWorkersThenSwitchTiers(t *testing.T) {
 	code, _, errOut = s.cli("submit", bad, "--wait")
 	require.NotEqual(t, 0, code)
 	require.Contains(t, errOut, "job failed")
+}
+
+// workerEnv is what a worker process of the tier needs to serve this stack.
+func (s *stack) workerEnv(tier string) []string {
+	return append(moto.Env(), "INFERSTACK_ORT_LIB="+inference.DefaultLibPath(),
+		worker.EnvQueueURL+"="+s.queues[tier], worker.EnvDeadLetterURL+"="+s.queues[tier+"-dlq"], worker.EnvBucket+"="+s.bucket,
+		worker.EnvModelKey+"=models/mlp.onnx", worker.EnvTier+"="+tier, worker.EnvDevice+"=cpu", worker.EnvThreads+"=1",
+		worker.EnvPollWait+"=1s", worker.EnvStopTimeout+"=5s", worker.EnvStatusEvery+"=1s")
+}
+
+func TestScalerStartsFromZeroFollowsThePolicyAndReturnsToZero(t *testing.T) {
+	s := newStack(t, false)
+	policy, err := scaling.New(scaling.Config{MaxTasks: 3, BacklogPerTask: 2, IdleMinutes: 1, TasksPerInstance: 1})
+	require.NoError(t, err)
+	const idleAfter = 2 * time.Second
+	var mu sync.Mutex
+	var timeline []localstack.Sample
+	var logs testenv.LockedBuffer
+	scaler := &localstack.Scaler{Queues: s.sqs, Interval: 100 * time.Millisecond,
+		Tiers: []localstack.Tier{{Name: "cpu", QueueURL: s.queues["cpu"], Policy: policy, IdleAfter: idleAfter,
+			Start: func() (localstack.Process, error) { return localstack.StartWorker(binary, s.workerEnv("cpu"), &logs) }}},
+		OnSample: func(x localstack.Sample) { mu.Lock(); timeline = append(timeline, x); mu.Unlock() }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- scaler.Run(ctx) }()
+	defer func() { cancel(); require.NoError(t, <-done) }()
+	samples := func() []localstack.Sample {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]localstack.Sample(nil), timeline...)
+	}
+	waitFor := func(what string, timeout time.Duration, cond func() bool) {
+		deadline := time.Now().Add(timeout)
+		for !cond() {
+			require.True(t, time.Now().Before(deadline), "timed out waiting for %s\n%s", what, logs.String())
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitFor("idle samples", 10*time.Second, func() bool { return len(samples()) >= 5 })
+	for _, x := range samples() {
+		require.Zero(t, x.Workers, "no work, no worker")
+	}
+
+	// 20 jobs on the cpu queue (through the intake and the dispatch handler).
+	in := input(t, 500)
+	data, err := os.ReadFile(in)
+	require.NoError(t, err)
+	_, err = s.s3.PutObject(t.Context(), &s3.PutObjectInput{Bucket: aws.String(s.bucket), Key: aws.String("inputs/small.npy"), Body: bytes.NewReader(data)})
+	require.NoError(t, err)
+	for i := 0; i < 20; i += 10 {
+		var entries []sqstypes.SendMessageBatchRequestEntry
+		for j := range 10 {
+			entries = append(entries, sqstypes.SendMessageBatchRequestEntry{Id: aws.String(fmt.Sprint(j)),
+				MessageBody: aws.String(fmt.Sprintf(`{"filename": "small.npy", "job_id": "scale-%d"}`, i+j))})
+		}
+		_, err := s.sqs.SendMessageBatch(t.Context(), &sqs.SendMessageBatchInput{QueueUrl: aws.String(s.intake), Entries: entries})
+		require.NoError(t, err)
+	}
+	waitFor("20 results", 120*time.Second, func() bool {
+		for i := range 20 {
+			if _, err := s.s3.HeadObject(t.Context(), &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(fmt.Sprintf("results/scale-%d/manifest.json", i))}); err != nil {
+				return false
+			}
+		}
+		return true
+	})
+	finished := time.Now()
+	waitFor("the tier to return to zero", 30*time.Second, func() bool { x := samples(); return x[len(x)-1].Workers == 0 })
+
+	// The timeline follows the policy.
+	x := samples()
+	peak, lastBusy := 0, time.Time{}
+	for i, cur := range x {
+		peak = max(peak, cur.Workers)
+		require.LessOrEqual(t, cur.Workers, policy.MaxTasks)
+		if cur.Backlog > 0 {
+			lastBusy = cur.At
+		}
+		if i == 0 {
+			continue
+		}
+		if prev := x[i-1]; cur.Workers > prev.Workers {
+			require.Positive(t, cur.Backlog, "scaled up without a backlog at %s", cur.At)
+			require.LessOrEqual(t, cur.Workers, policy.TasksFor(float64(cur.Backlog)), "more workers than the backlog asks for")
+		} else if cur.Workers < prev.Workers {
+			require.Zero(t, cur.Backlog, "scaled in with work left")
+			require.GreaterOrEqual(t, cur.At.Sub(lastBusy), idleAfter-100*time.Millisecond, "scaled in before the idle time")
+		}
+	}
+	require.Equal(t, policy.MaxTasks, peak, "20 jobs at 2 per task reach the maximum of 3")
+	require.Zero(t, x[len(x)-1].Workers)
+	t.Logf("timeline: %d samples, peak %d workers, back to zero %.1fs after the last result", len(x), peak, time.Since(finished).Seconds())
 }
