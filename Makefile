@@ -76,6 +76,10 @@ bench: setup-test ## run the benchmarks and write $(BENCH_OUT) (see docs/benchma
 	  go test -run '^$$' -bench 'Preview' -benchtime 5x -count 1 ./tests/ && \
 	  go test -run '^$$' -bench 'JobOverhead|WorkerVsRun' -benchtime 10x -count 1 ./worker/; } | tee $(BENCH_OUT)
 
+.PHONY: docs
+docs: setup-test ## re-record the scaling timeline plot in docs/ from a real run
+	INFERSTACK_WRITE_DOCS=1 go test -count=1 -run Scaler ./e2e/
+
 .PHONY: fuzz
 fuzz: ## fuzz the .npy header parser for a minute
 	go test -run '^$$' -fuzz FuzzReadHeader -fuzztime 60s ./inference/npy/

@@ -24,6 +24,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/inferstack/inferstack/functions/dispatch"
+	"github.com/inferstack/inferstack/internal/settings"
 )
 
 // CoreType is the Core component's type token.
@@ -244,28 +245,19 @@ func (c *Core) storage(ctx *pulumi.Context, parent pulumi.ResourceOption, tags p
 	return err
 }
 
-// Queue settings of the intake queue: Lambda's documentation asks for a
-// visibility timeout of at least six times the function timeout for SQS
-// event sources; 14 days is the longest SQS keeps a message.
-const (
-	maxRetentionSeconds    = 14 * 24 * 3600
-	intakeMaxReceiveCount  = 5
-	lambdaVisibilityFactor = 6
-)
-
 func (c *Core) queues(ctx *pulumi.Context, parent pulumi.ResourceOption, tags pulumi.StringMap) error {
 	var err error
 	c.IntakeDLQ, err = sqs.NewQueue(ctx, c.name+"-intake-dlq", &sqs.QueueArgs{
-		SqsManagedSseEnabled: pulumi.Bool(true), MessageRetentionSeconds: pulumi.Int(maxRetentionSeconds), Tags: tags,
+		SqsManagedSseEnabled: pulumi.Bool(true), MessageRetentionSeconds: pulumi.Int(settings.MaxRetentionSeconds), Tags: tags,
 	}, parent)
 	if err != nil {
 		return err
 	}
 	c.Intake, err = sqs.NewQueue(ctx, c.name+"-intake", &sqs.QueueArgs{
 		SqsManagedSseEnabled:     pulumi.Bool(true),
-		VisibilityTimeoutSeconds: pulumi.Int(lambdaVisibilityFactor * c.args.DispatchTimeout),
-		MessageRetentionSeconds:  pulumi.Int(4 * 24 * 3600),
-		RedrivePolicy:            redrivePolicy(c.IntakeDLQ, intakeMaxReceiveCount),
+		VisibilityTimeoutSeconds: pulumi.Int(settings.LambdaVisibilityFactor * c.args.DispatchTimeout),
+		MessageRetentionSeconds:  pulumi.Int(settings.IntakeRetention),
+		RedrivePolicy:            redrivePolicy(c.IntakeDLQ, settings.IntakeMaxReceives),
 		Tags:                     tags,
 	}, parent)
 	return err

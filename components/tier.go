@@ -18,6 +18,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
 	"github.com/inferstack/inferstack/internal/scaling"
+	"github.com/inferstack/inferstack/internal/settings"
 )
 
 // ComputeTierType is the ComputeTier component's type token.
@@ -31,12 +32,6 @@ const ComputeTierType = "inferstack:index:ComputeTier"
 const (
 	CPUAMIParameter = "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"
 	GPUAMIParameter = "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id"
-)
-
-// Limits AWS enforces on what a tier configures.
-const (
-	maxVisibilitySeconds = 12 * 3600 // SQS: 0 to 43,200 seconds
-	maxStopTimeout       = 120       // ECS container stopTimeout: at most 120 seconds
 )
 
 // ComputeTierArgs configure one tier. Everything the tier needs from the
@@ -81,23 +76,7 @@ type ComputeTier struct {
 
 // Validate checks a tier's settings against what AWS accepts.
 func (a *ComputeTierArgs) Validate() error {
-	switch {
-	case a.Tier != "cpu" && a.Tier != "gpu":
-		return fmt.Errorf("tier %q: want cpu or gpu", a.Tier)
-	case len(a.InstanceTypes) == 0:
-		return fmt.Errorf("tier %s: no instance types", a.Tier)
-	case a.VisibilitySecs < 30 || a.VisibilitySecs > maxVisibilitySeconds:
-		return fmt.Errorf("tier %s: visibility timeout %ds: SQS allows at most %d (12 h), and under 30 s the heartbeat cannot keep up", a.Tier, a.VisibilitySecs, maxVisibilitySeconds)
-	case a.MaxReceives < 1 || a.MaxReceives > 1000:
-		return fmt.Errorf("tier %s: max receives %d: SQS allows 1 to 1000", a.Tier, a.MaxReceives)
-	case a.StopTimeout < 2 || a.StopTimeout > maxStopTimeout:
-		return fmt.Errorf("tier %s: stop timeout %ds: ECS allows at most %d", a.Tier, a.StopTimeout, maxStopTimeout)
-	case a.OnDemandBase < 0:
-		return fmt.Errorf("tier %s: on-demand base %d must not be negative", a.Tier, a.OnDemandBase)
-	case a.TaskCPU < 256 || a.TaskMemory < 512:
-		return fmt.Errorf("tier %s: task size %d CPU units / %d MiB is too small for ONNX Runtime", a.Tier, a.TaskCPU, a.TaskMemory)
-	}
-	return nil
+	return settings.CheckTier(a.Tier, a.InstanceTypes, a.VisibilitySecs, a.MaxReceives, a.StopTimeout, a.OnDemandBase, a.TaskCPU, a.TaskMemory)
 }
 
 // NewComputeTier creates a tier on the Core's cluster.
@@ -151,7 +130,7 @@ type tierBuilder struct {
 func (b *tierBuilder) queues() error {
 	var err error
 	b.t.DeadLetter, err = sqs.NewQueue(b.ctx, b.name+"-dlq", &sqs.QueueArgs{
-		SqsManagedSseEnabled: pulumi.Bool(true), MessageRetentionSeconds: pulumi.Int(maxRetentionSeconds), Tags: b.tags,
+		SqsManagedSseEnabled: pulumi.Bool(true), MessageRetentionSeconds: pulumi.Int(settings.MaxRetentionSeconds), Tags: b.tags,
 	}, b.parent)
 	if err != nil {
 		return err
@@ -160,7 +139,7 @@ func (b *tierBuilder) queues() error {
 		SqsManagedSseEnabled:     pulumi.Bool(true),
 		VisibilityTimeoutSeconds: pulumi.Int(b.a.VisibilitySecs),
 		ReceiveWaitTimeSeconds:   pulumi.Int(20), // long polling: fewer empty receives
-		MessageRetentionSeconds:  pulumi.Int(maxRetentionSeconds),
+		MessageRetentionSeconds:  pulumi.Int(settings.MaxRetentionSeconds),
 		RedrivePolicy:            redrivePolicy(b.t.DeadLetter, b.a.MaxReceives),
 		Tags:                     b.tags,
 	}, b.parent)

@@ -318,4 +318,9 @@ func TestScalerStartsFromZeroFollowsThePolicyAndReturnsToZero(t *testing.T) {
 	require.Equal(t, policy.MaxTasks, peak, "20 jobs at 2 per task reach the maximum of 3")
 	require.Zero(t, x[len(x)-1].Workers)
 	t.Logf("timeline: %d samples, peak %d workers, back to zero %.1fs after the last result", len(x), peak, time.Since(finished).Seconds())
+	// `make docs` keeps the recorded run as the plot in docs/local-stack.md.
+	if os.Getenv("INFERSTACK_WRITE_DOCS") != "" {
+		svg := localstack.TimelineSVG(x, fmt.Sprintf("cpu tier: 20 jobs, max %d workers, %d jobs per worker, idle %s", policy.MaxTasks, 2, idleAfter))
+		require.NoError(t, os.WriteFile("../docs/scaling-timeline.svg", svg, 0o644))
+	}
 }

@@ -11,10 +11,10 @@ import (
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
 
-	"github.com/inferstack/inferstack/internal/deploy"
+	"github.com/inferstack/inferstack/internal/settings"
 )
 
-var update = flag.Bool("update", false, "rewrite Pulumi.yaml from deploy.Keys")
+var update = flag.Bool("update", false, "rewrite Pulumi.yaml from settings.Keys")
 
 // stackConfig reads ../Pulumi.<env>.yaml as `pulumi config` would hand it
 // to the program: inferstack keys only, arrays as JSON.
@@ -28,7 +28,7 @@ func stackConfig(t testing.TB, env string) map[string]string {
 	require.NoError(t, yaml.Unmarshal(data, &file))
 	values := map[string]string{}
 	for k, v := range file.Config {
-		key, ok := strings.CutPrefix(k, deploy.Namespace+":")
+		key, ok := strings.CutPrefix(k, settings.Namespace+":")
 		if !ok {
 			continue
 		}
@@ -47,9 +47,9 @@ func stackConfig(t testing.TB, env string) map[string]string {
 // program uses; `go test ./tests -run PulumiYAML -update` rewrites it.
 func TestPulumiYAMLDeclaresEveryKey(t *testing.T) {
 	var b strings.Builder
-	b.WriteString("# Generated from internal/deploy.Keys: go test ./tests -run PulumiYAML -update\n")
+	b.WriteString("# Generated from internal/settings.Keys: go test ./tests -run PulumiYAML -update\n")
 	b.WriteString("name: inferstack\nruntime: go\ndescription: Batch ML inference on AWS that scales CPU and GPU workers from zero and back.\nconfig:\n")
-	for _, k := range deploy.Keys {
+	for _, k := range settings.Keys {
 		fmt.Fprintf(&b, "  %s:\n    type: %s\n", k.Name, k.Type)
 		if k.Type == "array" {
 			b.WriteString("    items:\n      type: string\n")
@@ -80,7 +80,7 @@ func TestPulumiYAMLDeclaresEveryKey(t *testing.T) {
 	}
 	require.NoError(t, yaml.Unmarshal(data, &project))
 	require.Equal(t, "inferstack", project.Name)
-	require.Len(t, project.Config, len(deploy.Keys))
+	require.Len(t, project.Config, len(settings.Keys))
 }
 
 func TestEveryStackConfigIsValid(t *testing.T) {
@@ -89,7 +89,7 @@ func TestEveryStackConfigIsValid(t *testing.T) {
 		values := stackConfig(t, env)
 		for k := range values {
 			found := false
-			for _, key := range deploy.Keys {
+			for _, key := range settings.Keys {
 				found = found || key.Name == k
 			}
 			require.True(t, found, "Pulumi.%s.yaml sets undeclared key %s", env, k)
@@ -123,15 +123,15 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 			for k, v := range values {
 				all[k] = v
 			}
-			_, err := deploy.FromGetter("dev", func(k string) (string, bool) { v, ok := all[k]; return v, ok })
-			var ce *deploy.ConfigError
+			_, err := settings.FromGetter("dev", func(k string) (string, bool) { v, ok := all[k]; return v, ok })
+			var ce *settings.ConfigError
 			require.ErrorAs(t, err, &ce)
 			require.Equal(t, key, ce.Key, "error: %v", err)
 			require.Contains(t, err.Error(), "inferstack:"+key)
 		})
 	}
 	// Stack settings the tests do not override still hold.
-	_, err := deploy.FromGetter("dev", func(k string) (string, bool) {
+	_, err := settings.FromGetter("dev", func(k string) (string, bool) {
 		return map[string]string{"tier": "gpu", "gpuEnabled": "false", "modelPath": ".", "dispatchZip": "."}[k], k == "tier" || k == "gpuEnabled" || k == "modelPath" || k == "dispatchZip"
 	})
 	require.ErrorContains(t, err, "gpuEnabled is false")

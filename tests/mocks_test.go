@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/inferstack/inferstack/internal/deploy"
+	"github.com/inferstack/inferstack/internal/settings"
 	"github.com/inferstack/inferstack/tests/fakeaws"
 )
 
@@ -95,7 +96,7 @@ func config(t *testing.T, env string, overrides map[string]string) deploy.Config
 	for k, v := range overrides {
 		values[k] = v
 	}
-	cfg, err := deploy.FromGetter(env, func(k string) (string, bool) { v, ok := values[k]; return v, ok })
+	cfg, err := settings.FromGetter(env, func(k string) (string, bool) { v, ok := values[k]; return v, ok })
 	require.NoError(t, err)
 	return cfg
 }

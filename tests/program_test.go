@@ -337,3 +337,31 @@ func TestImagesAreBuiltOnlyWhenConfigured(t *testing.T) {
 	}
 	require.Equal(t, strings.Repeat("0f", 32), str(obj(d.named("inferstack-gpu-image").Inputs, "args"), "ORT_GPU_SHA256"))
 }
+
+// The local stack creates its queues from settings.Queues: the program must
+// create exactly those, with the same settings.
+func TestProgramQueuesAreTheSettingsQueues(t *testing.T) {
+	t.Parallel()
+	for _, overrides := range []map[string]string{nil, {"gpuEnabled": "false"}} {
+		cfg := config(t, "prod", overrides)
+		d := run(t, cfg)
+		queues := d.ofType("aws:sqs/queue:Queue")
+		require.Len(t, queues, len(cfg.Queues()))
+		for _, want := range cfg.Queues() {
+			q := d.named(want.Name)
+			require.Equal(t, float64(want.RetentionSeconds), number(q.Inputs, "messageRetentionSeconds"), want.Name)
+			if want.DeadLetter == "" {
+				continue
+			}
+			require.Equal(t, float64(want.VisibilitySeconds), number(q.Inputs, "visibilityTimeoutSeconds"), want.Name)
+			var redrive struct {
+				Target string `json:"deadLetterTargetArn"`
+				Max    int    `json:"maxReceiveCount"`
+			}
+			require.NoError(t, json.Unmarshal([]byte(str(q.Inputs, "redrivePolicy")), &redrive))
+			require.Equal(t, str(d.named(want.DeadLetter).Outputs, "arn"), redrive.Target)
+			require.Equal(t, want.MaxReceives, redrive.Max)
+		}
+		require.Equal(t, cfg.TierParameterName(), str(d.named("inferstack-tier").Inputs, "name"))
+	}
+}

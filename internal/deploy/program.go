@@ -1,3 +1,5 @@
+// Package deploy composes the stack from its settings: a Core and a
+// ComputeTier per enabled tier. main.go and the tests both drive it.
 package deploy
 
 import (
@@ -5,55 +7,36 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/config"
 
 	"github.com/inferstack/inferstack/components"
-	"github.com/inferstack/inferstack/internal/scaling"
+	"github.com/inferstack/inferstack/internal/settings"
 )
+
+// Config is the stack's settings (package settings).
+type Config = settings.Config
 
 // LoadConfig reads the stack's `pulumi config` into a validated Config.
 func LoadConfig(ctx *pulumi.Context) (Config, error) {
-	cfg := config.New(ctx, Namespace)
-	return FromGetter(ctx.Stack(), func(key string) (string, bool) {
+	cfg := config.New(ctx, settings.Namespace)
+	return settings.FromGetter(ctx.Stack(), func(key string) (string, bool) {
 		v, err := cfg.Try(key)
 		return v, err == nil
 	})
 }
 
-// dispatchTimeout bounds one dispatch invocation: a batch of 10 with SDK
-// retries takes seconds; Lambda allows up to 900.
-const dispatchTimeout = 30
-
-type tierSpec struct {
-	name string
-	gpu  bool
-	cfg  TierConfig
-	c    Config
-}
-
-func (c Config) tiers() []tierSpec {
-	tiers := []tierSpec{{name: "cpu", cfg: c.CPU, c: c}}
-	if c.GPUEnabled {
-		tiers = append(tiers, tierSpec{name: "gpu", gpu: true, cfg: c.GPU, c: c})
-	}
-	return tiers
-}
-
-func (t tierSpec) args(core *components.Core) *components.ComputeTierArgs {
+// tierArgs are a tier's component args from its settings.
+func tierArgs(c Config, t settings.Tier, core *components.Core) *components.ComputeTierArgs {
 	root := 30
-	if t.gpu {
+	if t.GPU {
 		root = 60 // the GPU AMI carries the NVIDIA driver and CUDA runtime
 	}
 	args := &components.ComputeTierArgs{
-		Core: core, Tier: t.name, GPU: t.gpu,
-		InstanceTypes: t.cfg.InstanceTypes, Spot: t.cfg.Spot, OnDemandBase: t.cfg.OnDemandBase,
-		Scaling: scaling.Config{
-			MaxTasks: t.cfg.MaxTasks, BacklogPerTask: t.cfg.BacklogPerTask, IdleMinutes: t.cfg.IdleMinutes,
-			TasksPerInstance: t.cfg.TasksPerInstance, WarmupSeconds: t.cfg.WarmupSeconds,
-		},
-		TaskCPU: t.cfg.TaskCPU, TaskMemory: t.cfg.TaskMemory, RootVolumeGiB: root, ImageTag: t.name,
-		VisibilitySecs: t.c.VisibilityTimeout, MaxReceives: t.c.MaxReceives, StopTimeout: t.c.StopTimeout,
-		BuildImage: t.c.BuildImages, ImageContext: ".", BuildArgs: map[string]string{},
+		Core: core, Tier: t.Name, GPU: t.GPU,
+		InstanceTypes: t.InstanceTypes, Spot: t.Spot, OnDemandBase: t.OnDemandBase,
+		Scaling: t.Scaling(), TaskCPU: t.TaskCPU, TaskMemory: t.TaskMemory, RootVolumeGiB: root, ImageTag: t.Name,
+		VisibilitySecs: c.VisibilityTimeout, MaxReceives: c.MaxReceives, StopTimeout: c.StopTimeout,
+		BuildImage: c.BuildImages, ImageContext: ".", BuildArgs: map[string]string{},
 	}
-	if t.gpu {
-		args.BuildArgs["ORT_GPU_SHA256"] = t.c.ORTGPUSHA256
+	if t.GPU {
+		args.BuildArgs["ORT_GPU_SHA256"] = c.ORTGPUSHA256
 	}
 	return args
 }
@@ -71,20 +54,20 @@ func Program(ctx *pulumi.Context, cfg Config) error {
 		LogRetentionDays: cfg.LogRetentionDays, ForceDestroy: cfg.ForceDestroy,
 		InputsExpireDays: cfg.InputsExpireDays, ResultsExpireDays: cfg.ResultsExpireDays,
 		AlarmEmail: cfg.AlarmEmail, TierCacheTTL: cfg.TierCacheTTL, AllowTierOverride: cfg.AllowTierOverride,
-		AutoGPUMinBytes: cfg.AutoGPUMinBytes, DispatchTimeout: dispatchTimeout, Tags: tags,
+		AutoGPUMinBytes: cfg.AutoGPUMinBytes, DispatchTimeout: settings.DispatchTimeout, Tags: tags,
 	})
 	if err != nil {
 		return err
 	}
 	var tiers []*components.ComputeTier
-	for _, spec := range cfg.tiers() {
-		t, err := components.NewComputeTier(ctx, "inferstack-"+spec.name, spec.args(core))
+	for _, spec := range cfg.Tiers() {
+		t, err := components.NewComputeTier(ctx, "inferstack-"+spec.Name, tierArgs(cfg, spec, core))
 		if err != nil {
 			return err
 		}
 		tiers = append(tiers, t)
-		ctx.Export(spec.name+"QueueUrl", t.Queue.Url)
-		ctx.Export(spec.name+"DeadLetterQueueUrl", t.DeadLetter.Url)
+		ctx.Export(spec.Name+"QueueUrl", t.Queue.Url)
+		ctx.Export(spec.Name+"DeadLetterQueueUrl", t.DeadLetter.Url)
 	}
 	if err := core.Connect(ctx, tiers...); err != nil {
 		return err

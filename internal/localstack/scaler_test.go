@@ -1,6 +1,8 @@
 package localstack
 
 import (
+	"encoding/xml"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,4 +33,19 @@ func TestDesired(t *testing.T) {
 	for _, tc := range cases {
 		require.Equal(t, tc.want, Desired(p, tc.backlog, tc.running, tc.idleFor, idle), tc.name)
 	}
+}
+
+func TestTimelineSVG(t *testing.T) {
+	t.Parallel()
+	start := time.Unix(1_800_000_000, 0)
+	samples := []Sample{{At: start, Backlog: 0, Workers: 0}, {At: start.Add(time.Second), Backlog: 20, Workers: 3},
+		{At: start.Add(5 * time.Second), Backlog: 0, Workers: 3}, {At: start.Add(8 * time.Second), Backlog: 0, Workers: 0}}
+	svg := string(TimelineSVG(samples, "cpu tier <scale test>"))
+	require.True(t, strings.HasPrefix(svg, "<svg"))
+	require.Contains(t, svg, "cpu tier &lt;scale test&gt;")
+	require.Equal(t, 2, strings.Count(svg, "<polyline"))
+	require.Contains(t, svg, ">8s<", "the time axis spans the run")
+	require.Contains(t, svg, ">20<", "the value axis reaches the peak backlog")
+	var doc struct{}
+	require.NoError(t, xml.Unmarshal([]byte(svg), &doc), "well-formed XML")
 }

@@ -1,7 +1,8 @@
-// Package deploy turns `pulumi config` into one validated Config and
-// composes the stack from it: a Core and a ComputeTier per enabled tier.
-// main.go and the tests both drive it.
-package deploy
+// Package settings is the stack's configuration: every `pulumi config` key
+// with its default, one validated Config, and the limits AWS enforces. The
+// Pulumi program (internal/deploy) and the local stack (internal/localstack)
+// both build from it, so they cannot drift apart. It imports no Pulumi code.
+package settings
 
 import (
 	"encoding/json"
@@ -198,16 +199,101 @@ func (c Config) Validate() error {
 	if c.AlarmEmail != "" && !strings.Contains(c.AlarmEmail, "@") {
 		return bad("alarmEmail", "%q is not an email address", c.AlarmEmail)
 	}
-	for _, t := range c.tiers() {
-		args := t.args(nil)
-		if err := args.Validate(); err != nil {
-			return bad(t.name+"MaxTasks", "%v", err)
+	for _, t := range c.Tiers() {
+		if err := CheckTier(t.Name, t.InstanceTypes, c.VisibilityTimeout, c.MaxReceives, c.StopTimeout, t.OnDemandBase, t.TaskCPU, t.TaskMemory); err != nil {
+			return bad(t.Name+"MaxTasks", "%v", err)
 		}
-		if _, err := scaling.New(args.Scaling); err != nil {
-			return bad(t.name+"MaxTasks", "%v", err)
+		if _, err := scaling.New(t.Scaling()); err != nil {
+			return bad(t.Name+"MaxTasks", "%v", err)
 		}
 	}
 	return nil
+}
+
+// Limits AWS enforces, and the stack's own fixed settings.
+const (
+	MaxVisibilitySeconds = 12 * 3600      // SQS: 0 to 43,200 seconds
+	MaxStopTimeout       = 120            // ECS container stopTimeout: at most 120 seconds
+	MaxRetentionSeconds  = 14 * 24 * 3600 // SQS keeps a message 14 days at most
+	IntakeRetention      = 4 * 24 * 3600  // intake messages: dispatched in seconds, kept 4 days
+	IntakeMaxReceives    = 5              // dispatch attempts before the intake DLQ
+	DispatchTimeout      = 30             // seconds: a batch of 10 with SDK retries; Lambda allows 900
+	// LambdaVisibilityFactor: Lambda's documentation asks for an SQS event
+	// source's visibility timeout of at least six times the function timeout.
+	LambdaVisibilityFactor = 6
+)
+
+// CheckTier checks one tier's settings against what AWS accepts.
+func CheckTier(tier string, instanceTypes []string, visibility, maxReceives, stopTimeout, onDemandBase, taskCPU, taskMemory int) error {
+	switch {
+	case tier != "cpu" && tier != "gpu":
+		return fmt.Errorf("tier %q: want cpu or gpu", tier)
+	case len(instanceTypes) == 0:
+		return fmt.Errorf("tier %s: no instance types", tier)
+	case visibility < 30 || visibility > MaxVisibilitySeconds:
+		return fmt.Errorf("tier %s: visibility timeout %ds: SQS allows at most %d (12 h), and under 30 s the heartbeat cannot keep up", tier, visibility, MaxVisibilitySeconds)
+	case maxReceives < 1 || maxReceives > 1000:
+		return fmt.Errorf("tier %s: max receives %d: SQS allows 1 to 1000", tier, maxReceives)
+	case stopTimeout < 2 || stopTimeout > MaxStopTimeout:
+		return fmt.Errorf("tier %s: stop timeout %ds: ECS allows at most %d", tier, stopTimeout, MaxStopTimeout)
+	case onDemandBase < 0:
+		return fmt.Errorf("tier %s: on-demand base %d must not be negative", tier, onDemandBase)
+	case taskCPU < 256 || taskMemory < 512:
+		return fmt.Errorf("tier %s: task size %d CPU units / %d MiB is too small for ONNX Runtime", tier, taskCPU, taskMemory)
+	}
+	return nil
+}
+
+// Tier is one enabled tier with its settings.
+type Tier struct {
+	Name string
+	GPU  bool
+	TierConfig
+}
+
+// Tiers are the enabled tiers: cpu, and gpu unless disabled.
+func (c Config) Tiers() []Tier {
+	tiers := []Tier{{Name: "cpu", TierConfig: c.CPU}}
+	if c.GPUEnabled {
+		tiers = append(tiers, Tier{Name: "gpu", GPU: true, TierConfig: c.GPU})
+	}
+	return tiers
+}
+
+// Scaling is the tier's scaling settings.
+func (t TierConfig) Scaling() scaling.Config {
+	return scaling.Config{MaxTasks: t.MaxTasks, BacklogPerTask: t.BacklogPerTask, IdleMinutes: t.IdleMinutes,
+		TasksPerInstance: t.TasksPerInstance, WarmupSeconds: t.WarmupSeconds}
+}
+
+// TierParameterName is the SSM parameter holding the active tier.
+func (c Config) TierParameterName() string { return "/inferstack/" + c.Environment + "/tier" }
+
+// Queue is one queue of the stack, as both the Pulumi program and the
+// local stack create it.
+type Queue struct {
+	Name              string // logical name (the Pulumi resource name)
+	VisibilitySeconds int
+	RetentionSeconds  int
+	DeadLetter        string // logical name of its DLQ, "" for a DLQ
+	MaxReceives       int
+}
+
+// Queues lists the stack's queues: the intake and each enabled tier's, each
+// with its dead-letter queue, DLQs first.
+func (c Config) Queues() []Queue {
+	queues := []Queue{
+		{Name: "inferstack-intake-dlq", RetentionSeconds: MaxRetentionSeconds},
+		{Name: "inferstack-intake", VisibilitySeconds: LambdaVisibilityFactor * DispatchTimeout, RetentionSeconds: IntakeRetention,
+			DeadLetter: "inferstack-intake-dlq", MaxReceives: IntakeMaxReceives},
+	}
+	for _, t := range c.Tiers() {
+		queues = append(queues,
+			Queue{Name: "inferstack-" + t.Name + "-dlq", RetentionSeconds: MaxRetentionSeconds},
+			Queue{Name: "inferstack-" + t.Name + "-queue", VisibilitySeconds: c.VisibilityTimeout, RetentionSeconds: MaxRetentionSeconds,
+				DeadLetter: "inferstack-" + t.Name + "-dlq", MaxReceives: c.MaxReceives})
+	}
+	return queues
 }
 
 // validRetention are the values CloudWatch Logs accepts for RetentionInDays
