@@ -40,6 +40,11 @@ demo: setup build ## run the quick-start job: find planted events in a 64 MiB si
 	@$(BIN)/inferstack run --model $(DEMO_DIR)/detector.onnx --input $(DEMO_DIR)/signal.npy --window 256 --hop 256 --output $(DEMO_DIR)/result
 	@$(BIN)/inferstack-demo report $(DEMO_DIR) $(DEMO_DIR)/result
 
+.PHONY: local-stack
+local-stack: setup-test demo build ## run the whole stack on this machine (moto, dispatch under the Lambda emulator, scaled workers)
+	go build -tags lambda.norpc -o $(BIN)/bootstrap-local ./functions/dispatch/bootstrap
+	$(BIN)/inferstack local up --stack dev
+
 .PHONY: test
 test: setup-test ## run every test (race detector on), against the real ONNX Runtime, moto and the Lambda emulator
 

@@ -31,13 +31,15 @@ import (
 	"github.com/inferstack/inferstack/internal/localstack"
 	"github.com/inferstack/inferstack/internal/onnxmodel"
 	"github.com/inferstack/inferstack/internal/scaling"
+	"github.com/inferstack/inferstack/internal/settings"
 	"github.com/inferstack/inferstack/internal/testenv"
 	"github.com/inferstack/inferstack/worker"
 )
 
 var (
-	moto   *testenv.Moto
-	binary string
+	moto      *testenv.Moto
+	binary    string
+	bootstrap string
 )
 
 func TestMain(m *testing.M) {
@@ -61,6 +63,13 @@ func setUp(m *testing.M) (int, error) {
 	binary = filepath.Join(dir, "inferstack")
 	if out, err := exec.Command("go", "build", "-o", binary, "../cmd/inferstack").CombinedOutput(); err != nil {
 		return 0, fmt.Errorf("build inferstack: %v\n%s", err, out)
+	}
+	bootstrap = filepath.Join(dir, "bootstrap")
+	if out, err := exec.Command("go", "build", "-tags", "lambda.norpc", "-o", bootstrap, "../functions/dispatch/bootstrap").CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("build bootstrap: %v\n%s", err, out)
+	}
+	if _, err := testenv.RIEPath(); err != nil {
+		return 0, err
 	}
 	if moto, err = testenv.StartMoto(context.Background()); err != nil {
 		return 0, err
@@ -323,4 +332,113 @@ func TestScalerStartsFromZeroFollowsThePolicyAndReturnsToZero(t *testing.T) {
 		svg := localstack.TimelineSVG(x, fmt.Sprintf("cpu tier: 20 jobs, max %d workers, %d jobs per worker, idle %s", policy.MaxTasks, 2, idleAfter))
 		require.NoError(t, os.WriteFile("../docs/scaling-timeline.svg", svg, 0o644))
 	}
+}
+
+// TestLocalStack runs `inferstack local up`'s stack (localstack.Up) from
+// Pulumi.dev.yaml: the real AWS CLI sends the classic message, the dispatch
+// function under the Lambda emulator routes it, the scaler starts a worker
+// process from zero.
+func TestLocalStack(t *testing.T) {
+	dir := t.TempDir()
+	model, err := onnxmodel.NewMLP(24, 32, 5, 1).Model()
+	require.NoError(t, err)
+	modelPath := filepath.Join(dir, "mlp.onnx")
+	require.NoError(t, os.WriteFile(modelPath, model, 0o644))
+	zip := filepath.Join(dir, "bootstrap.zip")
+	require.NoError(t, os.WriteFile(zip, []byte("unused locally"), 0o644))
+	values, err := settings.StackValues("../Pulumi.dev.yaml")
+	require.NoError(t, err)
+	values["modelPath"], values["dispatchZip"], values["tierCacheTtl"] = modelPath, zip, "0s"
+	cfg, err := settings.FromGetter("dev", func(k string) (string, bool) { v, ok := values[k]; return v, ok })
+	require.NoError(t, err)
+
+	var logs testenv.LockedBuffer
+	stack, err := localstack.Up(t.Context(), localstack.Options{Config: cfg, Binary: binary, Bootstrap: bootstrap,
+		ORTLib: inference.DefaultLibPath(), IdleAfter: 2 * time.Second, Logs: &logs})
+	require.NoError(t, err)
+	defer stack.Down()
+	ctx, cancel := context.WithCancel(context.Background())
+	var mu sync.Mutex
+	peak := map[string]int{}
+	done := make(chan error, 1)
+	go func() {
+		done <- stack.Run(ctx, func(x localstack.Sample) { mu.Lock(); peak[x.Tier] = max(peak[x.Tier], x.Workers); mu.Unlock() })
+	}()
+	defer func() { cancel(); require.NoError(t, <-done) }()
+
+	awsCLI := func(args ...string) string {
+		cmd := exec.Command("aws", append([]string{"--endpoint-url", stack.Endpoint()}, args...)...)
+		cmd.Env = append(os.Environ(), stack.Env...)
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "aws %v: %s", args, out)
+		return string(out)
+	}
+	// The classic message, exactly as a user sends it, for a raw float32 file.
+	raw := filepath.Join(dir, "file_to_process.bin")
+	require.NoError(t, os.WriteFile(raw, npy.FromFloat32(make([]float32, 24*1000)), 0o644))
+	awsCLI("s3", "cp", raw, "s3://"+stack.Bucket+"/inputs/file_to_process.bin")
+	awsCLI("sqs", "send-message", "--queue-url", stack.Intake, "--message-body", `{"filename": "file_to_process.bin"}`)
+
+	cli := func(args ...string) (int, string, string) {
+		cmd := exec.Command(binary, args...)
+		cmd.Env = append(os.Environ(), stack.Env...)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		if _, ok := err.(*exec.ExitError); err != nil && !ok {
+			t.Fatalf("run inferstack: %v", err)
+		}
+		return cmd.ProcessState.ExitCode(), out.String(), errb.String()
+	}
+	waitFor := func(what string, cond func() bool) {
+		deadline := time.Now().Add(90 * time.Second)
+		for !cond() {
+			require.True(t, time.Now().Before(deadline), "timed out waiting for %s\n%s", what, logs.String())
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	waitFor("the classic job", func() bool { d, _, err := stack.Counts(t.Context()); return err == nil && d == 1 })
+	mu.Lock()
+	require.Equal(t, 1, peak["cpu"], "one message started one cpu worker from zero")
+	require.Zero(t, peak["gpu"])
+	mu.Unlock()
+
+	// Switch to gpu: the next job runs on the gpu tier, falling back to the CPU.
+	code, _, _ := cli("tier", "gpu")
+	require.Equal(t, 0, code)
+	code, out, errOut := cli("submit", input(t, 800), "--wait")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "samples on cpu", "the gpu tier's worker fell back to the CPU")
+	mu.Lock()
+	require.Equal(t, 1, peak["gpu"], "the gpu tier scaled from zero")
+	mu.Unlock()
+	code, out, _ = cli("status", jobID(t, out))
+	require.Equal(t, 0, code)
+	require.Contains(t, out, "done on gpu")
+
+	// A bad message, a missing file and a poison file each end as an error
+	// record and a dead letter; everything sent is accounted for.
+	awsCLI("sqs", "send-message", "--queue-url", stack.Intake, "--message-body", `{"filename": "../escape.bin"}`)
+	awsCLI("sqs", "send-message", "--queue-url", stack.Intake, "--message-body", `{"filename": "missing.bin"}`)
+	poison := filepath.Join(dir, "poison.bin")
+	require.NoError(t, os.WriteFile(poison, []byte("not float32 rows"), 0o644))
+	awsCLI("s3", "cp", poison, "s3://"+stack.Bucket+"/inputs/poison.bin")
+	awsCLI("sqs", "send-message", "--queue-url", stack.Intake, "--message-body", `{"filename": "poison.bin"}`)
+	waitFor("two error records", func() bool { _, f, err := stack.Counts(t.Context()); return err == nil && f == 2 })
+	waitFor("one dispatch dead letter", func() bool {
+		n, err := stack.QueueBacklog(t.Context(), "inferstack-intake-dlq")
+		return err == nil && n == 1
+	})
+	d, f, err := stack.Counts(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, 2, d)
+	require.Equal(t, 2, f)
+	for _, q := range []string{"inferstack-intake", "inferstack-cpu-queue", "inferstack-gpu-queue"} {
+		n, err := stack.QueueBacklog(t.Context(), q)
+		require.NoError(t, err)
+		require.Zero(t, n, q)
+	}
+	n, err := stack.QueueBacklog(t.Context(), "inferstack-gpu-dlq")
+	require.NoError(t, err)
+	require.Equal(t, 2, n, "missing and poison jobs dead-lettered by the gpu worker")
 }

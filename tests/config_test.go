@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -16,30 +15,11 @@ import (
 
 var update = flag.Bool("update", false, "rewrite Pulumi.yaml from settings.Keys")
 
-// stackConfig reads ../Pulumi.<env>.yaml as `pulumi config` would hand it
-// to the program: inferstack keys only, arrays as JSON.
+// stackConfig reads ../Pulumi.<env>.yaml as `pulumi config` would hand it to the program.
 func stackConfig(t testing.TB, env string) map[string]string {
 	t.Helper()
-	data, err := os.ReadFile("../Pulumi." + env + ".yaml")
+	values, err := settings.StackValues("../Pulumi." + env + ".yaml")
 	require.NoError(t, err)
-	var file struct {
-		Config map[string]any `yaml:"config"`
-	}
-	require.NoError(t, yaml.Unmarshal(data, &file))
-	values := map[string]string{}
-	for k, v := range file.Config {
-		key, ok := strings.CutPrefix(k, settings.Namespace+":")
-		if !ok {
-			continue
-		}
-		switch v := v.(type) {
-		case []any:
-			data, _ := json.Marshal(v)
-			values[key] = string(data)
-		default:
-			values[key] = fmt.Sprint(v)
-		}
-	}
 	return values
 }
 

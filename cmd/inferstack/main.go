@@ -52,6 +52,7 @@ Usage:
   inferstack status JOB_ID                                  a job's state and progress
   inferstack results JOB_ID --output DIR                    download a job's results
   inferstack tier [cpu|gpu|auto]                            show or set the active tier
+  inferstack local up [--stack dev]                         the whole stack on this machine (make local-stack)
   inferstack version                                        print versions
   inferstack help [command]                                 show help
 
@@ -79,6 +80,8 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		return m.exit(m.results(ctx, rest))
 	case "tier":
 		return m.exit(m.tier(ctx, rest))
+	case "local":
+		return m.exit(m.runLocal(ctx, rest))
 	case "version", "--version":
 		fmt.Fprintf(m.Stdout, "inferstack %s (onnx runtime %s expected)\n", inference.Version(), inference.ORTVersion)
 		return exitOK

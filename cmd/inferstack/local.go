@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/inferstack/inferstack/inference"
+	"github.com/inferstack/inferstack/internal/localstack"
+	"github.com/inferstack/inferstack/internal/settings"
+)
+
+const localUsage = `Usage: inferstack local up [--stack dev] [--bootstrap bin/bootstrap-local] [--idle 30s]
+
+Runs the whole stack on this machine, on loopback: moto for AWS with the
+queues, bucket and tier parameter that Pulumi.<stack>.yaml describes, the
+dispatch function under the Lambda emulator fed from the intake queue, and a
+scaler that starts and stops worker processes from the same scaling policy
+as on AWS. Prints the exports that point inferstack submit/status/results/
+tier (and the AWS CLI) at it, then one live line. Ctrl-C stops everything.
+make local-stack builds what it needs and runs it.
+
+Flags:
+`
+
+// runLocal is `inferstack local up`.
+func (m *Main) runLocal(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] != "up" {
+		fmt.Fprint(m.Stderr, localUsage)
+		return &usageError{msg: "local takes one command: up"}
+	}
+	fs := flag.NewFlagSet("local up", flag.ContinueOnError)
+	fs.SetOutput(m.Stderr)
+	stack := fs.String("stack", "dev", "the stack whose settings to use (Pulumi.<stack>.yaml)")
+	bootstrap := fs.String("bootstrap", "bin/bootstrap-local", "the dispatch function built for this machine")
+	idle := fs.Duration("idle", 30*time.Second, "idle time before a tier returns to zero workers (on AWS: the tier's idle minutes)")
+	ortLib := fs.String("ort-lib", inference.DefaultLibPath(), "libonnxruntime.so for the workers")
+	fs.Usage = func() { fmt.Fprint(fs.Output(), localUsage); fs.PrintDefaults() }
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelp
+		}
+		return &usageError{msg: err.Error()}
+	}
+	values, err := settings.StackValues("Pulumi." + *stack + ".yaml")
+	if err != nil {
+		return &usageError{msg: fmt.Sprintf("stack settings: %v (run from the repository root)", err)}
+	}
+	cfg, err := settings.FromGetter(*stack, func(k string) (string, bool) { v, ok := values[k]; return v, ok })
+	if err != nil {
+		return &usageError{msg: err.Error()}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	logFile, err := os.CreateTemp("", "inferstack-local-*.log")
+	if err != nil {
+		return err
+	}
+	defer logFile.Close() //nolint:errcheck // a log
+	s, err := localstack.Up(ctx, localstack.Options{Config: cfg, Binary: self, Bootstrap: *bootstrap, ORTLib: *ortLib, IdleAfter: *idle, Logs: logFile})
+	if err != nil {
+		return err
+	}
+	defer s.Down()
+	fmt.Fprintf(m.Stdout, "local stack %q is up (logs: %s). In another shell:\n%s\n", *stack, logFile.Name(), s.ExportLines())
+	fmt.Fprintf(m.Stdout, "  inferstack submit FILE --wait\n  aws sqs send-message --queue-url %s --message-body '{\"filename\": \"FILE\"}'\n\n", s.Intake)
+
+	var mu sync.Mutex
+	latest := map[string]localstack.Sample{}
+	go func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			done, failed, _ := s.Counts(ctx)
+			mu.Lock()
+			line := ""
+			for _, t := range cfg.Tiers() {
+				x := latest[t.Name]
+				line += fmt.Sprintf("%s: backlog %d, workers %d | ", t.Name, x.Backlog, x.Workers)
+			}
+			mu.Unlock()
+			fmt.Fprintf(m.Stdout, "\r%sdone %d, errors %d   ", line, done, failed)
+		}
+	}()
+	err = s.Run(ctx, func(x localstack.Sample) { mu.Lock(); latest[x.Tier] = x; mu.Unlock() })
+	fmt.Fprintln(m.Stdout, "\nlocal stack stopped")
+	return err
+}

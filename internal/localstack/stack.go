@@ -1,0 +1,230 @@
+package localstack
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+
+	"github.com/inferstack/inferstack/functions/dispatch"
+	"github.com/inferstack/inferstack/internal/eventsource"
+	"github.com/inferstack/inferstack/internal/job"
+	"github.com/inferstack/inferstack/internal/scaling"
+	"github.com/inferstack/inferstack/internal/settings"
+	"github.com/inferstack/inferstack/internal/testenv"
+	"github.com/inferstack/inferstack/worker"
+)
+
+// Options configure a local stack.
+type Options struct {
+	Config    settings.Config // the same settings `pulumi up` deploys
+	Binary    string          // the inferstack binary the workers run
+	Bootstrap string          // the dispatch function built for this machine
+	ORTLib    string
+	// IdleAfter replaces the tiers' IdleMinutes (minutes are long on a laptop); 0 keeps them.
+	IdleAfter time.Duration
+	Logs      io.Writer // the workers' and the function's output
+}
+
+// Stack is a running local stack on loopback.
+type Stack struct {
+	Env       []string // AWS_* and INFERSTACK_* for clients of this stack
+	Bucket    string
+	Intake    string
+	Queues    map[string]string // queue URL by logical name
+	TierParam string
+
+	moto   *testenv.Moto
+	lambda *testenv.Lambda
+	sqs    *sqs.Client
+	s3     *s3.Client
+	scaler *Scaler
+	opts   Options
+}
+
+// Up starts moto and creates the stack's resources from its settings, then
+// the dispatch function under the Lambda emulator. Run serves it.
+func Up(ctx context.Context, opts Options) (*Stack, error) {
+	if opts.Logs == nil {
+		opts.Logs = io.Discard
+	}
+	moto, err := testenv.StartMoto(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s := &Stack{moto: moto, opts: opts, Queues: map[string]string{}, Bucket: "inferstack-" + opts.Config.Environment,
+		TierParam: opts.Config.TierParameterName()}
+	if err := s.create(ctx); err != nil {
+		s.Down()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Stack) create(ctx context.Context) error {
+	cfg := s.opts.Config
+	awsCfg, err := s.moto.Config(ctx)
+	if err != nil {
+		return err
+	}
+	s.sqs = sqs.NewFromConfig(awsCfg)
+	s.s3 = s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		o.UsePathStyle, o.ResponseChecksumValidation = true, aws.ResponseChecksumValidationWhenRequired
+	})
+	ssmClient := ssm.NewFromConfig(awsCfg)
+	if _, err := s.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(s.Bucket)}); err != nil {
+		return fmt.Errorf("create bucket: %w", err)
+	}
+	arns := map[string]string{}
+	for _, q := range cfg.Queues() { // DLQs come first
+		attrs := map[string]string{"MessageRetentionPeriod": fmt.Sprint(q.RetentionSeconds)}
+		if q.DeadLetter != "" {
+			attrs["VisibilityTimeout"] = fmt.Sprint(q.VisibilitySeconds)
+			attrs["RedrivePolicy"] = fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":"%d"}`, arns[q.DeadLetter], q.MaxReceives)
+		}
+		out, err := s.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(q.Name), Attributes: attrs})
+		if err != nil {
+			return fmt.Errorf("create queue %s: %w", q.Name, err)
+		}
+		s.Queues[q.Name] = aws.ToString(out.QueueUrl)
+		a, err := s.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: out.QueueUrl, AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
+		if err != nil {
+			return fmt.Errorf("queue %s: %w", q.Name, err)
+		}
+		arns[q.Name] = a.Attributes[string(sqstypes.QueueAttributeNameQueueArn)]
+	}
+	s.Intake = s.Queues["inferstack-intake"]
+	if _, err := ssmClient.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(s.TierParam), Value: aws.String(string(cfg.Tier)),
+		Type: ssmtypes.ParameterTypeString, Overwrite: aws.Bool(true)}); err != nil {
+		return fmt.Errorf("create tier parameter: %w", err)
+	}
+	model, err := os.ReadFile(cfg.ModelPath)
+	if err != nil {
+		return fmt.Errorf("model: %w (make demo writes the default one)", err)
+	}
+	if _, err := s.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(s.Bucket), Key: aws.String(s.modelKey()), Body: bytes.NewReader(model)}); err != nil {
+		return fmt.Errorf("upload model: %w", err)
+	}
+	s.Env = append(s.moto.Env(), "INFERSTACK_BUCKET="+s.Bucket, "INFERSTACK_INTAKE_QUEUE_URL="+s.Intake, "INFERSTACK_TIER_PARAMETER="+s.TierParam)
+
+	env := append(s.moto.Env(),
+		dispatch.EnvBucket+"="+s.Bucket, dispatch.EnvInputPrefix+"="+job.InputPrefix, dispatch.EnvTierParameter+"="+s.TierParam,
+		dispatch.EnvTierCacheTTL+"="+cfg.TierCacheTTL, dispatch.EnvCPUQueueURL+"="+s.Queues["inferstack-cpu-queue"],
+		dispatch.EnvGPUQueueURL+"="+s.Queues["inferstack-gpu-queue"], dispatch.EnvDeadLetterURL+"="+s.Queues["inferstack-intake-dlq"],
+		dispatch.EnvAutoGPUMin+"="+fmt.Sprint(cfg.AutoGPUMinBytes), dispatch.EnvAllowOverride+"="+fmt.Sprint(cfg.AllowTierOverride))
+	s.lambda, err = testenv.StartLambda(ctx, s.opts.Bootstrap, env)
+	return err
+}
+
+func (s *Stack) modelKey() string { return job.ModelsPrefix + filepath.Base(s.opts.Config.ModelPath) }
+
+// workerEnv is what the tier's worker processes get, as the task definition would set it.
+func (s *Stack) workerEnv(t settings.Tier) []string {
+	device := "cpu"
+	if t.GPU {
+		device = "auto"
+	}
+	cfg := s.opts.Config
+	return append(s.moto.Env(), "INFERSTACK_ORT_LIB="+s.opts.ORTLib,
+		worker.EnvQueueURL+"="+s.Queues["inferstack-"+t.Name+"-queue"], worker.EnvDeadLetterURL+"="+s.Queues["inferstack-"+t.Name+"-dlq"],
+		worker.EnvBucket+"="+s.Bucket, worker.EnvModelKey+"="+s.modelKey(), worker.EnvTier+"="+t.Name, worker.EnvDevice+"="+device,
+		worker.EnvVisibility+"="+fmt.Sprintf("%ds", cfg.VisibilityTimeout), worker.EnvMaxReceives+"="+fmt.Sprint(cfg.MaxReceives),
+		worker.EnvStopTimeout+"="+fmt.Sprintf("%ds", max(1, cfg.StopTimeout-5)), worker.EnvPollWait+"=2s")
+}
+
+// Run feeds the dispatch function from the intake queue (as the event source
+// mapping does) and scales each tier's workers, until ctx ends. onSample
+// sees every scaler observation.
+func (s *Stack) Run(ctx context.Context, onSample func(Sample)) error {
+	poller := &eventsource.Poller{Queue: s.sqs, QueueURL: s.Intake, Region: testenv.Region, BatchSize: 10, WaitTime: 1,
+		Invoke: func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+			var resp events.SQSEventResponse
+			err := s.lambda.Invoke(ctx, ev, &resp)
+			return resp, err
+		}}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			if _, err := poller.PollOnce(ctx); err != nil && ctx.Err() == nil {
+				time.Sleep(time.Second)
+			}
+		}
+	}()
+	defer func() { <-done }()
+	var tiers []Tier
+	for _, t := range s.opts.Config.Tiers() {
+		policy, err := scaling.New(t.Scaling())
+		if err != nil {
+			return err
+		}
+		idle := time.Duration(t.IdleMinutes) * time.Minute
+		if s.opts.IdleAfter > 0 {
+			idle = s.opts.IdleAfter
+		}
+		env := s.workerEnv(t)
+		tiers = append(tiers, Tier{Name: t.Name, QueueURL: s.Queues["inferstack-"+t.Name+"-queue"], Policy: policy, IdleAfter: idle,
+			Start: func() (Process, error) { return StartWorker(s.opts.Binary, env, s.opts.Logs) }})
+	}
+	s.scaler = &Scaler{Queues: s.sqs, Tiers: tiers, Interval: 250 * time.Millisecond, OnSample: onSample}
+	return s.scaler.Run(ctx)
+}
+
+// Counts are the jobs the stack has finished and failed.
+func (s *Stack) Counts(ctx context.Context) (done, failed int, err error) {
+	for prefix, n := range map[string]*int{job.ResultsPrefix: &done, job.ErrorsPrefix: &failed} {
+		p := s3.NewListObjectsV2Paginator(s.s3, &s3.ListObjectsV2Input{Bucket: aws.String(s.Bucket), Prefix: aws.String(prefix)})
+		for p.HasMorePages() {
+			page, err := p.NextPage(ctx)
+			if err != nil {
+				return 0, 0, err
+			}
+			for _, o := range page.Contents {
+				if prefix == job.ErrorsPrefix || strings.HasSuffix(aws.ToString(o.Key), "/manifest.json") {
+					*n++
+				}
+			}
+		}
+	}
+	return done, failed, nil
+}
+
+// Endpoint is the stack's AWS endpoint (moto) on loopback.
+func (s *Stack) Endpoint() string { return s.moto.URL }
+
+// QueueBacklog is the backlog (visible + in flight) of a queue by its logical name.
+func (s *Stack) QueueBacklog(ctx context.Context, name string) (int, error) {
+	return Backlog(ctx, s.sqs, s.Queues[name])
+}
+
+// Down stops the dispatch function and moto (Run stops the workers).
+func (s *Stack) Down() {
+	if s.lambda != nil {
+		s.lambda.Stop()
+	}
+	s.moto.Stop()
+}
+
+// ExportLines are the shell lines that point clients at the stack.
+func (s *Stack) ExportLines() string {
+	var b strings.Builder
+	for _, kv := range s.Env {
+		if strings.HasPrefix(kv, "AWS_") || strings.HasPrefix(kv, "INFERSTACK_") {
+			k, v, _ := strings.Cut(kv, "=")
+			fmt.Fprintf(&b, "export %s=%q\n", k, v)
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,39 @@
+package settings
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// StackValues reads a stack file (Pulumi.<stack>.yaml) as `pulumi config`
+// hands it to the program: the inferstack keys only, arrays as JSON.
+func StackValues(path string) (map[string]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var file struct {
+		Config map[string]any `yaml:"config"`
+	}
+	if err := yaml.Unmarshal(data, &file); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	values := map[string]string{}
+	for k, v := range file.Config {
+		key, ok := strings.CutPrefix(k, Namespace+":")
+		if !ok {
+			continue
+		}
+		if list, ok := v.([]any); ok {
+			data, _ := json.Marshal(list)
+			values[key] = string(data)
+		} else {
+			values[key] = fmt.Sprint(v)
+		}
+	}
+	return values, nil
+}
