@@ -63,13 +63,14 @@ type DispatchPolicyArgs struct {
 
 // DispatchPolicy: consume the intake queue, send to the tier queues and the
 // intake DLQ, read the tier parameter, size inputs (HeadObject needs
-// s3:GetObject), write its logs.
+// s3:GetObject), write error records for refused messages, write its logs.
 func DispatchPolicy(a DispatchPolicyArgs) PolicyDocument {
 	return policy(
 		allow("ConsumeIntake", []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"}, a.IntakeQueueARN),
 		allow("Forward", []string{"sqs:SendMessage"}, append(append([]string{}, a.TierQueueARNs...), a.DeadLetterARN)...),
 		allow("ReadTier", []string{"ssm:GetParameter"}, a.TierParameterARN),
 		allow("SizeInputs", []string{"s3:GetObject"}, a.BucketARN+"/"+a.InputPrefix+"*"),
+		allow("RecordErrors", []string{"s3:PutObject"}, a.BucketARN+"/"+ErrorsPrefix+"*"),
 		allow("Logs", []string{"logs:CreateLogStream", "logs:PutLogEvents"}, a.LogGroupARN+":*"),
 	)
 }

@@ -424,15 +424,15 @@ func TestLocalStack(t *testing.T) {
 	require.NoError(t, os.WriteFile(poison, []byte("not float32 rows"), 0o644))
 	awsCLI("s3", "cp", poison, "s3://"+stack.Bucket+"/inputs/poison.bin")
 	awsCLI("sqs", "send-message", "--queue-url", stack.Intake, "--message-body", `{"filename": "poison.bin"}`)
-	waitFor("two error records", func() bool { _, f, err := stack.Counts(t.Context()); return err == nil && f == 2 })
+	waitFor("three error records", func() bool { _, f, err := stack.Counts(t.Context()); return err == nil && f == 3 })
 	waitFor("one dispatch dead letter", func() bool {
 		n, err := stack.QueueBacklog(t.Context(), "inferstack-intake-dlq")
 		return err == nil && n == 1
 	})
 	d, f, err := stack.Counts(t.Context())
 	require.NoError(t, err)
-	require.Equal(t, 2, d)
-	require.Equal(t, 2, f)
+	require.Equal(t, 2, d, "the classic job and the gpu job")
+	require.Equal(t, 3, f, "the bad message (from dispatch), the missing and the poison file (from the gpu worker)")
 	for _, q := range []string{"inferstack-intake", "inferstack-cpu-queue", "inferstack-gpu-queue"} {
 		n, err := stack.QueueBacklog(t.Context(), q)
 		require.NoError(t, err)

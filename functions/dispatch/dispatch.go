@@ -1,7 +1,9 @@
 package dispatch
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,9 +33,10 @@ type (
 	Parameters interface {
 		GetParameter(ctx context.Context, in *ssm.GetParameterInput, opts ...func(*ssm.Options)) (*ssm.GetParameterOutput, error)
 	}
-	// Objects sizes inputs for tier auto.
+	// Objects sizes inputs for tier auto and keeps error records.
 	Objects interface {
 		HeadObject(ctx context.Context, in *s3.HeadObjectInput, opts ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
+		PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error)
 	}
 )
 
@@ -122,10 +125,39 @@ func (d *Dispatcher) Handle(ctx context.Context, ev events.SQSEvent) (events.SQS
 			retry(msg)
 		}
 	}
-	for _, msg := range d.send(ctx, d.cfg.DeadLetterURL, dead, false) {
+	// An invalid message ends as an error record plus a dead letter; without
+	// its record it is not dead-lettered yet, but retried.
+	var recorded []outgoing
+	for _, o := range dead {
+		if err := d.record(ctx, o); err != nil {
+			d.logFor(o).Error("cannot write error record, SQS will redeliver", "err", err)
+			retry(o.msg)
+			continue
+		}
+		recorded = append(recorded, o)
+	}
+	for _, msg := range d.send(ctx, d.cfg.DeadLetterURL, recorded, false) {
 		retry(msg)
 	}
 	return resp, nil
+}
+
+// record writes errors/<job>.json for a message refused at the front door,
+// where clients look for why a job failed (the worker writes the same
+// records for jobs that fail later).
+func (d *Dispatcher) record(ctx context.Context, o outgoing) error {
+	id := o.jobID
+	if id == "" {
+		id = "message-" + o.msg.MessageId
+	}
+	data, err := json.Marshal(map[string]any{"job_id": id, "state": "failed", "reason": o.why, "message_id": o.msg.MessageId,
+		"body": o.msg.Body, "stage": "dispatch", "failed_at": d.now().UTC()})
+	if err != nil {
+		return err
+	}
+	_, err = d.objects.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(d.cfg.Bucket), Key: aws.String(job.ErrorsPrefix + id + ".json"),
+		Body: bytes.NewReader(data), ContentType: aws.String("application/json")})
+	return err
 }
 
 // route picks the tier of a valid request.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -85,7 +87,17 @@ func (f *fakeParameters) GetParameter(_ context.Context, in *ssm.GetParameterInp
 	return &ssm.GetParameterOutput{Parameter: &ssmtypes.Parameter{Name: in.Name, Value: aws.String(f.value)}}, nil
 }
 
+// fakeObjects holds object sizes; PutObject records the size of what it is given.
 type fakeObjects map[string]int64
+
+func (f fakeObjects) PutObject(_ context.Context, in *s3.PutObjectInput, _ ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
+	data, err := io.ReadAll(in.Body)
+	if err != nil {
+		return nil, err
+	}
+	f[aws.ToString(in.Key)] = int64(len(data))
+	return &s3.PutObjectOutput{}, nil
+}
 
 func (f fakeObjects) HeadObject(_ context.Context, in *s3.HeadObjectInput, _ ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
 	size, ok := f[aws.ToString(in.Key)]
@@ -165,6 +177,29 @@ func TestMixedBatchForwardsTheGoodAndDeadLettersTheBad(t *testing.T) {
 	require.Contains(t, reasons["bad-json"], "not a valid request")
 	require.Contains(t, reasons["bad-path"], `".." segment`)
 	require.Contains(t, reasons["bad-field"], `unknown field "bucket"`)
+}
+
+func TestInvalidMessagesGetAnErrorRecordOrAreRetried(t *testing.T) {
+	t.Parallel()
+	objects := fakeObjects{}
+	q := &fakeQueues{}
+	_, err := New(testConfig, q, &fakeParameters{value: "cpu"}, objects, nil, nil).Handle(t.Context(), fixture(t, "mixed.json"))
+	require.NoError(t, err)
+	for _, id := range []string{"bad-json", "bad-path", "bad-field"} {
+		require.Contains(t, objects, "errors/message-"+id+".json", "no error record for %s", id)
+	}
+	require.Len(t, q.sent["dlq-url"], 3)
+
+	// Without its record a message is not dead-lettered but retried.
+	resp, err := New(testConfig, &fakeQueues{}, &fakeParameters{value: "cpu"}, brokenObjects{}, nil, nil).Handle(t.Context(), fixture(t, "mixed.json"))
+	require.NoError(t, err)
+	require.Equal(t, []string{"bad-field", "bad-json", "bad-path"}, failures(resp))
+}
+
+type brokenObjects struct{ fakeObjects }
+
+func (brokenObjects) PutObject(context.Context, *s3.PutObjectInput, ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
+	return nil, errors.New("s3 unreachable")
 }
 
 func TestTransientFailuresAreRetriedAndNothingElse(t *testing.T) {
@@ -257,7 +292,8 @@ func TestAutoTierOverrideAndDisabledGPU(t *testing.T) {
 				tc.cfg(&cfg)
 			}
 			q := &fakeQueues{}
-			resp, err := New(cfg, q, &fakeParameters{value: tc.setting}, objects, nil, nil).Handle(t.Context(), msg(tc.body))
+			own := maps.Clone(objects)
+			resp, err := New(cfg, q, &fakeParameters{value: tc.setting}, own, nil, nil).Handle(t.Context(), msg(tc.body))
 			require.NoError(t, err)
 			require.Empty(t, resp.BatchItemFailures)
 			require.Len(t, q.sent[tc.queue], 1, "sent: %v", q.sent)

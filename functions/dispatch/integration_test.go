@@ -19,6 +19,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
@@ -76,6 +77,7 @@ type stack struct {
 	ssm                         *ssm.Client
 	intake, intakeDLQ, cpu, gpu string
 	intakeARN, tierParam        string
+	bucket                      string
 	ssmProxy, sqsProxy          *testenv.Proxy
 	lambda                      *testenv.Lambda
 	poller                      *eventsource.Poller
@@ -93,6 +95,9 @@ func newStack(t *testing.T, ttl time.Duration) *stack {
 	s.name = fmt.Sprintf("%s-%d", strings.ToLower(regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "-")), stackSeq.Add(1))
 	s.name = s.name[max(0, len(s.name)-60):]
 
+	s.bucket = s.name
+	_, err = s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true }).CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(s.bucket)})
+	require.NoError(t, err)
 	s.intakeDLQ = s.queue(ctx, "intake-dlq", nil)
 	dlqARN := s.arn(ctx, s.intakeDLQ)
 	// A short visibility timeout makes redelivery after a failure quick.
@@ -116,7 +121,7 @@ func newStack(t *testing.T, ttl time.Duration) *stack {
 	env := append(moto.Env(),
 		"AWS_ENDPOINT_URL_SSM="+s.ssmProxy.URL(),
 		"AWS_ENDPOINT_URL_SQS="+s.sqsProxy.URL(),
-		dispatch.EnvBucket+"=unused-bucket",
+		dispatch.EnvBucket+"="+s.bucket,
 		dispatch.EnvTierParameter+"="+s.tierParam,
 		dispatch.EnvTierCacheTTL+"="+ttl.String(),
 		dispatch.EnvCPUQueueURL+"="+s.cpu,
