@@ -79,7 +79,8 @@ bench: setup-test ## run the benchmarks and write $(BENCH_OUT) (see docs/benchma
 	  go test -run '^$$' -bench 'EngineVsBareORT|CalibrationGain|PeakRSS' -benchtime 1x -count 1 ./inference/ && \
 	  go test -run '^$$' -bench 'InvokeUnderEmulator' -benchtime 5x -count 1 ./functions/dispatch/ && \
 	  go test -run '^$$' -bench 'Preview' -benchtime 5x -count 1 ./tests/ && \
-	  go test -run '^$$' -bench 'JobOverhead|WorkerVsRun' -benchtime 10x -count 1 ./worker/; } | tee $(BENCH_OUT)
+	  go test -run '^$$' -bench 'JobOverhead|WorkerVsRun' -benchtime 10x -count 1 ./worker/ && \
+	  go test -run '^$$' -bench 'LocalStackLatency' -benchtime 10x -count 1 ./e2e/; } | tee $(BENCH_OUT)
 
 .PHONY: docs
 docs: setup-test ## re-record the scaling timeline plot in docs/ from a real run

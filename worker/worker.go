@@ -142,7 +142,12 @@ func (w *Worker) handle(soft context.Context, m sqstypes.Message) {
 		}
 	}()
 	beat := w.heartbeat(ctx, cancel, m, log)
-	manifest, err := w.run(ctx, req, log)
+	// When the job reached each stage, for the status object (and latency breakdowns).
+	timing := map[string]any{"received_at": started.UTC()}
+	if v := m.MessageAttributes["dispatched_at"].StringValue; v != nil {
+		timing["dispatched_at"] = *v
+	}
+	manifest, err := w.run(ctx, req, timing, log)
 	beat()
 
 	switch cause := context.Cause(ctx); {
@@ -217,7 +222,7 @@ func (w *Worker) heartbeat(ctx context.Context, cancel context.CancelCauseFunc, 
 }
 
 // run does the job and returns its manifest once results and manifest are in S3.
-func (w *Worker) run(ctx context.Context, req job.Request, log *slog.Logger) (*inference.Manifest, error) {
+func (w *Worker) run(ctx context.Context, req job.Request, timing map[string]any, log *slog.Logger) (*inference.Manifest, error) {
 	inputKey := job.InputPrefix + req.Filename
 	head, err := w.store.head(ctx, inputKey)
 	if err != nil {
@@ -268,14 +273,26 @@ func (w *Worker) run(ctx context.Context, req job.Request, log *slog.Logger) (*i
 			w.setStatus(req.JobID, "running", map[string]any{"samples_done": doneSamples, "samples_total": total})
 		}
 	}
-	w.setStatus(req.JobID, "running", map[string]any{"input": inputKey, "resumed_at_chunk": ej.StartChunk})
+	w.setStatus(req.JobID, "running", with(timing, map[string]any{"input": inputKey, "resumed_at_chunk": ej.StartChunk}))
 	m, err := inference.Run(ctx, ej, sink)
 	if err != nil {
 		return nil, err
 	}
-	w.setStatus(req.JobID, "done", map[string]any{"samples_done": m.Samples, "samples_total": m.Samples, "device": m.Device.Used,
-		"fallback_reason": m.Device.Fallback, "results": "s3://" + w.cfg.Bucket + "/" + resultsPrefix})
+	w.setStatus(req.JobID, "done", with(timing, map[string]any{"samples_done": m.Samples, "samples_total": m.Samples, "device": m.Device.Used,
+		"fallback_reason": m.Device.Fallback, "results": "s3://" + w.cfg.Bucket + "/" + resultsPrefix,
+		"engine_started_at": m.StartedAt, "engine_finished_at": m.FinishedAt}))
 	return m, nil
+}
+
+// with merges maps into a new one.
+func with(maps ...map[string]any) map[string]any {
+	out := map[string]any{}
+	for _, m := range maps {
+		for k, v := range m {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // model returns the model at key, downloaded once per process and kept loaded.

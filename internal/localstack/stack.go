@@ -201,6 +201,9 @@ func (s *Stack) Counts(ctx context.Context) (done, failed int, err error) {
 	return done, failed, nil
 }
 
+// Clients are the stack's own S3 and SQS clients.
+func (s *Stack) Clients() (*s3.Client, *sqs.Client) { return s.s3, s.sqs }
+
 // Endpoint is the stack's AWS endpoint (moto) on loopback.
 func (s *Stack) Endpoint() string { return s.moto.URL }
 
