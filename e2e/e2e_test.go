@@ -412,9 +412,16 @@ func TestLocalStack(t *testing.T) {
 	mu.Lock()
 	require.Equal(t, 1, peak["gpu"], "the gpu tier scaled from zero")
 	mu.Unlock()
-	code, out, _ = cli("status", jobID(t, out))
+	gpuJob := jobID(t, out)
+	code, out, _ = cli("status", gpuJob)
 	require.Equal(t, 0, code)
 	require.Contains(t, out, "done on gpu")
+	results := t.TempDir()
+	code, _, errOut = cli("results", gpuJob, "--output", results)
+	require.Equal(t, 0, code, errOut)
+	manifest, err := os.ReadFile(filepath.Join(results, "manifest.json"))
+	require.NoError(t, err)
+	require.Contains(t, string(manifest), `"fallback_reason"`, "the manifest says why the gpu tier ran on the CPU")
 
 	// A bad message, a missing file and a poison file each end as an error
 	// record and a dead letter; everything sent is accounted for.
