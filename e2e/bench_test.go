@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -20,8 +18,6 @@ import (
 	"github.com/inferstack/inferstack/inference"
 	"github.com/inferstack/inferstack/inference/npy"
 	"github.com/inferstack/inferstack/internal/localstack"
-	"github.com/inferstack/inferstack/internal/onnxmodel"
-	"github.com/inferstack/inferstack/internal/settings"
 )
 
 // BenchmarkLocalStackLatency: from sending the intake message to the job's
@@ -31,18 +27,7 @@ import (
 // manifest record: dispatch, queue wait (and worker start), preparation,
 // inference, upload.
 func BenchmarkLocalStackLatency(b *testing.B) {
-	dir := b.TempDir()
-	model, err := onnxmodel.NewMLP(24, 32, 5, 1).Model()
-	require.NoError(b, err)
-	modelPath := filepath.Join(dir, "mlp.onnx")
-	require.NoError(b, os.WriteFile(modelPath, model, 0o644))
-	zip := filepath.Join(dir, "bootstrap.zip")
-	require.NoError(b, os.WriteFile(zip, []byte("unused locally"), 0o644))
-	values, err := settings.StackValues("../Pulumi.dev.yaml")
-	require.NoError(b, err)
-	values["modelPath"], values["dispatchZip"] = modelPath, zip
-	cfg, err := settings.FromGetter("dev", func(k string) (string, bool) { v, ok := values[k]; return v, ok })
-	require.NoError(b, err)
+	cfg := devSettings(b, nil)
 	stack, err := localstack.Up(b.Context(), localstack.Options{Config: cfg, Binary: binary, Bootstrap: bootstrap,
 		ORTLib: inference.DefaultLibPath(), IdleAfter: 500 * time.Millisecond})
 	require.NoError(b, err)

@@ -60,13 +60,11 @@ func setUp(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
-	binary = filepath.Join(dir, "inferstack")
-	if out, err := exec.Command("go", "build", "-o", binary, "../cmd/inferstack").CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("build inferstack: %v\n%s", err, out)
+	if binary, err = testenv.Build(dir, "inferstack", "../cmd/inferstack"); err != nil {
+		return 0, err
 	}
-	bootstrap = filepath.Join(dir, "bootstrap")
-	if out, err := exec.Command("go", "build", "-tags", "lambda.norpc", "-o", bootstrap, "../functions/dispatch/bootstrap").CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("build bootstrap: %v\n%s", err, out)
+	if bootstrap, err = testenv.Build(dir, "bootstrap", "../functions/dispatch/bootstrap", "lambda.norpc"); err != nil {
+		return 0, err
 	}
 	if _, err := testenv.RIEPath(); err != nil {
 		return 0, err
@@ -340,17 +338,7 @@ func TestScalerStartsFromZeroFollowsThePolicyAndReturnsToZero(t *testing.T) {
 // process from zero.
 func TestLocalStack(t *testing.T) {
 	dir := t.TempDir()
-	model, err := onnxmodel.NewMLP(24, 32, 5, 1).Model()
-	require.NoError(t, err)
-	modelPath := filepath.Join(dir, "mlp.onnx")
-	require.NoError(t, os.WriteFile(modelPath, model, 0o644))
-	zip := filepath.Join(dir, "bootstrap.zip")
-	require.NoError(t, os.WriteFile(zip, []byte("unused locally"), 0o644))
-	values, err := settings.StackValues("../Pulumi.dev.yaml")
-	require.NoError(t, err)
-	values["modelPath"], values["dispatchZip"], values["tierCacheTtl"] = modelPath, zip, "0s"
-	cfg, err := settings.FromGetter("dev", func(k string) (string, bool) { v, ok := values[k]; return v, ok })
-	require.NoError(t, err)
+	cfg := devSettings(t, map[string]string{"tierCacheTtl": "0s"})
 
 	var logs testenv.LockedBuffer
 	stack, err := localstack.Up(t.Context(), localstack.Options{Config: cfg, Binary: binary, Bootstrap: bootstrap,
@@ -448,4 +436,25 @@ func TestLocalStack(t *testing.T) {
 	n, err := stack.QueueBacklog(t.Context(), "inferstack-gpu-dlq")
 	require.NoError(t, err)
 	require.Equal(t, 2, n, "missing and poison jobs dead-lettered by the gpu worker")
+}
+
+// devSettings are Pulumi.dev.yaml's settings with the MLP as the model (the
+// dispatch zip is only needed on AWS: a placeholder satisfies validation).
+func devSettings(t testing.TB, overrides map[string]string) settings.Config {
+	t.Helper()
+	dir := t.TempDir()
+	model, err := onnxmodel.NewMLP(24, 32, 5, 1).Model()
+	require.NoError(t, err)
+	modelPath, zip := filepath.Join(dir, "mlp.onnx"), filepath.Join(dir, "bootstrap.zip")
+	require.NoError(t, os.WriteFile(modelPath, model, 0o644))
+	require.NoError(t, os.WriteFile(zip, []byte("unused locally"), 0o644))
+	values, err := settings.StackValues("../Pulumi.dev.yaml")
+	require.NoError(t, err)
+	values["modelPath"], values["dispatchZip"] = modelPath, zip
+	for k, v := range overrides {
+		values[k] = v
+	}
+	cfg, err := settings.FromGetter("dev", func(k string) (string, bool) { v, ok := values[k]; return v, ok })
+	require.NoError(t, err)
+	return cfg
 }

@@ -60,9 +60,8 @@ func setUp(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
-	binary = filepath.Join(dir, "inferstack")
-	if out, err := exec.Command("go", "build", "-o", binary, "../cmd/inferstack").CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("build inferstack: %v\n%s", err, out)
+	if binary, err = testenv.Build(dir, "inferstack", "../cmd/inferstack"); err != nil {
+		return 0, err
 	}
 	if moto, err = testenv.StartMoto(context.Background()); err != nil {
 		return 0, err

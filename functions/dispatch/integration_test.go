@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -58,9 +57,8 @@ func setUp(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
-	bootstrap = filepath.Join(dir, "bootstrap")
-	if out, err := exec.Command("go", "build", "-tags", "lambda.norpc", "-o", bootstrap, "./bootstrap").CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("build bootstrap: %v\n%s", err, out)
+	if bootstrap, err = testenv.Build(dir, "bootstrap", "./bootstrap", "lambda.norpc"); err != nil {
+		return 0, err
 	}
 	if moto, err = testenv.StartMoto(ctx); err != nil {
 		return 0, err

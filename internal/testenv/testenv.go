@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -54,4 +56,18 @@ func waitFor(ctx context.Context, timeout time.Duration, ready func() error) err
 		case <-tick.C:
 		}
 	}
+}
+
+// Build compiles pkg (a path as the go command takes it) into dir/name,
+// with build tags, and returns the binary's path: tests run the real binaries.
+func Build(dir, name, pkg string, tags ...string) (string, error) {
+	path := filepath.Join(dir, name)
+	args := []string{"build", "-o", path}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
+	if out, err := exec.Command("go", append(args, pkg)...).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build %s: %v\n%s", pkg, err, out)
+	}
+	return path, nil
 }
