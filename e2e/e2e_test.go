@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,6 +36,9 @@ import (
 	"github.com/inferstack/inferstack/internal/testenv"
 	"github.com/inferstack/inferstack/worker"
 )
+
+// stackSeq keeps resource names unique when tests run more than once (-count).
+var stackSeq atomic.Int64
 
 var (
 	moto      *testenv.Moto
@@ -107,7 +111,7 @@ func newStack(t *testing.T, workers bool) *stack {
 	s := &stack{t: t, sqs: sqs.NewFromConfig(cfg), ssm: ssm.NewFromConfig(cfg), queues: map[string]string{},
 		s3: s3.NewFromConfig(cfg, func(o *s3.Options) {
 			o.UsePathStyle, o.ResponseChecksumValidation = true, aws.ResponseChecksumValidationWhenRequired
-		}), bucket: "e2e-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))}
+		}), bucket: fmt.Sprintf("e2e-%.40s-%d", strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")), stackSeq.Add(1))}
 	_, err = s.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(s.bucket)})
 	require.NoError(t, err)
 	s.intake = s.queue("intake", s.queue("intake-dlq", ""))

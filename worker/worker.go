@@ -310,8 +310,22 @@ func (w *Worker) model(ctx context.Context, key string) (*inference.Model, error
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
+	// Written aside and renamed: other workers on this machine may be
+	// loading the same model at the same moment.
+	tmp, err := os.CreateTemp(dir, ".model-*")
+	if err != nil {
+		return nil, err
+	}
+	_, err = tmp.Write(data)
+	if closeErr := tmp.Close(); err == nil {
+		err = closeErr
+	}
 	path := filepath.Join(dir, strings.ReplaceAll(key, "/", "_"))
-	if err := os.WriteFile(path, data, 0o644); err != nil {
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp.Name())
 		return nil, err
 	}
 	m, err := inference.LoadModel(path)
