@@ -42,14 +42,7 @@ var (
 	binary string
 )
 
-func TestMain(m *testing.M) {
-	code, err := setUp(m)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "FAIL:", err)
-		os.Exit(1)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.Main(m, setUp) }
 
 func setUp(m *testing.M) (int, error) {
 	if _, err := inference.InitRuntime(""); err != nil {

@@ -40,8 +40,9 @@ func newClientFlags(m *Main, name, usage string) *clientFlags {
 }
 
 // parse accepts flags before and after the positional arguments
-// (`submit FILE --wait` as well as `submit --wait FILE`).
-func (c *clientFlags) parse(args []string, maxArgs int, need ...string) error {
+// (`submit FILE --wait` as well as `submit --wait FILE`), of which there must
+// be minArgs to maxArgs; what names them is for the error message.
+func (c *clientFlags) parse(args []string, minArgs, maxArgs int, what string, need ...string) error {
 	for {
 		if err := c.fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
@@ -55,8 +56,8 @@ func (c *clientFlags) parse(args []string, maxArgs int, need ...string) error {
 		c.args = append(c.args, c.fs.Arg(0))
 		args = c.fs.Args()[1:]
 	}
-	if len(c.args) > maxArgs {
-		return &usageError{msg: fmt.Sprintf("%s takes at most %d argument(s), got %d (see inferstack help %s)", c.fs.Name(), maxArgs, len(c.args), c.fs.Name())}
+	if len(c.args) < minArgs || len(c.args) > maxArgs {
+		return &usageError{msg: fmt.Sprintf("%s takes %s, got %d argument(s) (see inferstack help %s)", c.fs.Name(), what, len(c.args), c.fs.Name())}
 	}
 	for _, flagName := range need {
 		if c.fs.Lookup(flagName).Value.String() == "" {
@@ -67,14 +68,6 @@ func (c *clientFlags) parse(args []string, maxArgs int, need ...string) error {
 }
 
 func (c *clientFlags) arg(i int) string { return c.args[i] }
-
-// require checks that exactly n positional arguments were given.
-func (c *clientFlags) require(n int, what string) error {
-	if len(c.args) != n {
-		return &usageError{msg: fmt.Sprintf("%s takes %s (see inferstack help %s)", c.fs.Name(), what, c.fs.Name())}
-	}
-	return nil
-}
 
 func (c *clientFlags) client(ctx context.Context) (*client.Client, error) {
 	cfg, err := awsenv.Load(ctx)
@@ -91,10 +84,7 @@ func (m *Main) submit(ctx context.Context, args []string) error {
 	window := c.fs.Int64("window", 0, "cut a signal into windows of this many steps (with --hop)")
 	hop := c.fs.Int64("hop", 0, "steps between windows")
 	wait := c.fs.Bool("wait", false, "follow the job's progress until its results or error record appear")
-	if err := c.parse(args, 1, "bucket", "intake-queue-url"); err != nil {
-		return err
-	}
-	if err := c.require(1, "a file"); err != nil {
+	if err := c.parse(args, 1, 1, "a file", "bucket", "intake-queue-url"); err != nil {
 		return err
 	}
 	cl, err := c.client(ctx)
@@ -126,10 +116,7 @@ func (m *Main) submit(ctx context.Context, args []string) error {
 
 func (m *Main) status(ctx context.Context, args []string) error {
 	c := newClientFlags(m, "status", "Usage: inferstack status JOB_ID\n\nPrints the job's state and progress.\n")
-	if err := c.parse(args, 1, "bucket"); err != nil {
-		return err
-	}
-	if err := c.require(1, "a job id"); err != nil {
+	if err := c.parse(args, 1, 1, "a job id", "bucket"); err != nil {
 		return err
 	}
 	cl, err := c.client(ctx)
@@ -155,10 +142,7 @@ func (m *Main) status(ctx context.Context, args []string) error {
 func (m *Main) results(ctx context.Context, args []string) error {
 	c := newClientFlags(m, "results", "Usage: inferstack results JOB_ID --output DIR\n\nDownloads the job's outputs and manifest.\n")
 	out := c.fs.String("output", "", "directory to download into (required)")
-	if err := c.parse(args, 1, "bucket", "output"); err != nil {
-		return err
-	}
-	if err := c.require(1, "a job id"); err != nil {
+	if err := c.parse(args, 1, 1, "a job id", "bucket", "output"); err != nil {
 		return err
 	}
 	cl, err := c.client(ctx)
@@ -177,7 +161,7 @@ func (m *Main) results(ctx context.Context, args []string) error {
 
 func (m *Main) tier(ctx context.Context, args []string) error {
 	c := newClientFlags(m, "tier", "Usage: inferstack tier [cpu|gpu|auto]\n\nShows the active tier, or sets it (on the local stack; on AWS run\n`pulumi config set inferstack:tier TIER` and `pulumi up`, which own the parameter).\n")
-	if err := c.parse(args, 1, "tier-parameter"); err != nil {
+	if err := c.parse(args, 0, 1, "at most one tier: cpu, gpu or auto", "tier-parameter"); err != nil {
 		return err
 	}
 	cl, err := c.client(ctx)

@@ -35,14 +35,7 @@ var (
 	bootstrap string
 )
 
-func TestMain(m *testing.M) {
-	code, err := setUp(m)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "FAIL:", err)
-		os.Exit(1)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.Main(m, setUp) }
 
 func setUp(m *testing.M) (int, error) {
 	ctx := context.Background()

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"testing"
 	"time"
 )
 
@@ -70,4 +71,16 @@ func Build(dir, name, pkg string, tags ...string) (string, error) {
 		return "", fmt.Errorf("build %s: %v\n%s", pkg, err, out)
 	}
 	return path, nil
+}
+
+// Main runs a test package's tests after setUp has started what they need
+// (setUp defers its own cleanup around m.Run); a failed set-up fails the
+// package with its message, which says how to get what is missing.
+func Main(m *testing.M, setUp func(*testing.M) (int, error)) {
+	code, err := setUp(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL:", err)
+		os.Exit(1)
+	}
+	os.Exit(code)
 }
