@@ -61,9 +61,9 @@ lint: $(GOLANGCI_LINT) ## go vet, golangci-lint, and hadolint on images/ where i
 	@if command -v hadolint >/dev/null; then hadolint images/*.Dockerfile; else echo "lint: hadolint not installed, images/ not linted"; fi
 
 .PHONY: images
-images: ## build the worker images where a Docker engine runs (ORT_GPU_SHA256=... for gpu)
+images: ## build the worker images where a Docker engine runs
 	docker build -f images/cpu.Dockerfile -t inferstack-worker:cpu .
-	docker build -f images/gpu.Dockerfile --build-arg ORT_GPU_SHA256=$(ORT_GPU_SHA256) -t inferstack-worker:gpu .
+	docker build -f images/gpu.Dockerfile -t inferstack-worker:gpu .
 
 $(GOLANGCI_LINT):
 	@mkdir -p $(CACHE)/tools

@@ -1,18 +1,16 @@
 // Package components holds inferstack's Pulumi component resources: the
-// Core (network, bucket, intake, dispatch, cluster, observability) and the
-// ComputeTier (one per tier: queue, instances, capacity provider, service,
-// autoscaling), with the pure functions they are built from.
+// Core (network, bucket, intake, dispatch, image repository, observability)
+// and the ComputeTier (one per tier: queue, cluster, instances, capacity
+// provider, service, autoscaling), with the pure functions they are built from.
 package components
 
 import (
 	"encoding/json"
-	"fmt"
 	"path/filepath"
-	"strings"
+	"time"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/cloudwatch"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ecr"
-	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ecs"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/kms"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/lambda"
@@ -23,7 +21,9 @@ import (
 	awsxec2 "github.com/pulumi/pulumi-awsx/sdk/v2/go/awsx/ec2"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/inferstack/inferstack/functions/dispatch"
+	"github.com/inferstack/inferstack/internal/job"
+	"github.com/inferstack/inferstack/internal/policy"
+	"github.com/inferstack/inferstack/internal/runenv"
 	"github.com/inferstack/inferstack/internal/settings"
 )
 
@@ -50,7 +50,7 @@ type CoreArgs struct {
 	InputsExpireDays  int
 	ResultsExpireDays int
 	AlarmEmail        string // optional subscription to the alarm topic
-	TierCacheTTL      string
+	TierCacheTTL      time.Duration
 	AllowTierOverride bool
 	AutoGPUMinBytes   int64
 	DispatchTimeout   int // seconds
@@ -59,6 +59,9 @@ type CoreArgs struct {
 
 // Core is the shared half of a stack: everything but the compute tiers, plus
 // the dispatch function and dashboard that Connect adds once tiers exist.
+// Each tier has a cluster of its own (see ComputeTier), so that its service
+// can depend on its cluster's capacity provider association and a tier can
+// be removed without touching another's.
 type Core struct {
 	pulumi.ResourceState
 
@@ -69,7 +72,6 @@ type Core struct {
 	Intake           *sqs.Queue
 	IntakeDLQ        *sqs.Queue
 	TierParameter    *ssm.Parameter
-	Cluster          *ecs.Cluster
 	Repository       *ecr.Repository
 	AlarmTopic       *sns.Topic
 	Dispatch         *lambda.Function
@@ -102,18 +104,11 @@ func NewCore(ctx *pulumi.Context, name string, args *CoreArgs, opts ...pulumi.Re
 		return nil, err
 	}
 	c.TierParameter, err = ssm.NewParameter(ctx, name+"-tier", &ssm.ParameterArgs{
-		Name:        pulumi.Sprintf("/inferstack/%s/tier", args.Environment),
+		Name:        pulumi.String(settings.TierParameterName(args.Environment)),
 		Type:        pulumi.String("String"),
 		Value:       pulumi.String(args.Tier),
 		Description: pulumi.String("active inferstack tier: cpu, gpu or auto (set with pulumi config set inferstack:tier)"),
 		Tags:        tags,
-	}, parent)
-	if err != nil {
-		return nil, err
-	}
-	c.Cluster, err = ecs.NewCluster(ctx, name+"-cluster", &ecs.ClusterArgs{
-		Settings: ecs.ClusterSettingArray{&ecs.ClusterSettingArgs{Name: pulumi.String("containerInsights"), Value: pulumi.String("enabled")}},
-		Tags:     tags,
 	}, parent)
 	if err != nil {
 		return nil, err
@@ -128,11 +123,11 @@ func NewCore(ctx *pulumi.Context, name string, args *CoreArgs, opts ...pulumi.Re
 	if err != nil {
 		return nil, err
 	}
-	account := c.Intake.Arn.ApplyT(func(arn string) string { return arnField(arn, 4) }).(pulumi.StringOutput)
+	account := c.Intake.Arn.ApplyT(func(arn string) string { return policy.ARNField(arn, 4) }).(pulumi.StringOutput)
 	alarmKey, err := kms.NewKey(ctx, name+"-alarms-key", &kms.KeyArgs{
 		Description:       pulumi.Sprintf("inferstack %s alarm topic", args.Environment),
 		EnableKeyRotation: pulumi.Bool(true),
-		Policy:            account.ApplyT(func(a string) string { return AlarmKeyPolicy(a).JSON() }).(pulumi.StringOutput),
+		Policy:            account.ApplyT(func(a string) string { return policy.AlarmKey(a).JSON() }).(pulumi.StringOutput),
 		Tags:              tags,
 	}, parent)
 	if err != nil {
@@ -213,7 +208,7 @@ func (c *Core) storage(ctx *pulumi.Context, parent pulumi.ResourceOption, tags p
 	}
 	if _, err := s3.NewBucketPolicy(ctx, name+"-bucket-tls-only", &s3.BucketPolicyArgs{
 		Bucket: bucket,
-		Policy: c.Bucket.Arn.ApplyT(func(arn string) string { return BucketTLSOnlyPolicy(arn).JSON() }).(pulumi.StringOutput),
+		Policy: c.Bucket.Arn.ApplyT(func(arn string) string { return policy.BucketTLSOnly(arn).JSON() }).(pulumi.StringOutput),
 	}, parent); err != nil {
 		return err
 	}
@@ -228,16 +223,16 @@ func (c *Core) storage(ctx *pulumi.Context, parent pulumi.ResourceOption, tags p
 	if _, err := s3.NewBucketLifecycleConfigurationV2(ctx, name+"-bucket-lifecycle", &s3.BucketLifecycleConfigurationV2Args{
 		Bucket: bucket,
 		Rules: s3.BucketLifecycleConfigurationV2RuleArray{
-			expire("expire-inputs", InputPrefix, c.args.InputsExpireDays),
-			expire("expire-results", ResultsPrefix, c.args.ResultsExpireDays),
-			expire("expire-status", StatusPrefix, c.args.ResultsExpireDays),
-			expire("expire-errors", ErrorsPrefix, c.args.ResultsExpireDays),
-			expire("expire-checkpoints", CheckpointPrefix, max(1, c.args.InputsExpireDays)),
+			expire("expire-inputs", job.InputPrefix, c.args.InputsExpireDays),
+			expire("expire-results", job.ResultsPrefix, c.args.ResultsExpireDays),
+			expire("expire-status", job.StatusPrefix, c.args.ResultsExpireDays),
+			expire("expire-errors", job.ErrorsPrefix, c.args.ResultsExpireDays),
+			expire("expire-checkpoints", job.CheckpointPrefix, max(1, c.args.InputsExpireDays)),
 		},
 	}, parent); err != nil {
 		return err
 	}
-	c.ModelKey = ModelsPrefix + filepath.Base(c.args.ModelPath)
+	c.ModelKey = job.ModelsPrefix + filepath.Base(c.args.ModelPath)
 	_, err = s3.NewBucketObjectv2(ctx, name+"-model", &s3.BucketObjectv2Args{
 		Bucket: bucket, Key: pulumi.String(c.ModelKey), Source: pulumi.NewFileAsset(c.args.ModelPath),
 		ServerSideEncryption: pulumi.String("aws:kms"), Tags: tags,
@@ -289,24 +284,16 @@ func dlqAlarm(ctx *pulumi.Context, name string, dlq *sqs.Queue, topic *sns.Topic
 	}, parent)
 }
 
-// Connect adds what needs the tiers: the cluster's capacity providers, the
-// dispatch function routing to their queues, and the dashboard. A disabled
-// tier is simply not passed.
+// Connect adds what needs the tiers: the dispatch function routing to their
+// queues, and the dashboard. A disabled tier is simply not passed.
 func (c *Core) Connect(ctx *pulumi.Context, tiers ...*ComputeTier) error {
 	parent := pulumi.Parent(c)
 	tags := pulumi.ToStringMap(c.args.Tags)
-	var providers pulumi.StringArray
-	queueURL := map[string]pulumi.StringInput{}
+	queueURL := map[string]pulumi.StringOutput{}
 	var queueARNs pulumi.StringArray
 	for _, t := range tiers {
-		providers = append(providers, t.CapacityProvider.Name)
 		queueURL[t.Tier] = t.Queue.Url
 		queueARNs = append(queueARNs, t.Queue.Arn)
-	}
-	if _, err := ecs.NewClusterCapacityProviders(ctx, c.name+"-capacity-providers", &ecs.ClusterCapacityProvidersArgs{
-		ClusterName: c.Cluster.Name, CapacityProviders: providers,
-	}, parent); err != nil {
-		return err
 	}
 	if err := c.dispatch(ctx, parent, tags, queueURL, queueARNs); err != nil {
 		return err
@@ -322,12 +309,11 @@ func (c *Core) Connect(ctx *pulumi.Context, tiers ...*ComputeTier) error {
 	return ctx.RegisterResourceOutputs(c, pulumi.Map{
 		"bucket":        c.Bucket.Bucket,
 		"intakeQueue":   c.Intake.Url,
-		"clusterName":   c.Cluster.Name,
 		"tierParameter": c.TierParameter.Name,
 	})
 }
 
-func (c *Core) dispatch(ctx *pulumi.Context, parent pulumi.ResourceOption, tags pulumi.StringMap, queueURL map[string]pulumi.StringInput, queueARNs pulumi.StringArray) error {
+func (c *Core) dispatch(ctx *pulumi.Context, parent pulumi.ResourceOption, tags pulumi.StringMap, queueURL map[string]pulumi.StringOutput, queueARNs pulumi.StringArray) error {
 	name := c.name + "-dispatch"
 	logs, err := cloudwatch.NewLogGroup(ctx, name+"-logs", &cloudwatch.LogGroupArgs{
 		Name: pulumi.Sprintf("/inferstack/%s/dispatch", c.args.Environment), RetentionInDays: pulumi.Int(c.args.LogRetentionDays), Tags: tags,
@@ -335,33 +321,31 @@ func (c *Core) dispatch(ctx *pulumi.Context, parent pulumi.ResourceOption, tags 
 	if err != nil {
 		return err
 	}
-	role, err := iam.NewRole(ctx, name+"-role", &iam.RoleArgs{AssumeRolePolicy: pulumi.String(AssumeRolePolicy("lambda.amazonaws.com").JSON()), Tags: tags}, parent)
+	role, err := iam.NewRole(ctx, name+"-role", &iam.RoleArgs{AssumeRolePolicy: pulumi.String(policy.AssumeRole("lambda.amazonaws.com").JSON()), Tags: tags}, parent)
 	if err != nil {
 		return err
 	}
 	doc := pulumi.All(c.Intake.Arn, c.IntakeDLQ.Arn, queueARNs, c.TierParameter.Arn, c.Bucket.Arn, logs.Arn).ApplyT(func(v []any) string {
-		return DispatchPolicy(DispatchPolicyArgs{
+		return policy.Dispatch(policy.DispatchArgs{
 			IntakeQueueARN: v[0].(string), DeadLetterARN: v[1].(string), TierQueueARNs: v[2].([]string),
-			TierParameterARN: v[3].(string), BucketARN: v[4].(string), InputPrefix: InputPrefix, LogGroupARN: v[5].(string),
+			TierParameterARN: v[3].(string), BucketARN: v[4].(string), LogGroupARN: v[5].(string),
 		}).JSON()
 	}).(pulumi.StringOutput)
 	rolePolicy, err := iam.NewRolePolicy(ctx, name+"-policy", &iam.RolePolicyArgs{Role: role.ID(), Policy: doc}, parent)
 	if err != nil {
 		return err
 	}
-	env := pulumi.StringMap{
-		dispatch.EnvBucket:        c.Bucket.Bucket,
-		dispatch.EnvInputPrefix:   pulumi.String(InputPrefix),
-		dispatch.EnvTierParameter: c.TierParameter.Name,
-		dispatch.EnvTierCacheTTL:  pulumi.String(c.args.TierCacheTTL),
-		dispatch.EnvDeadLetterURL: c.IntakeDLQ.Url,
-		dispatch.EnvAutoGPUMin:    pulumi.String(fmt.Sprint(c.args.AutoGPUMinBytes)),
-		dispatch.EnvAllowOverride: pulumi.String(fmt.Sprint(c.args.AllowTierOverride)),
-		dispatch.EnvCPUQueueURL:   queueURL["cpu"],
-	}
+	gpuQueueURL := pulumi.String("").ToStringOutput() // a disabled gpu tier: no queue
 	if url, ok := queueURL["gpu"]; ok {
-		env[dispatch.EnvGPUQueueURL] = url
+		gpuQueueURL = url
 	}
+	env := pulumi.All(c.Bucket.Bucket, c.TierParameter.Name, queueURL["cpu"], gpuQueueURL, c.IntakeDLQ.Url).ApplyT(func(v []any) map[string]string {
+		return runenv.Dispatch{
+			Bucket: v[0].(string), InputPrefix: job.InputPrefix, TierParameter: v[1].(string), TierCacheTTL: c.args.TierCacheTTL,
+			CPUQueueURL: v[2].(string), GPUQueueURL: v[3].(string), DeadLetterURL: v[4].(string),
+			AutoGPUMin: c.args.AutoGPUMinBytes, AllowOverride: c.args.AllowTierOverride,
+		}.Env()
+	}).(pulumi.StringMapOutput)
 	c.Dispatch, err = lambda.NewFunction(ctx, name, &lambda.FunctionArgs{
 		Runtime:       pulumi.String("provided.al2023"),
 		Architectures: pulumi.StringArray{pulumi.String("arm64")},
@@ -386,15 +370,7 @@ func (c *Core) dispatch(ctx *pulumi.Context, parent pulumi.ResourceOption, tags 
 	return err
 }
 
-// arnField is field i of an ARN: arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE.
-func arnField(arn string, i int) string {
-	if parts := strings.SplitN(arn, ":", 6); len(parts) == 6 {
-		return parts[i]
-	}
-	return ""
-}
-
 // Region is the stack's region, read off one of its ARNs.
 func (c *Core) Region() pulumi.StringOutput {
-	return c.Intake.Arn.ApplyT(func(arn string) string { return arnField(arn, 3) }).(pulumi.StringOutput)
+	return c.Intake.Arn.ApplyT(func(arn string) string { return policy.ARNField(arn, 3) }).(pulumi.StringOutput)
 }

@@ -17,6 +17,7 @@ import (
 	awsxecr "github.com/pulumi/pulumi-awsx/sdk/v2/go/awsx/ecr"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/inferstack/inferstack/internal/policy"
 	"github.com/inferstack/inferstack/internal/scaling"
 	"github.com/inferstack/inferstack/internal/settings"
 )
@@ -56,10 +57,19 @@ type ComputeTierArgs struct {
 	// otherwise the tier runs REPOSITORY:<ImageTag>, pushed by `make images`.
 	BuildImage   bool
 	ImageContext string
-	BuildArgs    map[string]string
 }
 
-// ComputeTier is one autoscaled tier: its queue, instances and worker service.
+// ComputeTier is one autoscaled tier: its queue, its cluster with the
+// instances' capacity provider, and the worker service.
+//
+// ECS refuses a service whose capacity provider strategy names a provider
+// not yet associated with its cluster, and refuses to take a provider off a
+// cluster while a service uses it (ECS API reference, CreateService and
+// PutClusterCapacityProviders). So the service depends on the association,
+// and both live in the tier: a first `pulumi up` creates provider, then
+// association, then service; `destroy` (or disabling the tier) deletes them
+// in reverse. One association per cluster (it replaces the cluster's whole
+// list) is why each tier has a cluster of its own.
 type ComputeTier struct {
 	pulumi.ResourceState
 
@@ -67,9 +77,11 @@ type ComputeTier struct {
 	Policy           scaling.Policy
 	Queue            *sqs.Queue
 	DeadLetter       *sqs.Queue
+	Cluster          *ecs.Cluster
 	LaunchTemplate   *ec2.LaunchTemplate
 	Group            *autoscaling.Group
 	CapacityProvider *ecs.CapacityProvider
+	Association      *ecs.ClusterCapacityProviders
 	TaskDefinition   *ecs.TaskDefinition
 	Service          *ecs.Service
 }
@@ -96,7 +108,7 @@ func NewComputeTier(ctx *pulumi.Context, name string, args *ComputeTierArgs, opt
 	b := &tierBuilder{ctx: ctx, t: t, a: args, name: name, core: args.Core, parent: pulumi.Parent(t),
 		tags: pulumi.ToStringMap(args.Core.args.Tags)}
 	b.tags["inferstack:tier"] = pulumi.String(args.Tier)
-	for _, step := range []func() error{b.queues, b.logs, b.roles, b.instances, b.service, b.autoscaling} {
+	for _, step := range []func() error{b.queues, b.cluster, b.logs, b.roles, b.instances, b.service, b.autoscaling} {
 		if err := step(); err != nil {
 			return nil, err
 		}
@@ -105,6 +117,7 @@ func NewComputeTier(ctx *pulumi.Context, name string, args *ComputeTierArgs, opt
 		"queueUrl":           t.Queue.Url,
 		"deadLetterQueueUrl": t.DeadLetter.Url,
 		"serviceName":        t.Service.Name,
+		"clusterName":        t.Cluster.Name,
 	}); err != nil {
 		return nil, err
 	}
@@ -150,6 +163,15 @@ func (b *tierBuilder) queues() error {
 	return err
 }
 
+func (b *tierBuilder) cluster() error {
+	var err error
+	b.t.Cluster, err = ecs.NewCluster(b.ctx, b.name+"-cluster", &ecs.ClusterArgs{
+		Settings: ecs.ClusterSettingArray{&ecs.ClusterSettingArgs{Name: pulumi.String("containerInsights"), Value: pulumi.String("enabled")}},
+		Tags:     b.tags,
+	}, b.parent)
+	return err
+}
+
 func (b *tierBuilder) logs() error {
 	var err error
 	b.logGroup, err = cloudwatch.NewLogGroup(b.ctx, b.name+"-logs", &cloudwatch.LogGroupArgs{
@@ -163,7 +185,7 @@ func (b *tierBuilder) logs() error {
 // role creates a role for service with one inline policy.
 func (b *tierBuilder) role(suffix, service string, doc pulumi.StringInput) (*iam.Role, error) {
 	role, err := iam.NewRole(b.ctx, b.name+"-"+suffix+"-role", &iam.RoleArgs{
-		AssumeRolePolicy: pulumi.String(AssumeRolePolicy(service).JSON()), Tags: b.tags,
+		AssumeRolePolicy: pulumi.String(policy.AssumeRole(service).JSON()), Tags: b.tags,
 	}, b.parent)
 	if err != nil {
 		return nil, err
@@ -177,20 +199,20 @@ func (b *tierBuilder) roles() error {
 	var err error
 	b.executionRole, err = b.role("execution", "ecs-tasks.amazonaws.com",
 		pulumi.All(core.Repository.Arn, b.logGroup.Arn).ApplyT(func(v []any) string {
-			return ExecutionPolicy(v[0].(string), v[1].(string)).JSON()
+			return policy.Execution(v[0].(string), v[1].(string)).JSON()
 		}).(pulumi.StringOutput))
 	if err != nil {
 		return err
 	}
 	b.taskRole, err = b.role("task", "ecs-tasks.amazonaws.com",
-		pulumi.All(b.t.Queue.Arn, b.t.DeadLetter.Arn, core.Bucket.Arn, core.Cluster.Arn).ApplyT(func(v []any) string {
-			return WorkerTaskPolicy(WorkerPolicyArgs{QueueARN: v[0].(string), DeadLetterARN: v[1].(string), BucketARN: v[2].(string), ClusterARN: v[3].(string)}).JSON()
+		pulumi.All(b.t.Queue.Arn, b.t.DeadLetter.Arn, core.Bucket.Arn, b.t.Cluster.Arn).ApplyT(func(v []any) string {
+			return policy.WorkerTask(policy.WorkerArgs{QueueARN: v[0].(string), DeadLetterARN: v[1].(string), BucketARN: v[2].(string), ClusterARN: v[3].(string)}).JSON()
 		}).(pulumi.StringOutput))
 	if err != nil {
 		return err
 	}
 	instanceRole, err := b.role("instance", "ec2.amazonaws.com",
-		core.Cluster.Arn.ApplyT(func(arn string) string { return InstancePolicy(arn).JSON() }).(pulumi.StringOutput))
+		b.t.Cluster.Arn.ApplyT(func(arn string) string { return policy.Instance(arn).JSON() }).(pulumi.StringOutput))
 	if err != nil {
 		return err
 	}
@@ -200,9 +222,14 @@ func (b *tierBuilder) roles() error {
 
 // UserData joins an instance to the cluster; the GPU agent setting makes the
 // instance's GPUs schedulable, spot draining hands tasks over before a spot
-// reclaim.
+// reclaim. ECS_AWSVPC_BLOCK_IMDS keeps awsvpc tasks from the instance
+// metadata service (and so from the instance role's credentials): a hop
+// limit of 1 does not, since an awsvpc task's traffic does not cross a
+// container bridge (ECS developer guide, "Amazon ECS container agent
+// configuration").
 func UserData(cluster string, gpu, spot bool) string {
-	lines := []string{"#!/bin/bash", "cat >> /etc/ecs/ecs.config <<'EOF'", "ECS_CLUSTER=" + cluster, "ECS_ENABLE_TASK_IAM_ROLE=true"}
+	lines := []string{"#!/bin/bash", "cat >> /etc/ecs/ecs.config <<'EOF'", "ECS_CLUSTER=" + cluster, "ECS_ENABLE_TASK_IAM_ROLE=true",
+		"ECS_AWSVPC_BLOCK_IMDS=true"}
 	if gpu {
 		lines = append(lines, "ECS_ENABLE_GPU_SUPPORT=true")
 	}
@@ -236,10 +263,10 @@ func (b *tierBuilder) instances() error {
 		ImageId:            pulumi.String("resolve:ssm:" + ami),
 		InstanceType:       pulumi.String(a.InstanceTypes[0]),
 		IamInstanceProfile: &ec2.LaunchTemplateIamInstanceProfileArgs{Arn: b.instanceProfile.Arn},
-		UserData:           core.Cluster.Name.ApplyT(func(n string) string { return UserData(n, a.GPU, a.Spot) }).(pulumi.StringOutput),
+		UserData:           b.t.Cluster.Name.ApplyT(func(n string) string { return UserData(n, a.GPU, a.Spot) }).(pulumi.StringOutput),
 		MetadataOptions: &ec2.LaunchTemplateMetadataOptionsArgs{
 			HttpEndpoint: pulumi.String("enabled"), HttpTokens: pulumi.String("required"), // IMDSv2 only
-			HttpPutResponseHopLimit: pulumi.Int(1), // tasks (awsvpc) cannot reach it
+			HttpPutResponseHopLimit: pulumi.Int(1), // containers on a bridge cannot reach it; awsvpc tasks: see UserData
 		},
 		NetworkInterfaces: ec2.LaunchTemplateNetworkInterfaceArray{&ec2.LaunchTemplateNetworkInterfaceArgs{
 			AssociatePublicIpAddress: pulumi.String("false"), SecurityGroups: pulumi.StringArray{b.securityGroup.ID()},
@@ -315,6 +342,16 @@ func (b *tierBuilder) instances() error {
 		},
 		Tags: b.tags,
 	}, b.parent)
+	if err != nil {
+		return err
+	}
+	b.t.Association, err = ecs.NewClusterCapacityProviders(b.ctx, b.name+"-capacity-providers", &ecs.ClusterCapacityProvidersArgs{
+		ClusterName:       b.t.Cluster.Name,
+		CapacityProviders: pulumi.StringArray{b.t.CapacityProvider.Name},
+		DefaultCapacityProviderStrategies: ecs.ClusterCapacityProvidersDefaultCapacityProviderStrategyArray{
+			&ecs.ClusterCapacityProvidersDefaultCapacityProviderStrategyArgs{CapacityProvider: b.t.CapacityProvider.Name, Weight: pulumi.Int(1)},
+		},
+	}, b.parent)
 	return err
 }
 
@@ -347,11 +384,7 @@ func ContainerDefinitions(image, logGroup, region string, env map[string]string,
 
 func (b *tierBuilder) service() error {
 	a, core := b.a, b.core
-	device := "cpu"
-	if a.GPU {
-		device = "auto" // CUDA, falling back to the CPU with the reason in the manifest
-	}
-	region := core.Intake.Arn.ApplyT(func(arn string) string { return arnField(arn, 3) }).(pulumi.StringOutput)
+	region := core.Region()
 	image := pulumi.Sprintf("%s:%s", core.Repository.RepositoryUrl, a.ImageTag)
 	if a.BuildImage {
 		built, err := awsxecr.NewImage(b.ctx, b.name+"-image", &awsxecr.ImageArgs{
@@ -360,7 +393,6 @@ func (b *tierBuilder) service() error {
 			Dockerfile:    pulumi.String(filepath.Join(a.ImageContext, "images", a.Tier+".Dockerfile")),
 			Platform:      pulumi.String("linux/amd64"),
 			ImageTag:      pulumi.String(a.ImageTag),
-			Args:          pulumi.ToStringMap(a.BuildArgs),
 		}, b.parent)
 		if err != nil {
 			return err
@@ -368,15 +400,9 @@ func (b *tierBuilder) service() error {
 		image = built.ImageUri
 	}
 	defs := pulumi.All(image, b.logGroup.Name, region, b.t.Queue.Url, b.t.DeadLetter.Url, core.Bucket.Bucket).ApplyT(func(v []any) string {
-		env := map[string]string{
-			"INFERSTACK_TIER":                  a.Tier,
-			"INFERSTACK_DEVICE":                device,
-			"INFERSTACK_QUEUE_URL":             v[3].(string),
-			"INFERSTACK_DEAD_LETTER_QUEUE_URL": v[4].(string),
-			"INFERSTACK_BUCKET":                v[5].(string),
-			"INFERSTACK_MODEL_KEY":             core.ModelKey,
-			"INFERSTACK_STOP_TIMEOUT":          fmt.Sprintf("%ds", a.StopTimeout-5), // finish or checkpoint before ECS's SIGKILL
-		}
+		env := settings.WorkerRuntime(a.Tier, a.GPU, a.VisibilitySecs, a.MaxReceives, a.StopTimeout, settings.Location{
+			Region: v[2].(string), Bucket: v[5].(string), ModelKey: core.ModelKey, QueueURL: v[3].(string), DeadLetterURL: v[4].(string),
+		}).Env()
 		return ContainerDefinitions(v[0].(string), v[1].(string), v[2].(string), env, a.GPU, a.StopTimeout)
 	}).(pulumi.StringOutput)
 	var err error
@@ -396,7 +422,7 @@ func (b *tierBuilder) service() error {
 		return err
 	}
 	b.t.Service, err = ecs.NewService(b.ctx, b.name+"-service", &ecs.ServiceArgs{
-		Cluster:        core.Cluster.Arn,
+		Cluster:        b.t.Cluster.Arn,
 		TaskDefinition: b.t.TaskDefinition.Arn,
 		DesiredCount:   pulumi.Int(0), // autoscaling starts tasks when work arrives
 		CapacityProviderStrategies: ecs.ServiceCapacityProviderStrategyArray{&ecs.ServiceCapacityProviderStrategyArgs{
@@ -411,7 +437,10 @@ func (b *tierBuilder) service() error {
 		ForceDelete:                     pulumi.Bool(true),
 		PropagateTags:                   pulumi.String("SERVICE"),
 		Tags:                            b.tags,
-	}, b.parent, pulumi.IgnoreChanges([]string{"desiredCount"})) // autoscaling owns it
+	}, b.parent,
+		pulumi.IgnoreChanges([]string{"desiredCount"}),       // autoscaling owns it
+		pulumi.DependsOn([]pulumi.Resource{b.t.Association})) // see ComputeTier
+
 	return err
 }
 
@@ -434,7 +463,7 @@ func backlogQueries(queueName pulumi.StringInput, period int) cloudwatch.MetricA
 
 func (b *tierBuilder) autoscaling() error {
 	p := b.t.Policy
-	resourceID := pulumi.Sprintf("service/%s/%s", b.core.Cluster.Name, b.t.Service.Name)
+	resourceID := pulumi.Sprintf("service/%s/%s", b.t.Cluster.Name, b.t.Service.Name)
 	target, err := appautoscaling.NewTarget(b.ctx, b.name+"-scaling-target", &appautoscaling.TargetArgs{
 		ServiceNamespace: pulumi.String("ecs"), ScalableDimension: pulumi.String("ecs:service:DesiredCount"),
 		ResourceId: resourceID, MinCapacity: pulumi.Int(p.MinTasks), MaxCapacity: pulumi.Int(p.MaxTasks),

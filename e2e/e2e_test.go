@@ -31,6 +31,7 @@ import (
 	"github.com/inferstack/inferstack/internal/eventsource"
 	"github.com/inferstack/inferstack/internal/localstack"
 	"github.com/inferstack/inferstack/internal/onnxmodel"
+	"github.com/inferstack/inferstack/internal/runenv"
 	"github.com/inferstack/inferstack/internal/scaling"
 	"github.com/inferstack/inferstack/internal/settings"
 	"github.com/inferstack/inferstack/internal/testenv"
@@ -142,10 +143,7 @@ func newStack(t *testing.T, workers bool) *stack {
 		if !workers {
 			break
 		}
-		device := map[string]inference.Device{"cpu": inference.DeviceCPU, "gpu": inference.DeviceAuto}[tier]
-		w := worker.New(worker.Config{QueueURL: s.queues[tier], DeadLetterURL: s.queues[tier+"-dlq"], Bucket: s.bucket,
-			ModelKey: "models/mlp.onnx", Tier: tier, Device: device, Visibility: 30 * time.Second, MaxReceives: 5,
-			StopTimeout: 10 * time.Second, Threads: 1, WorkerID: "e2e-" + tier, StatusEvery: 200 * time.Millisecond, PollWait: time.Second},
+		w := worker.New(worker.Config{Worker: s.deployed(tier, 10*time.Second), Threads: 1, WorkerID: "e2e-" + tier, StatusEvery: 200 * time.Millisecond, PollWait: time.Second},
 			s.sqs, s.s3, nil, nil)
 		wctx, wcancel := context.WithCancel(context.Background())
 		wdone := make(chan struct{})
@@ -232,12 +230,20 @@ func TestSubmitThroughDispatchAndWorkersThenSwitchTiers(t *testing.T) {
 	require.Contains(t, errOut, "job failed")
 }
 
+// deployed is what the deployment tells a worker of the tier on this stack
+// (its queue's visibility and max receives as newStack creates them).
+func (s *stack) deployed(tier string, stopTimeout time.Duration) runenv.Worker {
+	device := map[string]string{"cpu": "cpu", "gpu": "auto"}[tier]
+	return runenv.Worker{Region: testenv.Region, Tier: tier, Device: device, QueueURL: s.queues[tier], DeadLetterURL: s.queues[tier+"-dlq"],
+		Bucket: s.bucket, ModelKey: "models/mlp.onnx", Visibility: 30 * time.Second, MaxReceives: 5, StopTimeout: stopTimeout}
+}
+
 // workerEnv is what a worker process of the tier needs to serve this stack.
 func (s *stack) workerEnv(tier string) []string {
-	return append(moto.Env(), "INFERSTACK_ORT_LIB="+inference.DefaultLibPath(),
-		worker.EnvQueueURL+"="+s.queues[tier], worker.EnvDeadLetterURL+"="+s.queues[tier+"-dlq"], worker.EnvBucket+"="+s.bucket,
-		worker.EnvModelKey+"=models/mlp.onnx", worker.EnvTier+"="+tier, worker.EnvDevice+"=cpu", worker.EnvThreads+"=1",
-		worker.EnvPollWait+"=1s", worker.EnvStopTimeout+"=5s", worker.EnvStatusEvery+"=1s")
+	w := s.deployed(tier, 5*time.Second)
+	w.Device = "cpu"
+	return append(append(moto.Env(), runenv.List(w.Env())...), "INFERSTACK_ORT_LIB="+inference.DefaultLibPath(),
+		runenv.EnvThreads+"=1", runenv.EnvPollWait+"=1s", runenv.EnvStatusEvery+"=1s")
 }
 
 func TestScalerStartsFromZeroFollowsThePolicyAndReturnsToZero(t *testing.T) {

@@ -174,16 +174,18 @@ func TestDevStackLifecycleThroughTheEngine(t *testing.T) {
 	require.Empty(t, s[apitype.OpCreate])
 	require.Empty(t, s[apitype.OpDelete])
 
-	// Disabling the gpu tier (back on cpu) deletes exactly the gpu tier; what
-	// pointed at it (routing, capacity providers, dashboard, permissions) is updated.
+	// Disabling the gpu tier (back on cpu) deletes exactly the gpu tier, its
+	// service before its cluster's association (the mock provider refuses the
+	// reverse, as ECS does); what pointed at it (routing, dashboard,
+	// permissions) is updated.
 	require.NoError(t, stack.SetAllConfig(ctx, auto.ConfigMap{"inferstack:tier": {Value: "cpu"}, "inferstack:gpuEnabled": {Value: "false"}}))
 	_, s = up(t, ctx, stack)
 	deleted := names(s[apitype.OpDelete])
-	require.Len(t, deleted, 23, "the gpu component and its 22 resources")
+	require.Len(t, deleted, 25, "the gpu component and its 24 resources")
 	for _, n := range deleted {
 		require.True(t, strings.HasPrefix(n, "inferstack-gpu"), "deleted %s, not of the gpu tier", n)
 	}
-	require.ElementsMatch(t, []string{"inferstack-tier", "inferstack-dispatch", "inferstack-dispatch-policy", "inferstack-capacity-providers", "inferstack-dashboard"},
+	require.ElementsMatch(t, []string{"inferstack-tier", "inferstack-dispatch", "inferstack-dispatch-policy", "inferstack-dashboard"},
 		names(s[apitype.OpUpdate]))
 	require.Empty(t, s[apitype.OpCreate])
 
@@ -193,7 +195,7 @@ func TestDevStackLifecycleThroughTheEngine(t *testing.T) {
 	dres, err := stack.Destroy(ctx, optdestroy.EventStreams(ch))
 	require.NoError(t, err)
 	s = <-done
-	require.Len(t, s[apitype.OpDelete], created-23)
+	require.Len(t, s[apitype.OpDelete], created-25)
 	require.Equal(t, "succeeded", dres.Summary.Result)
 }
 

@@ -93,7 +93,9 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		"modelPath":         {"modelPath": "/nonexistent/model.onnx"},
 		"alarmEmail":        {"alarmEmail": "nobody"},
 		"availabilityZones": {"availabilityZones": "0"},
-		"ortGpuSha256":      {"buildImages": "true"},
+		"stopTimeout":       {"stopTimeout": "4"}, // the worker would get -1 s
+		"visibilityTimeout": {"visibilityTimeout": "43201"},
+		"maxReceives":       {"maxReceives": "1001"},
 	}
 	for key, values := range cases {
 		t.Run(key, func(t *testing.T) {

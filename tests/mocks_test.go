@@ -19,6 +19,7 @@ import (
 type registered struct {
 	Type, Name, Parent string
 	Custom             bool
+	Deps               []string // URNs it depends on
 	Inputs             resource.PropertyMap
 	Outputs            resource.PropertyMap
 }
@@ -33,7 +34,8 @@ type mocks struct {
 func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
 	id, outs := fakeaws.Outputs(args.TypeToken, args.Name, args.Inputs)
 	m.mu.Lock()
-	m.all = append(m.all, registered{Type: args.TypeToken, Name: args.Name, Parent: args.RegisterRPC.GetParent(), Custom: args.Custom, Inputs: args.Inputs, Outputs: outs})
+	m.all = append(m.all, registered{Type: args.TypeToken, Name: args.Name, Parent: args.RegisterRPC.GetParent(), Custom: args.Custom,
+		Deps: args.RegisterRPC.GetDependencies(), Inputs: args.Inputs, Outputs: outs})
 	m.mu.Unlock()
 	return id, outs, nil
 }

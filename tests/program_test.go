@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"slices"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/inferstack/inferstack/components"
+	"github.com/inferstack/inferstack/internal/policy"
 )
 
 func str(m resource.PropertyMap, key string) string {
@@ -55,6 +57,8 @@ func TestInventoryPerConfiguration(t *testing.T) {
 	require.Equal(t, 2, c["aws:ecs/capacityProvider:CapacityProvider"])
 	require.Equal(t, 2, c["aws:autoscaling/group:Group"])
 	require.Equal(t, 2, c["aws:ecs/service:Service"])
+	require.Equal(t, 2, c["aws:ecs/cluster:Cluster"], "a cluster per tier")
+	require.Equal(t, 2, c["aws:ecs/clusterCapacityProviders:ClusterCapacityProviders"])
 	require.Equal(t, 1, c["aws:lambda/function:Function"])
 	require.Equal(t, 1, c["aws:lambda/eventSourceMapping:EventSourceMapping"])
 	require.Equal(t, 7, c["aws:iam/role:Role"], "dispatch, and execution, task and instance per tier")
@@ -71,7 +75,7 @@ func TestInventoryPerConfiguration(t *testing.T) {
 			gpuTier = append(gpuTier, r.Type+"::"+r.Name)
 		}
 	}
-	require.Len(t, gpuTier, 23, "the gpu component and its 22 resources")
+	require.Len(t, gpuTier, 25, "the gpu component and its 24 resources")
 	require.Equal(t, len(dev.all)-len(gpuTier), len(noGPU.all))
 	for _, r := range noGPU.all {
 		require.False(t, strings.HasPrefix(r.Name, "inferstack-gpu"), r.Name)
@@ -218,8 +222,10 @@ func TestGPUTierAloneGetsTheGPUAMIAndAGPU(t *testing.T) {
 		require.Equal(t, "models/detector.onnx", env["INFERSTACK_MODEL_KEY"])
 		require.Contains(t, env["INFERSTACK_QUEUE_URL"], "inferstack-"+tier+"-queue")
 
-		userData := str(d.named("inferstack-"+tier+"-lt").Inputs, "userData")
-		require.NotEmpty(t, userData)
+		userData, err := base64.StdEncoding.DecodeString(str(d.named("inferstack-"+tier+"-lt").Inputs, "userData"))
+		require.NoError(t, err)
+		require.Contains(t, string(userData), "\nECS_AWSVPC_BLOCK_IMDS=true\n", "awsvpc tasks cannot reach the instance's metadata")
+		require.Contains(t, string(userData), "\nECS_CLUSTER="+str(d.named("inferstack-"+tier+"-cluster").Outputs, "name")+"\n")
 	}
 }
 
@@ -234,7 +240,7 @@ func TestSecureByDefault(t *testing.T) {
 	rule := sse.Inputs["rules"].ArrayValue()[0].ObjectValue()
 	require.Equal(t, "aws:kms", str(obj(rule, "applyServerSideEncryptionByDefault"), "sseAlgorithm"))
 
-	var tls components.PolicyDocument
+	var tls policy.Document
 	require.NoError(t, json.Unmarshal([]byte(str(d.ofType("aws:s3/bucketPolicy:BucketPolicy")[0].Inputs, "policy")), &tls))
 	require.Equal(t, "Deny", tls.Statement[0].Effect)
 	require.Equal(t, map[string]any{"aws:SecureTransport": "false"}, tls.Statement[0].Condition["Bool"])
@@ -254,9 +260,9 @@ func TestSecureByDefault(t *testing.T) {
 	key := d.named("inferstack-alarms-key")
 	require.Equal(t, str(key.Outputs, "arn"), str(d.ofType("aws:sns/topic:Topic")[0].Inputs, "kmsMasterKeyId"))
 	require.True(t, boolean(key.Inputs, "enableKeyRotation"))
-	var keyPolicy components.PolicyDocument
+	var keyPolicy policy.Document
 	require.NoError(t, json.Unmarshal([]byte(str(key.Inputs, "policy")), &keyPolicy))
-	require.Equal(t, components.AlarmKeyPolicy("123456789012"), keyPolicy)
+	require.Equal(t, policy.AlarmKey("123456789012"), keyPolicy)
 	fn := d.ofType("aws:lambda/function:Function")[0]
 	require.Equal(t, "provided.al2023", str(fn.Inputs, "runtime"))
 	require.Equal(t, []resource.PropertyValue{resource.NewStringProperty("arm64")}, fn.Inputs["architectures"].ArrayValue())
@@ -294,7 +300,7 @@ func TestIAMIsLeastPrivilege(t *testing.T) {
 	require.Len(t, policies, 7)
 	wildcards := map[string]bool{}
 	for _, p := range policies {
-		var doc components.PolicyDocument
+		var doc policy.Document
 		require.NoError(t, json.Unmarshal([]byte(str(p.Inputs, "policy")), &doc), p.Name)
 		for _, s := range doc.Statement {
 			require.Equal(t, "Allow", s.Effect)
@@ -304,7 +310,7 @@ func TestIAMIsLeastPrivilege(t *testing.T) {
 			for _, res := range s.Resource {
 				if res == "*" {
 					for _, a := range s.Action {
-						require.True(t, slices.Contains(components.WildcardResourceActions, a), "%s grants %s on *", p.Name, a)
+						require.True(t, slices.Contains(policy.WildcardResourceActions, a), "%s grants %s on *", p.Name, a)
 						wildcards[a] = true
 					}
 					continue
@@ -313,9 +319,9 @@ func TestIAMIsLeastPrivilege(t *testing.T) {
 			}
 		}
 	}
-	require.Len(t, wildcards, len(components.WildcardResourceActions), "every listed exception is used, and none else")
+	require.Len(t, wildcards, len(policy.WildcardResourceActions), "every listed exception is used, and none else")
 	for _, r := range d.ofType("aws:iam/role:Role") {
-		var trust components.PolicyDocument
+		var trust policy.Document
 		require.NoError(t, json.Unmarshal([]byte(str(r.Inputs, "assumeRolePolicy")), &trust))
 		require.Len(t, trust.Statement, 1)
 	}
@@ -324,7 +330,7 @@ func TestIAMIsLeastPrivilege(t *testing.T) {
 func TestImagesAreBuiltOnlyWhenConfigured(t *testing.T) {
 	t.Parallel()
 	require.Empty(t, run(t, config(t, "dev", nil)).ofType("awsx:ecr:Image"))
-	d := run(t, config(t, "dev", map[string]string{"buildImages": "true", "ortGpuSha256": strings.Repeat("0f", 32)}))
+	d := run(t, config(t, "dev", map[string]string{"buildImages": "true"}))
 	images := d.ofType("awsx:ecr:Image")
 	require.Len(t, images, 2)
 	for _, tier := range []string{"cpu", "gpu"} {
@@ -335,7 +341,6 @@ func TestImagesAreBuiltOnlyWhenConfigured(t *testing.T) {
 		require.NoError(t, json.Unmarshal([]byte(str(d.named("inferstack-"+tier+"-task").Inputs, "containerDefinitions")), &defs))
 		require.Equal(t, str(img.Outputs, "imageUri"), defs[0]["image"], "the task runs the image just built")
 	}
-	require.Equal(t, strings.Repeat("0f", 32), str(obj(d.named("inferstack-gpu-image").Inputs, "args"), "ORT_GPU_SHA256"))
 }
 
 // The local stack creates its queues from settings.Queues: the program must

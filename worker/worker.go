@@ -255,7 +255,7 @@ func (w *Worker) run(ctx context.Context, req job.Request, timing map[string]any
 	ej := inference.Job{
 		Model: model, Input: &rangeReader{ctx: ctx, s: w.store, key: inputKey, etag: etag, size: aws.ToInt64(head.ContentLength)}, InputSize: aws.ToInt64(head.ContentLength),
 		InputName: inputKey, InputETag: etag, Windowing: inference.Windowing{Window: req.Window, Hop: req.Hop},
-		Device: w.cfg.Device, BatchSize: w.cfg.BatchSize, ChunkSamples: w.cfg.ChunkSamples, Threads: w.cfg.Threads, Logger: log,
+		Device: inference.Device(w.cfg.Device), BatchSize: w.cfg.BatchSize, ChunkSamples: w.cfg.ChunkSamples, Threads: w.cfg.Threads, Logger: log,
 	}
 	sink := &s3Sink{ctx: ctx, store: w.store, jobID: req.JobID, resultsPrefix: resultsPrefix,
 		cp: checkpoint{InputETag: etag, ModelSHA256: model.SHA256, Threads: w.cfg.Threads}}

@@ -33,6 +33,7 @@ import (
 	"github.com/inferstack/inferstack/inference/npy"
 	"github.com/inferstack/inferstack/internal/job"
 	"github.com/inferstack/inferstack/internal/onnxmodel"
+	"github.com/inferstack/inferstack/internal/runenv"
 	"github.com/inferstack/inferstack/internal/testenv"
 	"github.com/inferstack/inferstack/worker"
 )
@@ -110,8 +111,8 @@ func newEnv(t testing.TB, visibility time.Duration) *env {
 	require.NoError(t, os.WriteFile(e.modelPath, model, 0o644))
 	e.put("models/mlp.onnx", model)
 	e.cfg = worker.Config{
-		QueueURL: e.queue, DeadLetterURL: e.dlq, Bucket: e.bucket, ModelKey: "models/mlp.onnx", Tier: "cpu",
-		Device: inference.DeviceCPU, Visibility: visibility, MaxReceives: 5, StopTimeout: 30 * time.Second,
+		Worker: runenv.Worker{Region: testenv.Region, QueueURL: e.queue, DeadLetterURL: e.dlq, Bucket: e.bucket, ModelKey: "models/mlp.onnx",
+			Tier: "cpu", Device: "cpu", Visibility: visibility, MaxReceives: 5, StopTimeout: 30 * time.Second},
 		BatchSize: 32, ChunkSamples: 256, Threads: 1, WorkerID: "test", StatusEvery: 100 * time.Millisecond, PollWait: time.Second,
 	}
 	return e
@@ -181,12 +182,10 @@ func (e *env) start(cfg worker.Config, queue worker.Queue, objects worker.Object
 func (e *env) process(extra ...string) (*exec.Cmd, *testenv.LockedBuffer) {
 	cmd := exec.Command(binary, "worker")
 	cmd.Env = append(os.Environ(), moto.Env()...)
+	cmd.Env = append(cmd.Env, runenv.List(e.cfg.Env())...)
 	cmd.Env = append(cmd.Env,
-		"INFERSTACK_ORT_LIB="+inference.DefaultLibPath(),
-		worker.EnvQueueURL+"="+e.queue, worker.EnvDeadLetterURL+"="+e.dlq, worker.EnvBucket+"="+e.bucket,
-		worker.EnvModelKey+"=models/mlp.onnx", worker.EnvDevice+"=cpu", worker.EnvThreads+"=1",
-		worker.EnvVisibility+"="+e.cfg.Visibility.String(), worker.EnvPollWait+"=1s",
-		worker.EnvBatchSize+"="+fmt.Sprint(e.cfg.BatchSize), worker.EnvChunkSamples+"="+fmt.Sprint(e.cfg.ChunkSamples))
+		"INFERSTACK_ORT_LIB="+inference.DefaultLibPath(), runenv.EnvThreads+"=1", runenv.EnvPollWait+"=1s",
+		runenv.EnvBatchSize+"="+fmt.Sprint(e.cfg.BatchSize), runenv.EnvChunkSamples+"="+fmt.Sprint(e.cfg.ChunkSamples))
 	cmd.Env = append(cmd.Env, extra...)
 	logs := &testenv.LockedBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
@@ -365,7 +364,7 @@ func TestSIGTERMHandsTheJobBackInTimeAndItCompletesElsewhere(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, 30*time.Second)
 	input := slowJob(e)
-	first, logs := e.process(worker.EnvStopTimeout + "=500ms")
+	first, logs := e.process(runenv.EnvStopTimeout + "=500ms")
 	jobID := e.send(`{"filename": "long.npy"}`)
 	e.waitFor("a checkpointed chunk", 60*time.Second, func() bool { return e.checkpointDone(jobID) >= 1 })
 	signalled := time.Now()

@@ -121,7 +121,7 @@ func (d *Dispatcher) Handle(ctx context.Context, ev events.SQSEvent) (events.SQS
 		retry(msg)
 	}
 	for tier, out := range byTier {
-		for _, msg := range d.send(ctx, d.cfg.queueURL(tier), out, true) {
+		for _, msg := range d.send(ctx, tierQueueURL(d.cfg, tier), out, true) {
 			retry(msg)
 		}
 	}

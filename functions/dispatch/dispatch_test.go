@@ -24,6 +24,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/inferstack/inferstack/internal/job"
+	"github.com/inferstack/inferstack/internal/runenv"
 )
 
 type (
@@ -363,7 +364,8 @@ func TestSplitBatches(t *testing.T) {
 
 func TestConfigFromEnv(t *testing.T) {
 	t.Parallel()
-	base := map[string]string{EnvBucket: "b", EnvTierParameter: "/p", EnvCPUQueueURL: "c", EnvDeadLetterURL: "d"}
+	want := Config{Bucket: "b", InputPrefix: "inputs/", TierParameter: "/p", TierCacheTTL: 30 * time.Second, CPUQueueURL: "c", DeadLetterURL: "d", AutoGPUMin: 1 << 30}
+	base := want.Env()
 	env := func(over map[string]string) func(string) string {
 		return func(k string) string {
 			if v, ok := over[k]; ok {
@@ -374,11 +376,11 @@ func TestConfigFromEnv(t *testing.T) {
 	}
 	c, err := ConfigFromEnv(env(nil))
 	require.NoError(t, err)
-	require.Equal(t, Config{Bucket: "b", InputPrefix: "inputs/", TierParameter: "/p", TierCacheTTL: 30 * time.Second, CPUQueueURL: "c", DeadLetterURL: "d", AutoGPUMin: 1 << 30}, c)
+	require.Equal(t, want, c)
 
 	for key, value := range map[string]string{
-		EnvBucket: "", EnvTierParameter: "", EnvCPUQueueURL: "", EnvDeadLetterURL: "",
-		EnvInputPrefix: "../in/", EnvTierCacheTTL: "soon", EnvAutoGPUMin: "-1", EnvAllowOverride: "maybe",
+		runenv.EnvBucket: "", runenv.EnvTierParameter: "", runenv.EnvCPUQueueURL: "", runenv.EnvDeadLetterURL: "",
+		runenv.EnvInputPrefix: "../in/", runenv.EnvTierCacheTTL: "soon", runenv.EnvAutoGPUMin: "-1", runenv.EnvAllowOverride: "maybe",
 	} {
 		_, err := ConfigFromEnv(env(map[string]string{key: value}))
 		var ce *ConfigError

@@ -27,6 +27,8 @@ import (
 
 	"github.com/inferstack/inferstack/functions/dispatch"
 	"github.com/inferstack/inferstack/internal/eventsource"
+	"github.com/inferstack/inferstack/internal/job"
+	"github.com/inferstack/inferstack/internal/runenv"
 	"github.com/inferstack/inferstack/internal/testenv"
 )
 
@@ -112,13 +114,11 @@ func newStack(t *testing.T, ttl time.Duration) *stack {
 	env := append(moto.Env(),
 		"AWS_ENDPOINT_URL_SSM="+s.ssmProxy.URL(),
 		"AWS_ENDPOINT_URL_SQS="+s.sqsProxy.URL(),
-		dispatch.EnvBucket+"="+s.bucket,
-		dispatch.EnvTierParameter+"="+s.tierParam,
-		dispatch.EnvTierCacheTTL+"="+ttl.String(),
-		dispatch.EnvCPUQueueURL+"="+s.cpu,
-		dispatch.EnvGPUQueueURL+"="+s.gpu,
-		dispatch.EnvDeadLetterURL+"="+s.intakeDLQ,
 	)
+	env = append(env, runenv.List(dispatch.Config{
+		Bucket: s.bucket, InputPrefix: job.InputPrefix, TierParameter: s.tierParam, TierCacheTTL: ttl,
+		CPUQueueURL: s.cpu, GPUQueueURL: s.gpu, DeadLetterURL: s.intakeDLQ, AutoGPUMin: 1 << 30,
+	}.Env())...)
 	s.lambda, err = testenv.StartLambda(ctx, bootstrap, env)
 	require.NoError(t, err)
 	t.Cleanup(func() {
@@ -358,8 +358,8 @@ func BenchmarkInvokeUnderEmulator(b *testing.B) {
 	ssmClient := ssm.NewFromConfig(cfg)
 	_, err = ssmClient.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String("/bench/tier"), Value: aws.String("cpu"), Type: ssmtypes.ParameterTypeString, Overwrite: aws.Bool(true)})
 	require.NoError(b, err)
-	env := append(moto.Env(), dispatch.EnvBucket+"=b", dispatch.EnvTierParameter+"=/bench/tier",
-		dispatch.EnvCPUQueueURL+"="+aws.ToString(q.QueueUrl), dispatch.EnvDeadLetterURL+"="+aws.ToString(q.QueueUrl))
+	env := append(moto.Env(), runenv.List(dispatch.Config{Bucket: "b", InputPrefix: job.InputPrefix, TierParameter: "/bench/tier",
+		TierCacheTTL: 30 * time.Second, CPUQueueURL: aws.ToString(q.QueueUrl), DeadLetterURL: aws.ToString(q.QueueUrl), AutoGPUMin: 1 << 30}.Env())...)
 	ev := events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m", Body: `{"filename": "file_to_process.bin"}`}}}
 	var cold, warm []time.Duration
 	for b.Loop() {

@@ -33,10 +33,7 @@ func tierArgs(c Config, t settings.Tier, core *components.Core) *components.Comp
 		InstanceTypes: t.InstanceTypes, Spot: t.Spot, OnDemandBase: t.OnDemandBase,
 		Scaling: t.Scaling(), TaskCPU: t.TaskCPU, TaskMemory: t.TaskMemory, RootVolumeGiB: root, ImageTag: t.Name,
 		VisibilitySecs: c.VisibilityTimeout, MaxReceives: c.MaxReceives, StopTimeout: c.StopTimeout,
-		BuildImage: c.BuildImages, ImageContext: ".", BuildArgs: map[string]string{},
-	}
-	if t.GPU {
-		args.BuildArgs["ORT_GPU_SHA256"] = c.ORTGPUSHA256
+		BuildImage: c.BuildImages, ImageContext: ".",
 	}
 	return args
 }
@@ -68,6 +65,7 @@ func Program(ctx *pulumi.Context, cfg Config) error {
 		tiers = append(tiers, t)
 		ctx.Export(spec.Name+"QueueUrl", t.Queue.Url)
 		ctx.Export(spec.Name+"DeadLetterQueueUrl", t.DeadLetter.Url)
+		ctx.Export(spec.Name+"ClusterName", t.Cluster.Name)
 	}
 	if err := core.Connect(ctx, tiers...); err != nil {
 		return err
@@ -76,7 +74,6 @@ func Program(ctx *pulumi.Context, cfg Config) error {
 	ctx.Export("intakeQueueUrl", core.Intake.Url)
 	ctx.Export("intakeDeadLetterQueueUrl", core.IntakeDLQ.Url)
 	ctx.Export("tierParameter", core.TierParameter.Name)
-	ctx.Export("clusterName", core.Cluster.Name)
 	ctx.Export("repositoryUrl", core.Repository.RepositoryUrl)
 	ctx.Export("dashboardUrl", pulumi.Sprintf("https://console.aws.amazon.com/cloudwatch/home?region=%s#dashboards:name=%s",
 		core.Region(), core.Dashboard.DashboardName))

@@ -18,13 +18,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
-	"github.com/inferstack/inferstack/functions/dispatch"
 	"github.com/inferstack/inferstack/internal/eventsource"
 	"github.com/inferstack/inferstack/internal/job"
+	"github.com/inferstack/inferstack/internal/runenv"
 	"github.com/inferstack/inferstack/internal/scaling"
 	"github.com/inferstack/inferstack/internal/settings"
 	"github.com/inferstack/inferstack/internal/testenv"
-	"github.com/inferstack/inferstack/worker"
 )
 
 // Options configure a local stack.
@@ -119,29 +118,27 @@ func (s *Stack) create(ctx context.Context) error {
 	}
 	s.Env = append(s.moto.Env(), "INFERSTACK_BUCKET="+s.Bucket, "INFERSTACK_INTAKE_QUEUE_URL="+s.Intake, "INFERSTACK_TIER_PARAMETER="+s.TierParam)
 
-	env := append(s.moto.Env(),
-		dispatch.EnvBucket+"="+s.Bucket, dispatch.EnvInputPrefix+"="+job.InputPrefix, dispatch.EnvTierParameter+"="+s.TierParam,
-		dispatch.EnvTierCacheTTL+"="+cfg.TierCacheTTL, dispatch.EnvCPUQueueURL+"="+s.Queues["inferstack-cpu-queue"],
-		dispatch.EnvGPUQueueURL+"="+s.Queues["inferstack-gpu-queue"], dispatch.EnvDeadLetterURL+"="+s.Queues["inferstack-intake-dlq"],
-		dispatch.EnvAutoGPUMin+"="+fmt.Sprint(cfg.AutoGPUMinBytes), dispatch.EnvAllowOverride+"="+fmt.Sprint(cfg.AllowTierOverride))
+	fn := runenv.Dispatch{
+		Bucket: s.Bucket, InputPrefix: job.InputPrefix, TierParameter: s.TierParam, TierCacheTTL: cfg.TierCacheTTL,
+		CPUQueueURL: s.Queues["inferstack-cpu-queue"], GPUQueueURL: s.Queues["inferstack-gpu-queue"],
+		DeadLetterURL: s.Queues["inferstack-intake-dlq"], AutoGPUMin: cfg.AutoGPUMinBytes, AllowOverride: cfg.AllowTierOverride,
+	}
+	env := append(s.moto.Env(), runenv.List(fn.Env())...)
 	s.lambda, err = testenv.StartLambda(ctx, s.opts.Bootstrap, env)
 	return err
 }
 
 func (s *Stack) modelKey() string { return job.ModelsPrefix + filepath.Base(s.opts.Config.ModelPath) }
 
-// workerEnv is what the tier's worker processes get, as the task definition would set it.
+// workerEnv is what the tier's worker processes get, as the task definition
+// sets it, plus the local library and a short poll (quick stops).
 func (s *Stack) workerEnv(t settings.Tier) []string {
-	device := "cpu"
-	if t.GPU {
-		device = "auto"
-	}
 	cfg := s.opts.Config
-	return append(s.moto.Env(), "INFERSTACK_ORT_LIB="+s.opts.ORTLib,
-		worker.EnvQueueURL+"="+s.Queues["inferstack-"+t.Name+"-queue"], worker.EnvDeadLetterURL+"="+s.Queues["inferstack-"+t.Name+"-dlq"],
-		worker.EnvBucket+"="+s.Bucket, worker.EnvModelKey+"="+s.modelKey(), worker.EnvTier+"="+t.Name, worker.EnvDevice+"="+device,
-		worker.EnvVisibility+"="+fmt.Sprintf("%ds", cfg.VisibilityTimeout), worker.EnvMaxReceives+"="+fmt.Sprint(cfg.MaxReceives),
-		worker.EnvStopTimeout+"="+fmt.Sprintf("%ds", max(1, cfg.StopTimeout-5)), worker.EnvPollWait+"=2s")
+	w := settings.WorkerRuntime(t.Name, t.GPU, cfg.VisibilityTimeout, cfg.MaxReceives, cfg.StopTimeout, settings.Location{
+		Region: testenv.Region, Bucket: s.Bucket, ModelKey: s.modelKey(),
+		QueueURL: s.Queues["inferstack-"+t.Name+"-queue"], DeadLetterURL: s.Queues["inferstack-"+t.Name+"-dlq"],
+	})
+	return append(append(s.moto.Env(), runenv.List(w.Env())...), "INFERSTACK_ORT_LIB="+s.opts.ORTLib, runenv.EnvPollWait+"=2s")
 }
 
 // Run feeds the dispatch function from the intake queue (as the event source

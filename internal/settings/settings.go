@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/inferstack/inferstack/internal/job"
+	"github.com/inferstack/inferstack/internal/runenv"
 	"github.com/inferstack/inferstack/internal/scaling"
 )
 
@@ -41,7 +42,7 @@ type Config struct {
 	GPUEnabled        bool
 	AllowTierOverride bool
 	AutoGPUMinBytes   int64
-	TierCacheTTL      string
+	TierCacheTTL      time.Duration
 	ModelPath         string
 	DispatchZip       string
 	VpcID             string
@@ -57,7 +58,6 @@ type Config struct {
 	MaxReceives       int
 	StopTimeout       int
 	BuildImages       bool
-	ORTGPUSHA256      string
 	CPU, GPU          TierConfig
 }
 
@@ -96,9 +96,8 @@ var Keys = []Key{
 	{"alarmEmail", "string", "", "email address subscribed to the alarm topic (optional)"},
 	{"visibilityTimeout", "integer", "300", "tier queue visibility timeout in seconds; the worker's heartbeat extends it (max 43200)"},
 	{"maxReceives", "integer", "5", "deliveries of a job before it is dead-lettered"},
-	{"stopTimeout", "integer", "110", "seconds ECS waits after SIGTERM before SIGKILL (max 120); the worker stops 5 s earlier"},
+	{"stopTimeout", "integer", "110", "seconds ECS waits after SIGTERM before SIGKILL (10 to 120); the worker stops 5 s earlier"},
 	{"buildImages", "boolean", "false", "build images/<tier>.Dockerfile and push it to the stack's repository on pulumi up (needs Docker); otherwise push with make images"},
-	{"ortGpuSha256", "string", "", "sha256 of onnxruntime-linux-x64-gpu-1.24.1.tgz, required to build the gpu image"},
 	{"cpuInstanceTypes", "array", `["c7i.large","c6i.large","m7i.large"]`, "cpu tier instance types (x86_64), first preferred"},
 	{"cpuSpot", "boolean", "false", "run the cpu tier on spot above cpuOnDemandBase"},
 	{"cpuOnDemandBase", "integer", "0", "cpu tier on-demand instances before spot"},
@@ -132,7 +131,7 @@ func FromGetter(env string, get func(key string) (string, bool)) (Config, error)
 		GPUEnabled:        r.boolean("gpuEnabled"),
 		AllowTierOverride: r.boolean("allowTierOverride"),
 		AutoGPUMinBytes:   int64(r.integer("autoGpuMinBytes")),
-		TierCacheTTL:      r.str("tierCacheTtl"),
+		TierCacheTTL:      r.duration("tierCacheTtl"),
 		ModelPath:         r.str("modelPath"),
 		DispatchZip:       r.str("dispatchZip"),
 		VpcID:             r.str("vpcId"),
@@ -148,7 +147,6 @@ func FromGetter(env string, get func(key string) (string, bool)) (Config, error)
 		MaxReceives:       r.integer("maxReceives"),
 		StopTimeout:       r.integer("stopTimeout"),
 		BuildImages:       r.boolean("buildImages"),
-		ORTGPUSHA256:      r.str("ortGpuSha256"),
 		CPU:               r.tier("cpu"),
 		GPU:               r.tier("gpu"),
 	}
@@ -169,8 +167,8 @@ func (c Config) Validate() error {
 	if c.Tier == job.TierGPU && !c.GPUEnabled {
 		return bad("tier", "is gpu but gpuEnabled is false")
 	}
-	if ttl, err := time.ParseDuration(c.TierCacheTTL); err != nil || ttl < 0 {
-		return bad("tierCacheTtl", "%q is not a duration like 30s", c.TierCacheTTL)
+	if c.TierCacheTTL < 0 {
+		return bad("tierCacheTtl", "%s must not be negative", c.TierCacheTTL)
 	}
 	for key, path := range map[string]string{"modelPath": c.ModelPath, "dispatchZip": c.DispatchZip} {
 		if _, err := os.Stat(path); err != nil {
@@ -193,11 +191,21 @@ func (c Config) Validate() error {
 	if c.InputsExpireDays < 1 || c.ResultsExpireDays < 1 {
 		return bad("inputsExpireDays", "expirations must be at least a day")
 	}
-	if c.BuildImages && c.GPUEnabled && len(c.ORTGPUSHA256) != 64 {
-		return bad("ortGpuSha256", "building the gpu image needs the 64-hex-digit sha256 of the ONNX Runtime GPU release")
-	}
 	if c.AlarmEmail != "" && !strings.Contains(c.AlarmEmail, "@") {
 		return bad("alarmEmail", "%q is not an email address", c.AlarmEmail)
+	}
+	// The tier queues' and workers' settings, under their own keys (CheckTier
+	// below checks them again for the components' own callers).
+	if c.VisibilityTimeout < MinVisibilitySeconds || c.VisibilityTimeout > MaxVisibilitySeconds {
+		return bad("visibilityTimeout", "%d s: want %d to %d (SQS allows at most 12 h; under %d s the heartbeat cannot keep up)",
+			c.VisibilityTimeout, MinVisibilitySeconds, MaxVisibilitySeconds, MinVisibilitySeconds)
+	}
+	if c.MaxReceives < 1 || c.MaxReceives > runenv.MaxReceives {
+		return bad("maxReceives", "%d: SQS's redrive policy allows 1 to %d", c.MaxReceives, runenv.MaxReceives)
+	}
+	if c.StopTimeout < MinStopTimeout || c.StopTimeout > MaxStopTimeout {
+		return bad("stopTimeout", "%d s: want %d to %d (ECS allows at most %d; the worker stops %s earlier and needs time of its own)",
+			c.StopTimeout, MinStopTimeout, MaxStopTimeout, MaxStopTimeout, runenv.StopMargin)
 	}
 	for _, t := range c.Tiers() {
 		if err := CheckTier(t.Name, t.InstanceTypes, c.VisibilityTimeout, c.MaxReceives, c.StopTimeout, t.OnDemandBase, t.TaskCPU, t.TaskMemory); err != nil {
@@ -212,12 +220,16 @@ func (c Config) Validate() error {
 
 // Limits AWS enforces, and the stack's own fixed settings.
 const (
-	MaxVisibilitySeconds = 12 * 3600      // SQS: 0 to 43,200 seconds
-	MaxStopTimeout       = 120            // ECS container stopTimeout: at most 120 seconds
-	MaxRetentionSeconds  = 14 * 24 * 3600 // SQS keeps a message 14 days at most
-	IntakeRetention      = 4 * 24 * 3600  // intake messages: dispatched in seconds, kept 4 days
-	IntakeMaxReceives    = 5              // dispatch attempts before the intake DLQ
-	DispatchTimeout      = 30             // seconds: a batch of 10 with SDK retries; Lambda allows 900
+	MaxVisibilitySeconds = 12 * 3600 // SQS: 0 to 43,200 seconds
+	MinVisibilitySeconds = 30        // the worker's heartbeat ticks every third of it
+	MaxStopTimeout       = 120       // ECS container stopTimeout: at most 120 seconds
+	// MinStopTimeout leaves the worker at least 5 s of its own after its
+	// margin (runenv.StopMargin) for a job to reach a chunk boundary.
+	MinStopTimeout      = 10
+	MaxRetentionSeconds = 14 * 24 * 3600 // SQS keeps a message 14 days at most
+	IntakeRetention     = 4 * 24 * 3600  // intake messages: dispatched in seconds, kept 4 days
+	IntakeMaxReceives   = 5              // dispatch attempts before the intake DLQ
+	DispatchTimeout     = 30             // seconds: a batch of 10 with SDK retries; Lambda allows 900
 	// LambdaVisibilityFactor: Lambda's documentation asks for an SQS event
 	// source's visibility timeout of at least six times the function timeout.
 	LambdaVisibilityFactor = 6
@@ -230,12 +242,13 @@ func CheckTier(tier string, instanceTypes []string, visibility, maxReceives, sto
 		return fmt.Errorf("tier %q: want cpu or gpu", tier)
 	case len(instanceTypes) == 0:
 		return fmt.Errorf("tier %s: no instance types", tier)
-	case visibility < 30 || visibility > MaxVisibilitySeconds:
+	case visibility < MinVisibilitySeconds || visibility > MaxVisibilitySeconds:
 		return fmt.Errorf("tier %s: visibility timeout %ds: SQS allows at most %d (12 h), and under 30 s the heartbeat cannot keep up", tier, visibility, MaxVisibilitySeconds)
-	case maxReceives < 1 || maxReceives > 1000:
+	case maxReceives < 1 || maxReceives > runenv.MaxReceives:
 		return fmt.Errorf("tier %s: max receives %d: SQS allows 1 to 1000", tier, maxReceives)
-	case stopTimeout < 2 || stopTimeout > MaxStopTimeout:
-		return fmt.Errorf("tier %s: stop timeout %ds: ECS allows at most %d", tier, stopTimeout, MaxStopTimeout)
+	case stopTimeout < MinStopTimeout || stopTimeout > MaxStopTimeout:
+		return fmt.Errorf("tier %s: stop timeout %ds: want %d to %d s (ECS allows at most %d; the worker stops %s earlier and needs some of it)",
+			tier, stopTimeout, MinStopTimeout, MaxStopTimeout, MaxStopTimeout, runenv.StopMargin)
 	case onDemandBase < 0:
 		return fmt.Errorf("tier %s: on-demand base %d must not be negative", tier, onDemandBase)
 	case taskCPU < 256 || taskMemory < 512:
@@ -267,7 +280,10 @@ func (t TierConfig) Scaling() scaling.Config {
 }
 
 // TierParameterName is the SSM parameter holding the active tier.
-func (c Config) TierParameterName() string { return "/inferstack/" + c.Environment + "/tier" }
+func (c Config) TierParameterName() string { return TierParameterName(c.Environment) }
+
+// TierParameterName is the SSM parameter holding environment env's active tier.
+func TierParameterName(env string) string { return "/inferstack/" + env + "/tier" }
 
 // Queue is one queue of the stack, as both the Pulumi program and the
 // local stack create it.
@@ -335,6 +351,14 @@ func (r *reader) integer(key string) int {
 	return v
 }
 
+func (r *reader) duration(key string) time.Duration {
+	v, err := time.ParseDuration(strings.TrimSpace(r.raw(key)))
+	if err != nil {
+		r.fail(key, fmt.Errorf("%q is not a duration like 30s", r.raw(key)))
+	}
+	return v
+}
+
 func (r *reader) boolean(key string) bool {
 	v, err := strconv.ParseBool(strings.TrimSpace(r.raw(key)))
 	if err != nil {
@@ -363,5 +387,27 @@ func (r *reader) tier(prefix string) TierConfig {
 		WarmupSeconds:    r.integer(prefix + "WarmupSeconds"),
 		TaskCPU:          r.integer(prefix + "TaskCpu"),
 		TaskMemory:       r.integer(prefix + "TaskMemory"),
+	}
+}
+
+// Location is where a deployment put what a worker uses: known once the
+// resources exist (Pulumi outputs, or the local stack's emulator).
+type Location struct {
+	Region, Bucket, ModelKey, QueueURL, DeadLetterURL string
+}
+
+// WorkerRuntime is what a tier's worker is told (its task definition's
+// environment): its tier, its queue's visibility and max receives, and the
+// ECS stop timeout less the worker's margin. The Pulumi program and the
+// local stack both build the worker's environment with it.
+func WorkerRuntime(tier string, gpu bool, visibilitySecs, maxReceives, ecsStopTimeout int, at Location) runenv.Worker {
+	device := "cpu"
+	if gpu {
+		device = "auto" // CUDA, falling back to the CPU with the reason in the manifest
+	}
+	return runenv.Worker{
+		Region: at.Region, Tier: tier, Device: device, QueueURL: at.QueueURL, DeadLetterURL: at.DeadLetterURL,
+		Bucket: at.Bucket, ModelKey: at.ModelKey, Visibility: time.Duration(visibilitySecs) * time.Second,
+		MaxReceives: maxReceives, StopTimeout: runenv.WorkerStopTimeout(ecsStopTimeout),
 	}
 }

@@ -1,0 +1,90 @@
+package policy
+
+import (
+	"path"
+	"strings"
+)
+
+// Allows says whether d allows action on resource in the request context
+// ctx (condition keys such as s3:prefix). It is the part of IAM's
+// evaluation these documents use: Allow and Deny statements, wildcards in
+// actions and resources, and StringEquals, StringLike and Bool conditions;
+// an explicit Deny wins. For tests that ask what AWS would decide.
+func (d Document) Allows(action, resource string, ctx map[string]string) bool {
+	allowed := false
+	for _, s := range d.Statement {
+		if !matchAny(s.Action, action, true) || !matchAny(s.Resource, resource, false) || !conditionsHold(s.Condition, ctx) {
+			continue
+		}
+		if s.Effect == "Deny" {
+			return false
+		}
+		allowed = true
+	}
+	return allowed
+}
+
+func matchAny(patterns []string, v string, caseFold bool) bool {
+	for _, p := range patterns {
+		if caseFold {
+			p, v = strings.ToLower(p), strings.ToLower(v)
+		}
+		if like(p, v) {
+			return true
+		}
+	}
+	return false
+}
+
+// like is IAM's wildcard match: * any run of characters (slashes too), ? one.
+func like(pattern, v string) bool {
+	// path.Match stops * at '/', which IAM does not: match segment-free by
+	// replacing the separator with one path.Match never sees.
+	const sep = "\x00"
+	ok, err := path.Match(strings.ReplaceAll(escape(pattern), "/", sep), strings.ReplaceAll(v, "/", sep))
+	return err == nil && ok
+}
+
+// escape keeps IAM's only wildcards, * and ?, and quotes what path.Match
+// would read as a character class or escape.
+func escape(p string) string {
+	r := strings.NewReplacer(`\`, `\\`, `[`, `\[`, `]`, `\]`)
+	return r.Replace(p)
+}
+
+func conditionsHold(conditions map[string]map[string]any, ctx map[string]string) bool {
+	for op, keys := range conditions {
+		for key, want := range keys {
+			got, ok := ctx[key]
+			if !ok {
+				return false // a condition on a key the request lacks does not hold
+			}
+			var values []string
+			switch w := want.(type) {
+			case string:
+				values = []string{w}
+			case []string:
+				values = w
+			case []any:
+				for _, x := range w {
+					if s, ok := x.(string); ok {
+						values = append(values, s)
+					}
+				}
+			}
+			match := false
+			for _, v := range values {
+				switch op {
+				case "StringLike":
+					match = match || like(v, got)
+				case "StringEquals", "Bool":
+					match = match || v == got
+				}
+			}
+			if !match {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -1,0 +1,261 @@
+// Package runenv is the contract between a deployment and its runtimes: the
+// environment variables of a worker task and of the dispatch function. The
+// Pulumi program (task definitions, the Lambda), the local stack and the
+// tests build an environment from the stack's settings with Worker.Env and
+// Dispatch.Env; the worker and the dispatcher read it back with ParseWorker
+// and ParseDispatch. Both sides use this one definition, so a setting cannot
+// be set on one side and missed on the other. No cgo, no SDK.
+package runenv
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The worker task's environment.
+const (
+	// EnvRegion is the SDK's own variable. The Go SDK does not take the
+	// region from instance metadata unless asked to, so the task sets it.
+	EnvRegion        = "AWS_REGION"
+	EnvTier          = "INFERSTACK_TIER"
+	EnvDevice        = "INFERSTACK_DEVICE"
+	EnvQueueURL      = "INFERSTACK_QUEUE_URL"
+	EnvDeadLetterURL = "INFERSTACK_DEAD_LETTER_QUEUE_URL"
+	EnvBucket        = "INFERSTACK_BUCKET"
+	EnvModelKey      = "INFERSTACK_MODEL_KEY"
+	EnvVisibility    = "INFERSTACK_VISIBILITY_TIMEOUT"
+	EnvMaxReceives   = "INFERSTACK_MAX_RECEIVES"
+	EnvStopTimeout   = "INFERSTACK_STOP_TIMEOUT"
+
+	// Tuning the deployment leaves unset (the worker's defaults apply);
+	// for local runs and benchmarks.
+	EnvBatchSize    = "INFERSTACK_BATCH_SIZE"
+	EnvChunkSamples = "INFERSTACK_CHUNK_SAMPLES"
+	EnvThreads      = "INFERSTACK_THREADS"
+	EnvStatusEvery  = "INFERSTACK_STATUS_EVERY"
+	EnvPollWait     = "INFERSTACK_POLL_WAIT"
+)
+
+// The dispatch function's environment.
+const (
+	EnvInputPrefix   = "INFERSTACK_INPUT_PREFIX"
+	EnvTierParameter = "INFERSTACK_TIER_PARAMETER"
+	EnvTierCacheTTL  = "INFERSTACK_TIER_CACHE_TTL"
+	EnvCPUQueueURL   = "INFERSTACK_CPU_QUEUE_URL"
+	EnvGPUQueueURL   = "INFERSTACK_GPU_QUEUE_URL"
+	EnvAutoGPUMin    = "INFERSTACK_AUTO_GPU_MIN_BYTES"
+	EnvAllowOverride = "INFERSTACK_ALLOW_TIER_OVERRIDE"
+	// EnvBucket and EnvDeadLetterURL (the intake's DLQ) as for the worker.
+)
+
+// Limits the parsers enforce, as AWS does.
+const (
+	MaxVisibility = 12 * time.Hour // SQS: a visibility timeout of 0 to 43,200 s
+	MinVisibility = 3 * time.Second
+	MaxReceives   = 1000 // SQS redrive policy: maxReceiveCount 1 to 1,000
+)
+
+// LambdaReserved are the variables Lambda sets itself and refuses in a
+// function's configuration (Lambda developer guide, "Defined runtime
+// environment variables"); the region among them.
+var LambdaReserved = []string{
+	"_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV",
+	"AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
+	"AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
+	"AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+	"AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR", "TZ",
+}
+
+// Error names the variable that is wrong.
+type Error struct {
+	Key string
+	Err error
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%s: %v", e.Key, e.Err) }
+func (e *Error) Unwrap() error { return e.Err }
+
+// ErrRequired marks a variable the deployment must set.
+var ErrRequired = errors.New("required: the deployment sets it")
+
+// Worker is what a tier's worker learns from its deployment: every field is
+// set by the task definition (and by the local stack), from the tier's and
+// its queue's settings.
+type Worker struct {
+	Region        string
+	Tier          string // cpu or gpu
+	Device        string // auto, cpu or gpu (the engine checks it)
+	QueueURL      string
+	DeadLetterURL string
+	Bucket        string
+	ModelKey      string // default model, under models/
+	// Visibility is the tier queue's visibility timeout: what each receive
+	// asks for and the heartbeat extends to.
+	Visibility time.Duration
+	// MaxReceives is the queue's redrive maxReceiveCount: the last delivery
+	// of a failing job is dead-lettered by the worker, with an error record.
+	MaxReceives int
+	// StopTimeout is how long a job may go on after SIGTERM: ECS's stop
+	// timeout less StopMargin, so the job ends before the SIGKILL.
+	StopTimeout time.Duration
+}
+
+// StopMargin is what the worker leaves of ECS's stop timeout for its own
+// exit after handing back or finishing a job.
+const StopMargin = 5 * time.Second
+
+// WorkerStopTimeout is the worker's stop timeout for an ECS container stop
+// timeout of ecsSeconds.
+func WorkerStopTimeout(ecsSeconds int) time.Duration {
+	return time.Duration(ecsSeconds)*time.Second - StopMargin
+}
+
+// Env is the worker's environment.
+func (w Worker) Env() map[string]string {
+	return map[string]string{
+		EnvRegion: w.Region, EnvTier: w.Tier, EnvDevice: w.Device,
+		EnvQueueURL: w.QueueURL, EnvDeadLetterURL: w.DeadLetterURL, EnvBucket: w.Bucket, EnvModelKey: w.ModelKey,
+		EnvVisibility: seconds(w.Visibility), EnvMaxReceives: strconv.Itoa(w.MaxReceives), EnvStopTimeout: seconds(w.StopTimeout),
+	}
+}
+
+// ParseWorker reads and checks a worker's environment.
+func ParseWorker(getenv func(string) string) (Worker, error) {
+	p := parser{getenv: getenv}
+	w := Worker{
+		Region: p.str(EnvRegion), Tier: p.str(EnvTier), Device: p.str(EnvDevice),
+		QueueURL: p.str(EnvQueueURL), DeadLetterURL: p.str(EnvDeadLetterURL), Bucket: p.str(EnvBucket), ModelKey: p.str(EnvModelKey),
+		Visibility:  p.duration(EnvVisibility, MinVisibility, MaxVisibility),
+		MaxReceives: p.integer(EnvMaxReceives, 1, MaxReceives),
+		StopTimeout: p.duration(EnvStopTimeout, time.Millisecond, 120*time.Second), // positive: a job gets some time
+	}
+	if p.err == nil && w.Tier != "cpu" && w.Tier != "gpu" {
+		p.fail(EnvTier, fmt.Errorf("%q: want cpu or gpu", w.Tier))
+	}
+	return w, p.err
+}
+
+// Dispatch is what the dispatch function learns from its deployment. Its
+// region comes from Lambda itself (AWS_REGION is reserved there).
+type Dispatch struct {
+	Bucket        string
+	InputPrefix   string
+	TierParameter string        // SSM parameter holding cpu, gpu or auto
+	TierCacheTTL  time.Duration // how long a read of the parameter is trusted
+	CPUQueueURL   string
+	GPUQueueURL   string // empty: the gpu tier is disabled
+	DeadLetterURL string // the intake queue's dead-letter queue
+	AutoGPUMin    int64  // with tier auto, inputs of at least this many bytes go to the gpu tier
+	AllowOverride bool   // may a message choose its tier?
+}
+
+// Env is the function's environment; a disabled gpu tier leaves its queue out.
+func (d Dispatch) Env() map[string]string {
+	env := map[string]string{
+		EnvBucket: d.Bucket, EnvInputPrefix: d.InputPrefix, EnvTierParameter: d.TierParameter,
+		EnvTierCacheTTL: d.TierCacheTTL.String(), EnvCPUQueueURL: d.CPUQueueURL, EnvDeadLetterURL: d.DeadLetterURL,
+		EnvAutoGPUMin: strconv.FormatInt(d.AutoGPUMin, 10), EnvAllowOverride: strconv.FormatBool(d.AllowOverride),
+	}
+	if d.GPUQueueURL != "" {
+		env[EnvGPUQueueURL] = d.GPUQueueURL
+	}
+	return env
+}
+
+// ParseDispatch reads and checks the function's environment.
+func ParseDispatch(getenv func(string) string) (Dispatch, error) {
+	p := parser{getenv: getenv}
+	d := Dispatch{
+		Bucket: p.str(EnvBucket), InputPrefix: p.str(EnvInputPrefix), TierParameter: p.str(EnvTierParameter),
+		TierCacheTTL: p.duration(EnvTierCacheTTL, 0, 24*time.Hour),
+		CPUQueueURL:  p.str(EnvCPUQueueURL), GPUQueueURL: getenv(EnvGPUQueueURL), DeadLetterURL: p.str(EnvDeadLetterURL),
+		AutoGPUMin:    int64(p.integer(EnvAutoGPUMin, 0, 1<<62)),
+		AllowOverride: p.boolean(EnvAllowOverride),
+	}
+	if p.err == nil && (!strings.HasSuffix(d.InputPrefix, "/") || strings.HasPrefix(d.InputPrefix, "/")) {
+		p.fail(EnvInputPrefix, fmt.Errorf("%q must be a relative key prefix ending in '/'", d.InputPrefix))
+	}
+	return d, p.err
+}
+
+// List renders an environment as KEY=VALUE lines in key order, for exec.Cmd.Env.
+func List(env map[string]string) []string {
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = k + "=" + env[k]
+	}
+	return out
+}
+
+// seconds renders a duration as Go parses it back exactly ("300s").
+func seconds(d time.Duration) string {
+	if d%time.Second == 0 {
+		return strconv.FormatInt(int64(d/time.Second), 10) + "s"
+	}
+	return d.String()
+}
+
+// parser reads required variables and keeps the first error.
+type parser struct {
+	getenv func(string) string
+	err    error
+}
+
+func (p *parser) fail(key string, err error) {
+	if p.err == nil {
+		p.err = &Error{Key: key, Err: err}
+	}
+}
+
+func (p *parser) str(key string) string {
+	v := p.getenv(key)
+	if v == "" {
+		p.fail(key, ErrRequired)
+	}
+	return v
+}
+
+func (p *parser) duration(key string, lo, hi time.Duration) time.Duration {
+	v := p.str(key)
+	if v == "" {
+		return 0
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < lo || d > hi {
+		p.fail(key, fmt.Errorf("%q: want a duration from %s to %s", v, lo, hi))
+	}
+	return d
+}
+
+func (p *parser) integer(key string, lo, hi int) int {
+	v := p.str(key)
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		p.fail(key, fmt.Errorf("%q: want an integer from %d to %d", v, lo, hi))
+	}
+	return n
+}
+
+func (p *parser) boolean(key string) bool {
+	v := p.str(key)
+	if v == "" {
+		return false
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		p.fail(key, fmt.Errorf("%q: want true or false", v))
+	}
+	return b
+}
