@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/inferstack/inferstack/internal/deploy"
+	"github.com/inferstack/inferstack/tests/fakeaws"
 )
 
 // PulumiVersion is the CLI `make setup-test` builds from source.
@@ -57,6 +58,9 @@ func newEngine(t testing.TB) *engine {
 	env := map[string]string{
 		"PULUMI_CONFIG_PASSPHRASE": "inferstack-test", "PULUMI_SKIP_UPDATE_CHECK": "true",
 		"PULUMI_HOME": home, "PULUMI_BACKEND_URL": "file://" + backend, "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
+		// The mock provider keeps ECS's state (associations, services) from
+		// one provider process (one `up`) to the next, to enforce ECS's rules.
+		fakeaws.ECSStateEnv: filepath.Join(home, "ecs-state.json"),
 	}
 	for _, name := range []string{"aws", "awsx"} {
 		plugin := filepath.Join(bin, "pulumi-resource-"+name)

@@ -12,6 +12,11 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 )
 
+// ECSStateEnv names the JSON file in which the mock provider keeps what ECS
+// knows (clusters' capacity providers, live services) from one provider
+// process to the next; the test harness sets it, the provider reads it.
+const ECSStateEnv = "INFERSTACK_MOCK_ECS_STATE"
+
 // Account and Region of every fake resource.
 const (
 	Account = "123456789012"

@@ -2,9 +2,9 @@
 // pulumi-resource-awsx plugins, which cannot be fetched here: it speaks the
 // real provider gRPC protocol to the real Pulumi engine, answers Create and
 // Update with what AWS would compute (tests/fakeaws), diffs properties
-// honestly, and constructs awsx's Vpc component. Installed under both names
-// with `pulumi plugin install resource NAME VERSION --file`; it tells which
-// one it is from its file name.
+// honestly, refuses what ECS refuses (ecs.go), and constructs awsx's Vpc
+// component. Installed under both names with `pulumi plugin install resource
+// NAME VERSION --file`; it tells which one it is from its file name.
 package main
 
 import (
@@ -36,7 +36,7 @@ func main() {
 		os.Exit(1)
 	}
 	err := provider.Main(name, func(host *provider.HostClient) (pulumirpc.ResourceProviderServer, error) {
-		return &mock{name: name, host: host}, nil
+		return &mock{name: name, host: host, ecs: newECSStore(os.Getenv(fakeaws.ECSStateEnv))}, nil
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -48,6 +48,7 @@ type mock struct {
 	pulumirpc.UnimplementedResourceProviderServer
 	name string
 	host *provider.HostClient
+	ecs  *ecsStore
 }
 
 var opts = plugin.MarshalOptions{KeepUnknowns: true, KeepSecrets: true, KeepResources: true, KeepOutputValues: true}
@@ -121,6 +122,12 @@ func (p *mock) Create(_ context.Context, req *pulumirpc.CreateRequest) (*pulumir
 	}
 	urn := resource.URN(req.GetUrn())
 	id, outs := fakeaws.Outputs(string(urn.Type()), urn.Name(), inputs)
+	// A preview calls no AWS API, so it neither checks nor changes ECS.
+	if !req.GetPreview() {
+		if err := p.ecs.create(string(urn.Type()), urn.Name(), id, inputs); err != nil {
+			return nil, err
+		}
+	}
 	props, err := marshal(outs)
 	if err != nil {
 		return nil, err
@@ -128,6 +135,7 @@ func (p *mock) Create(_ context.Context, req *pulumirpc.CreateRequest) (*pulumir
 	return &pulumirpc.CreateResponse{Id: id, Properties: props}, nil
 }
 
+// Read (refresh) reports the resource as it was and leaves the ECS state as is.
 func (p *mock) Read(_ context.Context, req *pulumirpc.ReadRequest) (*pulumirpc.ReadResponse, error) {
 	return &pulumirpc.ReadResponse{Id: req.GetId(), Properties: req.GetProperties(), Inputs: req.GetInputs()}, nil
 }
@@ -138,6 +146,15 @@ func (p *mock) Update(_ context.Context, req *pulumirpc.UpdateRequest) (*pulumir
 		return nil, err
 	}
 	urn := resource.URN(req.GetUrn())
+	if !req.GetPreview() {
+		olds, err := unmarshal(req.GetOlds())
+		if err != nil {
+			return nil, err
+		}
+		if err := p.ecs.change(string(urn.Type()), req.GetId(), olds, news); err != nil {
+			return nil, err
+		}
+	}
 	_, outs := fakeaws.Outputs(string(urn.Type()), urn.Name(), news)
 	props, err := marshal(outs)
 	if err != nil {
@@ -146,7 +163,17 @@ func (p *mock) Update(_ context.Context, req *pulumirpc.UpdateRequest) (*pulumir
 	return &pulumirpc.UpdateResponse{Properties: props}, nil
 }
 
-func (p *mock) Delete(context.Context, *pulumirpc.DeleteRequest) (*emptypb.Empty, error) {
+// Delete succeeds unless ECS would refuse it; the request carries the id
+// and the last outputs (inputs plus computed names), which say what the
+// resource held.
+func (p *mock) Delete(_ context.Context, req *pulumirpc.DeleteRequest) (*emptypb.Empty, error) {
+	olds, err := unmarshal(req.GetProperties())
+	if err != nil {
+		return nil, err
+	}
+	if err := p.ecs.remove(string(resource.URN(req.GetUrn()).Type()), req.GetId(), olds); err != nil {
+		return nil, err
+	}
 	return &emptypb.Empty{}, nil
 }
 
