@@ -14,6 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/inferstack/inferstack/internal/awserr"
 )
 
 // Objects is the S3 API the worker uses; *s3.Client satisfies it.
@@ -38,7 +40,8 @@ func status(err error) int {
 }
 
 // transient says whether retrying can help: no response at all (the network
-// or the endpoint is down), throttling, timeouts and server errors.
+// or the endpoint is down), throttling, timeouts and server errors. A denied
+// call never is (awserr).
 func transient(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
@@ -93,15 +96,19 @@ func (s *store) get(ctx context.Context, key string) ([]byte, error) {
 	if status(err) == http.StatusNotFound {
 		return nil, fmt.Errorf("s3://%s/%s: %w", s.bucket, key, errNotFound)
 	}
-	return data, err
+	return data, awserr.Denied(err, "s3:GetObject", s.uri(key))
 }
 
+// uri names an object in errors.
+func (s *store) uri(key string) string { return "s3://" + s.bucket + "/" + key }
+
 func (s *store) put(ctx context.Context, key string, data []byte, contentType string) error {
-	return retry(ctx, func() error {
+	err := retry(ctx, func() error {
 		_, err := s.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key),
 			Body: bytes.NewReader(data), ContentType: aws.String(contentType)})
 		return err
 	})
+	return awserr.Denied(err, "s3:PutObject", s.uri(key))
 }
 
 func (s *store) putJSON(ctx context.Context, key string, v any) error {
@@ -129,7 +136,8 @@ func (s *store) head(ctx context.Context, key string) (*s3.HeadObjectOutput, err
 	if status(err) == http.StatusNotFound {
 		return nil, fmt.Errorf("s3://%s/%s: %w", s.bucket, key, errNotFound)
 	}
-	return out, err
+	// HeadObject is authorised as s3:GetObject (S3 API reference, HeadObject).
+	return out, awserr.Denied(err, "s3:GetObject", s.uri(key))
 }
 
 // rangeReader reads one version of an object (If-Match its ETag) with a
@@ -182,5 +190,5 @@ func (r *rangeReader) fetch(p []byte, off int64) (int, error) {
 		}
 		return err
 	})
-	return n, err
+	return n, awserr.Denied(err, "s3:GetObject", r.s.uri(r.key))
 }

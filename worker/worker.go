@@ -20,6 +20,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/inferstack/inferstack/inference"
+	"github.com/inferstack/inferstack/internal/awserr"
 	"github.com/inferstack/inferstack/internal/job"
 )
 
@@ -85,10 +86,18 @@ func (w *Worker) Run(ctx context.Context) error {
 		})
 		cancel()
 		if err != nil {
-			w.log.Warn("receive failed, retrying", "err", err)
+			wait := time.Second
+			if awserr.IsDenied(err) {
+				// Nothing is received, so nothing is lost: say what is
+				// missing, loudly, and keep trying in case it is granted.
+				err, wait = awserr.Denied(err, "sqs:ReceiveMessage", w.cfg.QueueURL), 30*time.Second
+				w.log.Error("cannot receive jobs: a permission is missing", "err", err)
+			} else {
+				w.log.Warn("receive failed, retrying", "err", err)
+			}
 			select {
 			case <-ctx.Done():
-			case <-time.After(time.Second):
+			case <-time.After(wait):
 			}
 			continue
 		}
@@ -157,6 +166,14 @@ func (w *Worker) handle(soft context.Context, m sqstypes.Message) {
 		log.Info("job done", "samples", manifest.Samples, "seconds", time.Since(started).Seconds(), "device", manifest.Device.Used)
 	case errors.Is(cause, errTakenBack):
 		log.Warn("job abandoned", "err", cause)
+	case awserr.IsDenied(err) || awserr.IsDenied(cause):
+		// A missing permission is the deployment's fault, and no retry
+		// cures it: end the job now with a record of what to grant.
+		if !awserr.IsDenied(err) {
+			err = cause
+		}
+		log.Error("job failed: a permission is missing", "err", err)
+		w.poison(m, req.JobID, err, log)
 	case errors.Is(cause, errStopTimeout) || soft.Err() != nil && ctx.Err() != nil:
 		w.release(m, 0, log)
 		w.setStatus(req.JobID, "interrupted", nil)
@@ -206,6 +223,9 @@ func (w *Worker) heartbeat(ctx context.Context, cancel context.CancelCauseFunc, 
 			})
 			switch {
 			case err == nil:
+			case awserr.IsDenied(err):
+				cancel(awserr.Denied(err, "sqs:ChangeMessageVisibility", w.cfg.QueueURL))
+				return
 			case status(err) >= 400 && status(err) < 500 && !transient(err):
 				// ReceiptHandleIsInvalid / MessageNotInflight: the visibility ran out.
 				cancel(fmt.Errorf("%w: %v", errTakenBack, err))
@@ -353,7 +373,11 @@ func (w *Worker) finish(m sqstypes.Message, log *slog.Logger) {
 		_, err := w.queue.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: aws.String(w.cfg.QueueURL), ReceiptHandle: m.ReceiptHandle})
 		return err
 	})
-	if err != nil {
+	switch {
+	case awserr.IsDenied(err):
+		log.Error("cannot delete finished message: a permission is missing; its redeliveries will be acknowledged",
+			"err", awserr.Denied(err, "sqs:DeleteMessage", w.cfg.QueueURL))
+	case err != nil:
 		// Redelivery finds the manifest and acknowledges without recomputing.
 		log.Warn("cannot delete finished message", "err", err)
 	}
@@ -397,7 +421,7 @@ func (w *Worker) poison(m sqstypes.Message, jobID string, cause error, log *slog
 		return err
 	})
 	if err != nil {
-		log.Error("cannot dead-letter; leaving the message for redelivery", "err", err)
+		log.Error("cannot dead-letter; leaving the message for redelivery", "err", awserr.Denied(err, "sqs:SendMessage", w.cfg.DeadLetterURL))
 		return
 	}
 	w.finish(m, log)

@@ -19,6 +19,7 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
+	"github.com/inferstack/inferstack/internal/awserr"
 	"github.com/inferstack/inferstack/internal/job"
 )
 
@@ -89,10 +90,13 @@ type outgoing struct {
 }
 
 // Handle forwards every valid message to its tier's queue and dead-letters
-// every invalid one, each exactly as received plus attributes. Only messages
-// that hit a transient failure (SSM, S3, SQS) come back as batch item
-// failures, for SQS to redeliver; a handler error is never returned, so one
-// bad record cannot make SQS retry its whole batch.
+// every invalid one, each exactly as received plus attributes. A message
+// whose routing IAM refuses (reading the tier, sizing the input, sending to
+// the tier queue) is dead-lettered too, with the denied action as its
+// reason: no retry can cure a missing permission. Only messages that hit a
+// transient failure come back as batch item failures, for SQS to redeliver;
+// a handler error is never returned, so one bad record cannot make SQS retry
+// its whole batch.
 func (d *Dispatcher) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
 	var resp events.SQSEventResponse
 	retry := func(msg events.SQSMessage) {
@@ -112,17 +116,27 @@ func (d *Dispatcher) Handle(ctx context.Context, ev events.SQSEvent) (events.SQS
 				continue
 			}
 		}
-		if errors.Is(err, job.ErrInvalid) {
+		switch {
+		case errors.Is(err, job.ErrInvalid):
 			log.Warn("dead-lettering invalid message", "reason", err.Error())
 			dead = append(dead, outgoing{msg: msg, jobID: req.JobID, why: err.Error()})
-			continue
+		case awserr.IsDenied(err):
+			log.Error("dead-lettering message: a permission is missing", "err", err)
+			dead = append(dead, outgoing{msg: msg, jobID: req.JobID, why: err.Error()})
+		default:
+			log.Error("cannot route message now, SQS will redeliver it", "err", err)
+			retry(msg)
 		}
-		log.Error("cannot route message now, SQS will redeliver it", "err", err)
-		retry(msg)
 	}
 	for tier, out := range byTier {
-		for _, msg := range d.send(ctx, tierQueueURL(d.cfg, tier), out, true) {
-			retry(msg)
+		for _, f := range d.send(ctx, tierQueueURL(d.cfg, tier), out, true) {
+			if awserr.IsDenied(f.err) {
+				f.o.why = f.err.Error()
+				d.logFor(f.o).Error("dead-lettering message: a permission is missing", "err", f.err)
+				dead = append(dead, f.o)
+				continue
+			}
+			retry(f.o.msg)
 		}
 	}
 	// An invalid message ends as an error record plus a dead letter; without
@@ -136,8 +150,8 @@ func (d *Dispatcher) Handle(ctx context.Context, ev events.SQSEvent) (events.SQS
 		}
 		recorded = append(recorded, o)
 	}
-	for _, msg := range d.send(ctx, d.cfg.DeadLetterURL, recorded, false) {
-		retry(msg)
+	for _, f := range d.send(ctx, d.cfg.DeadLetterURL, recorded, false) {
+		retry(f.o.msg)
 	}
 	return resp, nil
 }
@@ -155,9 +169,10 @@ func (d *Dispatcher) record(ctx context.Context, o outgoing) error {
 	if err != nil {
 		return err
 	}
-	_, err = d.objects.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(d.cfg.Bucket), Key: aws.String(job.ErrorsPrefix + id + ".json"),
+	key := job.ErrorsPrefix + id + ".json"
+	_, err = d.objects.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(d.cfg.Bucket), Key: aws.String(key),
 		Body: bytes.NewReader(data), ContentType: aws.String("application/json")})
-	return err
+	return awserr.Denied(err, "s3:PutObject", "s3://"+d.cfg.Bucket+"/"+key)
 }
 
 // route picks the tier of a valid request.
@@ -194,7 +209,7 @@ func (d *Dispatcher) tierSetting(ctx context.Context) (job.Tier, error) {
 	}
 	out, err := d.params.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(d.cfg.TierParameter)})
 	if err != nil {
-		return "", fmt.Errorf("read tier parameter %s: %w", d.cfg.TierParameter, err)
+		return "", fmt.Errorf("read tier parameter: %w", awserr.Denied(err, "ssm:GetParameter", "parameter "+d.cfg.TierParameter))
 	}
 	tier, err := job.ParseTier(aws.ToString(out.Parameter.Value))
 	if err != nil {
@@ -213,15 +228,23 @@ func (d *Dispatcher) inputSize(ctx context.Context, filename string) (int64, err
 		return 0, fmt.Errorf("%w: input s3://%s/%s does not exist", job.ErrInvalid, d.cfg.Bucket, key)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("head input %s: %w", key, err)
+		// HeadObject is authorised as s3:GetObject; a missing input reads as
+		// denied (403) unless the role may also list inputs/.
+		return 0, fmt.Errorf("size input: %w", awserr.Denied(err, "s3:GetObject", "s3://"+d.cfg.Bucket+"/"+key))
 	}
 	return aws.ToInt64(out.ContentLength), nil
+}
+
+// notSent is a message SQS did not take, and why.
+type notSent struct {
+	o   outgoing
+	err error
 }
 
 // send puts the messages on queueURL in as few calls as the batch limits
 // allow and returns those SQS did not take. forwarded says whether they are
 // routed jobs (tier attributes) or dead letters (a reason attribute).
-func (d *Dispatcher) send(ctx context.Context, queueURL string, msgs []outgoing, forwarded bool) []events.SQSMessage {
+func (d *Dispatcher) send(ctx context.Context, queueURL string, msgs []outgoing, forwarded bool) []notSent {
 	entries := make([]sqstypes.SendMessageBatchRequestEntry, len(msgs))
 	sizes := make([]int, len(msgs))
 	now := d.now().UTC().Format(time.RFC3339Nano)
@@ -244,13 +267,16 @@ func (d *Dispatcher) send(ctx context.Context, queueURL string, msgs []outgoing,
 			sizes[i] += len(k) + len(aws.ToString(v.DataType)) + len(aws.ToString(v.StringValue))
 		}
 	}
-	var failed []events.SQSMessage
+	var failed []notSent
 	for _, r := range splitBatches(sizes) {
 		out, err := d.queues.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(queueURL), Entries: entries[r[0]:r[1]]})
 		if err != nil {
+			err = awserr.Denied(err, "sqs:SendMessage", queueURL)
 			for _, o := range msgs[r[0]:r[1]] {
-				d.logFor(o).Error("send failed, SQS will redeliver", "queue", queueURL, "err", err)
-				failed = append(failed, o.msg)
+				if !awserr.IsDenied(err) || !forwarded {
+					d.logFor(o).Error("send failed, SQS will redeliver", "queue", queueURL, "err", err)
+				}
+				failed = append(failed, notSent{o, err})
 			}
 			continue
 		}
@@ -262,7 +288,7 @@ func (d *Dispatcher) send(ctx context.Context, queueURL string, msgs []outgoing,
 			o := msgs[i]
 			if reason, ok := notTaken[strconv.Itoa(i)]; ok {
 				d.logFor(o).Error("send failed, SQS will redeliver", "queue", queueURL, "err", reason)
-				failed = append(failed, o.msg)
+				failed = append(failed, notSent{o, errors.New(reason)})
 			} else if forwarded {
 				d.logFor(o).Info("forwarded", "route", o.why)
 			} else {

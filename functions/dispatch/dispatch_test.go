@@ -6,9 +6,11 @@ import (
 	"errors"
 	"io"
 	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +23,8 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/stretchr/testify/require"
 
 	"github.com/inferstack/inferstack/internal/job"
@@ -386,5 +390,77 @@ func TestConfigFromEnv(t *testing.T) {
 		var ce *ConfigError
 		require.ErrorAs(t, err, &ce, key)
 		require.Equal(t, key, ce.Key)
+	}
+}
+
+// recordingObjects keeps what is put; headErr fails every HeadObject.
+type recordingObjects struct {
+	mu      sync.Mutex
+	put     map[string][]byte
+	headErr error
+}
+
+func (r *recordingObjects) PutObject(_ context.Context, in *s3.PutObjectInput, _ ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
+	data, err := io.ReadAll(in.Body)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.put[aws.ToString(in.Key)] = data
+	return &s3.PutObjectOutput{}, nil
+}
+
+func (r *recordingObjects) HeadObject(context.Context, *s3.HeadObjectInput, ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
+	return nil, r.headErr
+}
+
+// denied is how the SDK reports a call IAM refused (a HEAD gets a bare 403).
+func denied(code string) error {
+	return &smithyhttp.ResponseError{
+		Response: &smithyhttp.Response{Response: &http.Response{StatusCode: http.StatusForbidden}},
+		Err:      &smithy.GenericAPIError{Code: code, Message: "User: arn:aws:sts::123456789012:assumed-role/dispatch is not authorized"},
+	}
+}
+
+// A call IAM refuses is the deployment's fault and no retry cures it: the
+// message ends at once as an error record naming what to grant, plus a
+// dead letter, instead of being retried until the redrive drops it.
+func TestDeniedCallsEndTheMessageWithTheDeniedActionNotARetry(t *testing.T) {
+	t.Parallel()
+	for name, c := range map[string]struct {
+		params   *fakeParameters
+		headErr  error
+		sendErr  error
+		action   string
+		resource string
+	}{
+		"tier parameter": {params: &fakeParameters{err: denied("AccessDeniedException")}, action: "ssm:GetParameter", resource: "parameter /inferstack/dev/tier"},
+		"input size":     {params: &fakeParameters{value: "auto"}, headErr: denied("Forbidden"), action: "s3:GetObject", resource: "s3://bucket/inputs/"},
+		"tier queue":     {params: &fakeParameters{value: "cpu"}, sendErr: denied("AccessDenied"), action: "sqs:SendMessage", resource: "cpu-url"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			q := &fakeQueues{SendFn: func(in *sqs.SendMessageBatchInput) (*sqs.SendMessageBatchOutput, error) {
+				if aws.ToString(in.QueueUrl) == "cpu-url" && c.sendErr != nil {
+					return nil, c.sendErr
+				}
+				return nil, nil
+			}}
+			objects := &recordingObjects{put: map[string][]byte{}, headErr: c.headErr}
+			resp, err := New(testConfig, q, c.params, objects, nil, nil).Handle(t.Context(), fixture(t, "mixed.json"))
+			require.NoError(t, err)
+			require.Empty(t, failures(resp), "nothing is retried")
+			require.Len(t, q.sent["dlq-url"], 5, "the three invalid messages and the two refused ones")
+			refused := 0
+			for key, data := range objects.put {
+				var rec struct{ Reason string }
+				require.NoError(t, json.Unmarshal(data, &rec), key)
+				if strings.Contains(rec.Reason, "access denied: "+c.action+" on "+c.resource) {
+					refused++
+				}
+			}
+			require.Equal(t, 2, refused, "an error record naming %s for each valid message: %v", c.action, objects.put)
+		})
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/inferstack/inferstack/internal/job"
 )
 
 // The worker task's environment.
@@ -176,7 +178,7 @@ func ParseDispatch(getenv func(string) string) (Dispatch, error) {
 		AutoGPUMin:    int64(p.integer(EnvAutoGPUMin, 0, 1<<62)),
 		AllowOverride: p.boolean(EnvAllowOverride),
 	}
-	if p.err == nil && (!strings.HasSuffix(d.InputPrefix, "/") || strings.HasPrefix(d.InputPrefix, "/")) {
+	if p.err == nil && (job.CheckRelativeKey(d.InputPrefix) != nil || !strings.HasSuffix(d.InputPrefix, "/")) {
 		p.fail(EnvInputPrefix, fmt.Errorf("%q must be a relative key prefix ending in '/'", d.InputPrefix))
 	}
 	return d, p.err
