@@ -160,7 +160,7 @@ type ClientArgs struct {
 }
 
 // ClientReads are the prefixes a client reads.
-var ClientReads = []string{job.InputPrefix, job.ResultsPrefix, job.StatusPrefix, job.ErrorsPrefix}
+var ClientReads = []string{job.ResultsPrefix, job.StatusPrefix, job.ErrorsPrefix}
 
 // Client: upload inputs, send intake messages, follow status, read results
 // and error records, and read or switch the tier. The least a user of the
