@@ -288,6 +288,11 @@ func TestJobMatchesALocalRunByteForByte(t *testing.T) {
 		mu.Lock()
 		protections = append(protections, r.Method+" "+r.URL.Path+" "+string(body))
 		mu.Unlock()
+		// The agent's answer when ECS agrees (ECS developer guide, "Task
+		// scale-in protection endpoint").
+		var asked struct{ ProtectionEnabled bool }
+		_ = json.Unmarshal(body, &asked)
+		_, _ = fmt.Fprintf(w, `{"protection":{"ProtectionEnabled":%t,"TaskArn":"arn:aws:ecs:us-east-1:123456789012:task/c/t"}}`, asked.ProtectionEnabled)
 	}))
 	defer agent.Close()
 	cfg := e.cfg

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/inferstack/inferstack/inference"
+	"github.com/inferstack/inferstack/internal/job"
 	"github.com/inferstack/inferstack/internal/localstack"
 	"github.com/inferstack/inferstack/internal/settings"
 )
@@ -26,6 +27,17 @@ make local-stack builds what it needs and runs it.
 
 Flags:
 `
+
+// localHints are the commands that send the stack a job. The AWS CLI ones
+// name the endpoint: version 1 (pip's aws) ignores AWS_ENDPOINT_URL and
+// would go to AWS itself.
+func localHints(endpoint, bucket, intake string) string {
+	return fmt.Sprintf(`  inferstack submit FILE --wait
+or, as a client with only the AWS CLI (v1 or v2) would:
+  aws --endpoint-url %[1]s s3 cp FILE s3://%[2]s/%[3]sFILE
+  aws --endpoint-url %[1]s sqs send-message --queue-url %[4]s --message-body '{"filename": "FILE"}'
+`, endpoint, bucket, job.InputPrefix, intake)
+}
 
 // runLocal is `inferstack local up`.
 func (m *Main) runLocal(ctx context.Context, args []string) error {
@@ -68,8 +80,8 @@ func (m *Main) runLocal(ctx context.Context, args []string) error {
 		return err
 	}
 	defer s.Down()
-	fmt.Fprintf(m.Stdout, "local stack %q is up (logs: %s). In another shell:\n%s\n", *stack, logFile.Name(), s.ExportLines())
-	fmt.Fprintf(m.Stdout, "  inferstack submit FILE --wait\n  aws sqs send-message --queue-url %s --message-body '{\"filename\": \"FILE\"}'\n\n", s.Intake)
+	fmt.Fprintf(m.Stdout, "local stack %q is up (logs: %s). In another shell:\n%s\n%s\n", *stack, logFile.Name(), s.ExportLines(),
+		localHints(s.Endpoint(), s.Bucket, s.Intake))
 
 	var mu sync.Mutex
 	latest := map[string]localstack.Sample{}

@@ -234,3 +234,19 @@ func oldORT(t *testing.T) string {
 	}
 	return path
 }
+
+// The AWS CLI v1 ignores AWS_ENDPOINT_URL: every aws line names the endpoint.
+func TestLocalHintsNameTheEndpoint(t *testing.T) {
+	t.Parallel()
+	h := localHints("http://127.0.0.1:9", "b", "http://127.0.0.1:9/123456789012/q")
+	aws := 0
+	for _, line := range strings.Split(h, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "aws ") {
+			aws++
+			require.Contains(t, line, "--endpoint-url http://127.0.0.1:9 ", line)
+		}
+	}
+	require.Equal(t, 2, aws)
+	require.Contains(t, h, "s3://b/inputs/FILE")
+	require.Contains(t, h, "--queue-url http://127.0.0.1:9/123456789012/q")
+}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strconv"
@@ -42,7 +43,14 @@ type Queues interface {
 
 // Process is a running worker.
 type Process interface {
-	// Stop asks the worker to stop (SIGTERM) and waits for it.
+	// Pid names the process in logs.
+	Pid() int
+	// Done is closed once the process has exited, for whatever reason.
+	Done() <-chan struct{}
+	// ExitStatus says how it ended ("exit status 1", "signal: killed")
+	// once Done is closed.
+	ExitStatus() string
+	// Stop asks the worker to stop (SIGTERM) and waits for it to exit.
 	Stop()
 }
 
@@ -63,20 +71,44 @@ type Sample struct {
 	Workers int       `json:"workers"`
 }
 
-// Scaler polls each tier's backlog and keeps the worker count at Desired.
+// Scaler polls each tier's backlog and keeps the count of live workers at
+// Desired: like the ECS service scheduler, it replaces a worker that exits
+// while the policy still wants it.
 type Scaler struct {
 	Queues   Queues
 	Tiers    []Tier
 	Interval time.Duration
 	OnSample func(Sample)
+	Log      *slog.Logger     // nil: discard
+	Now      func() time.Time // nil: time.Now
 
 	workers  map[string][]Process
 	idleFrom map[string]time.Time
+	started  map[Process]time.Time
+	crashes  map[string]crashLoop
+}
+
+// crashLoop slows the replacement of workers that keep dying young, as the
+// ECS service scheduler throttles a service whose tasks keep failing to
+// start: a worker with a bad setting is not restarted at every tick.
+type crashLoop struct {
+	count     int       // exits in a row within quickExit of the start
+	notBefore time.Time // no start before this
+}
+
+const (
+	quickExit       = 10 * time.Second
+	firstRestartGap = time.Second
+	maxRestartGap   = time.Minute
+)
+
+// restartGap is the wait after n quick exits in a row: 1 s, 2 s, 4 s... 1 min.
+func restartGap(n int) time.Duration {
+	return min(maxRestartGap, firstRestartGap<<min(max(n-1, 0), 10))
 }
 
 // Run scales until ctx ends, then stops every worker.
 func (s *Scaler) Run(ctx context.Context) error {
-	s.workers, s.idleFrom = map[string][]Process{}, map[string]time.Time{}
 	defer s.stopAll()
 	tick := time.NewTicker(s.Interval)
 	defer tick.Stop()
@@ -95,11 +127,24 @@ func (s *Scaler) Run(ctx context.Context) error {
 }
 
 func (s *Scaler) step(ctx context.Context, t Tier) error {
+	if s.workers == nil {
+		s.workers, s.idleFrom = map[string][]Process{}, map[string]time.Time{}
+		s.started, s.crashes = map[Process]time.Time{}, map[string]crashLoop{}
+	}
+	log := s.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("tier", t.Name)
+	now := time.Now()
+	if s.Now != nil {
+		now = s.Now()
+	}
+	s.reap(t.Name, now, log)
 	backlog, err := Backlog(ctx, s.Queues, t.QueueURL)
 	if err != nil {
 		return nil // the queue is unreachable for a moment: keep what runs
 	}
-	now := time.Now()
 	if backlog > 0 {
 		delete(s.idleFrom, t.Name)
 	} else if _, ok := s.idleFrom[t.Name]; !ok {
@@ -111,22 +156,52 @@ func (s *Scaler) step(ctx context.Context, t Tier) error {
 		idleFor = now.Sub(since)
 	}
 	want := Desired(t.Policy, backlog, running, idleFor, t.IdleAfter)
-	for len(s.workers[t.Name]) < want {
+	for len(s.workers[t.Name]) < want && !now.Before(s.crashes[t.Name].notBefore) {
 		p, err := t.Start()
 		if err != nil {
 			return fmt.Errorf("start %s worker: %w", t.Name, err)
 		}
 		s.workers[t.Name] = append(s.workers[t.Name], p)
+		s.started[p] = now
+		log.Info("worker started", "pid", p.Pid(), "backlog", backlog)
 	}
 	for len(s.workers[t.Name]) > want {
 		last := len(s.workers[t.Name]) - 1
-		s.workers[t.Name][last].Stop()
+		p := s.workers[t.Name][last]
+		p.Stop()
 		s.workers[t.Name] = s.workers[t.Name][:last]
+		delete(s.started, p)
+		log.Info("worker stopped: scale-in", "pid", p.Pid(), "status", p.ExitStatus())
 	}
 	if s.OnSample != nil {
 		s.OnSample(Sample{At: now, Tier: t.Name, Backlog: backlog, Workers: len(s.workers[t.Name])})
 	}
 	return nil
+}
+
+// reap drops the tier's workers that have exited and logs how each ended,
+// as ECS records a stopped task's reason; the step then counts only the
+// live ones, so Desired starts replacements while work remains (after a
+// growing gap when workers keep dying young).
+func (s *Scaler) reap(tier string, now time.Time, log *slog.Logger) {
+	live := s.workers[tier][:0]
+	for _, p := range s.workers[tier] {
+		select {
+		case <-p.Done():
+			c := crashLoop{}
+			if now.Sub(s.started[p]) < quickExit {
+				c.count = s.crashes[tier].count + 1
+				c.notBefore = now.Add(restartGap(c.count))
+			}
+			s.crashes[tier] = c
+			delete(s.started, p)
+			log.Warn("worker exited", "pid", p.Pid(), "status", p.ExitStatus(), "next_start_after", c.notBefore.Sub(now).String())
+		default:
+			live = append(live, p)
+		}
+	}
+	clear(s.workers[tier][len(live):])
+	s.workers[tier] = live
 }
 
 func (s *Scaler) stopAll() {
@@ -150,8 +225,15 @@ func Backlog(ctx context.Context, q Queues, url string) (int, error) {
 	return visible + inFlight, nil
 }
 
-// workerProcess is an `inferstack worker` child process.
-type workerProcess struct{ cmd *exec.Cmd }
+// workerProcess is an `inferstack worker` child process. One goroutine
+// waits on it (a process is waited on once): Done closes when it exits.
+type workerProcess struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error // from Wait, set before done closes
+}
+
+var _ Process = (*workerProcess)(nil)
 
 // StartWorker starts `binary worker` with the given extra environment.
 func StartWorker(binary string, env []string, logs io.Writer) (Process, error) {
@@ -161,11 +243,34 @@ func StartWorker(binary string, env []string, logs io.Writer) (Process, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	return &workerProcess{cmd: cmd}, nil
+	w := &workerProcess{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		w.err = cmd.Wait()
+		close(w.done)
+	}()
+	return w, nil
 }
 
-// Stop sends SIGTERM (the worker hands back or finishes its job) and waits.
+func (w *workerProcess) Pid() int              { return w.cmd.Process.Pid }
+func (w *workerProcess) Done() <-chan struct{} { return w.done }
+
+// ExitStatus is exec's wording of the wait status: "exit status 1",
+// "signal: killed"; empty while the process runs.
+func (w *workerProcess) ExitStatus() string {
+	select {
+	case <-w.done:
+	default:
+		return ""
+	}
+	if w.cmd.ProcessState != nil {
+		return w.cmd.ProcessState.String()
+	}
+	return w.err.Error() // Wait failed before the process was reaped
+}
+
+// Stop sends SIGTERM (the worker hands back or finishes its job) and waits
+// for the waiting goroutine to see it exit.
 func (w *workerProcess) Stop() {
-	_ = w.cmd.Process.Signal(syscall.SIGTERM)
-	_ = w.cmd.Wait()
+	_ = w.cmd.Process.Signal(syscall.SIGTERM) // fails only if it already exited
+	<-w.done
 }
