@@ -31,6 +31,7 @@ import (
 	"github.com/inferstack/inferstack/internal/eventsource"
 	"github.com/inferstack/inferstack/internal/localstack"
 	"github.com/inferstack/inferstack/internal/onnxmodel"
+	"github.com/inferstack/inferstack/internal/policy"
 	"github.com/inferstack/inferstack/internal/runenv"
 	"github.com/inferstack/inferstack/internal/scaling"
 	"github.com/inferstack/inferstack/internal/settings"
@@ -67,7 +68,8 @@ func setUp(m *testing.M) (int, error) {
 	if _, err := testenv.RIEPath(); err != nil {
 		return 0, err
 	}
-	if moto, err = testenv.StartMoto(context.Background()); err != nil {
+	// IAM enforced: each component runs as a user with its role's document.
+	if moto, err = testenv.StartMoto(context.Background(), testenv.WithIAM()); err != nil {
 		return 0, err
 	}
 	defer moto.Stop()
@@ -75,15 +77,25 @@ func setUp(m *testing.M) (int, error) {
 }
 
 // stack is a small stack on moto: bucket, intake and tier queues with their
-// DLQs, the tier parameter, the dispatch handler and one worker per tier.
+// DLQs, the tier parameter, the dispatch handler and one worker per tier,
+// and an IAM user per component with the document the Pulumi program gives
+// its role.
 type stack struct {
 	t                         *testing.T
-	s3                        *s3.Client
-	sqs                       *sqs.Client
-	ssm                       *ssm.Client
+	s3                        *s3.Client  // the harness's (admin): sets up and looks
+	sqs                       *sqs.Client // the harness's (admin)
+	ssm                       *ssm.Client // the harness's (admin)
 	bucket, intake, tierParam string
 	queues                    map[string]string // tier and dlq queue URLs by name
+
+	dispatch testenv.Principal            // the dispatch function's role (and its event source mapping's)
+	workers  map[string]testenv.Principal // each tier's worker task role
+	client   testenv.Principal            // a user of the stack (policy.Client): the CLIs
+	dropped  map[string][]string          // statements left out of a role's document, by role (without)
 }
+
+// stackOption changes a stack before newStack starts its parts.
+type stackOption func(*stack)
 
 func (s *stack) queue(name string, dlqURL string) string {
 	attrs := map[string]string{"VisibilityTimeout": "30"}
@@ -98,14 +110,17 @@ func (s *stack) queue(name string, dlqURL string) string {
 	return s.queues[name]
 }
 
-func newStack(t *testing.T, workers bool) *stack {
+func newStack(t *testing.T, workers bool, opts ...stackOption) *stack {
 	ctx := t.Context()
 	cfg, err := moto.Config(ctx)
 	require.NoError(t, err)
-	s := &stack{t: t, sqs: sqs.NewFromConfig(cfg), ssm: ssm.NewFromConfig(cfg), queues: map[string]string{},
+	s := &stack{t: t, sqs: sqs.NewFromConfig(cfg), ssm: ssm.NewFromConfig(cfg), queues: map[string]string{}, dropped: map[string][]string{},
 		s3: s3.NewFromConfig(cfg, func(o *s3.Options) {
 			o.UsePathStyle, o.ResponseChecksumValidation = true, aws.ResponseChecksumValidationWhenRequired
 		}), bucket: fmt.Sprintf("e2e-%.40s-%d", strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")), stackSeq.Add(1))}
+	for _, o := range opts {
+		o(s)
+	}
 	_, err = s.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(s.bucket)})
 	require.NoError(t, err)
 	s.intake = s.queue("intake", s.queue("intake-dlq", ""))
@@ -119,13 +134,16 @@ func newStack(t *testing.T, workers bool) *stack {
 	require.NoError(t, err)
 	_, err = s.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(s.bucket), Key: aws.String("models/mlp.onnx"), Body: bytes.NewReader(model)})
 	require.NoError(t, err)
+	s.principals()
 
-	// The dispatch handler, fed as the event source mapping would feed it.
+	// The dispatch handler, fed as the event source mapping would feed it,
+	// both with the function's role, as on AWS.
+	dS3, dSQS, dSSM := s.clients(s.dispatch)
 	d := dispatch.New(dispatch.Config{
 		Bucket: s.bucket, InputPrefix: "inputs/", TierParameter: s.tierParam, TierCacheTTL: 0, // read at every batch: the TTL has its own tests
 		CPUQueueURL: s.queues["cpu"], GPUQueueURL: s.queues["gpu"], DeadLetterURL: s.queues["intake-dlq"], AutoGPUMin: 1 << 30,
-	}, s.sqs, s.ssm, s.s3, nil, nil)
-	poller := &eventsource.Poller{Queue: s.sqs, QueueURL: s.intake, Region: testenv.Region, BatchSize: 10, WaitTime: 1,
+	}, dSQS, dSSM, dS3, nil, nil)
+	poller := &eventsource.Poller{Queue: dSQS, QueueURL: s.intake, Region: testenv.Region, BatchSize: 10, WaitTime: 1,
 		Invoke: func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
 			return d.Handle(ctx, ev)
 		}}
@@ -143,8 +161,9 @@ func newStack(t *testing.T, workers bool) *stack {
 		if !workers {
 			break
 		}
+		wS3, wSQS, _ := s.clients(s.workers[tier]) // the tier's task role, as the worker processes have
 		w := worker.New(worker.Config{Worker: s.deployed(tier, 10*time.Second), Threads: 1, WorkerID: "e2e-" + tier, StatusEvery: 200 * time.Millisecond, PollWait: time.Second},
-			s.sqs, s.s3, nil, nil)
+			wSQS, wS3, nil, nil)
 		wctx, wcancel := context.WithCancel(context.Background())
 		wdone := make(chan struct{})
 		go func() { defer close(wdone); _ = w.Run(wctx) }()
@@ -153,10 +172,49 @@ func newStack(t *testing.T, workers bool) *stack {
 	return s
 }
 
-// cli runs the real inferstack against the stack.
+// principals creates the stack's IAM users from the documents the Pulumi
+// program attaches to each role (internal/policy), with moto's ARNs.
+func (s *stack) principals() {
+	bucket, param := testenv.BucketARN(s.bucket), testenv.ParameterARN(s.tierParam)
+	queue := func(name string) string { return testenv.QueueARN(s.bucket + "-" + name) }
+	principal := func(role string, doc policy.Document) testenv.Principal {
+		for _, sid := range s.dropped[role] {
+			doc = doc.Without(sid)
+		}
+		p, err := moto.Principal(s.t.Context(), s.bucket+"-"+role, doc)
+		require.NoError(s.t, err)
+		return p
+	}
+	s.workers = map[string]testenv.Principal{}
+	for _, tier := range []string{"cpu", "gpu"} {
+		s.workers[tier] = principal(tier+"-worker", policy.WorkerTask(s.workerArgs(tier)))
+	}
+	s.dispatch = principal("dispatch", policy.Dispatch(policy.DispatchArgs{
+		IntakeQueueARN: queue("intake"), DeadLetterARN: queue("intake-dlq"), TierQueueARNs: []string{queue("cpu"), queue("gpu")},
+		TierParameterARN: param, BucketARN: bucket, LogGroupARN: "arn:aws:logs:" + testenv.Region + ":" + testenv.Account + ":log-group:" + s.bucket}))
+	s.client = principal("client", policy.Client(policy.ClientArgs{IntakeQueueARN: queue("intake"), TierParameterARN: param, BucketARN: bucket}))
+}
+
+// workerArgs are the ARNs of the tier's worker role.
+func (s *stack) workerArgs(tier string) policy.WorkerArgs {
+	return policy.WorkerArgs{QueueARN: testenv.QueueARN(s.bucket + "-" + tier), DeadLetterARN: testenv.QueueARN(s.bucket + "-" + tier + "-dlq"),
+		BucketARN: testenv.BucketARN(s.bucket), ClusterARN: "arn:aws:ecs:" + testenv.Region + ":" + testenv.Account + ":cluster/" + s.bucket + "-" + tier}
+}
+
+// clients are in-process clients acting as p.
+func (s *stack) clients(p testenv.Principal) (*s3.Client, *sqs.Client, *ssm.Client) {
+	cfg, err := p.Config(s.t.Context())
+	require.NoError(s.t, err)
+	return s3.NewFromConfig(cfg, func(o *s3.Options) {
+		o.UsePathStyle, o.ResponseChecksumValidation = true, aws.ResponseChecksumValidationWhenRequired
+	}), sqs.NewFromConfig(cfg), ssm.NewFromConfig(cfg)
+}
+
+// cli runs the real inferstack against the stack, as a user with the
+// client policy.
 func (s *stack) cli(args ...string) (code int, stdout, stderr string) {
 	cmd := exec.Command(binary, args...)
-	cmd.Env = append(os.Environ(), moto.Env()...)
+	cmd.Env = append(os.Environ(), s.client.Env()...)
 	cmd.Env = append(cmd.Env, "INFERSTACK_BUCKET="+s.bucket, "INFERSTACK_INTAKE_QUEUE_URL="+s.intake, "INFERSTACK_TIER_PARAMETER="+s.tierParam)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -238,11 +296,12 @@ func (s *stack) deployed(tier string, stopTimeout time.Duration) runenv.Worker {
 		Bucket: s.bucket, ModelKey: "models/mlp.onnx", Visibility: 30 * time.Second, MaxReceives: 5, StopTimeout: stopTimeout}
 }
 
-// workerEnv is what a worker process of the tier needs to serve this stack.
+// workerEnv is what a worker process of the tier needs to serve this stack,
+// with the keys of the tier's worker role.
 func (s *stack) workerEnv(tier string) []string {
 	w := s.deployed(tier, 5*time.Second)
 	w.Device = "cpu"
-	return append(append(moto.Env(), runenv.List(w.Env())...), "INFERSTACK_ORT_LIB="+inference.DefaultLibPath(),
+	return append(append(s.workers[tier].Env(), runenv.List(w.Env())...), "INFERSTACK_ORT_LIB="+inference.DefaultLibPath(),
 		runenv.EnvThreads+"=1", runenv.EnvPollWait+"=1s", runenv.EnvStatusEvery+"=1s")
 }
 
@@ -369,6 +428,14 @@ func TestLocalStack(t *testing.T) {
 	require.NoError(t, os.WriteFile(raw, npy.FromFloat32(make([]float32, 24*1000)), 0o644))
 	awsCLI("s3", "cp", raw, "s3://"+stack.Bucket+"/inputs/file_to_process.bin")
 	awsCLI("sqs", "send-message", "--queue-url", stack.Intake, "--message-body", `{"filename": "file_to_process.bin"}`)
+	// The exports are a client's keys (policy.Client), not an admin's: a
+	// client uploads inputs but cannot read the model.
+	denied := exec.Command("aws", "--endpoint-url", stack.Endpoint(), "s3api", "get-object", "--bucket", stack.Bucket, "--key", "models/mlp.onnx",
+		filepath.Join(dir, "model"))
+	denied.Env = append(os.Environ(), stack.Env...)
+	refusal, err := denied.CombinedOutput()
+	require.Error(t, err, "%s", refusal)
+	require.Contains(t, string(refusal), "(AccessDenied) when calling the GetObject operation", "%s", refusal)
 
 	cli := func(args ...string) (int, string, string) {
 		cmd := exec.Command(binary, args...)

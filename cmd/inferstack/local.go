@@ -80,7 +80,7 @@ func (m *Main) runLocal(ctx context.Context, args []string) error {
 		return err
 	}
 	defer s.Down()
-	fmt.Fprintf(m.Stdout, "local stack %q is up (logs: %s). In another shell:\n%s\n%s\n", *stack, logFile.Name(), s.ExportLines(),
+	fmt.Fprintf(m.Stdout, "local stack %q is up (logs: %s). In another shell, as a client with the least privilege the stack's client policy gives:\n%s\n%s\n", *stack, logFile.Name(), s.ExportLines(),
 		localHints(s.Endpoint(), s.Bucket, s.Intake))
 
 	var mu sync.Mutex

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/inferstack/inferstack/internal/eventsource"
 	"github.com/inferstack/inferstack/internal/job"
+	"github.com/inferstack/inferstack/internal/policy"
 	"github.com/inferstack/inferstack/internal/runenv"
 	"github.com/inferstack/inferstack/internal/scaling"
 	"github.com/inferstack/inferstack/internal/settings"
@@ -39,7 +41,7 @@ type Options struct {
 
 // Stack is a running local stack on loopback.
 type Stack struct {
-	Env       []string // AWS_* and INFERSTACK_* for clients of this stack
+	Env       []string // AWS_* (the client principal's keys) and INFERSTACK_* for clients of this stack
 	Bucket    string
 	Intake    string
 	Queues    map[string]string // queue URL by logical name
@@ -47,24 +49,33 @@ type Stack struct {
 
 	moto   *testenv.Moto
 	lambda *testenv.Lambda
-	sqs    *sqs.Client
-	s3     *s3.Client
+	sqs    *sqs.Client // the stack's own (admin): set-up, backlogs, counts
+	s3     *s3.Client  // the stack's own (admin)
 	scaler *Scaler
 	opts   Options
+
+	dispatch testenv.Principal            // the dispatch function's role, also the event source mapping's
+	workers  map[string]testenv.Principal // each tier's worker task role, by tier name
+	intake   *sqs.Client                  // the event source mapping's, as the dispatch role
 }
 
-// Up starts moto and creates the stack's resources from its settings, then
-// the dispatch function under the Lambda emulator. Run serves it.
+// Up starts moto with IAM enforced and creates the stack's resources from
+// its settings, then one IAM user per component whose policy is the
+// document the Pulumi program gives that component's role (internal/policy,
+// with moto's ARNs), then the dispatch function under the Lambda emulator.
+// The function, the workers and the clients the exports point at each run
+// as their own user, so a permission the program leaves out fails here as
+// on AWS. Run serves it.
 func Up(ctx context.Context, opts Options) (*Stack, error) {
 	if opts.Logs == nil {
 		opts.Logs = io.Discard
 	}
-	moto, err := testenv.StartMoto(ctx)
+	moto, err := testenv.StartMoto(ctx, testenv.WithIAM())
 	if err != nil {
 		return nil, err
 	}
 	s := &Stack{moto: moto, opts: opts, Queues: map[string]string{}, Bucket: "inferstack-" + opts.Config.Environment,
-		TierParam: opts.Config.TierParameterName()}
+		TierParam: opts.Config.TierParameterName(), workers: map[string]testenv.Principal{}}
 	if err := s.create(ctx); err != nil {
 		s.Down()
 		return nil, err
@@ -116,36 +127,79 @@ func (s *Stack) create(ctx context.Context) error {
 	if _, err := s.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(s.Bucket), Key: aws.String(s.modelKey()), Body: bytes.NewReader(model)}); err != nil {
 		return fmt.Errorf("upload model: %w", err)
 	}
-	s.Env = append(s.moto.Env(), "INFERSTACK_BUCKET="+s.Bucket, "INFERSTACK_INTAKE_QUEUE_URL="+s.Intake, "INFERSTACK_TIER_PARAMETER="+s.TierParam)
+	client, err := s.principals(ctx, arns)
+	if err != nil {
+		return err
+	}
+	s.Env = append(client.Env(), "INFERSTACK_BUCKET="+s.Bucket, "INFERSTACK_INTAKE_QUEUE_URL="+s.Intake, "INFERSTACK_TIER_PARAMETER="+s.TierParam)
 
 	fn := runenv.Dispatch{
 		Bucket: s.Bucket, InputPrefix: job.InputPrefix, TierParameter: s.TierParam, TierCacheTTL: cfg.TierCacheTTL,
 		CPUQueueURL: s.Queues["inferstack-cpu-queue"], GPUQueueURL: s.Queues["inferstack-gpu-queue"],
 		DeadLetterURL: s.Queues["inferstack-intake-dlq"], AutoGPUMin: cfg.AutoGPUMinBytes, AllowOverride: cfg.AllowTierOverride,
 	}
-	env := append(s.moto.Env(), runenv.List(fn.Env())...)
+	env := append(s.dispatch.Env(), runenv.List(fn.Env())...)
 	s.lambda, err = testenv.StartLambda(ctx, s.opts.Bootstrap, env)
 	return err
+}
+
+// principals creates the dispatch function's and each tier's worker's
+// users from the documents the Pulumi program attaches to their roles, and
+// returns the client user (policy.Client), for the exports. arns are the
+// queues' ARNs by logical name.
+func (s *Stack) principals(ctx context.Context, arns map[string]string) (testenv.Principal, error) {
+	cfg, bucket, param := s.opts.Config, testenv.BucketARN(s.Bucket), testenv.ParameterARN(s.TierParam)
+	var tierQueues []string
+	for _, t := range cfg.Tiers() {
+		tierQueues = append(tierQueues, arns["inferstack-"+t.Name+"-queue"])
+		doc := policy.WorkerTask(policy.WorkerArgs{QueueARN: arns["inferstack-"+t.Name+"-queue"], DeadLetterARN: arns["inferstack-"+t.Name+"-dlq"],
+			BucketARN: bucket, ClusterARN: "arn:aws:ecs:" + testenv.Region + ":" + testenv.Account + ":cluster/inferstack-local-" + t.Name})
+		p, err := s.moto.Principal(ctx, "inferstack-local-"+t.Name+"-worker", doc)
+		if err != nil {
+			return testenv.Principal{}, err
+		}
+		s.workers[t.Name] = p
+	}
+	var err error
+	s.dispatch, err = s.moto.Principal(ctx, "inferstack-local-dispatch", policy.Dispatch(policy.DispatchArgs{
+		IntakeQueueARN: arns["inferstack-intake"], DeadLetterARN: arns["inferstack-intake-dlq"], TierQueueARNs: tierQueues,
+		TierParameterARN: param, BucketARN: bucket,
+		// Not checked by moto (and the function logs to its stdout here); the program's log group.
+		LogGroupARN: "arn:aws:logs:" + testenv.Region + ":" + testenv.Account + ":log-group:/inferstack/" + cfg.Environment + "/dispatch",
+	}))
+	if err != nil {
+		return testenv.Principal{}, err
+	}
+	// On AWS the event source mapping reads and deletes intake messages with
+	// the function's role: so does the local poller.
+	dispatchCfg, err := s.dispatch.Config(ctx)
+	if err != nil {
+		return testenv.Principal{}, err
+	}
+	s.intake = sqs.NewFromConfig(dispatchCfg)
+	return s.moto.Principal(ctx, "inferstack-local-client", policy.Client(policy.ClientArgs{
+		IntakeQueueARN: arns["inferstack-intake"], TierParameterARN: param, BucketARN: bucket}))
 }
 
 func (s *Stack) modelKey() string { return job.ModelsPrefix + filepath.Base(s.opts.Config.ModelPath) }
 
 // workerEnv is what the tier's worker processes get, as the task definition
-// sets it, plus the local library and a short poll (quick stops).
+// sets it (with the tier's worker user's keys for its role), plus the local
+// library and a short poll (quick stops).
 func (s *Stack) workerEnv(t settings.Tier) []string {
 	cfg := s.opts.Config
 	w := settings.WorkerRuntime(t.Name, t.GPU, cfg.VisibilityTimeout, cfg.MaxReceives, cfg.StopTimeout, settings.Location{
 		Region: testenv.Region, Bucket: s.Bucket, ModelKey: s.modelKey(),
 		QueueURL: s.Queues["inferstack-"+t.Name+"-queue"], DeadLetterURL: s.Queues["inferstack-"+t.Name+"-dlq"],
 	})
-	return append(append(s.moto.Env(), runenv.List(w.Env())...), "INFERSTACK_ORT_LIB="+s.opts.ORTLib, runenv.EnvPollWait+"=2s")
+	return append(append(s.workers[t.Name].Env(), runenv.List(w.Env())...), "INFERSTACK_ORT_LIB="+s.opts.ORTLib, runenv.EnvPollWait+"=2s")
 }
 
 // Run feeds the dispatch function from the intake queue (as the event source
 // mapping does) and scales each tier's workers, until ctx ends. onSample
 // sees every scaler observation.
 func (s *Stack) Run(ctx context.Context, onSample func(Sample)) error {
-	poller := &eventsource.Poller{Queue: s.sqs, QueueURL: s.Intake, Region: testenv.Region, BatchSize: 10, WaitTime: 1,
+	poller := &eventsource.Poller{Queue: s.intake, QueueURL: s.Intake, Region: testenv.Region, BatchSize: 10, WaitTime: 1,
 		Invoke: func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
 			var resp events.SQSEventResponse
 			err := s.lambda.Invoke(ctx, ev, &resp)
@@ -163,7 +217,7 @@ func (s *Stack) Run(ctx context.Context, onSample func(Sample)) error {
 	defer func() { <-done }()
 	var tiers []Tier
 	for _, t := range s.opts.Config.Tiers() {
-		policy, err := scaling.New(t.Scaling())
+		scale, err := scaling.New(t.Scaling())
 		if err != nil {
 			return err
 		}
@@ -172,24 +226,32 @@ func (s *Stack) Run(ctx context.Context, onSample func(Sample)) error {
 			idle = s.opts.IdleAfter
 		}
 		env := s.workerEnv(t)
-		tiers = append(tiers, Tier{Name: t.Name, QueueURL: s.Queues["inferstack-"+t.Name+"-queue"], Policy: policy, IdleAfter: idle,
+		tiers = append(tiers, Tier{Name: t.Name, QueueURL: s.Queues["inferstack-"+t.Name+"-queue"], Policy: scale, IdleAfter: idle,
 			Start: func() (Process, error) { return StartWorker(s.opts.Binary, env, s.opts.Logs) }})
 	}
-	s.scaler = &Scaler{Queues: s.sqs, Tiers: tiers, Interval: 250 * time.Millisecond, OnSample: onSample}
+	// The scaler's log (workers started, stopped, and exited with their
+	// status, as ECS records a stopped task's reason) goes with the workers'.
+	s.scaler = &Scaler{Queues: s.sqs, Tiers: tiers, Interval: 250 * time.Millisecond, OnSample: onSample,
+		Log: slog.New(slog.NewTextHandler(s.opts.Logs, nil))}
 	return s.scaler.Run(ctx)
 }
 
 // Counts are the jobs the stack has finished and failed.
 func (s *Stack) Counts(ctx context.Context) (done, failed int, err error) {
 	for prefix, n := range map[string]*int{job.ResultsPrefix: &done, job.ErrorsPrefix: &failed} {
-		p := s3.NewListObjectsV2Paginator(s.s3, &s3.ListObjectsV2Input{Bucket: aws.String(s.Bucket), Prefix: aws.String(prefix)})
+		// moto 5.2.1 with IAM enforced miscomputes the signature of a query
+		// value holding a '/' (prefix=results%2F comes back
+		// SignatureDoesNotMatch): list by the prefix without its slash, and
+		// keep the keys under the prefix.
+		p := s3.NewListObjectsV2Paginator(s.s3, &s3.ListObjectsV2Input{Bucket: aws.String(s.Bucket), Prefix: aws.String(strings.TrimSuffix(prefix, "/"))})
 		for p.HasMorePages() {
 			page, err := p.NextPage(ctx)
 			if err != nil {
 				return 0, 0, err
 			}
 			for _, o := range page.Contents {
-				if prefix == job.ErrorsPrefix || strings.HasSuffix(aws.ToString(o.Key), "/manifest.json") {
+				key := aws.ToString(o.Key)
+				if strings.HasPrefix(key, prefix) && (prefix == job.ErrorsPrefix || strings.HasSuffix(key, "/manifest.json")) {
 					*n++
 				}
 			}
@@ -198,7 +260,7 @@ func (s *Stack) Counts(ctx context.Context) (done, failed int, err error) {
 	return done, failed, nil
 }
 
-// Clients are the stack's own S3 and SQS clients.
+// Clients are the stack's own S3 and SQS clients (admin: they may do anything).
 func (s *Stack) Clients() (*s3.Client, *sqs.Client) { return s.s3, s.sqs }
 
 // Endpoint is the stack's AWS endpoint (moto) on loopback.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"sync"
 	"syscall"
@@ -24,10 +25,29 @@ type Moto struct {
 	URL string
 	cmd *exec.Cmd
 	out *LockedBuffer
+
+	iam   bool        // IAM enforced (WithIAM)
+	admin Credentials // what Env and Config sign with
 }
 
+// MotoOption changes how StartMoto starts the server.
+type MotoOption func(*motoOptions)
+
+type motoOptions struct{ iam bool }
+
+// WithIAM starts moto with IAM enforced: every request is checked against
+// the policies of the IAM user whose keys signed it, as AWS checks a role's.
+// StartMoto then creates an admin user that may do anything, and Env and
+// Config sign with its keys; Principal creates users with less.
+func WithIAM() MotoOption { return func(o *motoOptions) { o.iam = true } }
+
 // StartMoto starts `python3 -m moto.server` and waits until it answers.
-func StartMoto(ctx context.Context) (*Moto, error) {
+// Without WithIAM, moto ignores IAM: any keys may do anything.
+func StartMoto(ctx context.Context, opts ...MotoOption) (*Moto, error) {
+	var o motoOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if err := exec.CommandContext(ctx, "python3", "-c", "import moto.server").Run(); err != nil {
 		return nil, fmt.Errorf("moto server is not available (%v): these tests need moto 5 with its server extra for python3 (pip install 'moto[server]==5.2.1', or use the project's machine image, which has it)", err)
 	}
@@ -36,15 +56,18 @@ func StartMoto(ctx context.Context) (*Moto, error) {
 		return nil, err
 	}
 	host, port, _ := net.SplitHostPort(addr)
-	m := &Moto{URL: "http://" + addr, out: &LockedBuffer{}}
+	m := &Moto{URL: "http://" + addr, out: &LockedBuffer{}, iam: o.iam, admin: Credentials{AccessKeyID: "test", SecretAccessKey: "test"}}
 	m.cmd = exec.Command("python3", "-m", "moto.server", "-H", host, "-p", port)
+	if o.iam {
+		m.cmd.Env = append(os.Environ(), fmt.Sprintf("INITIAL_NO_AUTH_ACTION_COUNT=%d", adminRequests))
+	}
 	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
 	m.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := m.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start moto: %w", err)
 	}
 	err = waitFor(ctx, 60*time.Second, func() error {
-		resp, err := http.Get(m.URL + "/moto-api/")
+		resp, err := http.Get(m.URL + "/moto-api/") // moto's own API: not counted or checked as an AWS request
 		if err != nil {
 			return err
 		}
@@ -54,6 +77,12 @@ func StartMoto(ctx context.Context) (*Moto, error) {
 	if err != nil {
 		m.Stop()
 		return nil, fmt.Errorf("moto did not start: %w\n%s", err, m.out.String())
+	}
+	if o.iam {
+		if m.admin, err = m.createAdmin(ctx); err != nil {
+			m.Stop()
+			return nil, fmt.Errorf("moto with IAM: %w\n%s", err, m.out.String())
+		}
 	}
 	return m, nil
 }
@@ -66,20 +95,26 @@ func (m *Moto) Stop() {
 	}
 }
 
-// Env is the environment that points an AWS SDK or CLI at this server.
-func (m *Moto) Env() []string {
+// Env is the environment that points an AWS SDK or CLI at this server, as
+// the admin when IAM is enforced.
+func (m *Moto) Env() []string { return m.env(m.admin) }
+
+// Config is an SDK config for in-process clients of this server, signed as
+// the admin when IAM is enforced.
+func (m *Moto) Config(ctx context.Context) (aws.Config, error) { return m.config(ctx, m.admin) }
+
+func (m *Moto) env(c Credentials) []string {
 	return []string{
-		"AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test", "AWS_SESSION_TOKEN=",
+		"AWS_ACCESS_KEY_ID=" + c.AccessKeyID, "AWS_SECRET_ACCESS_KEY=" + c.SecretAccessKey, "AWS_SESSION_TOKEN=",
 		"AWS_REGION=" + Region, "AWS_DEFAULT_REGION=" + Region,
 		"AWS_ENDPOINT_URL=" + m.URL, "AWS_EC2_METADATA_DISABLED=true",
 	}
 }
 
-// Config is an SDK config for in-process clients of this server.
-func (m *Moto) Config(ctx context.Context) (aws.Config, error) {
+func (m *Moto) config(ctx context.Context, c Credentials) (aws.Config, error) {
 	return config.LoadDefaultConfig(ctx,
 		config.WithRegion(Region),
-		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("test", "test", "")),
+		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, "")),
 		config.WithBaseEndpoint(m.URL),
 	)
 }
