@@ -5,7 +5,6 @@
 package components
 
 import (
-	"encoding/json"
 	"path/filepath"
 	"time"
 
@@ -104,7 +103,7 @@ func NewCore(ctx *pulumi.Context, name string, args *CoreArgs, opts ...pulumi.Re
 		return nil, err
 	}
 	c.TierParameter, err = ssm.NewParameter(ctx, name+"-tier", &ssm.ParameterArgs{
-		Name:        pulumi.String(settings.TierParameterName(args.Environment)),
+		Name:        pulumi.String(job.TierParameterName(args.Environment)),
 		Type:        pulumi.String("String"),
 		Value:       pulumi.String(args.Tier),
 		Description: pulumi.String("active inferstack tier: cpu, gpu or auto (set with pulumi config set inferstack:tier)"),
@@ -232,7 +231,7 @@ func (c *Core) storage(ctx *pulumi.Context, parent pulumi.ResourceOption, tags p
 	}, parent); err != nil {
 		return err
 	}
-	c.ModelKey = job.ModelsPrefix + filepath.Base(c.args.ModelPath)
+	c.ModelKey = job.ModelKey(filepath.Base(c.args.ModelPath))
 	_, err = s3.NewBucketObjectv2(ctx, name+"-model", &s3.BucketObjectv2Args{
 		Bucket: bucket, Key: pulumi.String(c.ModelKey), Source: pulumi.NewFileAsset(c.args.ModelPath),
 		ServerSideEncryption: pulumi.String("aws:kms"), Tags: tags,
@@ -259,10 +258,7 @@ func (c *Core) queues(ctx *pulumi.Context, parent pulumi.ResourceOption, tags pu
 }
 
 func redrivePolicy(dlq *sqs.Queue, maxReceives int) pulumi.StringOutput {
-	return dlq.Arn.ApplyT(func(arn string) string {
-		data, _ := json.Marshal(map[string]any{"deadLetterTargetArn": arn, "maxReceiveCount": maxReceives})
-		return string(data)
-	}).(pulumi.StringOutput)
+	return dlq.Arn.ApplyT(func(arn string) string { return job.RedrivePolicy(arn, maxReceives) }).(pulumi.StringOutput)
 }
 
 // dlqAlarm alarms as soon as a dead-letter queue holds a message.
@@ -336,10 +332,10 @@ func (c *Core) dispatch(ctx *pulumi.Context, parent pulumi.ResourceOption, tags 
 		return err
 	}
 	gpuQueueURL := pulumi.String("").ToStringOutput() // a disabled gpu tier: no queue
-	if url, ok := queueURL["gpu"]; ok {
+	if url, ok := queueURL[string(job.TierGPU)]; ok {
 		gpuQueueURL = url
 	}
-	env := pulumi.All(c.Bucket.Bucket, c.TierParameter.Name, queueURL["cpu"], gpuQueueURL, c.IntakeDLQ.Url).ApplyT(func(v []any) map[string]string {
+	env := pulumi.All(c.Bucket.Bucket, c.TierParameter.Name, queueURL[string(job.TierCPU)], gpuQueueURL, c.IntakeDLQ.Url).ApplyT(func(v []any) map[string]string {
 		return runenv.Dispatch{
 			Bucket: v[0].(string), InputPrefix: job.InputPrefix, TierParameter: v[1].(string), TierCacheTTL: c.args.TierCacheTTL,
 			CPUQueueURL: v[2].(string), GPUQueueURL: v[3].(string), DeadLetterURL: v[4].(string),

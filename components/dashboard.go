@@ -45,8 +45,8 @@ func dashboardBody(c *Core, tiers []*ComputeTier) pulumi.StringOutput {
 			widget("Dead letters", dead, "Maximum"),
 			widget("Running tasks", tasks, "Maximum"),
 			widget("Instances", instances, "Maximum"),
-			widget("Throughput (samples)", [][]any{{MetricsNamespace, "Samples", "Tier", "cpu"}, {MetricsNamespace, "Samples", "Tier", "gpu"}}, "Sum"),
-			widget("CPU fallbacks on GPU nodes", [][]any{{MetricsNamespace, "CPUFallbacks", "Tier", "gpu"}}, "Sum"),
+			widget("Throughput (samples)", [][]any{{MetricsNamespace, "Samples", "Tier", string(job.TierCPU)}, {MetricsNamespace, "Samples", "Tier", string(job.TierGPU)}}, "Sum"),
+			widget("CPU fallbacks on GPU nodes", [][]any{{MetricsNamespace, "CPUFallbacks", "Tier", string(job.TierGPU)}}, "Sum"),
 		}}
 		data, _ := json.Marshal(body)
 		return string(data)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/inferstack/inferstack/inference"
 	"github.com/inferstack/inferstack/inference/npy"
+	"github.com/inferstack/inferstack/internal/job"
 	"github.com/inferstack/inferstack/internal/localstack"
 )
 
@@ -61,27 +62,20 @@ func BenchmarkLocalStackLatency(b *testing.B) {
 		_, err := sqsc.SendMessage(b.Context(), &sqs.SendMessageInput{QueueUrl: aws.String(stack.Intake),
 			MessageBody: aws.String(fmt.Sprintf(`{"filename": "small.bin", "job_id": %q}`, id))})
 		require.NoError(b, err)
-		var st struct {
-			State            string    `json:"state"`
-			DispatchedAt     time.Time `json:"dispatched_at"`
-			ReceivedAt       time.Time `json:"received_at"`
-			EngineStartedAt  time.Time `json:"engine_started_at"`
-			EngineFinishedAt time.Time `json:"engine_finished_at"`
-			UpdatedAt        time.Time `json:"updated_at"`
-		}
+		var st job.Status
 		deadline := time.Now().Add(60 * time.Second)
-		for st.State != "done" {
+		for st.State != job.StateDone {
 			require.True(b, time.Now().Before(deadline), "job %s did not finish", id)
 			time.Sleep(5 * time.Millisecond)
-			out, err := s3c.GetObject(b.Context(), &s3.GetObjectInput{Bucket: aws.String(stack.Bucket), Key: aws.String("status/" + id + ".json")})
+			out, err := s3c.GetObject(b.Context(), &s3.GetObjectInput{Bucket: aws.String(stack.Bucket), Key: aws.String(job.StatusKey(id))})
 			if err != nil {
 				continue
 			}
 			_ = json.NewDecoder(out.Body).Decode(&st)
 			_ = out.Body.Close()
 		}
-		return breakdown{total: st.UpdatedAt.Sub(sent), dispatch: st.DispatchedAt.Sub(sent), wait: st.ReceivedAt.Sub(st.DispatchedAt),
-			prepare: st.EngineStartedAt.Sub(st.ReceivedAt), infer: st.EngineFinishedAt.Sub(st.EngineStartedAt), upload: st.UpdatedAt.Sub(st.EngineFinishedAt)}
+		return breakdown{total: st.UpdatedAt.Sub(sent), dispatch: st.DispatchedAt.Sub(sent), wait: st.ReceivedAt.Sub(*st.DispatchedAt),
+			prepare: st.EngineStartedAt.Sub(*st.ReceivedAt), infer: st.EngineFinishedAt.Sub(*st.EngineStartedAt), upload: st.UpdatedAt.Sub(*st.EngineFinishedAt)}
 	}
 	var cold, warm []breakdown
 	for b.Loop() {

@@ -28,7 +28,9 @@ import (
 	"github.com/inferstack/inferstack/functions/dispatch"
 	"github.com/inferstack/inferstack/inference"
 	"github.com/inferstack/inferstack/inference/npy"
+	"github.com/inferstack/inferstack/internal/emulator"
 	"github.com/inferstack/inferstack/internal/eventsource"
+	"github.com/inferstack/inferstack/internal/job"
 	"github.com/inferstack/inferstack/internal/localstack"
 	"github.com/inferstack/inferstack/internal/onnxmodel"
 	"github.com/inferstack/inferstack/internal/policy"
@@ -43,7 +45,7 @@ import (
 var stackSeq atomic.Int64
 
 var (
-	moto      *testenv.Moto
+	moto      *emulator.Moto
 	binary    string
 	bootstrap string
 )
@@ -65,11 +67,11 @@ func setUp(m *testing.M) (int, error) {
 	if bootstrap, err = testenv.Build(dir, "bootstrap", "../functions/dispatch/bootstrap", "lambda.norpc"); err != nil {
 		return 0, err
 	}
-	if _, err := testenv.RIEPath(); err != nil {
+	if _, err := emulator.RIEPath(); err != nil {
 		return 0, err
 	}
 	// IAM enforced: each component runs as a user with its role's document.
-	if moto, err = testenv.StartMoto(context.Background(), testenv.WithIAM()); err != nil {
+	if moto, err = emulator.StartMoto(context.Background(), emulator.WithIAM()); err != nil {
 		return 0, err
 	}
 	defer moto.Stop()
@@ -88,10 +90,10 @@ type stack struct {
 	bucket, intake, tierParam string
 	queues                    map[string]string // tier and dlq queue URLs by name
 
-	dispatch testenv.Principal            // the dispatch function's role (and its event source mapping's)
-	workers  map[string]testenv.Principal // each tier's worker task role
-	client   testenv.Principal            // a user of the stack (policy.Client): the CLIs
-	dropped  map[string][]string          // statements left out of a role's document, by role (without)
+	dispatch emulator.Principal            // the dispatch function's role (and its event source mapping's)
+	workers  map[string]emulator.Principal // each tier's worker task role
+	client   emulator.Principal            // a user of the stack (policy.Client): the CLIs
+	dropped  map[string][]string           // statements left out of a role's document, by role (without)
 }
 
 // stackOption changes a stack before newStack starts its parts.
@@ -102,7 +104,7 @@ func (s *stack) queue(name string, dlqURL string) string {
 	if dlqURL != "" {
 		a, err := s.sqs.GetQueueAttributes(s.t.Context(), &sqs.GetQueueAttributesInput{QueueUrl: aws.String(dlqURL), AttributeNames: []sqstypes.QueueAttributeName{"QueueArn"}})
 		require.NoError(s.t, err)
-		attrs["RedrivePolicy"] = fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":"5"}`, a.Attributes["QueueArn"])
+		attrs["RedrivePolicy"] = job.RedrivePolicy(a.Attributes["QueueArn"], 5)
 	}
 	out, err := s.sqs.CreateQueue(s.t.Context(), &sqs.CreateQueueInput{QueueName: aws.String(s.bucket + "-" + name), Attributes: attrs})
 	require.NoError(s.t, err)
@@ -143,7 +145,7 @@ func newStack(t *testing.T, workers bool, opts ...stackOption) *stack {
 		Bucket: s.bucket, InputPrefix: "inputs/", TierParameter: s.tierParam, TierCacheTTL: 0, // read at every batch: the TTL has its own tests
 		CPUQueueURL: s.queues["cpu"], GPUQueueURL: s.queues["gpu"], DeadLetterURL: s.queues["intake-dlq"], AutoGPUMin: 1 << 30,
 	}, dSQS, dSSM, dS3, nil, nil)
-	poller := &eventsource.Poller{Queue: dSQS, QueueURL: s.intake, Region: testenv.Region, BatchSize: 10, WaitTime: 1,
+	poller := &eventsource.Poller{Queue: dSQS, QueueURL: s.intake, Region: emulator.Region, BatchSize: 10, WaitTime: 1,
 		Invoke: func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
 			return d.Handle(ctx, ev)
 		}}
@@ -175,9 +177,9 @@ func newStack(t *testing.T, workers bool, opts ...stackOption) *stack {
 // principals creates the stack's IAM users from the documents the Pulumi
 // program attaches to each role (internal/policy), with moto's ARNs.
 func (s *stack) principals() {
-	bucket, param := testenv.BucketARN(s.bucket), testenv.ParameterARN(s.tierParam)
-	queue := func(name string) string { return testenv.QueueARN(s.bucket + "-" + name) }
-	principal := func(role string, doc policy.Document) testenv.Principal {
+	bucket, param := emulator.BucketARN(s.bucket), emulator.ParameterARN(s.tierParam)
+	queue := func(name string) string { return emulator.QueueARN(s.bucket + "-" + name) }
+	principal := func(role string, doc policy.Document) emulator.Principal {
 		for _, sid := range s.dropped[role] {
 			doc = doc.Without(sid)
 		}
@@ -185,24 +187,24 @@ func (s *stack) principals() {
 		require.NoError(s.t, err)
 		return p
 	}
-	s.workers = map[string]testenv.Principal{}
+	s.workers = map[string]emulator.Principal{}
 	for _, tier := range []string{"cpu", "gpu"} {
 		s.workers[tier] = principal(tier+"-worker", policy.WorkerTask(s.workerArgs(tier)))
 	}
 	s.dispatch = principal("dispatch", policy.Dispatch(policy.DispatchArgs{
 		IntakeQueueARN: queue("intake"), DeadLetterARN: queue("intake-dlq"), TierQueueARNs: []string{queue("cpu"), queue("gpu")},
-		TierParameterARN: param, BucketARN: bucket, LogGroupARN: "arn:aws:logs:" + testenv.Region + ":" + testenv.Account + ":log-group:" + s.bucket}))
+		TierParameterARN: param, BucketARN: bucket, LogGroupARN: "arn:aws:logs:" + emulator.Region + ":" + emulator.Account + ":log-group:" + s.bucket}))
 	s.client = principal("client", policy.Client(policy.ClientArgs{IntakeQueueARN: queue("intake"), TierParameterARN: param, BucketARN: bucket}))
 }
 
 // workerArgs are the ARNs of the tier's worker role.
 func (s *stack) workerArgs(tier string) policy.WorkerArgs {
-	return policy.WorkerArgs{QueueARN: testenv.QueueARN(s.bucket + "-" + tier), DeadLetterARN: testenv.QueueARN(s.bucket + "-" + tier + "-dlq"),
-		BucketARN: testenv.BucketARN(s.bucket), ClusterARN: "arn:aws:ecs:" + testenv.Region + ":" + testenv.Account + ":cluster/" + s.bucket + "-" + tier}
+	return policy.WorkerArgs{QueueARN: emulator.QueueARN(s.bucket + "-" + tier), DeadLetterARN: emulator.QueueARN(s.bucket + "-" + tier + "-dlq"),
+		BucketARN: emulator.BucketARN(s.bucket), ClusterARN: "arn:aws:ecs:" + emulator.Region + ":" + emulator.Account + ":cluster/" + s.bucket + "-" + tier}
 }
 
 // clients are in-process clients acting as p.
-func (s *stack) clients(p testenv.Principal) (*s3.Client, *sqs.Client, *ssm.Client) {
+func (s *stack) clients(p emulator.Principal) (*s3.Client, *sqs.Client, *ssm.Client) {
 	cfg, err := p.Config(s.t.Context())
 	require.NoError(s.t, err)
 	return s3.NewFromConfig(cfg, func(o *s3.Options) {
@@ -292,7 +294,7 @@ func TestSubmitThroughDispatchAndWorkersThenSwitchTiers(t *testing.T) {
 // (its queue's visibility and max receives as newStack creates them).
 func (s *stack) deployed(tier string, stopTimeout time.Duration) runenv.Worker {
 	device := map[string]string{"cpu": "cpu", "gpu": "auto"}[tier]
-	return runenv.Worker{Region: testenv.Region, Tier: tier, Device: device, QueueURL: s.queues[tier], DeadLetterURL: s.queues[tier+"-dlq"],
+	return runenv.Worker{Region: emulator.Region, Tier: tier, Device: device, QueueURL: s.queues[tier], DeadLetterURL: s.queues[tier+"-dlq"],
 		Bucket: s.bucket, ModelKey: "models/mlp.onnx", Visibility: 30 * time.Second, MaxReceives: 5, StopTimeout: stopTimeout}
 }
 
@@ -312,7 +314,7 @@ func TestScalerStartsFromZeroFollowsThePolicyAndReturnsToZero(t *testing.T) {
 	const idleAfter = 2 * time.Second
 	var mu sync.Mutex
 	var timeline []localstack.Sample
-	var logs testenv.LockedBuffer
+	var logs emulator.LockedBuffer
 	scaler := &localstack.Scaler{Queues: s.sqs, Interval: 100 * time.Millisecond,
 		Tiers: []localstack.Tier{{Name: "cpu", QueueURL: s.queues["cpu"], Policy: policy, IdleAfter: idleAfter,
 			Start: func() (localstack.Process, error) { return localstack.StartWorker(binary, s.workerEnv("cpu"), &logs) }}},
@@ -402,7 +404,7 @@ func TestLocalStack(t *testing.T) {
 	dir := t.TempDir()
 	cfg := devSettings(t, map[string]string{"tierCacheTtl": "0s"})
 
-	var logs testenv.LockedBuffer
+	var logs emulator.LockedBuffer
 	stack, err := localstack.Up(t.Context(), localstack.Options{Config: cfg, Binary: binary, Bootstrap: bootstrap,
 		ORTLib: inference.DefaultLibPath(), IdleAfter: 2 * time.Second, Logs: &logs})
 	require.NoError(t, err)
@@ -491,19 +493,19 @@ func TestLocalStack(t *testing.T) {
 	awsCLI("sqs", "send-message", "--queue-url", stack.Intake, "--message-body", `{"filename": "poison.bin"}`)
 	waitFor("three error records", func() bool { _, f, err := stack.Counts(t.Context()); return err == nil && f == 3 })
 	waitFor("one dispatch dead letter", func() bool {
-		n, err := stack.QueueBacklog(t.Context(), "inferstack-intake-dlq")
+		n, err := stack.QueueBacklog(t.Context(), job.IntakeDeadLetterQueue)
 		return err == nil && n == 1
 	})
 	d, f, err := stack.Counts(t.Context())
 	require.NoError(t, err)
 	require.Equal(t, 2, d, "the classic job and the gpu job")
 	require.Equal(t, 3, f, "the bad message (from dispatch), the missing and the poison file (from the gpu worker)")
-	for _, q := range []string{"inferstack-intake", "inferstack-cpu-queue", "inferstack-gpu-queue"} {
+	for _, q := range []string{job.IntakeQueue, job.TierQueue(job.TierCPU), job.TierQueue(job.TierGPU)} {
 		n, err := stack.QueueBacklog(t.Context(), q)
 		require.NoError(t, err)
 		require.Zero(t, n, q)
 	}
-	n, err := stack.QueueBacklog(t.Context(), "inferstack-gpu-dlq")
+	n, err := stack.QueueBacklog(t.Context(), job.TierDeadLetterQueue(job.TierGPU))
 	require.NoError(t, err)
 	require.Equal(t, 2, n, "missing and poison jobs dead-lettered by the gpu worker")
 }

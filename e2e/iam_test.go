@@ -13,9 +13,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/stretchr/testify/require"
 
+	"github.com/inferstack/inferstack/internal/emulator"
 	"github.com/inferstack/inferstack/internal/job"
 	"github.com/inferstack/inferstack/internal/localstack"
-	"github.com/inferstack/inferstack/internal/testenv"
 )
 
 // without leaves statement sid out of role's document ("dispatch",
@@ -76,7 +76,7 @@ func TestWorkerRoleNeedsEveryStatement(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newStack(t, false, tc.opts...)
-			var logs testenv.LockedBuffer
+			var logs emulator.LockedBuffer
 			w, err := localstack.StartWorker(binary, s.workerEnv("cpu"), &logs)
 			require.NoError(t, err)
 			t.Cleanup(w.Stop)

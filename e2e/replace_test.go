@@ -21,11 +21,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/inferstack/inferstack/inference"
+	"github.com/inferstack/inferstack/internal/emulator"
 	"github.com/inferstack/inferstack/internal/job"
 	"github.com/inferstack/inferstack/internal/localstack"
 	"github.com/inferstack/inferstack/internal/runenv"
 	"github.com/inferstack/inferstack/internal/scaling"
-	"github.com/inferstack/inferstack/internal/testenv"
 )
 
 // TestScalerReplacesAWorkerKilledMidJob kills (SIGKILL) the worker process
@@ -45,7 +45,7 @@ func TestScalerReplacesAWorkerKilledMidJob(t *testing.T) {
 	const samples, chunk = 100000, 100
 	env := append(s.workerEnv("cpu"), runenv.EnvVisibility+"=10s", runenv.EnvBatchSize+"=1",
 		runenv.EnvChunkSamples+"="+strconv.Itoa(chunk))
-	var logs, scalerLogs testenv.LockedBuffer
+	var logs, scalerLogs emulator.LockedBuffer
 	var mu sync.Mutex
 	var started []localstack.Process
 	scaler := &localstack.Scaler{Queues: s.sqs, Interval: 100 * time.Millisecond, Log: slog.New(slog.NewTextHandler(&scalerLogs, nil)),
@@ -87,11 +87,6 @@ func TestScalerReplacesAWorkerKilledMidJob(t *testing.T) {
 		require.NoError(t, json.Unmarshal(data, v), "%s: %s", key, data)
 		return true
 	}
-	type status struct {
-		State       string `json:"state"`
-		Worker      string `json:"worker"`
-		SamplesDone int64  `json:"samples_done"`
-	}
 	// byWorkerID is the process a status object names: a worker's default
 	// id is host-pid.
 	byWorkerID := func(id string) localstack.Process {
@@ -110,10 +105,10 @@ func TestScalerReplacesAWorkerKilledMidJob(t *testing.T) {
 
 	// At most 9 chunks wait for upload behind the engine (8 queued, 1
 	// uploading): 20 chunks done means at least one is checkpointed.
-	var running status
+	var running job.Status
 	waitFor("the job to run 20 chunks", 60*time.Second, func() bool {
-		running = status{}
-		return getJSON(job.StatusPrefix+id+".json", &running) && running.State == "running" && running.SamplesDone >= 20*chunk
+		running = job.Status{}
+		return getJSON(job.StatusKey(id), &running) && running.State == job.StateRunning && running.SamplesDone >= 20*chunk
 	})
 	victim := byWorkerID(running.Worker)
 	require.NotNil(t, victim, "status names worker %q, not one the scaler started", running.Worker)
@@ -140,10 +135,10 @@ func TestScalerReplacesAWorkerKilledMidJob(t *testing.T) {
 	// Once the killed worker's visibility lapses, the replacement takes the
 	// job and finishes it from its checkpoints.
 	var m inference.Manifest
-	waitFor("the manifest", 120*time.Second, func() bool { return getJSON(job.ResultsPrefix+id+"/"+inference.ManifestFile, &m) })
-	var final status
+	waitFor("the manifest", 120*time.Second, func() bool { return getJSON(job.DefaultResultsPrefix(id)+inference.ManifestFile, &m) })
+	var final job.Status
 	waitFor("the status to say done", 10*time.Second, func() bool {
-		return getJSON(job.StatusPrefix+id+".json", &final) && final.State == "done"
+		return getJSON(job.StatusKey(id), &final) && final.State == job.StateDone
 	})
 	require.Same(t, replacement, byWorkerID(final.Worker), "the replacement finished the job (status names %q)", final.Worker)
 	require.EqualValues(t, samples, m.Samples)

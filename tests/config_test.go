@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
 
+	"github.com/inferstack/inferstack/internal/configerr"
 	"github.com/inferstack/inferstack/internal/settings"
 )
 
@@ -106,9 +107,9 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 				all[k] = v
 			}
 			_, err := settings.FromGetter("dev", func(k string) (string, bool) { v, ok := all[k]; return v, ok })
-			var ce *settings.ConfigError
+			var ce *configerr.Error
 			require.ErrorAs(t, err, &ce)
-			require.Equal(t, key, ce.Key, "error: %v", err)
+			require.Equal(t, settings.Namespace+":"+key, ce.Key, "error: %v", err)
 			require.Contains(t, err.Error(), "inferstack:"+key)
 		})
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/inferstack/inferstack/inference"
+	"github.com/inferstack/inferstack/internal/configerr"
 	"github.com/inferstack/inferstack/internal/runenv"
 )
 
@@ -32,9 +33,6 @@ type Config struct {
 	PollWait time.Duration
 }
 
-// ConfigError names the variable that is wrong.
-type ConfigError = runenv.Error
-
 // ConfigFromEnv reads and validates Config.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	deployed, err := runenv.ParseWorker(getenv)
@@ -42,7 +40,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		return Config{}, err
 	}
 	if _, err := inference.ParseDevice(deployed.Device); err != nil {
-		return Config{}, &ConfigError{Key: runenv.EnvDevice, Err: err}
+		return Config{}, &configerr.Error{Key: runenv.EnvDevice, Err: err}
 	}
 	host, _ := os.Hostname()
 	c := Config{
@@ -57,13 +55,13 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		if v := getenv(d.key); v != "" {
 			parsed, err := time.ParseDuration(v)
 			if err != nil || parsed < 0 {
-				return Config{}, &ConfigError{Key: d.key, Err: fmt.Errorf("%q: want a duration", v)}
+				return Config{}, &configerr.Error{Key: d.key, Err: fmt.Errorf("%q: want a duration", v)}
 			}
 			*d.dst = parsed
 		}
 	}
 	if c.PollWait > 20*time.Second {
-		return Config{}, &ConfigError{Key: runenv.EnvPollWait, Err: fmt.Errorf("SQS long polls wait at most 20s")}
+		return Config{}, &configerr.Error{Key: runenv.EnvPollWait, Err: fmt.Errorf("SQS long polls wait at most 20s")}
 	}
 	for _, n := range []struct {
 		key string
@@ -72,7 +70,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		if v := getenv(n.key); v != "" {
 			parsed, err := strconv.ParseInt(v, 10, 64)
 			if err != nil || parsed < 1 {
-				return Config{}, &ConfigError{Key: n.key, Err: fmt.Errorf("%q: want a positive integer", v)}
+				return Config{}, &configerr.Error{Key: n.key, Err: fmt.Errorf("%q: want a positive integer", v)}
 			}
 			*n.dst = parsed
 		}
@@ -80,7 +78,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	if v := getenv(runenv.EnvThreads); v != "" {
 		parsed, err := strconv.Atoi(v)
 		if err != nil || parsed < 1 {
-			return Config{}, &ConfigError{Key: runenv.EnvThreads, Err: fmt.Errorf("%q: want a positive integer", v)}
+			return Config{}, &configerr.Error{Key: runenv.EnvThreads, Err: fmt.Errorf("%q: want a positive integer", v)}
 		}
 		c.Threads = parsed
 	}

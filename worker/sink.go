@@ -23,10 +23,6 @@ type checkpoint struct {
 	Done         int64    `json:"chunks_done"`
 }
 
-func checkpointKey(jobID string) string {
-	return job.CheckpointPrefix + jobID + "/checkpoint.json"
-}
-
 func chunkKey(jobID string, chunk int64, output int) string {
 	return fmt.Sprintf("%s%s/chunk-%06d-%d.bin", job.CheckpointPrefix, jobID, chunk, output)
 }
@@ -129,7 +125,7 @@ func (s *s3Sink) upload() {
 		}
 		if err == nil {
 			s.cp.Done = u.chunk + 1
-			err = s.store.putJSON(s.ctx, checkpointKey(s.jobID), s.cp)
+			err = s.store.putJSON(s.ctx, job.CheckpointKey(s.jobID), s.cp)
 		}
 		if err != nil {
 			s.uploadErr = fmt.Errorf("checkpoint chunk %d: %w", u.chunk, err)

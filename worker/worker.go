@@ -2,17 +2,14 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -22,6 +19,7 @@ import (
 	"github.com/inferstack/inferstack/inference"
 	"github.com/inferstack/inferstack/internal/awserr"
 	"github.com/inferstack/inferstack/internal/job"
+	"github.com/inferstack/inferstack/internal/runenv"
 )
 
 // Queue is the SQS API the worker uses; *sqs.Client satisfies it.
@@ -40,7 +38,10 @@ var (
 	errStopTimeout = errors.New("stop timeout: job handed back for another worker")
 )
 
-// Worker serves one queue, one job at a time.
+// Worker serves one queue, one job at a time. This file is its life: poll,
+// and take each message to one of its endings; job.go runs a job through
+// the engine, records.go writes what a job leaves behind (status, error
+// record, dead letter), models.go keeps models loaded, metrics.go reports.
 type Worker struct {
 	cfg     Config
 	queue   Queue
@@ -48,6 +49,9 @@ type Worker struct {
 	log     *slog.Logger
 	metrics io.Writer
 	protect protection
+
+	// stopping is when the soft stop (SIGTERM) came, in Unix nanoseconds; 0 before.
+	stopping atomic.Int64
 
 	mu     sync.Mutex
 	models map[string]*inference.Model
@@ -73,6 +77,8 @@ func New(cfg Config, queue Queue, objects Objects, log *slog.Logger, metrics io.
 func (w *Worker) Run(ctx context.Context) error {
 	w.log.Info("worker started", "queue", w.cfg.QueueURL)
 	defer w.closeModels()
+	stop := context.AfterFunc(ctx, func() { w.stopping.Store(time.Now().UnixNano()) })
+	defer stop()
 	for ctx.Err() == nil {
 		// The receive is not cancelled by a soft stop: SQS may hand a message
 		// to a long poll whose connection was dropped, and that message would
@@ -113,12 +119,16 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
-func (w *Worker) closeModels() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, m := range w.models {
-		m.Close()
+// cleanup is the context of what a job's ending writes (status, error
+// record, dead letter, delete, hand-back). Normally transient failures get
+// maxOutage of retries; after a soft stop, it ends within ECS's stop
+// timeout (the job's StopTimeout plus half the margin the deployment leaves
+// after it), so a poison path during shutdown cannot outlive the SIGKILL.
+func (w *Worker) cleanup() (context.Context, context.CancelFunc) {
+	if at := w.stopping.Load(); at != 0 {
+		return context.WithDeadline(context.Background(), time.Unix(0, at).Add(w.cfg.StopTimeout+runenv.StopMargin/2))
 	}
+	return context.WithTimeout(context.Background(), maxOutage)
 }
 
 // handle runs one message to one of its endings: done (deleted), poison
@@ -130,10 +140,11 @@ func (w *Worker) handle(soft context.Context, m sqstypes.Message) {
 	receives, _ := strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)])
 	req, err := job.Parse([]byte(aws.ToString(m.Body)))
 	if err != nil {
-		w.poison(m, "", err, log)
+		w.poison(m, nil, err, log)
 		return
 	}
 	log = log.With("job_id", req.JobID)
+	status := w.newStatus(req, m, started)
 
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
@@ -146,17 +157,14 @@ func (w *Worker) handle(soft context.Context, m sqstypes.Message) {
 		log.Warn("cannot set scale-in protection", "err", err)
 	}
 	defer func() {
-		if err := w.protect.set(context.Background(), false); err != nil {
+		ctx, cancel := w.cleanup()
+		defer cancel()
+		if err := w.protect.set(ctx, false); err != nil {
 			log.Warn("cannot clear scale-in protection", "err", err)
 		}
 	}()
 	beat := w.heartbeat(ctx, cancel, m, log)
-	// When the job reached each stage, for the status object (and latency breakdowns).
-	timing := map[string]any{"received_at": started.UTC()}
-	if v := m.MessageAttributes["dispatched_at"].StringValue; v != nil {
-		timing["dispatched_at"] = *v
-	}
-	manifest, err := w.run(ctx, req, timing, log)
+	manifest, err := w.run(ctx, req, status, log)
 	beat()
 
 	switch cause := context.Cause(ctx); {
@@ -173,15 +181,15 @@ func (w *Worker) handle(soft context.Context, m sqstypes.Message) {
 			err = cause
 		}
 		log.Error("job failed: a permission is missing", "err", err)
-		w.poison(m, req.JobID, err, log)
+		w.poison(m, status, err, log)
 	case errors.Is(cause, errStopTimeout) || soft.Err() != nil && ctx.Err() != nil:
 		w.release(m, 0, log)
-		w.setStatus(req.JobID, "interrupted", nil)
+		status.set(job.StateInterrupted, nil)
 		log.Warn("job handed back at shutdown; its checkpoints remain", "err", err)
 	case permanent(err):
-		w.poison(m, req.JobID, err, log)
+		w.poison(m, status, err, log)
 	case receives >= w.cfg.MaxReceives:
-		w.poison(m, req.JobID, fmt.Errorf("gave up after %d deliveries: %w", receives, err), log)
+		w.poison(m, status, fmt.Errorf("gave up after %d deliveries: %w", receives, err), log)
 	default:
 		delay := backoff(receives)
 		log.Warn("job failed, retrying later", "err", err, "retry_in", delay.String())
@@ -239,238 +247,4 @@ func (w *Worker) heartbeat(ctx context.Context, cancel context.CancelCauseFunc, 
 		}
 	}()
 	return func() { close(done); <-stopped }
-}
-
-// run does the job and returns its manifest once results and manifest are in S3.
-func (w *Worker) run(ctx context.Context, req job.Request, timing map[string]any, log *slog.Logger) (*inference.Manifest, error) {
-	inputKey := job.InputPrefix + req.Filename
-	head, err := w.store.head(ctx, inputKey)
-	if err != nil {
-		return nil, fmt.Errorf("input: %w", err)
-	}
-	modelKey := w.cfg.ModelKey
-	if req.Model != "" {
-		modelKey = job.ModelsPrefix + req.Model
-	}
-	model, err := w.model(ctx, modelKey)
-	if err != nil {
-		return nil, err
-	}
-	out := req.OutputPrefix
-	if out == "" {
-		out = req.JobID
-	}
-	resultsPrefix := job.ResultsPrefix + strings.TrimSuffix(out, "/") + "/"
-	etag := aws.ToString(head.ETag)
-
-	var done inference.Manifest
-	switch err := w.store.getJSON(ctx, resultsPrefix+inference.ManifestFile, &done); {
-	case err == nil && done.Input.ETag == etag && done.Model.SHA256 == model.SHA256:
-		log.Info("job already done for this input and model: acknowledging")
-		return &done, nil
-	case err != nil && !errors.Is(err, errNotFound):
-		return nil, fmt.Errorf("read manifest: %w", err)
-	}
-
-	ej := inference.Job{
-		Model: model, Input: &rangeReader{ctx: ctx, s: w.store, key: inputKey, etag: etag, size: aws.ToInt64(head.ContentLength)}, InputSize: aws.ToInt64(head.ContentLength),
-		InputName: inputKey, InputETag: etag, Windowing: inference.Windowing{Window: req.Window, Hop: req.Hop},
-		Device: inference.Device(w.cfg.Device), BatchSize: w.cfg.BatchSize, ChunkSamples: w.cfg.ChunkSamples, Threads: w.cfg.Threads, Logger: log,
-	}
-	sink := &s3Sink{ctx: ctx, store: w.store, jobID: req.JobID, resultsPrefix: resultsPrefix,
-		cp: checkpoint{InputETag: etag, ModelSHA256: model.SHA256, Threads: w.cfg.Threads}}
-	var prior checkpoint
-	if err := w.store.getJSON(ctx, checkpointKey(req.JobID), &prior); err == nil &&
-		prior.InputETag == etag && prior.ModelSHA256 == model.SHA256 && prior.Threads == w.cfg.Threads && prior.Done > 0 {
-		ej.BatchSize, ej.ChunkSamples, ej.StartChunk = prior.BatchSize, prior.ChunkSamples, prior.Done
-		sink.resume = &prior
-		log.Info("resuming from checkpoint", "chunks_done", prior.Done)
-	}
-	var last time.Time
-	ej.Progress = func(doneSamples, total int64) {
-		if time.Since(last) >= w.cfg.StatusEvery || doneSamples == total {
-			last = time.Now()
-			w.setStatus(req.JobID, "running", map[string]any{"samples_done": doneSamples, "samples_total": total})
-		}
-	}
-	w.setStatus(req.JobID, "running", with(timing, map[string]any{"input": inputKey, "resumed_at_chunk": ej.StartChunk}))
-	m, err := inference.Run(ctx, ej, sink)
-	if err != nil {
-		return nil, err
-	}
-	w.setStatus(req.JobID, "done", with(timing, map[string]any{"samples_done": m.Samples, "samples_total": m.Samples, "device": m.Device.Used,
-		"fallback_reason": m.Device.Fallback, "results": "s3://" + w.cfg.Bucket + "/" + resultsPrefix,
-		"engine_started_at": m.StartedAt, "engine_finished_at": m.FinishedAt}))
-	return m, nil
-}
-
-// with merges maps into a new one.
-func with(maps ...map[string]any) map[string]any {
-	out := map[string]any{}
-	for _, m := range maps {
-		for k, v := range m {
-			out[k] = v
-		}
-	}
-	return out
-}
-
-// model returns the model at key, downloaded once per process and kept loaded.
-func (w *Worker) model(ctx context.Context, key string) (*inference.Model, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if m, ok := w.models[key]; ok {
-		return m, nil
-	}
-	data, err := w.store.get(ctx, key)
-	if err != nil {
-		return nil, fmt.Errorf("model: %w", err)
-	}
-	dir := filepath.Join(os.TempDir(), "inferstack-models")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	// Written aside and renamed: other workers on this machine may be
-	// loading the same model at the same moment.
-	tmp, err := os.CreateTemp(dir, ".model-*")
-	if err != nil {
-		return nil, err
-	}
-	_, err = tmp.Write(data)
-	if closeErr := tmp.Close(); err == nil {
-		err = closeErr
-	}
-	path := filepath.Join(dir, strings.ReplaceAll(key, "/", "_"))
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp.Name())
-		return nil, err
-	}
-	m, err := inference.LoadModel(path)
-	if err != nil {
-		return nil, err
-	}
-	w.models[key] = m
-	return m, nil
-}
-
-// setStatus writes status/<job>.json; a client draws its progress bar from it.
-func (w *Worker) setStatus(jobID, state string, fields map[string]any) {
-	s := map[string]any{"job_id": jobID, "state": state, "tier": w.cfg.Tier, "worker": w.cfg.WorkerID, "updated_at": time.Now().UTC()}
-	for k, v := range fields {
-		s[k] = v
-	}
-	if err := w.store.putJSON(context.Background(), job.StatusPrefix+jobID+".json", s); err != nil {
-		w.log.Warn("cannot write status", "job_id", jobID, "err", err)
-	}
-}
-
-// finish deletes the message: its manifest is in S3.
-func (w *Worker) finish(m sqstypes.Message, log *slog.Logger) {
-	err := retry(context.Background(), func() error {
-		_, err := w.queue.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: aws.String(w.cfg.QueueURL), ReceiptHandle: m.ReceiptHandle})
-		return err
-	})
-	switch {
-	case awserr.IsDenied(err):
-		log.Error("cannot delete finished message: a permission is missing; its redeliveries will be acknowledged",
-			"err", awserr.Denied(err, "sqs:DeleteMessage", w.cfg.QueueURL))
-	case err != nil:
-		// Redelivery finds the manifest and acknowledges without recomputing.
-		log.Warn("cannot delete finished message", "err", err)
-	}
-}
-
-// release makes the message visible again after delay (0: at once).
-func (w *Worker) release(m sqstypes.Message, delay time.Duration, log *slog.Logger) {
-	_, err := w.queue.ChangeMessageVisibility(context.Background(), &sqs.ChangeMessageVisibilityInput{
-		QueueUrl: aws.String(w.cfg.QueueURL), ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: int32(delay.Seconds()),
-	})
-	if err != nil {
-		log.Warn("cannot hand the message back; it returns after its visibility timeout", "err", err)
-	}
-}
-
-// poison records why a job can never succeed, dead-letters its message with
-// the reason and deletes it, so it ends in seconds rather than after every
-// redelivery the queue allows.
-func (w *Worker) poison(m sqstypes.Message, jobID string, cause error, log *slog.Logger) {
-	if jobID == "" {
-		jobID = "message-" + aws.ToString(m.MessageId)
-	}
-	reason := cause.Error()
-	ctx := context.Background()
-	record := map[string]any{"job_id": jobID, "state": "failed", "reason": reason, "message_id": aws.ToString(m.MessageId),
-		"body": aws.ToString(m.Body), "tier": w.cfg.Tier, "worker": w.cfg.WorkerID, "failed_at": time.Now().UTC()}
-	if err := w.store.putJSON(ctx, job.ErrorsPrefix+jobID+".json", record); err != nil {
-		log.Error("cannot write error record; leaving the message for redelivery", "err", err)
-		return
-	}
-	w.setStatus(jobID, "failed", map[string]any{"reason": reason})
-	err := retry(ctx, func() error {
-		_, err := w.queue.SendMessage(ctx, &sqs.SendMessageInput{
-			QueueUrl: aws.String(w.cfg.DeadLetterURL), MessageBody: m.Body,
-			MessageAttributes: map[string]sqstypes.MessageAttributeValue{
-				"reason":            {DataType: aws.String("String"), StringValue: aws.String(truncate(reason, 1024))},
-				"job_id":            {DataType: aws.String("String"), StringValue: aws.String(jobID)},
-				"origin_message_id": {DataType: aws.String("String"), StringValue: m.MessageId},
-			},
-		})
-		return err
-	})
-	if err != nil {
-		log.Error("cannot dead-letter; leaving the message for redelivery", "err", awserr.Denied(err, "sqs:SendMessage", w.cfg.DeadLetterURL))
-		return
-	}
-	w.finish(m, log)
-	log.Warn("job dead-lettered", "reason", reason)
-	w.emitFailure()
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
-}
-
-// emit writes one embedded-metric-format line: CloudWatch Logs extracts the
-// metrics from it (namespace Inferstack, by tier) whatever sent it, the ECS
-// awslogs driver included (CloudWatch user guide, "Using the PutLogEvents API
-// to send manually-created embedded metric format logs": the json/emf header
-// is optional).
-func (w *Worker) emit(jobID string, m *inference.Manifest, took time.Duration) {
-	fallbacks := 0
-	if m.Device.Fallback != "" {
-		fallbacks = 1
-	}
-	w.writeEMF(map[string]any{"job_id": jobID, "Jobs": 1, "Samples": m.Samples, "JobSeconds": took.Seconds(),
-		"SamplesPerSecond": m.SamplesPerSecond, "CPUFallbacks": fallbacks, "device": string(m.Device.Used)},
-		[]metric{{"Jobs", "Count"}, {"Samples", "Count"}, {"JobSeconds", "Seconds"}, {"SamplesPerSecond", "Count/Second"}, {"CPUFallbacks", "Count"}})
-}
-
-func (w *Worker) emitFailure() {
-	w.writeEMF(map[string]any{"FailedJobs": 1}, []metric{{"FailedJobs", "Count"}})
-}
-
-type metric struct{ Name, Unit string }
-
-func (w *Worker) writeEMF(fields map[string]any, metrics []metric) {
-	defs := make([]map[string]string, len(metrics))
-	for i, m := range metrics {
-		defs[i] = map[string]string{"Name": m.Name, "Unit": m.Unit}
-	}
-	fields["Tier"] = w.cfg.Tier
-	fields["_aws"] = map[string]any{
-		"Timestamp": time.Now().UnixMilli(),
-		"CloudWatchMetrics": []any{map[string]any{
-			"Namespace": job.MetricsNamespace, "Dimensions": [][]string{{"Tier"}}, "Metrics": defs,
-		}},
-	}
-	data, _ := json.Marshal(fields)
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	_, _ = w.metrics.Write(append(data, '\n'))
 }

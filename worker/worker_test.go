@@ -31,6 +31,7 @@ import (
 
 	"github.com/inferstack/inferstack/inference"
 	"github.com/inferstack/inferstack/inference/npy"
+	"github.com/inferstack/inferstack/internal/emulator"
 	"github.com/inferstack/inferstack/internal/job"
 	"github.com/inferstack/inferstack/internal/onnxmodel"
 	"github.com/inferstack/inferstack/internal/runenv"
@@ -39,7 +40,7 @@ import (
 )
 
 var (
-	moto   *testenv.Moto
+	moto   *emulator.Moto
 	binary string
 )
 
@@ -57,7 +58,7 @@ func setUp(m *testing.M) (int, error) {
 	if binary, err = testenv.Build(dir, "inferstack", "../cmd/inferstack"); err != nil {
 		return 0, err
 	}
-	if moto, err = testenv.StartMoto(context.Background()); err != nil {
+	if moto, err = emulator.StartMoto(context.Background()); err != nil {
 		return 0, err
 	}
 	defer moto.Stop()
@@ -99,7 +100,7 @@ func newEnv(t testing.TB, visibility time.Duration) *env {
 	require.NoError(t, err)
 	q, err := e.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name + "-queue"), Attributes: map[string]string{
 		"VisibilityTimeout": fmt.Sprint(int(visibility.Seconds())),
-		"RedrivePolicy":     fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":"5"}`, attrs.Attributes["QueueArn"]),
+		"RedrivePolicy":     job.RedrivePolicy(attrs.Attributes["QueueArn"], 5),
 	}})
 	require.NoError(t, err)
 	e.queue = aws.ToString(q.QueueUrl)
@@ -111,7 +112,7 @@ func newEnv(t testing.TB, visibility time.Duration) *env {
 	require.NoError(t, os.WriteFile(e.modelPath, model, 0o644))
 	e.put("models/mlp.onnx", model)
 	e.cfg = worker.Config{
-		Worker: runenv.Worker{Region: testenv.Region, QueueURL: e.queue, DeadLetterURL: e.dlq, Bucket: e.bucket, ModelKey: "models/mlp.onnx",
+		Worker: runenv.Worker{Region: emulator.Region, QueueURL: e.queue, DeadLetterURL: e.dlq, Bucket: e.bucket, ModelKey: "models/mlp.onnx",
 			Tier: "cpu", Device: "cpu", Visibility: visibility, MaxReceives: 5, StopTimeout: 30 * time.Second},
 		BatchSize: 32, ChunkSamples: 256, Threads: 1, WorkerID: "test", StatusEvery: 100 * time.Millisecond, PollWait: time.Second,
 	}
@@ -179,7 +180,7 @@ func (e *env) start(cfg worker.Config, queue worker.Queue, objects worker.Object
 }
 
 // process starts the real `inferstack worker` with the env's settings.
-func (e *env) process(extra ...string) (*exec.Cmd, *testenv.LockedBuffer) {
+func (e *env) process(extra ...string) (*exec.Cmd, *emulator.LockedBuffer) {
 	cmd := exec.Command(binary, "worker")
 	cmd.Env = append(os.Environ(), moto.Env()...)
 	cmd.Env = append(cmd.Env, runenv.List(e.cfg.Env())...)
@@ -187,7 +188,7 @@ func (e *env) process(extra ...string) (*exec.Cmd, *testenv.LockedBuffer) {
 		"INFERSTACK_ORT_LIB="+inference.DefaultLibPath(), runenv.EnvThreads+"=1", runenv.EnvPollWait+"=1s",
 		runenv.EnvBatchSize+"="+fmt.Sprint(e.cfg.BatchSize), runenv.EnvChunkSamples+"="+fmt.Sprint(e.cfg.ChunkSamples))
 	cmd.Env = append(cmd.Env, extra...)
-	logs := &testenv.LockedBuffer{}
+	logs := &emulator.LockedBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	require.NoError(e.t, cmd.Start())
 	e.t.Cleanup(func() {
@@ -309,12 +310,16 @@ func TestJobMatchesALocalRunByteForByte(t *testing.T) {
 	require.NotEmpty(t, m.Input.ETag)
 	require.True(t, e.drained(e.dlq))
 
-	status, ok := e.get("status/" + jobID + ".json")
+	status, ok := e.get(job.StatusKey(jobID))
 	require.True(t, ok)
-	var s map[string]any
+	var s job.Status // the type clients read it with
 	require.NoError(t, json.Unmarshal(status, &s))
-	require.Equal(t, "done", s["state"])
-	require.EqualValues(t, 3000, s["samples_done"])
+	require.Equal(t, job.StateDone, s.State)
+	require.EqualValues(t, 3000, s.SamplesDone)
+	require.Equal(t, job.DefaultResultsPrefix(jobID), s.Results)
+	require.Equal(t, "inputs/signal.npy", s.Input)
+	require.NotNil(t, s.ReceivedAt)
+	require.NotNil(t, s.EngineFinishedAt)
 
 	mu.Lock()
 	require.GreaterOrEqual(t, len(protections), 2)
@@ -550,4 +555,32 @@ func TestAJobWhoseMessageWasTakenBackStopsWithoutCommitting(t *testing.T) {
 	e.start(e.cfg, nil, nil, nil)
 	e.waitFor("the manifest from the next worker", 120*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
 	e.requireResults(jobID, e.reference(input))
+}
+
+// After SIGTERM, what a job's ending writes (here: its status, with S3 gone)
+// gets only what is left of ECS's stop timeout, not the 2 minutes of
+// retries a running worker allows an outage: the worker exits before the
+// SIGKILL, having handed its message back.
+func TestShutdownCleanupEndsWithinTheStopTimeout(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 30*time.Second)
+	slowJob(e)
+	proxy, err := testenv.NewProxy(moto.URL)
+	require.NoError(t, err)
+	defer proxy.Close()
+	stopTimeout := time.Second
+	first, logs := e.process("AWS_ENDPOINT_URL_S3="+proxy.URL(), runenv.EnvStopTimeout+"="+stopTimeout.String())
+	jobID := e.send(`{"filename": "long.npy"}`)
+	e.waitFor("a checkpointed chunk", 60*time.Second, func() bool { return e.checkpointDone(jobID) >= 1 })
+	proxy.Cut()
+	signalled := time.Now()
+	require.NoError(t, first.Process.Signal(syscall.SIGTERM))
+	state, err := first.Process.Wait()
+	require.NoError(t, err)
+	took := time.Since(signalled)
+	require.Equal(t, 0, state.ExitCode(), "%s", logs)
+	// ECS would SIGKILL at stopTimeout + StopMargin; a poll may take 1 s more to return.
+	require.Less(t, took, stopTimeout+runenv.StopMargin+time.Second, "cleanup outlived the stop timeout:\n%s", logs)
+	require.Contains(t, logs.String(), "cannot write status", "the status write was cut short, not retried for minutes")
+	e.waitFor("the message to be visible again", 3*time.Second, func() bool { v, _ := e.counts(e.queue); return v == 1 })
 }

@@ -78,9 +78,10 @@ func (c *clientFlags) client(ctx context.Context) (*client.Client, error) {
 }
 
 func (m *Main) submit(ctx context.Context, args []string) error {
-	c := newClientFlags(m, "submit", "Usage: inferstack submit FILE [--tier cpu|gpu|auto] [--wait]\n\nUploads FILE to the stack's inputs/ and sends the intake message; prints the job id.\n")
+	c := newClientFlags(m, "submit", "Usage: inferstack submit FILE [--tier cpu|gpu|auto] [--output-prefix P] [--wait]\n\nUploads FILE to the stack's inputs/ and sends the intake message; prints the job id.\n")
 	tier := c.fs.String("tier", "", "run on this tier (where the stack allows per-message tiers)")
 	key := c.fs.String("key", "", "key under inputs/ (default: the file's name)")
+	outputPrefix := c.fs.String("output-prefix", "", "write the results under results/P/ (default: results/JOB_ID/)")
 	window := c.fs.Int64("window", 0, "cut a signal into windows of this many steps (with --hop)")
 	hop := c.fs.Int64("hop", 0, "steps between windows")
 	wait := c.fs.Bool("wait", false, "follow the job's progress until its results or error record appear")
@@ -91,16 +92,17 @@ func (m *Main) submit(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	id, err := cl.Submit(ctx, c.arg(0), *key, job.Request{Tier: job.Tier(*tier), Window: *window, Hop: *hop})
+	req, err := cl.Submit(ctx, c.arg(0), *key, job.Request{Tier: job.Tier(*tier), Window: *window, Hop: *hop, OutputPrefix: *outputPrefix})
 	if err != nil {
 		return err
 	}
+	id := req.JobID
 	fmt.Fprintf(m.Stdout, "submitted %s as job %s\n", filepath.Base(c.arg(0)), id)
 	if !*wait {
 		return nil
 	}
 	p := newProgress(m.Stderr, false)
-	manifest, err := cl.Wait(ctx, id, 500*time.Millisecond, func(s client.Status) {
+	manifest, err := cl.Wait(ctx, id, 500*time.Millisecond, func(s job.Status) {
 		if s.SamplesTotal > 0 {
 			p.Update(s.SamplesDone, s.SamplesTotal)
 		}
@@ -109,8 +111,8 @@ func (m *Main) submit(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(m.Stdout, "done: %d samples on %s; results in s3://%s/%s%s/ (inferstack results %s --output DIR)\n",
-		manifest.Samples, manifest.Device.Used, cl.Bucket, job.ResultsPrefix, id, id)
+	fmt.Fprintf(m.Stdout, "done: %d samples on %s; results in s3://%s/%s (inferstack results %s --output DIR)\n",
+		manifest.Samples, manifest.Device.Used, cl.Bucket, req.ResultsPrefix(), id)
 	return nil
 }
 
@@ -132,6 +134,9 @@ func (m *Main) status(ctx context.Context, args []string) error {
 		return nil
 	}
 	fmt.Fprintf(m.Stdout, "%s: %s on %s (%s), %d/%d samples, updated %s", s.JobID, s.State, s.Tier, s.Worker, s.SamplesDone, s.SamplesTotal, s.UpdatedAt.Format(time.RFC3339))
+	if s.State == job.StateDone && s.Results != "" {
+		fmt.Fprintf(m.Stdout, "; results in s3://%s/%s", cl.Bucket, s.Results)
+	}
 	if s.Reason != "" {
 		fmt.Fprintf(m.Stdout, ": %s", s.Reason)
 	}

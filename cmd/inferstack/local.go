@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"time"
@@ -22,8 +23,9 @@ queues, bucket and tier parameter that Pulumi.<stack>.yaml describes, the
 dispatch function under the Lambda emulator fed from the intake queue, and a
 scaler that starts and stops worker processes from the same scaling policy
 as on AWS. Prints the exports that point inferstack submit/status/results/
-tier (and the AWS CLI) at it, then one live line. Ctrl-C stops everything.
-make local-stack builds what it needs and runs it.
+tier (and the AWS CLI) at it, then one live line. Ctrl-C, or closing the
+terminal, stops everything; if inferstack itself is killed, the emulators
+and workers die with it. make local-stack builds what it needs and runs it.
 
 Flags:
 `
@@ -39,23 +41,47 @@ or, as a client with only the AWS CLI (v1 or v2) would:
 `, endpoint, bucket, job.InputPrefix, intake)
 }
 
-// runLocal is `inferstack local up`.
-func (m *Main) runLocal(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] != "up" {
-		fmt.Fprint(m.Stderr, localUsage)
-		return &usageError{msg: "local takes one command: up"}
+// isHelp says whether arg asks for help, as the flag package reads -h and
+// -help, or as the help command.
+func isHelp(arg string) bool {
+	switch arg {
+	case "help", "-h", "--h", "-help", "--help":
+		return true
 	}
+	return false
+}
+
+// runLocal is `inferstack local up`. Help that was asked for (local --help,
+// local help, local up -h) goes to stdout and exits 0; a wrong command line
+// gets the same usage on stderr and exits 2.
+func (m *Main) runLocal(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("local up", flag.ContinueOnError)
-	fs.SetOutput(m.Stderr)
+	fs.SetOutput(m.Stderr) // the flag package's own error lines
+	fs.Usage = func() {}   // printed below, to the stream that fits
 	stack := fs.String("stack", "dev", "the stack whose settings to use (Pulumi.<stack>.yaml)")
 	bootstrap := fs.String("bootstrap", "bin/bootstrap-local", "the dispatch function built for this machine")
 	idle := fs.Duration("idle", 30*time.Second, "idle time before a tier returns to zero workers (on AWS: the tier's idle minutes)")
 	ortLib := fs.String("ort-lib", inference.DefaultLibPath(), "libonnxruntime.so for the workers")
-	fs.Usage = func() { fmt.Fprint(fs.Output(), localUsage); fs.PrintDefaults() }
+	printUsage := func(w io.Writer) {
+		fmt.Fprint(w, localUsage)
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+		fs.SetOutput(m.Stderr)
+	}
+	switch {
+	case len(args) > 0 && isHelp(args[0]):
+		printUsage(m.Stdout)
+		return errHelp
+	case len(args) == 0 || args[0] != "up":
+		printUsage(m.Stderr)
+		return &usageError{msg: "local takes one command: up"}
+	}
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			printUsage(m.Stdout)
 			return errHelp
 		}
+		printUsage(m.Stderr)
 		return &usageError{msg: err.Error()}
 	}
 	values, err := settings.StackValues("Pulumi." + *stack + ".yaml")

@@ -27,12 +27,34 @@ const (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	// The first signal stops softly; after it a second one kills at once.
-	context.AfterFunc(ctx, stop)
+	ctx, stop := stopOnSignals()
 	code := NewMain(os.Stdout, os.Stderr).Run(ctx, os.Args[1:])
 	stop()
 	os.Exit(code)
+}
+
+// stopOnSignals returns a context that ends at the first signal asking a
+// command to stop softly: Ctrl-C, SIGTERM, or SIGHUP (the terminal was
+// closed); after it a second Ctrl-C or SIGTERM kills at once.
+//
+// SIGHUP stops every command, not only `local up` (which must take moto,
+// the Lambda emulator and its workers down with it): `run` removes its
+// partial outputs rather than dying with them, and the workers `local up`
+// starts share its terminal, so they hand back their jobs as on Ctrl-C.
+// Under nohup SIGHUP stays ignored (catching it would undo nohup). A closed
+// terminal hangs up more than once (the shell forwards its SIGHUP to its
+// jobs, then the kernel hangs up the foreground group as the shell exits):
+// the later ones are caught and dropped, so that they cannot kill the soft
+// stop the first one began.
+func stopOnSignals() (context.Context, context.CancelFunc) {
+	sigs := []os.Signal{os.Interrupt, syscall.SIGTERM}
+	if !signal.Ignored(syscall.SIGHUP) {
+		sigs = append(sigs, syscall.SIGHUP)
+		signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP) // never read: signal drops what does not fit
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), sigs...)
+	context.AfterFunc(ctx, stop)
+	return ctx, stop
 }
 
 // Main is the program, with its streams injected for tests.
@@ -88,6 +110,9 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 	case "help", "-h", "--help":
 		if len(rest) > 0 && rest[0] == "run" {
 			return m.exit(newRunCommand(m).Run(ctx, []string{"--help"}))
+		}
+		if len(rest) > 0 && rest[0] == "local" {
+			return m.exit(m.runLocal(ctx, []string{"--help"}))
 		}
 		fmt.Fprint(m.Stdout, usage)
 		return exitOK

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -183,6 +184,49 @@ func TestHelp(t *testing.T) {
 	r = run(t, nil, "--help")
 	require.Equal(t, exitOK, r.code)
 	require.Contains(t, r.stdout, "Exit codes")
+
+	// Help asked for is no usage error: the usage on stdout, exit 0.
+	for _, args := range [][]string{{"local", "--help"}, {"local", "-h"}, {"local", "help"}, {"local", "up", "--help"}, {"local", "up", "-h"}, {"help", "local"}} {
+		r = run(t, nil, args...)
+		require.Equal(t, exitOK, r.code, "%v: %s", args, r.stderr)
+		require.Contains(t, r.stdout, "Usage: inferstack local up", args)
+		require.Contains(t, r.stdout, "-idle duration", args)
+		require.Empty(t, r.stderr, args)
+	}
+	// A wrong command line still is one: the same usage, on stderr, exit 2.
+	for _, args := range [][]string{{"local"}, {"local", "down"}, {"local", "up", "--bogus"}} {
+		r = run(t, nil, args...)
+		require.Equal(t, exitUsage, r.code, "%v: %s", args, r.stderr)
+		require.Contains(t, r.stderr, "Usage: inferstack local up", args)
+		require.Empty(t, r.stdout, args)
+	}
+}
+
+// TestBinariesLinkNoTestHarness: what cmd/ builds (the worker image's
+// inferstack among them) links no test harness: neither the testing
+// package, which a test helper drags in, nor internal/testenv.
+func TestBinariesLinkNoTestHarness(t *testing.T) {
+	t.Parallel()
+	cmd := exec.Command("go", "list", "-deps", "-f", `{{.ImportPath}}:{{range .Imports}} {{.}}{{end}}`, "../...")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	require.NoError(t, err, stderr.String())
+	importers := map[string][]string{}
+	var linked []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		pkg, imports, _ := strings.Cut(line, ":")
+		linked = append(linked, pkg)
+		for _, imp := range strings.Fields(imports) {
+			importers[imp] = append(importers[imp], pkg)
+		}
+	}
+	require.Contains(t, linked, "github.com/inferstack/inferstack/cmd/inferstack")
+	for _, pkg := range linked {
+		if pkg == "testing" || strings.HasPrefix(pkg, "testing/") || strings.HasSuffix(pkg, "/internal/testenv") {
+			t.Errorf("cmd/... links %s, imported by %v", pkg, importers[pkg])
+		}
+	}
 }
 
 // rawHeader builds a version 1.0 .npy header around any dict text, so tests
@@ -197,9 +241,19 @@ func rawHeader(dict string) []byte {
 	return append(h, '\n')
 }
 
-// Ctrl-C mid-run stops at once, removes the partial outputs and says so.
+// Ctrl-C mid-run stops at once, removes the partial outputs and says so; so
+// does closing the terminal (SIGHUP).
 func TestInterruptRemovesPartialOutputs(t *testing.T) {
 	t.Parallel()
+	for _, sig := range []os.Signal{os.Interrupt, syscall.SIGHUP} {
+		t.Run(sig.String(), func(t *testing.T) {
+			t.Parallel()
+			interruptRun(t, sig)
+		})
+	}
+}
+
+func interruptRun(t *testing.T, sig os.Signal) {
 	dir, model, _ := fixture(t)
 	// Batch size 1 over 2M samples keeps the run going for many seconds.
 	const n = 2 << 20
@@ -216,7 +270,7 @@ func TestInterruptRemovesPartialOutputs(t *testing.T) {
 		_, err := os.Stat(filepath.Join(out, "probs.npy"))
 		return err == nil
 	}, 30*time.Second, 5*time.Millisecond)
-	require.NoError(t, cmd.Process.Signal(os.Interrupt))
+	require.NoError(t, cmd.Process.Signal(sig))
 	err := cmd.Wait()
 	require.Error(t, err)
 	require.Equal(t, exitInterrupted, cmd.ProcessState.ExitCode(), stderr.String())

@@ -9,9 +9,6 @@ import (
 // deployment sets (package runenv holds the contract).
 type Config = runenv.Dispatch
 
-// ConfigError names the variable that is wrong.
-type ConfigError = runenv.Error
-
 // ConfigFromEnv reads and validates Config; getenv is os.Getenv outside tests.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	return runenv.ParseDispatch(getenv)

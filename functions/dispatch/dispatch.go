@@ -47,15 +47,6 @@ var (
 	_ Objects    = (*s3.Client)(nil)
 )
 
-// Message attributes the dispatcher adds to forwarded and dead-lettered messages.
-const (
-	AttrJobID           = "job_id"
-	AttrTier            = "tier"
-	AttrDispatchedAt    = "dispatched_at"
-	AttrOriginMessageID = "origin_message_id"
-	AttrReason          = "reason"
-)
-
 // Dispatcher routes intake messages. It is safe for concurrent use.
 type Dispatcher struct {
 	cfg     Config
@@ -162,14 +153,14 @@ func (d *Dispatcher) Handle(ctx context.Context, ev events.SQSEvent) (events.SQS
 func (d *Dispatcher) record(ctx context.Context, o outgoing) error {
 	id := o.jobID
 	if id == "" {
-		id = "message-" + o.msg.MessageId
+		id = job.MessageJobID(o.msg.MessageId)
 	}
-	data, err := json.Marshal(map[string]any{"job_id": id, "state": "failed", "reason": o.why, "message_id": o.msg.MessageId,
-		"body": o.msg.Body, "stage": "dispatch", "failed_at": d.now().UTC()})
+	data, err := json.Marshal(job.ErrorRecord{JobID: id, State: job.StateFailed, Reason: o.why, Stage: job.StageDispatch,
+		MessageID: o.msg.MessageId, Body: o.msg.Body, FailedAt: d.now().UTC()})
 	if err != nil {
 		return err
 	}
-	key := job.ErrorsPrefix + id + ".json"
+	key := job.ErrorKey(id)
 	_, err = d.objects.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(d.cfg.Bucket), Key: aws.String(key),
 		Body: bytes.NewReader(data), ContentType: aws.String("application/json")})
 	return awserr.Denied(err, "s3:PutObject", "s3://"+d.cfg.Bucket+"/"+key)
@@ -250,16 +241,16 @@ func (d *Dispatcher) send(ctx context.Context, queueURL string, msgs []outgoing,
 	now := d.now().UTC().Format(time.RFC3339Nano)
 	for i, o := range msgs {
 		attrs := map[string]sqstypes.MessageAttributeValue{
-			AttrOriginMessageID: stringAttr(o.msg.MessageId),
-			AttrDispatchedAt:    stringAttr(now),
+			job.AttrOriginMessageID: stringAttr(o.msg.MessageId),
+			job.AttrDispatchedAt:    stringAttr(now),
 		}
 		if o.jobID != "" {
-			attrs[AttrJobID] = stringAttr(o.jobID)
+			attrs[job.AttrJobID] = stringAttr(o.jobID)
 		}
 		if forwarded {
-			attrs[AttrTier] = stringAttr(string(o.tier))
+			attrs[job.AttrTier] = stringAttr(string(o.tier))
 		} else {
-			attrs[AttrReason] = stringAttr(truncate(o.why, 1024))
+			attrs[job.AttrReason] = stringAttr(job.Truncate(o.why, job.MaxReasonBytes))
 		}
 		entries[i] = sqstypes.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(o.msg.Body), MessageAttributes: attrs}
 		sizes[i] = len(o.msg.Body)
@@ -312,11 +303,4 @@ func (d *Dispatcher) logFor(o outgoing) *slog.Logger {
 
 func stringAttr(v string) sqstypes.MessageAttributeValue {
 	return sqstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }

@@ -27,6 +27,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/stretchr/testify/require"
 
+	"github.com/inferstack/inferstack/internal/configerr"
 	"github.com/inferstack/inferstack/internal/job"
 	"github.com/inferstack/inferstack/internal/runenv"
 )
@@ -151,10 +152,10 @@ func TestClassicMessageGoesToTheActiveTierUnchanged(t *testing.T) {
 		sent := q.sent[tier+"-url"]
 		require.Len(t, sent, 1, "tier %s", tier)
 		require.Equal(t, `{"filename": "file_to_process.bin"}`, aws.ToString(sent[0].MessageBody), "body preserved byte for byte")
-		require.Equal(t, tier, attr(sent[0], AttrTier))
-		require.Equal(t, ev.Records[0].MessageId, attr(sent[0], AttrOriginMessageID))
-		require.Regexp(t, `^j-[0-9a-f]{20}$`, attr(sent[0], AttrJobID))
-		_, err = time.Parse(time.RFC3339Nano, attr(sent[0], AttrDispatchedAt))
+		require.Equal(t, tier, attr(sent[0], job.AttrTier))
+		require.Equal(t, ev.Records[0].MessageId, attr(sent[0], job.AttrOriginMessageID))
+		require.Regexp(t, `^j-[0-9a-f]{20}$`, attr(sent[0], job.AttrJobID))
+		_, err = time.Parse(time.RFC3339Nano, attr(sent[0], job.AttrDispatchedAt))
 		require.NoError(t, err)
 	}
 }
@@ -169,14 +170,14 @@ func TestMixedBatchForwardsTheGoodAndDeadLettersTheBad(t *testing.T) {
 
 	var forwarded []string
 	for _, e := range q.sent["cpu-url"] {
-		forwarded = append(forwarded, attr(e, AttrOriginMessageID))
+		forwarded = append(forwarded, attr(e, job.AttrOriginMessageID))
 	}
 	require.ElementsMatch(t, []string{"good-1", "good-2"}, forwarded)
-	require.Equal(t, "day-2", attr(q.sent["cpu-url"][1], AttrJobID), "a given job id is kept")
+	require.Equal(t, "day-2", attr(q.sent["cpu-url"][1], job.AttrJobID), "a given job id is kept")
 
 	reasons := map[string]string{}
 	for _, e := range q.sent["dlq-url"] {
-		reasons[attr(e, AttrOriginMessageID)] = attr(e, AttrReason)
+		reasons[attr(e, job.AttrOriginMessageID)] = attr(e, job.AttrReason)
 	}
 	require.Len(t, reasons, 3)
 	require.Contains(t, reasons["bad-json"], "not a valid request")
@@ -303,7 +304,7 @@ func TestAutoTierOverrideAndDisabledGPU(t *testing.T) {
 			require.Empty(t, resp.BatchItemFailures)
 			require.Len(t, q.sent[tc.queue], 1, "sent: %v", q.sent)
 			if tc.reason != "" {
-				require.Contains(t, attr(q.sent[tc.queue][0], AttrReason), tc.reason)
+				require.Contains(t, attr(q.sent[tc.queue][0], job.AttrReason), tc.reason)
 			}
 		})
 	}
@@ -387,7 +388,7 @@ func TestConfigFromEnv(t *testing.T) {
 		runenv.EnvInputPrefix: "../in/", runenv.EnvTierCacheTTL: "soon", runenv.EnvAutoGPUMin: "-1", runenv.EnvAllowOverride: "maybe",
 	} {
 		_, err := ConfigFromEnv(env(map[string]string{key: value}))
-		var ce *ConfigError
+		var ce *configerr.Error
 		require.ErrorAs(t, err, &ce, key)
 		require.Equal(t, key, ce.Key)
 	}

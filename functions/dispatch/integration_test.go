@@ -26,6 +26,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/inferstack/inferstack/functions/dispatch"
+	"github.com/inferstack/inferstack/internal/emulator"
 	"github.com/inferstack/inferstack/internal/eventsource"
 	"github.com/inferstack/inferstack/internal/job"
 	"github.com/inferstack/inferstack/internal/runenv"
@@ -33,7 +34,7 @@ import (
 )
 
 var (
-	moto      *testenv.Moto
+	moto      *emulator.Moto
 	bootstrap string
 )
 
@@ -41,7 +42,7 @@ func TestMain(m *testing.M) { testenv.Main(m, setUp) }
 
 func setUp(m *testing.M) (int, error) {
 	ctx := context.Background()
-	if _, err := testenv.RIEPath(); err != nil {
+	if _, err := emulator.RIEPath(); err != nil {
 		return 0, err
 	}
 	if _, err := exec.LookPath("aws"); err != nil {
@@ -55,7 +56,7 @@ func setUp(m *testing.M) (int, error) {
 	if bootstrap, err = testenv.Build(dir, "bootstrap", "./bootstrap", "lambda.norpc"); err != nil {
 		return 0, err
 	}
-	if moto, err = testenv.StartMoto(ctx); err != nil {
+	if moto, err = emulator.StartMoto(ctx); err != nil {
 		return 0, err
 	}
 	defer moto.Stop()
@@ -72,7 +73,7 @@ type stack struct {
 	intakeARN, tierParam        string
 	bucket                      string
 	ssmProxy, sqsProxy          *testenv.Proxy
-	lambda                      *testenv.Lambda
+	lambda                      *emulator.Lambda
 	poller                      *eventsource.Poller
 	sent                        []string // bodies sent to intake
 }
@@ -96,7 +97,7 @@ func newStack(t *testing.T, ttl time.Duration) *stack {
 	// A short visibility timeout makes redelivery after a failure quick.
 	s.intake = s.queue(ctx, "intake", map[string]string{
 		"VisibilityTimeout": "1",
-		"RedrivePolicy":     fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":"10"}`, dlqARN),
+		"RedrivePolicy":     job.RedrivePolicy(dlqARN, 10),
 	})
 	s.intakeARN = s.arn(ctx, s.intake)
 	s.cpu = s.queue(ctx, "cpu", nil)
@@ -119,7 +120,7 @@ func newStack(t *testing.T, ttl time.Duration) *stack {
 		Bucket: s.bucket, InputPrefix: job.InputPrefix, TierParameter: s.tierParam, TierCacheTTL: ttl,
 		CPUQueueURL: s.cpu, GPUQueueURL: s.gpu, DeadLetterURL: s.intakeDLQ, AutoGPUMin: 1 << 30,
 	}.Env())...)
-	s.lambda, err = testenv.StartLambda(ctx, bootstrap, env)
+	s.lambda, err = emulator.StartLambda(ctx, bootstrap, env)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -128,7 +129,7 @@ func newStack(t *testing.T, ttl time.Duration) *stack {
 		s.lambda.Stop()
 	})
 	s.poller = &eventsource.Poller{
-		Queue: s.sqs, QueueURL: s.intake, QueueARN: s.intakeARN, Region: testenv.Region, BatchSize: 10, WaitTime: 1,
+		Queue: s.sqs, QueueURL: s.intake, QueueARN: s.intakeARN, Region: emulator.Region, BatchSize: 10, WaitTime: 1,
 		Invoke: func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
 			var resp events.SQSEventResponse
 			err := s.lambda.Invoke(ctx, ev, &resp)
@@ -229,10 +230,10 @@ func TestCLIMessageArrivesOnTheCPUQueue(t *testing.T) {
 	require.Len(t, o.cpu, 1)
 	m := o.cpu[0]
 	require.Equal(t, `{"filename": "file_to_process.bin"}`, aws.ToString(m.Body))
-	require.Equal(t, "cpu", attr(m, dispatch.AttrTier))
-	require.Regexp(t, `^j-[0-9a-f]{20}$`, attr(m, dispatch.AttrJobID))
-	require.NotEmpty(t, attr(m, dispatch.AttrOriginMessageID))
-	require.Contains(t, s.lambda.Logs(), `"job_id":"`+attr(m, dispatch.AttrJobID)+`"`, "structured logs name the job")
+	require.Equal(t, "cpu", attr(m, job.AttrTier))
+	require.Regexp(t, `^j-[0-9a-f]{20}$`, attr(m, job.AttrJobID))
+	require.NotEmpty(t, attr(m, job.AttrOriginMessageID))
+	require.Contains(t, s.lambda.Logs(), `"job_id":"`+attr(m, job.AttrJobID)+`"`, "structured logs name the job")
 }
 
 func TestSwitchingTheParameterSwitchesRoutingWithinTheTTL(t *testing.T) {
@@ -302,7 +303,7 @@ func TestMixedBatchForwardsGoodAndDeadLettersBadWithReasons(t *testing.T) {
 	require.Len(t, o.cpu, 2)
 	reasons := map[string]string{}
 	for _, m := range o.dead {
-		reasons[aws.ToString(m.Body)] = attr(m, dispatch.AttrReason)
+		reasons[aws.ToString(m.Body)] = attr(m, job.AttrReason)
 	}
 	require.Contains(t, reasons[bodies["bad-json"]], "not a valid request")
 	require.Contains(t, reasons[bodies["escape"]], `".." segment`)
@@ -363,7 +364,7 @@ func BenchmarkInvokeUnderEmulator(b *testing.B) {
 	ev := events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m", Body: `{"filename": "file_to_process.bin"}`}}}
 	var cold, warm []time.Duration
 	for b.Loop() {
-		l, err := testenv.StartLambda(ctx, bootstrap, env)
+		l, err := emulator.StartLambda(ctx, bootstrap, env)
 		require.NoError(b, err)
 		for i := range 11 {
 			start := time.Now()

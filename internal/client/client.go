@@ -43,46 +43,35 @@ type Client struct {
 // ErrJobFailed is returned by Wait when the job ended with an error record.
 var ErrJobFailed = errors.New("job failed")
 
-// Status is a job's status object as the worker writes it.
-type Status struct {
-	JobID        string    `json:"job_id"`
-	State        string    `json:"state"`
-	Tier         string    `json:"tier"`
-	Worker       string    `json:"worker"`
-	SamplesDone  int64     `json:"samples_done"`
-	SamplesTotal int64     `json:"samples_total"`
-	Reason       string    `json:"reason"`
-	UpdatedAt    time.Time `json:"updated_at"`
-}
-
 // Submit uploads file to inputs/<key> and sends the intake message; it
-// returns the job id the dispatch function and workers will use.
-func (c *Client) Submit(ctx context.Context, file, key string, req job.Request) (string, error) {
+// returns the request as the dispatch function and workers will read it
+// (its job id, its results prefix).
+func (c *Client) Submit(ctx context.Context, file, key string, req job.Request) (job.Request, error) {
 	if key == "" {
 		key = filepath.Base(file)
 	}
 	req.Filename = key
 	body, err := json.Marshal(req)
 	if err != nil {
-		return "", err
+		return job.Request{}, err
 	}
 	parsed, err := job.Parse(body) // the same validation and job id as the dispatch function
 	if err != nil {
-		return "", err
+		return job.Request{}, err
 	}
 	f, err := os.Open(file)
 	if err != nil {
-		return "", fmt.Errorf("open input: %w", err)
+		return job.Request{}, fmt.Errorf("open input: %w", err)
 	}
 	defer f.Close() //nolint:errcheck // read-only
 	// One PutObject takes up to 5 GB (S3's limit for a single upload).
-	if _, err := c.S3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(c.Bucket), Key: aws.String(job.InputPrefix + key), Body: f}); err != nil {
-		return "", fmt.Errorf("upload input: %w", err)
+	if _, err := c.S3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(c.Bucket), Key: aws.String(parsed.InputKey()), Body: f}); err != nil {
+		return job.Request{}, fmt.Errorf("upload input: %w", err)
 	}
 	if _, err := c.SQS.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(c.IntakeQueueURL), MessageBody: aws.String(string(body))}); err != nil {
-		return "", fmt.Errorf("send intake message: %w", err)
+		return job.Request{}, fmt.Errorf("send intake message: %w", err)
 	}
-	return parsed.JobID, nil
+	return parsed, nil
 }
 
 func (c *Client) getJSON(ctx context.Context, key string, v any) (bool, error) {
@@ -103,31 +92,47 @@ func (c *Client) getJSON(ctx context.Context, key string, v any) (bool, error) {
 }
 
 // Status reads status/<job>.json; ok is false while no worker has started it.
-func (c *Client) Status(ctx context.Context, jobID string) (s Status, ok bool, err error) {
-	ok, err = c.getJSON(ctx, job.StatusPrefix+jobID+".json", &s)
+func (c *Client) Status(ctx context.Context, jobID string) (s job.Status, ok bool, err error) {
+	ok, err = c.getJSON(ctx, job.StatusKey(jobID), &s)
 	return s, ok, err
 }
 
-// Manifest reads results/<job>/manifest.json; ok is false until the job is done.
+// ResultsPrefix is where the job's results are (or will be): the prefix its
+// status object records, which honours the request's output_prefix, or
+// results/<job>/ while no worker has started it.
+func (c *Client) ResultsPrefix(ctx context.Context, jobID string) (string, error) {
+	s, ok, err := c.Status(ctx, jobID)
+	if err != nil {
+		return "", err
+	}
+	if ok && s.Results != "" {
+		return s.Results, nil
+	}
+	return job.DefaultResultsPrefix(jobID), nil
+}
+
+// Manifest reads the job's manifest; ok is false until the job is done.
 func (c *Client) Manifest(ctx context.Context, jobID string) (m inference.Manifest, ok bool, err error) {
-	ok, err = c.getJSON(ctx, job.ResultsPrefix+jobID+"/"+inference.ManifestFile, &m)
+	prefix, err := c.ResultsPrefix(ctx, jobID)
+	if err != nil {
+		return m, false, err
+	}
+	ok, err = c.getJSON(ctx, prefix+inference.ManifestFile, &m)
 	return m, ok, err
 }
 
 // Wait polls until the job has a manifest or an error record, calling
 // progress with each new status.
-func (c *Client) Wait(ctx context.Context, jobID string, every time.Duration, progress func(Status)) (*inference.Manifest, error) {
+func (c *Client) Wait(ctx context.Context, jobID string, every time.Duration, progress func(job.Status)) (*inference.Manifest, error) {
 	for {
 		if m, ok, err := c.Manifest(ctx, jobID); err != nil || ok {
 			return &m, err
 		}
-		var record struct {
-			Reason string `json:"reason"`
-		}
-		if ok, err := c.getJSON(ctx, job.ErrorsPrefix+jobID+".json", &record); err != nil {
+		var record job.ErrorRecord
+		if ok, err := c.getJSON(ctx, job.ErrorKey(jobID), &record); err != nil {
 			return nil, err
 		} else if ok {
-			return nil, fmt.Errorf("%w: %s (s3://%s/%s%s.json)", ErrJobFailed, record.Reason, c.Bucket, job.ErrorsPrefix, jobID)
+			return nil, fmt.Errorf("%w: %s (s3://%s/%s)", ErrJobFailed, record.Reason, c.Bucket, job.ErrorKey(jobID))
 		}
 		if s, ok, err := c.Status(ctx, jobID); err == nil && ok && progress != nil {
 			progress(s)
@@ -142,6 +147,10 @@ func (c *Client) Wait(ctx context.Context, jobID string, every time.Duration, pr
 
 // Results downloads the job's outputs and manifest into dir.
 func (c *Client) Results(ctx context.Context, jobID, dir string) (*inference.Manifest, error) {
+	prefix, err := c.ResultsPrefix(ctx, jobID)
+	if err != nil {
+		return nil, err
+	}
 	m, ok, err := c.Manifest(ctx, jobID)
 	if err != nil {
 		return nil, err
@@ -153,7 +162,7 @@ func (c *Client) Results(ctx context.Context, jobID, dir string) (*inference.Man
 		return nil, err
 	}
 	for _, name := range append(outputFiles(m), inference.ManifestFile) {
-		out, err := c.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(c.Bucket), Key: aws.String(job.ResultsPrefix + jobID + "/" + name)})
+		out, err := c.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(c.Bucket), Key: aws.String(prefix + name)})
 		if err != nil {
 			return nil, fmt.Errorf("download %s: %w", name, err)
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/inferstack/inferstack/internal/emulator"
 	"github.com/inferstack/inferstack/internal/scaling"
 )
 
@@ -235,12 +236,14 @@ type workerProcess struct {
 
 var _ Process = (*workerProcess)(nil)
 
-// StartWorker starts `binary worker` with the given extra environment.
+// StartWorker starts `binary worker` with the given extra environment. The
+// worker dies with this process, even if this one is killed
+// (emulator.StartChild): no worker outlives its stack.
 func StartWorker(binary string, env []string, logs io.Writer) (Process, error) {
 	cmd := exec.Command(binary, "worker")
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
+	if err := emulator.StartChild(cmd); err != nil {
 		return nil, err
 	}
 	w := &workerProcess{cmd: cmd, done: make(chan struct{})}

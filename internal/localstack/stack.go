@@ -19,13 +19,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
+	"github.com/inferstack/inferstack/internal/emulator"
 	"github.com/inferstack/inferstack/internal/eventsource"
 	"github.com/inferstack/inferstack/internal/job"
 	"github.com/inferstack/inferstack/internal/policy"
 	"github.com/inferstack/inferstack/internal/runenv"
 	"github.com/inferstack/inferstack/internal/scaling"
 	"github.com/inferstack/inferstack/internal/settings"
-	"github.com/inferstack/inferstack/internal/testenv"
 )
 
 // Options configure a local stack.
@@ -47,16 +47,17 @@ type Stack struct {
 	Queues    map[string]string // queue URL by logical name
 	TierParam string
 
-	moto   *testenv.Moto
-	lambda *testenv.Lambda
+	moto   *emulator.Moto
+	lambda *emulator.Lambda
 	sqs    *sqs.Client // the stack's own (admin): set-up, backlogs, counts
 	s3     *s3.Client  // the stack's own (admin)
 	scaler *Scaler
 	opts   Options
+	log    *slog.Logger // to Logs: the stack's own lines (where its parts listen, the scaler's)
 
-	dispatch testenv.Principal            // the dispatch function's role, also the event source mapping's
-	workers  map[string]testenv.Principal // each tier's worker task role, by tier name
-	intake   *sqs.Client                  // the event source mapping's, as the dispatch role
+	dispatch emulator.Principal            // the dispatch function's role, also the event source mapping's
+	workers  map[string]emulator.Principal // each tier's worker task role, by tier name
+	intake   *sqs.Client                   // the event source mapping's, as the dispatch role
 }
 
 // Up starts moto with IAM enforced and creates the stack's resources from
@@ -70,12 +71,14 @@ func Up(ctx context.Context, opts Options) (*Stack, error) {
 	if opts.Logs == nil {
 		opts.Logs = io.Discard
 	}
-	moto, err := testenv.StartMoto(ctx, testenv.WithIAM())
+	log := slog.New(slog.NewTextHandler(opts.Logs, nil))
+	moto, err := emulator.StartMoto(ctx, emulator.WithIAM())
 	if err != nil {
 		return nil, err
 	}
-	s := &Stack{moto: moto, opts: opts, Queues: map[string]string{}, Bucket: "inferstack-" + opts.Config.Environment,
-		TierParam: opts.Config.TierParameterName(), workers: map[string]testenv.Principal{}}
+	log.Info("moto started", "url", moto.URL)
+	s := &Stack{moto: moto, opts: opts, log: log, Queues: map[string]string{}, Bucket: "inferstack-" + opts.Config.Environment,
+		TierParam: opts.Config.TierParameterName(), workers: map[string]emulator.Principal{}}
 	if err := s.create(ctx); err != nil {
 		s.Down()
 		return nil, err
@@ -102,7 +105,7 @@ func (s *Stack) create(ctx context.Context) error {
 		attrs := map[string]string{"MessageRetentionPeriod": fmt.Sprint(q.RetentionSeconds)}
 		if q.DeadLetter != "" {
 			attrs["VisibilityTimeout"] = fmt.Sprint(q.VisibilitySeconds)
-			attrs["RedrivePolicy"] = fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":"%d"}`, arns[q.DeadLetter], q.MaxReceives)
+			attrs["RedrivePolicy"] = job.RedrivePolicy(arns[q.DeadLetter], q.MaxReceives)
 		}
 		out, err := s.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(q.Name), Attributes: attrs})
 		if err != nil {
@@ -115,7 +118,7 @@ func (s *Stack) create(ctx context.Context) error {
 		}
 		arns[q.Name] = a.Attributes[string(sqstypes.QueueAttributeNameQueueArn)]
 	}
-	s.Intake = s.Queues["inferstack-intake"]
+	s.Intake = s.Queues[job.IntakeQueue]
 	if _, err := ssmClient.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(s.TierParam), Value: aws.String(string(cfg.Tier)),
 		Type: ssmtypes.ParameterTypeString, Overwrite: aws.Bool(true)}); err != nil {
 		return fmt.Errorf("create tier parameter: %w", err)
@@ -135,50 +138,53 @@ func (s *Stack) create(ctx context.Context) error {
 
 	fn := runenv.Dispatch{
 		Bucket: s.Bucket, InputPrefix: job.InputPrefix, TierParameter: s.TierParam, TierCacheTTL: cfg.TierCacheTTL,
-		CPUQueueURL: s.Queues["inferstack-cpu-queue"], GPUQueueURL: s.Queues["inferstack-gpu-queue"],
-		DeadLetterURL: s.Queues["inferstack-intake-dlq"], AutoGPUMin: cfg.AutoGPUMinBytes, AllowOverride: cfg.AllowTierOverride,
+		CPUQueueURL: s.Queues[job.TierQueue(job.TierCPU)], GPUQueueURL: s.Queues[job.TierQueue(job.TierGPU)],
+		DeadLetterURL: s.Queues[job.IntakeDeadLetterQueue], AutoGPUMin: cfg.AutoGPUMinBytes, AllowOverride: cfg.AllowTierOverride,
 	}
 	env := append(s.dispatch.Env(), runenv.List(fn.Env())...)
-	s.lambda, err = testenv.StartLambda(ctx, s.opts.Bootstrap, env)
-	return err
+	if s.lambda, err = emulator.StartLambda(ctx, s.opts.Bootstrap, env); err != nil {
+		return err
+	}
+	s.log.Info("lambda emulator started", "url", s.lambda.URL)
+	return nil
 }
 
 // principals creates the dispatch function's and each tier's worker's
 // users from the documents the Pulumi program attaches to their roles, and
 // returns the client user (policy.Client), for the exports. arns are the
 // queues' ARNs by logical name.
-func (s *Stack) principals(ctx context.Context, arns map[string]string) (testenv.Principal, error) {
-	cfg, bucket, param := s.opts.Config, testenv.BucketARN(s.Bucket), testenv.ParameterARN(s.TierParam)
+func (s *Stack) principals(ctx context.Context, arns map[string]string) (emulator.Principal, error) {
+	cfg, bucket, param := s.opts.Config, emulator.BucketARN(s.Bucket), emulator.ParameterARN(s.TierParam)
 	var tierQueues []string
 	for _, t := range cfg.Tiers() {
-		tierQueues = append(tierQueues, arns["inferstack-"+t.Name+"-queue"])
-		doc := policy.WorkerTask(policy.WorkerArgs{QueueARN: arns["inferstack-"+t.Name+"-queue"], DeadLetterARN: arns["inferstack-"+t.Name+"-dlq"],
-			BucketARN: bucket, ClusterARN: "arn:aws:ecs:" + testenv.Region + ":" + testenv.Account + ":cluster/inferstack-local-" + t.Name})
+		tierQueues = append(tierQueues, arns[job.TierQueue(job.Tier(t.Name))])
+		doc := policy.WorkerTask(policy.WorkerArgs{QueueARN: arns[job.TierQueue(job.Tier(t.Name))], DeadLetterARN: arns[job.TierDeadLetterQueue(job.Tier(t.Name))],
+			BucketARN: bucket, ClusterARN: "arn:aws:ecs:" + emulator.Region + ":" + emulator.Account + ":cluster/inferstack-local-" + t.Name})
 		p, err := s.moto.Principal(ctx, "inferstack-local-"+t.Name+"-worker", doc)
 		if err != nil {
-			return testenv.Principal{}, err
+			return emulator.Principal{}, err
 		}
 		s.workers[t.Name] = p
 	}
 	var err error
 	s.dispatch, err = s.moto.Principal(ctx, "inferstack-local-dispatch", policy.Dispatch(policy.DispatchArgs{
-		IntakeQueueARN: arns["inferstack-intake"], DeadLetterARN: arns["inferstack-intake-dlq"], TierQueueARNs: tierQueues,
+		IntakeQueueARN: arns[job.IntakeQueue], DeadLetterARN: arns[job.IntakeDeadLetterQueue], TierQueueARNs: tierQueues,
 		TierParameterARN: param, BucketARN: bucket,
 		// Not checked by moto (and the function logs to its stdout here); the program's log group.
-		LogGroupARN: "arn:aws:logs:" + testenv.Region + ":" + testenv.Account + ":log-group:/inferstack/" + cfg.Environment + "/dispatch",
+		LogGroupARN: "arn:aws:logs:" + emulator.Region + ":" + emulator.Account + ":log-group:/inferstack/" + cfg.Environment + "/dispatch",
 	}))
 	if err != nil {
-		return testenv.Principal{}, err
+		return emulator.Principal{}, err
 	}
 	// On AWS the event source mapping reads and deletes intake messages with
 	// the function's role: so does the local poller.
 	dispatchCfg, err := s.dispatch.Config(ctx)
 	if err != nil {
-		return testenv.Principal{}, err
+		return emulator.Principal{}, err
 	}
 	s.intake = sqs.NewFromConfig(dispatchCfg)
 	return s.moto.Principal(ctx, "inferstack-local-client", policy.Client(policy.ClientArgs{
-		IntakeQueueARN: arns["inferstack-intake"], TierParameterARN: param, BucketARN: bucket}))
+		IntakeQueueARN: arns[job.IntakeQueue], TierParameterARN: param, BucketARN: bucket}))
 }
 
 func (s *Stack) modelKey() string { return job.ModelsPrefix + filepath.Base(s.opts.Config.ModelPath) }
@@ -189,8 +195,8 @@ func (s *Stack) modelKey() string { return job.ModelsPrefix + filepath.Base(s.op
 func (s *Stack) workerEnv(t settings.Tier) []string {
 	cfg := s.opts.Config
 	w := settings.WorkerRuntime(t.Name, t.GPU, cfg.VisibilityTimeout, cfg.MaxReceives, cfg.StopTimeout, settings.Location{
-		Region: testenv.Region, Bucket: s.Bucket, ModelKey: s.modelKey(),
-		QueueURL: s.Queues["inferstack-"+t.Name+"-queue"], DeadLetterURL: s.Queues["inferstack-"+t.Name+"-dlq"],
+		Region: emulator.Region, Bucket: s.Bucket, ModelKey: s.modelKey(),
+		QueueURL: s.Queues[job.TierQueue(job.Tier(t.Name))], DeadLetterURL: s.Queues[job.TierDeadLetterQueue(job.Tier(t.Name))],
 	})
 	return append(append(s.workers[t.Name].Env(), runenv.List(w.Env())...), "INFERSTACK_ORT_LIB="+s.opts.ORTLib, runenv.EnvPollWait+"=2s")
 }
@@ -199,7 +205,7 @@ func (s *Stack) workerEnv(t settings.Tier) []string {
 // mapping does) and scales each tier's workers, until ctx ends. onSample
 // sees every scaler observation.
 func (s *Stack) Run(ctx context.Context, onSample func(Sample)) error {
-	poller := &eventsource.Poller{Queue: s.intake, QueueURL: s.Intake, Region: testenv.Region, BatchSize: 10, WaitTime: 1,
+	poller := &eventsource.Poller{Queue: s.intake, QueueURL: s.Intake, Region: emulator.Region, BatchSize: 10, WaitTime: 1,
 		Invoke: func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
 			var resp events.SQSEventResponse
 			err := s.lambda.Invoke(ctx, ev, &resp)
@@ -226,13 +232,12 @@ func (s *Stack) Run(ctx context.Context, onSample func(Sample)) error {
 			idle = s.opts.IdleAfter
 		}
 		env := s.workerEnv(t)
-		tiers = append(tiers, Tier{Name: t.Name, QueueURL: s.Queues["inferstack-"+t.Name+"-queue"], Policy: scale, IdleAfter: idle,
+		tiers = append(tiers, Tier{Name: t.Name, QueueURL: s.Queues[job.TierQueue(job.Tier(t.Name))], Policy: scale, IdleAfter: idle,
 			Start: func() (Process, error) { return StartWorker(s.opts.Binary, env, s.opts.Logs) }})
 	}
 	// The scaler's log (workers started, stopped, and exited with their
 	// status, as ECS records a stopped task's reason) goes with the workers'.
-	s.scaler = &Scaler{Queues: s.sqs, Tiers: tiers, Interval: 250 * time.Millisecond, OnSample: onSample,
-		Log: slog.New(slog.NewTextHandler(s.opts.Logs, nil))}
+	s.scaler = &Scaler{Queues: s.sqs, Tiers: tiers, Interval: 250 * time.Millisecond, OnSample: onSample, Log: s.log}
 	return s.scaler.Run(ctx)
 }
 

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/inferstack/inferstack/internal/configerr"
 	"github.com/inferstack/inferstack/internal/job"
 )
 
@@ -72,15 +73,6 @@ var LambdaReserved = []string{
 	"AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR", "TZ",
 }
 
-// Error names the variable that is wrong.
-type Error struct {
-	Key string
-	Err error
-}
-
-func (e *Error) Error() string { return fmt.Sprintf("%s: %v", e.Key, e.Err) }
-func (e *Error) Unwrap() error { return e.Err }
-
 // ErrRequired marks a variable the deployment must set.
 var ErrRequired = errors.New("required: the deployment sets it")
 
@@ -135,7 +127,7 @@ func ParseWorker(getenv func(string) string) (Worker, error) {
 		MaxReceives: p.integer(EnvMaxReceives, 1, MaxReceives),
 		StopTimeout: p.duration(EnvStopTimeout, time.Millisecond, 120*time.Second), // positive: a job gets some time
 	}
-	if p.err == nil && w.Tier != "cpu" && w.Tier != "gpu" {
+	if t := job.Tier(w.Tier); p.err == nil && t != job.TierCPU && t != job.TierGPU {
 		p.fail(EnvTier, fmt.Errorf("%q: want cpu or gpu", w.Tier))
 	}
 	return w, p.err
@@ -214,7 +206,7 @@ type parser struct {
 
 func (p *parser) fail(key string, err error) {
 	if p.err == nil {
-		p.err = &Error{Key: key, Err: err}
+		p.err = &configerr.Error{Key: key, Err: err}
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/inferstack/inferstack/internal/configerr"
 )
 
 func getter(env map[string]string) func(string) string {
@@ -67,7 +69,7 @@ func TestEveryDeployedVariableIsRequired(t *testing.T) {
 		env := w.Env()
 		delete(env, key)
 		_, err := ParseWorker(getter(env))
-		var e *Error
+		var e *configerr.Error
 		require.ErrorAs(t, err, &e, key)
 		require.Equal(t, key, e.Key)
 		require.True(t, errors.Is(err, ErrRequired), key)
@@ -97,7 +99,7 @@ func TestParsersEnforceAWSLimits(t *testing.T) {
 		env := w.Env()
 		env[key] = value
 		_, err := ParseWorker(getter(env))
-		var e *Error
+		var e *configerr.Error
 		require.ErrorAs(t, err, &e, key)
 		require.Equal(t, key, e.Key)
 	}

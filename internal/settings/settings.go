@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/inferstack/inferstack/internal/configerr"
 	"github.com/inferstack/inferstack/internal/job"
 	"github.com/inferstack/inferstack/internal/runenv"
 	"github.com/inferstack/inferstack/internal/scaling"
@@ -61,14 +62,10 @@ type Config struct {
 	CPU, GPU          TierConfig
 }
 
-// ConfigError names the config key that is wrong.
-type ConfigError struct {
-	Key string
-	Err error
+// keyError names config key (inferstack:key) as the setting that is wrong.
+func keyError(key string, err error) error {
+	return &configerr.Error{Key: Namespace + ":" + key, Err: err}
 }
-
-func (e *ConfigError) Error() string { return fmt.Sprintf("%s:%s: %v", Namespace, e.Key, e.Err) }
-func (e *ConfigError) Unwrap() error { return e.Err }
 
 // Key describes one config key: Pulumi.yaml declares the same keys, types,
 // defaults and descriptions, and a test holds the two together.
@@ -147,8 +144,8 @@ func FromGetter(env string, get func(key string) (string, bool)) (Config, error)
 		MaxReceives:       r.integer("maxReceives"),
 		StopTimeout:       r.integer("stopTimeout"),
 		BuildImages:       r.boolean("buildImages"),
-		CPU:               r.tier("cpu"),
-		GPU:               r.tier("gpu"),
+		CPU:               r.tier(string(job.TierCPU)),
+		GPU:               r.tier(string(job.TierGPU)),
 	}
 	if r.err != nil {
 		return Config{}, r.err
@@ -159,10 +156,10 @@ func FromGetter(env string, get func(key string) (string, bool)) (Config, error)
 // Validate checks the values against each other and against AWS's limits.
 func (c Config) Validate() error {
 	bad := func(key, format string, args ...any) error {
-		return &ConfigError{Key: key, Err: fmt.Errorf(format, args...)}
+		return keyError(key, fmt.Errorf(format, args...))
 	}
 	if _, err := job.ParseTier(string(c.Tier)); err != nil {
-		return &ConfigError{Key: "tier", Err: err}
+		return keyError("tier", err)
 	}
 	if c.Tier == job.TierGPU && !c.GPUEnabled {
 		return bad("tier", "is gpu but gpuEnabled is false")
@@ -238,7 +235,7 @@ const (
 // CheckTier checks one tier's settings against what AWS accepts.
 func CheckTier(tier string, instanceTypes []string, visibility, maxReceives, stopTimeout, onDemandBase, taskCPU, taskMemory int) error {
 	switch {
-	case tier != "cpu" && tier != "gpu":
+	case tier != string(job.TierCPU) && tier != string(job.TierGPU):
 		return fmt.Errorf("tier %q: want cpu or gpu", tier)
 	case len(instanceTypes) == 0:
 		return fmt.Errorf("tier %s: no instance types", tier)
@@ -266,9 +263,9 @@ type Tier struct {
 
 // Tiers are the enabled tiers: cpu, and gpu unless disabled.
 func (c Config) Tiers() []Tier {
-	tiers := []Tier{{Name: "cpu", TierConfig: c.CPU}}
+	tiers := []Tier{{Name: string(job.TierCPU), TierConfig: c.CPU}}
 	if c.GPUEnabled {
-		tiers = append(tiers, Tier{Name: "gpu", GPU: true, TierConfig: c.GPU})
+		tiers = append(tiers, Tier{Name: string(job.TierGPU), GPU: true, TierConfig: c.GPU})
 	}
 	return tiers
 }
@@ -280,10 +277,7 @@ func (t TierConfig) Scaling() scaling.Config {
 }
 
 // TierParameterName is the SSM parameter holding the active tier.
-func (c Config) TierParameterName() string { return TierParameterName(c.Environment) }
-
-// TierParameterName is the SSM parameter holding environment env's active tier.
-func TierParameterName(env string) string { return "/inferstack/" + env + "/tier" }
+func (c Config) TierParameterName() string { return job.TierParameterName(c.Environment) }
 
 // Queue is one queue of the stack, as both the Pulumi program and the
 // local stack create it.
@@ -299,15 +293,15 @@ type Queue struct {
 // with its dead-letter queue, DLQs first.
 func (c Config) Queues() []Queue {
 	queues := []Queue{
-		{Name: "inferstack-intake-dlq", RetentionSeconds: MaxRetentionSeconds},
-		{Name: "inferstack-intake", VisibilitySeconds: LambdaVisibilityFactor * DispatchTimeout, RetentionSeconds: IntakeRetention,
-			DeadLetter: "inferstack-intake-dlq", MaxReceives: IntakeMaxReceives},
+		{Name: job.IntakeDeadLetterQueue, RetentionSeconds: MaxRetentionSeconds},
+		{Name: job.IntakeQueue, VisibilitySeconds: LambdaVisibilityFactor * DispatchTimeout, RetentionSeconds: IntakeRetention,
+			DeadLetter: job.IntakeDeadLetterQueue, MaxReceives: IntakeMaxReceives},
 	}
 	for _, t := range c.Tiers() {
 		queues = append(queues,
-			Queue{Name: "inferstack-" + t.Name + "-dlq", RetentionSeconds: MaxRetentionSeconds},
-			Queue{Name: "inferstack-" + t.Name + "-queue", VisibilitySeconds: c.VisibilityTimeout, RetentionSeconds: MaxRetentionSeconds,
-				DeadLetter: "inferstack-" + t.Name + "-dlq", MaxReceives: c.MaxReceives})
+			Queue{Name: job.TierDeadLetterQueue(job.Tier(t.Name)), RetentionSeconds: MaxRetentionSeconds},
+			Queue{Name: job.TierQueue(job.Tier(t.Name)), VisibilitySeconds: c.VisibilityTimeout, RetentionSeconds: MaxRetentionSeconds,
+				DeadLetter: job.TierDeadLetterQueue(job.Tier(t.Name)), MaxReceives: c.MaxReceives})
 	}
 	return queues
 }
@@ -337,7 +331,7 @@ func (r *reader) raw(key string) string {
 
 func (r *reader) fail(key string, err error) {
 	if r.err == nil {
-		r.err = &ConfigError{Key: key, Err: err}
+		r.err = keyError(key, err)
 	}
 }
 

@@ -1,4 +1,4 @@
-package testenv
+package emulator
 
 import (
 	"context"
@@ -30,8 +30,8 @@ func ParameterARN(name string) string {
 // adminRequests is how many requests moto lets through unchecked
 // (INITIAL_NO_AUTH_ACTION_COUNT): exactly the three that create the admin
 // (CreateUser, PutUserPolicy, CreateAccessKey). Every later request, the
-// test harness's included, is checked, so none runs as a principal by
-// accident of being early.
+// test harness's and the local stack's own included, is checked, so none
+// runs as a principal by accident of being early.
 const adminRequests = 3
 
 // adminPolicy lets the admin (the test harness, the local stack's own

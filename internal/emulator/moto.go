@@ -1,14 +1,12 @@
-package testenv
+package emulator
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"sync"
 	"syscall"
 	"time"
 
@@ -17,7 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 )
 
-// Region is the region every test resource lives in.
+// Region is the region moto's resources live in: the local stack's and the
+// tests'.
 const Region = "us-east-1"
 
 // Moto is a moto server (AWS emulator) on a loopback port.
@@ -49,7 +48,7 @@ func StartMoto(ctx context.Context, opts ...MotoOption) (*Moto, error) {
 		opt(&o)
 	}
 	if err := exec.CommandContext(ctx, "python3", "-c", "import moto.server").Run(); err != nil {
-		return nil, fmt.Errorf("moto server is not available (%v): these tests need moto 5 with its server extra for python3 (pip install 'moto[server]==5.2.1', or use the project's machine image, which has it)", err)
+		return nil, fmt.Errorf("moto server is not available (%v): the local stack and the tests need moto 5 with its server extra for python3 (pip install 'moto[server]==5.2.1', or use the project's machine image, which has it)", err)
 	}
 	addr, err := freeAddr()
 	if err != nil {
@@ -62,8 +61,10 @@ func StartMoto(ctx context.Context, opts ...MotoOption) (*Moto, error) {
 		m.cmd.Env = append(os.Environ(), fmt.Sprintf("INITIAL_NO_AUTH_ACTION_COUNT=%d", adminRequests))
 	}
 	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
+	// Its own process group, so that Stop kills whatever it spawns and a
+	// terminal's Ctrl-C reaches only the stack, which stops moto last.
 	m.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := m.cmd.Start(); err != nil {
+	if err := StartChild(m.cmd); err != nil {
 		return nil, fmt.Errorf("start moto: %w", err)
 	}
 	err = waitFor(ctx, 60*time.Second, func() error {
@@ -117,22 +118,4 @@ func (m *Moto) config(ctx context.Context, c Credentials) (aws.Config, error) {
 		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, "")),
 		config.WithBaseEndpoint(m.URL),
 	)
-}
-
-// LockedBuffer collects a child process's output while a test reads it.
-type LockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *LockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *LockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -1,4 +1,4 @@
-package testenv
+package emulator
 
 import (
 	"bytes"
@@ -57,7 +57,7 @@ func StartLambda(ctx context.Context, bootstrap string, env []string) (*Lambda, 
 	l.cmd.Env = append(os.Environ(), env...)
 	l.cmd.Stdout, l.cmd.Stderr = l.out, l.out
 	l.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := l.cmd.Start(); err != nil {
+	if err := StartChild(l.cmd); err != nil {
 		return nil, fmt.Errorf("start lambda emulator: %w", err)
 	}
 	err = waitFor(ctx, 20*time.Second, func() error {

@@ -1,0 +1,76 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/inferstack/inferstack/inference"
+	"github.com/inferstack/inferstack/internal/job"
+)
+
+// run does the job and returns its manifest once results and manifest are
+// in S3, keeping its status object up to date as it goes.
+func (w *Worker) run(ctx context.Context, req job.Request, status *statusWriter, log *slog.Logger) (*inference.Manifest, error) {
+	inputKey := req.InputKey()
+	head, err := w.store.head(ctx, inputKey)
+	if err != nil {
+		return nil, fmt.Errorf("input: %w", err)
+	}
+	modelKey := w.cfg.ModelKey
+	if req.Model != "" {
+		modelKey = job.ModelKey(req.Model)
+	}
+	model, err := w.model(ctx, modelKey)
+	if err != nil {
+		return nil, err
+	}
+	resultsPrefix := req.ResultsPrefix()
+	etag := aws.ToString(head.ETag)
+
+	var done inference.Manifest
+	switch err := w.store.getJSON(ctx, resultsPrefix+inference.ManifestFile, &done); {
+	case err == nil && done.Input.ETag == etag && done.Model.SHA256 == model.SHA256:
+		log.Info("job already done for this input and model: acknowledging")
+		return &done, nil
+	case err != nil && !errors.Is(err, errNotFound):
+		return nil, fmt.Errorf("read manifest: %w", err)
+	}
+
+	ej := inference.Job{
+		Model: model, Input: &rangeReader{ctx: ctx, s: w.store, key: inputKey, etag: etag, size: aws.ToInt64(head.ContentLength)}, InputSize: aws.ToInt64(head.ContentLength),
+		InputName: inputKey, InputETag: etag, Windowing: inference.Windowing{Window: req.Window, Hop: req.Hop},
+		Device: inference.Device(w.cfg.Device), BatchSize: w.cfg.BatchSize, ChunkSamples: w.cfg.ChunkSamples, Threads: w.cfg.Threads, Logger: log,
+	}
+	sink := &s3Sink{ctx: ctx, store: w.store, jobID: req.JobID, resultsPrefix: resultsPrefix,
+		cp: checkpoint{InputETag: etag, ModelSHA256: model.SHA256, Threads: w.cfg.Threads}}
+	var prior checkpoint
+	if err := w.store.getJSON(ctx, job.CheckpointKey(req.JobID), &prior); err == nil &&
+		prior.InputETag == etag && prior.ModelSHA256 == model.SHA256 && prior.Threads == w.cfg.Threads && prior.Done > 0 {
+		ej.BatchSize, ej.ChunkSamples, ej.StartChunk = prior.BatchSize, prior.ChunkSamples, prior.Done
+		sink.resume = &prior
+		log.Info("resuming from checkpoint", "chunks_done", prior.Done)
+	}
+	var last time.Time
+	ej.Progress = func(doneSamples, total int64) {
+		if time.Since(last) >= w.cfg.StatusEvery || doneSamples == total {
+			last = time.Now()
+			status.set(job.StateRunning, func(s *job.Status) { s.SamplesDone, s.SamplesTotal = doneSamples, total })
+		}
+	}
+	status.set(job.StateRunning, func(s *job.Status) { s.ResumedAtChunk = ej.StartChunk })
+	m, err := inference.Run(ctx, ej, sink)
+	if err != nil {
+		return nil, err
+	}
+	status.set(job.StateDone, func(s *job.Status) {
+		s.SamplesDone, s.SamplesTotal = m.Samples, m.Samples
+		s.Device, s.FallbackReason = string(m.Device.Used), m.Device.Fallback
+		s.EngineStartedAt, s.EngineFinishedAt = &m.StartedAt, &m.FinishedAt
+	})
+	return m, nil
+}

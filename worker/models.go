@@ -1,0 +1,60 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/inferstack/inferstack/inference"
+)
+
+// model returns the model at key, downloaded once per process and kept loaded.
+func (w *Worker) model(ctx context.Context, key string) (*inference.Model, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if m, ok := w.models[key]; ok {
+		return m, nil
+	}
+	data, err := w.store.get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	dir := filepath.Join(os.TempDir(), "inferstack-models")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	// Written aside and renamed: other workers on this machine may be
+	// loading the same model at the same moment.
+	tmp, err := os.CreateTemp(dir, ".model-*")
+	if err != nil {
+		return nil, err
+	}
+	_, err = tmp.Write(data)
+	if closeErr := tmp.Close(); err == nil {
+		err = closeErr
+	}
+	path := filepath.Join(dir, strings.ReplaceAll(key, "/", "_"))
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp.Name())
+		return nil, err
+	}
+	m, err := inference.LoadModel(path)
+	if err != nil {
+		return nil, err
+	}
+	w.models[key] = m
+	return m, nil
+}
+
+func (w *Worker) closeModels() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, m := range w.models {
+		m.Close()
+	}
+}

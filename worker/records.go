@@ -1,0 +1,122 @@
+package worker
+
+import (
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/inferstack/inferstack/internal/awserr"
+	"github.com/inferstack/inferstack/internal/job"
+)
+
+// statusWriter keeps a job's status object (job.Status, the type clients
+// read) and rewrites status/<job>.json with each change; a client draws its
+// progress bar from it and finds the results through it.
+type statusWriter struct {
+	w  *Worker
+	mu sync.Mutex
+	s  job.Status
+}
+
+// newStatus starts the status of req, received as m at received.
+func (w *Worker) newStatus(req job.Request, m sqstypes.Message, received time.Time) *statusWriter {
+	received = received.UTC()
+	s := job.Status{JobID: req.JobID, Tier: w.cfg.Tier, Worker: w.cfg.WorkerID, Input: req.InputKey(),
+		Results: req.ResultsPrefix(), ReceivedAt: &received}
+	if v := m.MessageAttributes[job.AttrDispatchedAt].StringValue; v != nil {
+		if at, err := time.Parse(time.RFC3339Nano, *v); err == nil {
+			s.DispatchedAt = &at
+		}
+	}
+	return &statusWriter{w: w, s: s}
+}
+
+// set changes the state (and what change says) and writes the object.
+// A status that cannot be written is logged, not fatal: it is advisory.
+func (sw *statusWriter) set(state job.State, change func(*job.Status)) {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	sw.s.State, sw.s.UpdatedAt = state, time.Now().UTC()
+	if change != nil {
+		change(&sw.s)
+	}
+	ctx, cancel := sw.w.cleanup()
+	defer cancel()
+	if err := sw.w.store.putJSON(ctx, job.StatusKey(sw.s.JobID), sw.s); err != nil {
+		sw.w.log.Warn("cannot write status", "job_id", sw.s.JobID, "err", err)
+	}
+}
+
+// finish deletes the message: its manifest is in S3.
+func (w *Worker) finish(m sqstypes.Message, log *slog.Logger) {
+	ctx, cancel := w.cleanup()
+	defer cancel()
+	err := retry(ctx, func() error {
+		_, err := w.queue.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(w.cfg.QueueURL), ReceiptHandle: m.ReceiptHandle})
+		return err
+	})
+	switch {
+	case awserr.IsDenied(err):
+		log.Error("cannot delete finished message: a permission is missing; its redeliveries will be acknowledged",
+			"err", awserr.Denied(err, "sqs:DeleteMessage", w.cfg.QueueURL))
+	case err != nil:
+		// Redelivery finds the manifest and acknowledges without recomputing.
+		log.Warn("cannot delete finished message", "err", err)
+	}
+}
+
+// release makes the message visible again after delay (0: at once).
+func (w *Worker) release(m sqstypes.Message, delay time.Duration, log *slog.Logger) {
+	ctx, cancel := w.cleanup()
+	defer cancel()
+	_, err := w.queue.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
+		QueueUrl: aws.String(w.cfg.QueueURL), ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: int32(delay.Seconds()),
+	})
+	if err != nil {
+		log.Warn("cannot hand the message back; it returns after its visibility timeout", "err", err)
+	}
+}
+
+// poison records why a job can never succeed (status nil: the message did
+// not parse), dead-letters its message with the reason and deletes it, so
+// it ends in seconds rather than after every redelivery the queue allows.
+func (w *Worker) poison(m sqstypes.Message, status *statusWriter, cause error, log *slog.Logger) {
+	jobID := job.MessageJobID(aws.ToString(m.MessageId))
+	if status != nil {
+		jobID = status.s.JobID
+	}
+	reason := cause.Error()
+	ctx, cancel := w.cleanup()
+	defer cancel()
+	record := job.ErrorRecord{JobID: jobID, State: job.StateFailed, Reason: reason, Stage: job.StageWorker,
+		MessageID: aws.ToString(m.MessageId), Body: aws.ToString(m.Body), Tier: w.cfg.Tier, Worker: w.cfg.WorkerID, FailedAt: time.Now().UTC()}
+	if err := w.store.putJSON(ctx, job.ErrorKey(jobID), record); err != nil {
+		log.Error("cannot write error record; leaving the message for redelivery", "err", err)
+		return
+	}
+	if status != nil {
+		status.set(job.StateFailed, func(s *job.Status) { s.Reason = reason })
+	}
+	err := retry(ctx, func() error {
+		_, err := w.queue.SendMessage(ctx, &sqs.SendMessageInput{
+			QueueUrl: aws.String(w.cfg.DeadLetterURL), MessageBody: m.Body,
+			MessageAttributes: map[string]sqstypes.MessageAttributeValue{
+				job.AttrReason:          {DataType: aws.String("String"), StringValue: aws.String(job.Truncate(reason, job.MaxReasonBytes))},
+				job.AttrJobID:           {DataType: aws.String("String"), StringValue: aws.String(jobID)},
+				job.AttrOriginMessageID: {DataType: aws.String("String"), StringValue: m.MessageId},
+			},
+		})
+		return err
+	})
+	if err != nil {
+		log.Error("cannot dead-letter; leaving the message for redelivery", "err", awserr.Denied(err, "sqs:SendMessage", w.cfg.DeadLetterURL))
+		return
+	}
+	w.finish(m, log)
+	log.Warn("job dead-lettered", "reason", reason)
+	w.emitFailure()
+}
