@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/inferstack/inferstack/components"
+	"github.com/inferstack/inferstack/internal/job"
 	"github.com/inferstack/inferstack/internal/policy"
 )
 
@@ -368,5 +369,26 @@ func TestProgramQueuesAreTheSettingsQueues(t *testing.T) {
 			require.Equal(t, want.MaxReceives, redrive.Max)
 		}
 		require.Equal(t, cfg.TierParameterName(), str(d.named("inferstack-tier").Inputs, "name"))
+	}
+}
+
+// Every lifecycle rule aborts incomplete multipart uploads after a day: the
+// backstop for an upload a worker or client could not abort itself (a
+// killed process), so none is billed for ever. Every prefix a job writes
+// has a rule.
+func TestLifecycleAbortsIncompleteMultipartUploads(t *testing.T) {
+	t.Parallel()
+	d := run(t, config(t, "dev", nil))
+	lc := d.ofType("aws:s3/bucketLifecycleConfigurationV2:BucketLifecycleConfigurationV2")
+	require.Len(t, lc, 1)
+	prefixes := map[string]bool{}
+	for _, r := range lc[0].Inputs["rules"].ArrayValue() {
+		rule := r.ObjectValue()
+		require.Equal(t, "Enabled", str(rule, "status"))
+		require.Equal(t, float64(1), number(obj(rule, "abortIncompleteMultipartUpload"), "daysAfterInitiation"), str(rule, "id"))
+		prefixes[str(obj(rule, "filter"), "prefix")] = true
+	}
+	for _, p := range []string{job.InputPrefix, job.ResultsPrefix, job.StatusPrefix, job.ErrorsPrefix, job.CheckpointPrefix} {
+		require.True(t, prefixes[p], "no lifecycle rule for %s", p)
 	}
 }
