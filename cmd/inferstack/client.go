@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -24,6 +25,11 @@ type clientFlags struct {
 	fs     *flag.FlagSet
 	target client.Target
 	args   []string // positional arguments, wherever they stood among the flags
+
+	// partSize and concurrency are set by the commands that transfer files
+	// (transferFlags); nil elsewhere.
+	partSize, concurrency *string
+	transfer              client.Transfer
 }
 
 func newClientFlags(m *Main, name, usage string) *clientFlags {
@@ -69,16 +75,50 @@ func (c *clientFlags) parse(args []string, minArgs, maxArgs int, what string, ne
 
 func (c *clientFlags) arg(i int) string { return c.args[i] }
 
+// transferFlags adds --part-size and --concurrency (for submit and results).
+func (c *clientFlags) transferFlags() {
+	c.partSize = c.fs.String("part-size", os.Getenv("INFERSTACK_PART_SIZE"),
+		"bytes per uploaded part or downloaded range, a `SIZE` such as 16MiB: 5MiB to 5GiB, grown for inputs over 10,000 parts (default 8MiB; $INFERSTACK_PART_SIZE)")
+	c.concurrency = c.fs.String("concurrency", os.Getenv("INFERSTACK_CONCURRENCY"),
+		fmt.Sprintf("`N` parts or ranges in flight per file, 1 to %d (default %d, fewer for uploads whose parts are huge; $INFERSTACK_CONCURRENCY)",
+			client.MaxConcurrency, client.DefaultConcurrency))
+}
+
+// parseTransfer reads the transfer flags after parse.
+func (c *clientFlags) parseTransfer() error {
+	if *c.partSize != "" {
+		n, err := client.ParseSize(*c.partSize)
+		if err != nil {
+			return &usageError{msg: "--part-size: " + err.Error()}
+		}
+		c.transfer.PartSize = n
+	}
+	if *c.concurrency != "" {
+		n, err := strconv.Atoi(*c.concurrency)
+		if err != nil || n < 1 {
+			return &usageError{msg: fmt.Sprintf("--concurrency %q: want 1 to %d", *c.concurrency, client.MaxConcurrency)}
+		}
+		c.transfer.Concurrency = n
+	}
+	if err := c.transfer.Validate(); err != nil {
+		return &usageError{msg: err.Error()}
+	}
+	return nil
+}
+
 func (c *clientFlags) client(ctx context.Context) (*client.Client, error) {
 	cfg, err := awsenv.Load(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &client.Client{Target: c.target, S3: s3.NewFromConfig(cfg, awsenv.S3Options), SQS: sqs.NewFromConfig(cfg), SSM: ssm.NewFromConfig(cfg)}, nil
+	return &client.Client{Target: c.target, S3: s3.NewFromConfig(cfg, awsenv.S3Options), SQS: sqs.NewFromConfig(cfg), SSM: ssm.NewFromConfig(cfg),
+		Transfer: c.transfer}, nil
 }
 
 func (m *Main) submit(ctx context.Context, args []string) error {
-	c := newClientFlags(m, "submit", "Usage: inferstack submit FILE [--tier cpu|gpu|auto] [--output-prefix P] [--wait]\n\nUploads FILE to the stack's inputs/ and sends the intake message; prints the job id.\n")
+	c := newClientFlags(m, "submit", "Usage: inferstack submit FILE [--tier cpu|gpu|auto] [--output-prefix P] [--wait] [--part-size SIZE] [--concurrency N]\n\n"+
+		"Uploads FILE to the stack's inputs/ (in parts, several at once, with progress on stderr) and sends the intake message;\nprints the job id.\n")
+	c.transferFlags()
 	tier := c.fs.String("tier", "", "run on this tier (where the stack allows per-message tiers)")
 	key := c.fs.String("key", "", "key under inputs/ (default: the file's name)")
 	outputPrefix := c.fs.String("output-prefix", "", "write the results under results/P/ (default: results/JOB_ID/)")
@@ -88,11 +128,17 @@ func (m *Main) submit(ctx context.Context, args []string) error {
 	if err := c.parse(args, 1, 1, "a file", "bucket", "intake-queue-url"); err != nil {
 		return err
 	}
+	if err := c.parseTransfer(); err != nil {
+		return err
+	}
 	cl, err := c.client(ctx)
 	if err != nil {
 		return err
 	}
+	bars := newByteBars(m.Stderr, false, "upload")
+	cl.Transfer.Progress = bars.Update
 	req, err := cl.Submit(ctx, c.arg(0), *key, job.Request{Tier: job.Tier(*tier), Window: *window, Hop: *hop, OutputPrefix: *outputPrefix})
+	bars.Done()
 	if err != nil {
 		return err
 	}
@@ -145,16 +191,24 @@ func (m *Main) status(ctx context.Context, args []string) error {
 }
 
 func (m *Main) results(ctx context.Context, args []string) error {
-	c := newClientFlags(m, "results", "Usage: inferstack results JOB_ID --output DIR\n\nDownloads the job's outputs and manifest.\n")
+	c := newClientFlags(m, "results", "Usage: inferstack results JOB_ID --output DIR [--part-size SIZE] [--concurrency N]\n\n"+
+		"Downloads the job's outputs and manifest (in ranges, several at once, with progress on stderr;\neach file appears under its name only when complete).\n")
 	out := c.fs.String("output", "", "directory to download into (required)")
+	c.transferFlags()
 	if err := c.parse(args, 1, 1, "a job id", "bucket", "output"); err != nil {
+		return err
+	}
+	if err := c.parseTransfer(); err != nil {
 		return err
 	}
 	cl, err := c.client(ctx)
 	if err != nil {
 		return err
 	}
+	bars := newByteBars(m.Stderr, false, "download")
+	cl.Transfer.Progress = bars.Update
 	manifest, err := cl.Results(ctx, c.arg(0), *out)
+	bars.Done()
 	if err != nil {
 		return err
 	}

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -38,6 +37,8 @@ type Client struct {
 	S3  *s3.Client
 	SQS *sqs.Client
 	SSM *ssm.Client
+	// Transfer tunes uploads and downloads (zero: the defaults).
+	Transfer Transfer
 }
 
 // ErrJobFailed is returned by Wait when the job ended with an error record.
@@ -59,14 +60,12 @@ func (c *Client) Submit(ctx context.Context, file, key string, req job.Request) 
 	if err != nil {
 		return job.Request{}, err
 	}
-	f, err := os.Open(file)
-	if err != nil {
-		return job.Request{}, fmt.Errorf("open input: %w", err)
+	if err := c.Transfer.Validate(); err != nil {
+		return job.Request{}, err
 	}
-	defer f.Close() //nolint:errcheck // read-only
-	// One PutObject takes up to 5 GB (S3's limit for a single upload).
-	if _, err := c.S3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(c.Bucket), Key: aws.String(parsed.InputKey()), Body: f}); err != nil {
-		return job.Request{}, fmt.Errorf("upload input: %w", err)
+	// In parts where it is bigger than one: a single PUT stops at 5 GB.
+	if err := c.upload(ctx, file, parsed.InputKey()); err != nil {
+		return job.Request{}, err
 	}
 	if _, err := c.SQS.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(c.IntakeQueueURL), MessageBody: aws.String(string(body))}); err != nil {
 		return job.Request{}, fmt.Errorf("send intake message: %w", err)
@@ -145,7 +144,8 @@ func (c *Client) Wait(ctx context.Context, jobID string, every time.Duration, pr
 	}
 }
 
-// Results downloads the job's outputs and manifest into dir.
+// Results downloads the job's outputs and manifest into dir, each streamed
+// to DIR/NAME.tmp in concurrent ranges and renamed when complete.
 func (c *Client) Results(ctx context.Context, jobID, dir string) (*inference.Manifest, error) {
 	prefix, err := c.ResultsPrefix(ctx, jobID)
 	if err != nil {
@@ -158,21 +158,17 @@ func (c *Client) Results(ctx context.Context, jobID, dir string) (*inference.Man
 	if !ok {
 		return nil, fmt.Errorf("job %s has no results (yet): see inferstack status %s", jobID, jobID)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := c.Transfer.Validate(); err != nil {
 		return nil, err
 	}
+	// The manifest last, as the worker writes it: where it is, the outputs
+	// beside it are complete.
 	for _, name := range append(outputFiles(m), inference.ManifestFile) {
-		out, err := c.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(c.Bucket), Key: aws.String(prefix + name)})
-		if err != nil {
-			return nil, fmt.Errorf("download %s: %w", name, err)
+		if !filepath.IsLocal(name) {
+			return nil, fmt.Errorf("download %s: not a file name under %s", name, dir)
 		}
-		data, err := io.ReadAll(out.Body)
-		_ = out.Body.Close()
-		if err != nil {
+		if err := c.download(ctx, prefix+name, filepath.Join(dir, name)); err != nil {
 			return nil, fmt.Errorf("download %s: %w", name, err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
-			return nil, err
 		}
 	}
 	return &m, nil

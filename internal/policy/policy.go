@@ -164,10 +164,12 @@ var ClientReads = []string{job.ResultsPrefix, job.StatusPrefix, job.ErrorsPrefix
 
 // Client: upload inputs, send intake messages, follow status, read results
 // and error records, and read or switch the tier. The least a user of the
-// stack needs; attach it to the users or roles that submit jobs.
+// stack needs; attach it to the users or roles that submit jobs. Inputs go
+// up in parts (CreateMultipartUpload, UploadPart and CompleteMultipartUpload
+// are authorized as s3:PutObject), and a failed upload aborts its parts.
 func Client(a ClientArgs) Document {
 	return doc(
-		allow("UploadInputs", []string{"s3:PutObject"}, objects(a.BucketARN, job.InputPrefix)...),
+		allow("UploadInputs", []string{"s3:PutObject", "s3:AbortMultipartUpload"}, objects(a.BucketARN, job.InputPrefix)...),
 		allow("ReadOutcomes", []string{"s3:GetObject"}, objects(a.BucketARN, ClientReads...)...),
 		listUnder(a.BucketARN, ClientReads...),
 		allow("Submit", []string{"sqs:SendMessage"}, a.IntakeQueueARN),
