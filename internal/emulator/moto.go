@@ -113,9 +113,17 @@ func (m *Moto) env(c Credentials) []string {
 }
 
 func (m *Moto) config(ctx context.Context, c Credentials) (aws.Config, error) {
-	return config.LoadDefaultConfig(ctx,
+	cfg, err := config.LoadDefaultConfig(ctx,
 		config.WithRegion(Region),
 		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, "")),
-		config.WithBaseEndpoint(m.URL),
 	)
+	if err != nil {
+		return aws.Config{}, err
+	}
+	// Set on the config, not as a load option: a load option becomes a
+	// config source that clients prefer to cfg.BaseEndpoint, so a test that
+	// points one client at a proxy (cfg.BaseEndpoint = proxy) would still
+	// reach moto directly.
+	cfg.BaseEndpoint = aws.String(m.URL)
+	return cfg, nil
 }

@@ -1,31 +1,51 @@
 package testenv
 
 import (
-	"io"
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // Proxy forwards TCP connections to a target until it is cut: then live
 // connections are dropped and new ones are closed as soon as they arrive, as
-// when a network path or an endpoint goes away. Restore brings it back.
+// when a network path or an endpoint goes away. Restore brings it back. A
+// shaped proxy (NewShapedProxy) also makes each connection behave like one
+// connection to S3 across a network: a bandwidth cap and a first-byte latency.
 type Proxy struct {
 	ln     net.Listener
 	target string
+	shape  Shape
 
 	mu    sync.Mutex
 	down  bool
 	conns map[net.Conn]bool
 }
 
+// Shape is how each connection through a Proxy behaves. The zero value
+// forwards as fast as loopback allows.
+type Shape struct {
+	// BytesPerSecond caps each connection, in each direction on its own
+	// (0: no cap). Connections do not share it: as with S3, where one
+	// connection gives tens of MB/s, n connections give n times as much.
+	BytesPerSecond int64
+	// FirstByte delays each response: the server's first bytes after a
+	// client write are forwarded no sooner than FirstByte after that write.
+	// On a keep-alive connection that is once per request.
+	FirstByte time.Duration
+}
+
 // NewProxy listens on a loopback port and forwards to target (host:port or an http URL).
-func NewProxy(target string) (*Proxy, error) {
+func NewProxy(target string) (*Proxy, error) { return NewShapedProxy(target, Shape{}) }
+
+// NewShapedProxy is NewProxy with each connection shaped.
+func NewShapedProxy(target string, shape Shape) (*Proxy, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{ln: ln, target: strings.TrimPrefix(target, "http://"), conns: map[net.Conn]bool{}}
+	p := &Proxy{ln: ln, target: strings.TrimPrefix(target, "http://"), shape: shape, conns: map[net.Conn]bool{}}
 	go p.serve()
 	return p, nil
 }
@@ -89,11 +109,60 @@ func (p *Proxy) forward(client net.Conn) {
 	p.mu.Lock()
 	p.conns[server] = true
 	p.mu.Unlock()
+	// asked is when the client last wrote (Unix ns), 0 once the response
+	// to it has begun: the start of the first-byte delay.
+	var asked atomic.Int64
 	done := make(chan struct{}, 2)
-	go func() { _, _ = io.Copy(server, client); done <- struct{}{} }()
-	go func() { _, _ = io.Copy(client, server); done <- struct{}{} }()
+	go func() {
+		p.pipe(server, client, func() { asked.Store(time.Now().UnixNano()) })
+		done <- struct{}{}
+	}()
+	go func() {
+		p.pipe(client, server, func() {
+			if t := asked.Swap(0); t != 0 && p.shape.FirstByte > 0 {
+				time.Sleep(time.Until(time.Unix(0, t).Add(p.shape.FirstByte)))
+			}
+		})
+		done <- struct{}{}
+	}()
 	<-done
 	p.mu.Lock()
 	delete(p.conns, server)
 	p.mu.Unlock()
+}
+
+// pipeBuf is how much one read forwards: small enough that pacing is smooth
+// (about 1 ms at 32 MB/s), large enough to be cheap at loopback speed.
+const pipeBuf = 32 << 10
+
+// paceSlack is how far a connection may fall behind its schedule and catch
+// up at full speed: enough to absorb sleep overshoot, too little to bank an
+// idle connection's unused bandwidth for a burst.
+const paceSlack = 2 * time.Millisecond
+
+// pipe copies src to dst until either fails, calling arrived before
+// forwarding each read, and holding to the bandwidth cap.
+func (p *Proxy) pipe(dst, src net.Conn, arrived func()) {
+	buf := make([]byte, pipeBuf)
+	var next time.Time // when the next byte may go, at the capped rate
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			arrived()
+			if rate := p.shape.BytesPerSecond; rate > 0 {
+				now := time.Now()
+				if next.Before(now.Add(-paceSlack)) {
+					next = now.Add(-paceSlack) // idle time is not credit
+				}
+				time.Sleep(time.Until(next))
+				next = next.Add(time.Duration(float64(n) / float64(rate) * float64(time.Second)))
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
