@@ -31,7 +31,20 @@ type Config struct {
 	// PollWait is the long-poll wait (SQS allows up to 20 s); a soft stop
 	// waits for the poll in progress.
 	PollWait time.Duration
+	// ReadPartBytes and ReadConcurrency shape the input's read-ahead: ranged
+	// GETs of ReadPartBytes, ReadConcurrency of them at once and no more
+	// buffered, so it holds at most their product (0: the defaults).
+	ReadPartBytes   int64
+	ReadConcurrency int
 }
+
+// Bounds of the read-ahead settings: parts from 64 KiB (below that a GET is
+// all round trip) to 1 GiB, and at most 64 GETs at once.
+const (
+	minReadPartBytes   = 64 << 10
+	maxReadPartBytes   = 1 << 30
+	maxReadConcurrency = 64
+)
 
 // ConfigFromEnv reads and validates Config.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
@@ -47,6 +60,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		Worker:  deployed,
 		Threads: inference.DefaultThreads(), WorkerID: fmt.Sprintf("%s-%d", host, os.Getpid()),
 		ECSAgentURI: getenv("ECS_AGENT_URI"), StatusEvery: 2 * time.Second, PollWait: 20 * time.Second,
+		ReadPartBytes: DefaultReadPartBytes, ReadConcurrency: DefaultReadConcurrency,
 	}
 	for _, d := range []struct {
 		key string
@@ -81,6 +95,22 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			return Config{}, &configerr.Error{Key: runenv.EnvThreads, Err: fmt.Errorf("%q: want a positive integer", v)}
 		}
 		c.Threads = parsed
+	}
+	if v := getenv(runenv.EnvReadPartBytes); v != "" {
+		parsed, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || parsed < minReadPartBytes || parsed > maxReadPartBytes {
+			return Config{}, &configerr.Error{Key: runenv.EnvReadPartBytes,
+				Err: fmt.Errorf("%q: want a number of bytes from %d to %d", v, minReadPartBytes, maxReadPartBytes)}
+		}
+		c.ReadPartBytes = parsed
+	}
+	if v := getenv(runenv.EnvReadConcurrency); v != "" {
+		parsed, err := strconv.Atoi(v)
+		if err != nil || parsed < 1 || parsed > maxReadConcurrency {
+			return Config{}, &configerr.Error{Key: runenv.EnvReadConcurrency,
+				Err: fmt.Errorf("%q: want an integer from 1 to %d", v, maxReadConcurrency)}
+		}
+		c.ReadConcurrency = parsed
 	}
 	return c, nil
 }

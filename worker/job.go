@@ -41,19 +41,14 @@ func (w *Worker) run(ctx context.Context, req job.Request, status *statusWriter,
 		return nil, fmt.Errorf("read manifest: %w", err)
 	}
 
+	// The input is read ahead with concurrent ranged GETs (readahead.go);
+	// a restart from scratch reads it again from the start.
+	input := w.store.reader(ctx, inputKey, etag, aws.ToInt64(head.ContentLength), w.cfg.ReadPartBytes, w.cfg.ReadConcurrency)
+	defer input.Close()
 	ej := inference.Job{
-		Model: model, Input: &rangeReader{ctx: ctx, s: w.store, key: inputKey, etag: etag, size: aws.ToInt64(head.ContentLength)}, InputSize: aws.ToInt64(head.ContentLength),
+		Model: model, Input: input, InputSize: aws.ToInt64(head.ContentLength),
 		InputName: inputKey, InputETag: etag, Windowing: inference.Windowing{Window: req.Window, Hop: req.Hop},
 		Device: inference.Device(w.cfg.Device), BatchSize: w.cfg.BatchSize, ChunkSamples: w.cfg.ChunkSamples, Threads: w.cfg.Threads, Logger: log,
-	}
-	sink := &s3Sink{ctx: ctx, store: w.store, jobID: req.JobID, resultsPrefix: resultsPrefix,
-		cp: checkpoint{InputETag: etag, ModelSHA256: model.SHA256, Threads: w.cfg.Threads}}
-	var prior checkpoint
-	if err := w.store.getJSON(ctx, job.CheckpointKey(req.JobID), &prior); err == nil &&
-		prior.InputETag == etag && prior.ModelSHA256 == model.SHA256 && prior.Threads == w.cfg.Threads && prior.Done > 0 {
-		ej.BatchSize, ej.ChunkSamples, ej.StartChunk = prior.BatchSize, prior.ChunkSamples, prior.Done
-		sink.resume = &prior
-		log.Info("resuming from checkpoint", "chunks_done", prior.Done)
 	}
 	var last time.Time
 	ej.Progress = func(doneSamples, total int64) {
@@ -62,15 +57,37 @@ func (w *Worker) run(ctx context.Context, req job.Request, status *statusWriter,
 			status.set(job.StateRunning, func(s *job.Status) { s.SamplesDone, s.SamplesTotal = doneSamples, total })
 		}
 	}
-	status.set(job.StateRunning, func(s *job.Status) { s.ResumedAtChunk = ej.StartChunk })
-	m, err := inference.Run(ctx, ej, sink)
-	if err != nil {
-		return nil, err
+	prior := w.resumable(ctx, req.JobID, etag, model.SHA256, log)
+	for restarted := false; ; restarted = true {
+		attempt := ej
+		sink := &s3Sink{ctx: ctx, store: w.store, jobID: req.JobID, resultsPrefix: resultsPrefix,
+			cp: checkpoint{InputETag: etag, ModelSHA256: model.SHA256, Threads: w.cfg.Threads}}
+		if prior != nil {
+			attempt.BatchSize, attempt.ChunkSamples, attempt.StartChunk = prior.BatchSize, prior.ChunkSamples, prior.Done
+			sink.resume = prior
+			log.Info("resuming from checkpoint", "chunks_done", prior.Done)
+		}
+		status.set(job.StateRunning, func(s *job.Status) { s.ResumedAtChunk = attempt.StartChunk })
+		m, err := inference.Run(ctx, attempt, sink)
+		if errors.Is(err, errUploadGone) && !restarted && ctx.Err() == nil {
+			// Expired, aborted, or completed by another delivery of this job.
+			if err := w.store.getJSON(ctx, resultsPrefix+inference.ManifestFile, &done); err == nil && done.Input.ETag == etag && done.Model.SHA256 == model.SHA256 {
+				log.Info("job done meanwhile by another delivery: acknowledging")
+				return &done, nil
+			}
+			log.Warn("the job's multipart upload is gone: restarting it from scratch", "err", err)
+			w.abandon(ctx, req.JobID, log, prior, sink.progress())
+			prior = nil
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		status.set(job.StateDone, func(s *job.Status) {
+			s.SamplesDone, s.SamplesTotal = m.Samples, m.Samples
+			s.Device, s.FallbackReason = string(m.Device.Used), m.Device.Fallback
+			s.EngineStartedAt, s.EngineFinishedAt = &m.StartedAt, &m.FinishedAt
+		})
+		return m, nil
 	}
-	status.set(job.StateDone, func(s *job.Status) {
-		s.SamplesDone, s.SamplesTotal = m.Samples, m.Samples
-		s.Device, s.FallbackReason = string(m.Device.Used), m.Device.Fallback
-		s.EngineStartedAt, s.EngineFinishedAt = &m.StartedAt, &m.FinishedAt
-	})
-	return m, nil
 }

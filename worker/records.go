@@ -100,6 +100,8 @@ func (w *Worker) poison(m sqstypes.Message, status *statusWriter, cause error, l
 	}
 	if status != nil {
 		status.set(job.StateFailed, func(s *job.Status) { s.Reason = reason })
+		// The job ends for good: its multipart uploads would only be billed.
+		w.abortUploads(ctx, jobID, log)
 	}
 	err := retry(ctx, func() error {
 		_, err := w.queue.SendMessage(ctx, &sqs.SendMessageInput{

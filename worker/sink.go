@@ -2,183 +2,574 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
+	"sync"
+	"sync/atomic"
 
 	"github.com/inferstack/inferstack/inference"
 	"github.com/inferstack/inferstack/internal/job"
 )
 
+// checkpointFormat marks checkpoints of multipart results. Those of earlier
+// releases (format 0: every chunk kept as an object) are not resumed.
+const checkpointFormat = 2
+
 // checkpoint records how far a job got. A redelivered job whose input and
 // model are unchanged resumes after Done chunks with the same batch size,
-// chunk size and threads, so its outputs are byte-identical.
+// chunk size and threads, so its outputs are byte-identical, continuing the
+// multipart uploads recorded in Results.
 type checkpoint struct {
-	InputETag    string   `json:"input_etag"`
-	ModelSHA256  string   `json:"model_sha256"`
-	BatchSize    int64    `json:"batch_size"`
-	ChunkSamples int64    `json:"chunk_samples"`
-	Threads      int      `json:"threads"`
-	Outputs      []string `json:"outputs"`
-	Done         int64    `json:"chunks_done"`
+	Format       int              `json:"format"`
+	InputETag    string           `json:"input_etag"`
+	ModelSHA256  string           `json:"model_sha256"`
+	BatchSize    int64            `json:"batch_size"`
+	ChunkSamples int64            `json:"chunk_samples"`
+	Threads      int              `json:"threads"`
+	Outputs      []string         `json:"outputs"`
+	Done         int64            `json:"chunks_done"`
+	Results      []resultProgress `json:"results,omitempty"`
 }
 
-func chunkKey(jobID string, chunk int64, output int) string {
-	return fmt.Sprintf("%s%s/chunk-%06d-%d.bin", job.CheckpointPrefix, jobID, chunk, output)
+// resultProgress is how far one output file got: the parts its upload has
+// (from the start of the file), then chunks TailFrom to Done, whose rows
+// are in tail objects until a part takes them.
+type resultProgress struct {
+	Key       string       `json:"key"`
+	UploadID  string       `json:"upload_id,omitempty"`
+	Parts     []partRecord `json:"parts,omitempty"`
+	TailFrom  int64        `json:"tail_from"`
+	Completed bool         `json:"completed,omitempty"`
 }
 
-// s3Sink writes outputs to local files (via inference.DirSink) and every
-// chunk to S3 as a checkpoint; Finish uploads the outputs, then the manifest.
+// partRecord is one uploaded part and the chunks [first, end) whose rows
+// it ends with (the first part starts with the .npy header).
+type partRecord struct {
+	Number int32    `json:"number"`
+	ETag   string   `json:"etag"`
+	CRC32  string   `json:"crc32"`
+	Bytes  int64    `json:"bytes"`
+	Chunks [2]int64 `json:"chunks"`
+}
+
+func (cp *checkpoint) hasUploads() bool {
+	for _, r := range cp.Results {
+		if r.UploadID != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// tailKey holds chunk's rows of the outputs whose open part they went into.
+func tailKey(jobID string, chunk int64) string {
+	return fmt.Sprintf("%s%s/tail-%06d.bin", job.CheckpointPrefix, jobID, chunk)
+}
+
+// s3Sink streams each output file to S3 as a multipart upload, with no
+// local files and no output ever whole in memory. A file's bytes collect in
+// its open part; at the first chunk boundary where the open part reaches
+// partTarget it is sealed and uploaded in the background, so a chunk's rows
+// go up once, in a part. Rows left in an open part at a chunk's end go to
+// that chunk's tail object too, so that the checkpoint written after the
+// chunk covers them: only these bytes (less than a part per output) go up
+// twice, and none at all when a chunk's rows fill a part. Finish uploads
+// the last parts (or, for an output that never filled one, the whole file
+// in one PUT), completes the uploads, and writes the manifest last.
 type s3Sink struct {
 	ctx           context.Context
 	store         *store
 	jobID         string
 	resultsPrefix string
 	resume        *checkpoint // from an earlier delivery, if compatible
-	cp            checkpoint
-	dir           string
-	local         *inference.DirSink
-	plan          inference.Plan
+	cp            checkpoint  // what identifies the run; the rest is filled per write
 
-	// Checkpoints upload in the background, in order, so that S3's latency
-	// never stalls inference; Finish waits for them.
-	uploads   chan chunkUpload
-	failed    chan struct{} // closed on the first upload error, kept in uploadErr
-	done      chan struct{} // closed when the uploader has returned
-	uploadErr error
+	plan    inference.Plan
+	files   []inference.OutputFile
+	streams []*resultStream
+
+	// Uploads run in the background, at most maxUploads at a time; the
+	// checkpointer writes each chunk's checkpoint, in order, once what the
+	// chunk uploaded is in S3. Finish waits for them.
+	run     context.Context // ctx, cancelled on the first failure
+	cancel  context.CancelFunc
+	slots   chan struct{}
+	tasks   sync.WaitGroup
+	records chan *chunkRecord
+	stopped chan struct{} // closed when the checkpointer has returned
+	failed  chan struct{} // closed on the first failure, kept in err
+	once    sync.Once
+	err     error
 }
 
-type chunkUpload struct {
-	chunk int64
-	rows  [][]byte
-}
+// maxUploads bounds the requests in flight, and with them the sealed parts
+// in memory.
+const maxUploads = 4
 
-// maxPendingCheckpoints bounds the chunks waiting for upload (outputs only:
-// far smaller than the input chunks in flight).
+// maxPendingCheckpoints bounds the chunks whose checkpoint waits for their uploads.
 const maxPendingCheckpoints = 8
 
 var _ inference.Sink = (*s3Sink)(nil)
 
-func (s *s3Sink) Start(layout *inference.Layout, plan inference.Plan, outputs []inference.OutputSpec) error {
-	dir, err := os.MkdirTemp("", "inferstack-job-")
-	if err != nil {
-		return fmt.Errorf("job directory: %w", err)
+// resultStream is one output file on its way to S3. Only the engine's writer
+// (Start, WriteChunk, Finish, one at a time) touches it.
+type resultStream struct {
+	key       string
+	header    int64 // bytes before the first row
+	rowBytes  int64
+	fileBytes int64
+	target    int64
+	capacity  int64
+	uploadID  string
+	parts     []*resultPart
+	open      *partBuffer // the bytes after the last part
+	openFrom  int64       // the first chunk whose rows are in open
+	completed bool
+	free      chan *partBuffer
+}
+
+// partBuffer holds an open part. Its tail objects and, once sealed, its part
+// upload each hold a reference; the last to finish recycles it.
+type partBuffer struct {
+	b    []byte
+	refs atomic.Int32
+	home chan *partBuffer
+}
+
+func (b *partBuffer) release() {
+	if b.refs.Add(-1) == 0 {
+		b.b = b.b[:0]
+		select {
+		case b.home <- b:
+		default:
+		}
 	}
-	s.dir, s.plan, s.local = dir, plan, inference.NewDirSink(dir)
-	if err := s.local.Start(layout, plan, outputs); err != nil {
+}
+
+// offset is where chunk's rows start in the file: after the header, except
+// that nothing comes before chunk 0 but the header's own start.
+func (st *resultStream) offset(plan inference.Plan, chunk int64) int64 {
+	if chunk == 0 {
+		return 0
+	}
+	start, _ := plan.Chunk(chunk)
+	return st.header + min(start, plan.Samples)*st.rowBytes
+}
+
+func (st *resultStream) newBuffer() *partBuffer {
+	var b *partBuffer
+	select {
+	case b = <-st.free:
+	default:
+		b = &partBuffer{b: make([]byte, 0, st.capacity), home: st.free}
+	}
+	b.refs.Store(1)
+	return b
+}
+
+type resultPart struct {
+	partRecord
+	*uploadTask
+}
+
+// uploadTask is a request in the background.
+type uploadTask struct {
+	done chan struct{}
+	err  error
+}
+
+// chunkRecord is one checkpoint: chunks before done are in S3 once tasks are.
+type chunkRecord struct {
+	done    int64
+	tasks   []*uploadTask
+	bytes   int64 // what tasks upload
+	write   bool  // the last chunk writes none: Finish follows
+	states  []streamState
+	written chan struct{} // set: a new upload, always recorded; closed once the checkpointer is past it
+}
+
+// streamState is a resultStream as a checkpoint records it.
+type streamState struct {
+	uploadID  string
+	parts     []*resultPart
+	openFrom  int64
+	completed bool
+}
+
+func (s *s3Sink) Start(layout *inference.Layout, plan inference.Plan, outputs []inference.OutputSpec) error {
+	files, headers, err := outputFiles(layout, plan, outputs)
+	if err != nil {
 		return err
 	}
-	s.uploads, s.failed, s.done = make(chan chunkUpload, maxPendingCheckpoints), make(chan struct{}), make(chan struct{})
-	go s.upload()
+	s.plan, s.files = plan, files
 	s.cp.BatchSize, s.cp.ChunkSamples, s.cp.Outputs = plan.BatchSize, plan.ChunkSamples, nil
-	for _, o := range outputs {
+	for i, o := range outputs {
 		s.cp.Outputs = append(s.cp.Outputs, o.Name)
-	}
-	if s.resume == nil {
-		return nil
-	}
-	// Replay the checkpointed chunks into the local outputs.
-	for c := range s.resume.Done {
-		start, _ := plan.Chunk(c)
-		rows := make([][]byte, len(outputs))
-		for i := range outputs {
-			if rows[i], err = s.store.get(s.ctx, chunkKey(s.jobID, c, i)); err != nil {
-				return fmt.Errorf("read checkpoint: %w", err)
-			}
+		st := &resultStream{key: s.resultsPrefix + files[i].File, header: int64(len(headers[i])), rowBytes: o.SampleBytes(), free: make(chan *partBuffer, maxUploads)}
+		st.fileBytes = st.header + plan.Samples*st.rowBytes
+		chunkRows := plan.ChunkSamples * st.rowBytes
+		st.target = partTarget(st.fileBytes)
+		st.capacity = partCapacity(st.target, st.header, chunkRows, st.fileBytes)
+		if st.capacity > maxPartBytes {
+			return fmt.Errorf("output %s: %w: parts of %d bytes (chunks of %d bytes, %d in all) exceed S3's 5 GiB; use smaller chunks",
+				o.Name, inference.ErrBadInput, st.capacity, chunkRows, st.fileBytes)
 		}
-		if err := s.local.WriteChunk(start, rows); err != nil {
+		st.open = st.newBuffer()
+		st.open.b = append(st.open.b, headers[i]...)
+		s.streams = append(s.streams, st)
+	}
+	if s.resume != nil {
+		if err := s.restore(*s.resume); err != nil {
 			return err
 		}
 	}
-	s.cp.Done = s.resume.Done
+	s.run, s.cancel = context.WithCancel(s.ctx)
+	s.slots, s.failed, s.stopped = make(chan struct{}, maxUploads), make(chan struct{}), make(chan struct{})
+	s.records = make(chan *chunkRecord, maxPendingCheckpoints)
+	go s.checkpointer()
+	return nil
+}
+
+// restore continues cp's uploads: their parts, then the open parts rebuilt
+// from the tail objects of chunks after them.
+func (s *s3Sink) restore(cp checkpoint) error {
+	if len(cp.Results) != len(s.streams) {
+		return fmt.Errorf("checkpoint records %d outputs, the run has %d: %w", len(cp.Results), len(s.streams), errUploadGone)
+	}
+	first := cp.Done
+	for i, st := range s.streams {
+		r := cp.Results[i]
+		switch {
+		case r.Key != st.key:
+			return fmt.Errorf("checkpoint writes %s, the run %s: %w", r.Key, st.key, errUploadGone)
+		case r.Completed && cp.Done != s.plan.Chunks(), r.TailFrom > cp.Done, len(r.Parts) > 0 && r.UploadID == "":
+			return fmt.Errorf("checkpoint of %s is inconsistent: %w", st.key, errUploadGone)
+		}
+		st.uploadID, st.completed, st.openFrom = r.UploadID, r.Completed, r.TailFrom
+		var partsEnd int64
+		for _, p := range r.Parts {
+			uploaded := &resultPart{partRecord: p, uploadTask: &uploadTask{done: make(chan struct{})}}
+			close(uploaded.done)
+			st.parts = append(st.parts, uploaded)
+			partsEnd += p.Bytes
+		}
+		if partsEnd > 0 {
+			st.open.b = st.open.b[:0] // the header is in the first part
+		}
+		if !st.completed {
+			first = min(first, st.openFrom)
+			if want := st.offset(s.plan, st.openFrom); partsEnd != want {
+				return fmt.Errorf("checkpoint of %s: its parts end at byte %d, chunk %d starts at %d: %w", st.key, partsEnd, st.openFrom, want, errUploadGone)
+			}
+		}
+	}
+	for c := first; c < cp.Done; c++ {
+		data, err := s.store.get(s.ctx, tailKey(s.jobID, c))
+		if err != nil {
+			return fmt.Errorf("read tail of chunk %d: %w: %w", c, errUploadGone, err)
+		}
+		start, end := s.plan.Chunk(c)
+		for _, st := range s.streams {
+			if st.completed || c < st.openFrom {
+				continue
+			}
+			n := (end - start) * st.rowBytes
+			if int64(len(data)) < n {
+				return fmt.Errorf("tail of chunk %d is short: %w", c, errUploadGone)
+			}
+			st.open.b, data = append(st.open.b, data[:n]...), data[n:]
+		}
+		if len(data) != 0 {
+			return fmt.Errorf("tail of chunk %d is long: %w", c, errUploadGone)
+		}
+	}
 	return nil
 }
 
 func (s *s3Sink) WriteChunk(start int64, rows [][]byte) error {
-	if err := s.local.WriteChunk(start, rows); err != nil {
-		return err
-	}
-	copied := make([][]byte, len(rows))
-	for i, r := range rows {
-		copied[i] = append([]byte(nil), r...) // the engine reuses its buffers
-	}
 	select {
-	case s.uploads <- chunkUpload{chunk: start / s.plan.ChunkSamples, rows: copied}:
-		return nil
 	case <-s.failed:
-		return s.uploadErr
+		return s.err
+	default:
 	}
+	c := start / s.plan.ChunkSamples
+	last := c == s.plan.Chunks()-1
+
+	// A new upload is in a checkpoint before any part goes into it, so that
+	// whoever ends the job for good can abort it.
+	var recorded chan struct{}
+	for i, st := range s.streams {
+		if st.uploadID == "" && int64(len(st.open.b)+len(rows[i])) >= st.target {
+			id, err := s.store.createUpload(s.run, st.key)
+			if err != nil {
+				return fmt.Errorf("start upload of %s: %w", st.key, err)
+			}
+			st.uploadID, recorded = id, make(chan struct{})
+		}
+	}
+	if recorded != nil {
+		if err := s.enqueue(&chunkRecord{done: c, write: true, states: s.states(), written: recorded}); err != nil {
+			return err
+		}
+	}
+
+	rec := &chunkRecord{done: c + 1, write: !last}
+	var tail [][]byte
+	var held []*partBuffer
+	for i, st := range s.streams {
+		st.open.b = append(st.open.b, rows[i]...) // the engine reuses rows
+		if int64(len(st.open.b)) >= st.target {
+			rec.bytes += int64(len(st.open.b))
+			rec.tasks = append(rec.tasks, s.seal(st, c+1, recorded).uploadTask)
+			continue
+		}
+		if !last {
+			tail = append(tail, st.open.b[len(st.open.b)-len(rows[i]):])
+			rec.bytes += int64(len(rows[i]))
+			st.open.refs.Add(1)
+			held = append(held, st.open)
+		}
+	}
+	if len(tail) > 0 {
+		rec.tasks = append(rec.tasks, s.launch(func(ctx context.Context) error {
+			defer func() {
+				for _, b := range held {
+					b.release()
+				}
+			}()
+			if err := s.store.putSlices(ctx, tailKey(s.jobID, c), tail, "application/octet-stream"); err != nil {
+				return fmt.Errorf("checkpoint chunk %d: %w", c, err)
+			}
+			return nil
+		}))
+	}
+	rec.states = s.states()
+	return s.enqueue(rec)
 }
 
-// upload writes each chunk's parts, then the checkpoint that counts it.
-func (s *s3Sink) upload() {
-	defer close(s.done)
-	var err error
-	for u := range s.uploads {
-		if err != nil {
-			continue // drain after a failure
-		}
-		for i, r := range u.rows {
-			if err = s.store.put(s.ctx, chunkKey(s.jobID, u.chunk, i), r, "application/octet-stream"); err != nil {
-				break
+// seal uploads st's open part (after the record `after`, if any, is
+// written) and opens the next one at chunk next.
+func (s *s3Sink) seal(st *resultStream, next int64, after <-chan struct{}) *resultPart {
+	buf := st.open
+	p := &resultPart{partRecord: partRecord{Number: int32(len(st.parts) + 1), Bytes: int64(len(buf.b)), Chunks: [2]int64{st.openFrom, next}}}
+	st.parts = append(st.parts, p)
+	st.open, st.openFrom = st.newBuffer(), next
+	key, id := st.key, st.uploadID
+	p.uploadTask = s.launch(func(ctx context.Context) error {
+		defer buf.release()
+		if after != nil {
+			select {
+			case <-after:
+			case <-ctx.Done():
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
 			}
 		}
-		if err == nil {
-			s.cp.Done = u.chunk + 1
-			err = s.store.putJSON(s.ctx, job.CheckpointKey(s.jobID), s.cp)
+		p.CRC32 = crc32Base64(buf.b)
+		return s.store.uploadPart(ctx, key, id, &p.partRecord, buf.b)
+	})
+	return p
+}
+
+// launch runs fn in the background once a slot is free.
+func (s *s3Sink) launch(fn func(context.Context) error) *uploadTask {
+	t := &uploadTask{done: make(chan struct{})}
+	select {
+	case s.slots <- struct{}{}:
+	case <-s.run.Done():
+		t.err = s.run.Err()
+		s.fail(t.err)
+		close(t.done)
+		return t
+	}
+	s.tasks.Add(1)
+	go func() {
+		defer s.tasks.Done()
+		defer func() { <-s.slots }()
+		defer close(t.done)
+		if t.err = fn(s.run); t.err != nil {
+			s.fail(t.err)
 		}
-		if err != nil {
-			s.uploadErr = fmt.Errorf("checkpoint chunk %d: %w", u.chunk, err)
-			close(s.failed)
+	}()
+	return t
+}
+
+func (s *s3Sink) fail(err error) {
+	s.once.Do(func() {
+		s.err = err
+		close(s.failed)
+		s.cancel()
+	})
+}
+
+func (s *s3Sink) enqueue(r *chunkRecord) error {
+	select {
+	case s.records <- r:
+		return nil
+	case <-s.failed:
+		return s.err
+	}
+}
+
+// states snapshots the streams for a checkpoint.
+func (s *s3Sink) states() []streamState {
+	states := make([]streamState, len(s.streams))
+	for i, st := range s.streams {
+		states[i] = streamState{uploadID: st.uploadID, parts: st.parts[:len(st.parts):len(st.parts)], openFrom: st.openFrom, completed: st.completed}
+	}
+	return states
+}
+
+// at is the checkpoint of chunks before done in states, whose parts are
+// uploaded.
+func (s *s3Sink) at(done int64, states []streamState) checkpoint {
+	cp := s.cp
+	cp.Format, cp.Done, cp.Results = checkpointFormat, done, make([]resultProgress, len(states))
+	for i, st := range states {
+		r := resultProgress{Key: s.streams[i].key, UploadID: st.uploadID, TailFrom: st.openFrom, Completed: st.completed}
+		for _, p := range st.parts {
+			r.Parts = append(r.Parts, p.partRecord)
+		}
+		cp.Results[i] = r
+	}
+	return cp
+}
+
+// A checkpoint lists every part so far: for a file of thousands of parts,
+// hundreds of KiB. Once past bigCheckpoint, one is written only after
+// checkpointRatio times its size has gone up since the last, which bounds
+// what checkpoints add to the upload to 1/checkpointRatio; the chunks
+// between are checkpointed by the next one.
+const (
+	bigCheckpoint   = 64 << 10
+	checkpointRatio = 16
+)
+
+// checkpointer writes each record's checkpoint once its uploads are done.
+func (s *s3Sink) checkpointer() {
+	defer close(s.stopped)
+	var since int64 // bytes uploaded since the last checkpoint
+	size := 0       // of the last checkpoint
+	for r := range s.records {
+		for _, t := range r.tasks {
+			<-t.done
+		}
+		since += r.bytes
+		select {
+		case <-s.failed:
+		default:
+			if r.write && (r.written != nil || size <= bigCheckpoint || since >= checkpointRatio*int64(size)) {
+				n, err := s.write(s.at(r.done, r.states))
+				if err != nil {
+					s.fail(fmt.Errorf("checkpoint chunk %d: %w", r.done-1, err))
+				}
+				since, size = 0, n
+			}
+		}
+		if r.written != nil {
+			close(r.written)
 		}
 	}
 }
 
-// drain waits for the pending checkpoints.
+// write puts a checkpoint, compact (it can be large), and says how large.
+func (s *s3Sink) write(cp checkpoint) (int, error) {
+	data, err := json.Marshal(cp)
+	if err != nil {
+		return 0, err
+	}
+	return len(data), s.store.put(s.run, job.CheckpointKey(s.jobID), data, "application/json")
+}
+
+// drain waits for the uploads and checkpoints in flight.
 func (s *s3Sink) drain() error {
-	if s.uploads == nil {
+	if s.records == nil {
 		return nil
 	}
-	close(s.uploads)
-	<-s.done
-	s.uploads = nil
-	return s.uploadErr
+	close(s.records)
+	<-s.stopped
+	s.tasks.Wait()
+	s.records = nil
+	select {
+	case <-s.failed:
+		return s.err
+	default:
+		return nil
+	}
 }
 
 func (s *s3Sink) Finish(m *inference.Manifest) error {
 	if err := s.drain(); err != nil {
 		return err
 	}
-	if err := s.local.Finish(m); err != nil {
-		return err
-	}
-	for _, o := range m.Outputs {
-		data, err := os.ReadFile(filepath.Join(s.dir, o.File))
-		if err != nil {
-			return err
+	chunks := s.plan.Chunks()
+	var tasks []*uploadTask
+	for _, st := range s.streams {
+		switch {
+		case st.completed:
+		case st.uploadID == "":
+			// Never as large as a part: the whole file in one PUT.
+			key, whole := st.key, st.open.b
+			tasks = append(tasks, s.launch(func(ctx context.Context) error {
+				if err := s.store.putSlices(ctx, key, [][]byte{whole}, "application/octet-stream"); err != nil {
+					return fmt.Errorf("upload %s: %w", key, err)
+				}
+				return nil
+			}))
+		case len(st.open.b) > 0:
+			tasks = append(tasks, s.seal(st, chunks, nil).uploadTask)
 		}
-		if err := s.store.put(s.ctx, s.resultsPrefix+o.File, data, "application/octet-stream"); err != nil {
-			return fmt.Errorf("upload %s: %w", o.File, err)
+	}
+	for _, t := range tasks {
+		<-t.done
+	}
+	s.tasks.Wait()
+	select {
+	case <-s.failed:
+		return s.err
+	default:
+	}
+	multipart := false
+	for _, st := range s.streams {
+		if st.uploadID != "" && !st.completed {
+			parts := make([]partRecord, len(st.parts))
+			for i, p := range st.parts {
+				parts[i] = p.partRecord
+			}
+			if err := s.store.completeUpload(s.run, st.key, st.uploadID, parts); err != nil {
+				return err
+			}
+			multipart = true
+		}
+		st.completed = true
+	}
+	if multipart {
+		// A delivery that dies before the manifest resumes to it, rather
+		// than finding its uploads gone (completed).
+		if _, err := s.write(s.at(chunks, s.states())); err != nil {
+			return fmt.Errorf("checkpoint completed uploads: %w", err)
 		}
 	}
+	m.Outputs = s.files
 	data, err := m.JSON()
 	if err != nil {
 		return err
 	}
 	// Last: its presence says the results above are complete.
-	if err := s.store.put(s.ctx, s.resultsPrefix+inference.ManifestFile, data, "application/json"); err != nil {
+	if err := s.store.put(s.run, s.resultsPrefix+inference.ManifestFile, data, "application/json"); err != nil {
 		return fmt.Errorf("upload manifest: %w", err)
 	}
-	return os.RemoveAll(s.dir)
+	return nil
 }
 
-// Abort drops the local files; the checkpoints in S3 stay for the next delivery.
-func (s *s3Sink) Abort() {
-	_ = s.drain()
-	if s.local != nil {
-		s.local.Abort()
-	}
-	if s.dir != "" {
-		_ = os.RemoveAll(s.dir)
-	}
+// Abort waits for what is in flight and keeps the uploads and checkpoints:
+// a job handed back or taken back resumes from them. Only a job that ends
+// for good aborts its uploads (Worker.abortUploads).
+func (s *s3Sink) Abort() { _ = s.drain() }
+
+// progress is where the sink got, for abandoning its uploads after it stopped.
+func (s *s3Sink) progress() *checkpoint {
+	cp := s.at(0, s.states())
+	return &cp
 }

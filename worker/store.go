@@ -23,6 +23,11 @@ type Objects interface {
 	GetObject(ctx context.Context, in *s3.GetObjectInput, opts ...func(*s3.Options)) (*s3.GetObjectOutput, error)
 	PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error)
 	HeadObject(ctx context.Context, in *s3.HeadObjectInput, opts ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
+	// Results go up as multipart uploads (multipart.go).
+	CreateMultipartUpload(ctx context.Context, in *s3.CreateMultipartUploadInput, opts ...func(*s3.Options)) (*s3.CreateMultipartUploadOutput, error)
+	UploadPart(ctx context.Context, in *s3.UploadPartInput, opts ...func(*s3.Options)) (*s3.UploadPartOutput, error)
+	CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, opts ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error)
+	AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, opts ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error)
 }
 
 var _ Objects = (*s3.Client)(nil)
@@ -138,57 +143,4 @@ func (s *store) head(ctx context.Context, key string) (*s3.HeadObjectOutput, err
 	}
 	// HeadObject is authorised as s3:GetObject (S3 API reference, HeadObject).
 	return out, awserr.Denied(err, "s3:GetObject", s.uri(key))
-}
-
-// rangeReader reads one version of an object (If-Match its ETag) with a
-// ranged GET per call: the engine reads whole chunks, so one request each.
-// The object's first headBytes are fetched once and serve the small reads
-// that come first (the .npy header, the probe sample): on S3 each request
-// costs a round trip of tens of milliseconds.
-type rangeReader struct {
-	ctx  context.Context
-	s    *store
-	key  string
-	etag string
-	size int64
-	head []byte
-}
-
-const headBytes = 1 << 20
-
-func (r *rangeReader) ReadAt(p []byte, off int64) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	if off+int64(len(p)) <= min(headBytes, r.size) {
-		if r.head == nil {
-			head := make([]byte, min(headBytes, r.size))
-			if _, err := r.fetch(head, 0); err != nil {
-				return 0, err
-			}
-			r.head = head
-		}
-		return copy(p, r.head[off:]), nil
-	}
-	return r.fetch(p, off)
-}
-
-func (r *rangeReader) fetch(p []byte, off int64) (int, error) {
-	var n int
-	err := retry(r.ctx, func() error {
-		out, err := r.s.s3.GetObject(r.ctx, &s3.GetObjectInput{
-			Bucket: aws.String(r.s.bucket), Key: aws.String(r.key), IfMatch: aws.String(r.etag),
-			Range: aws.String(fmt.Sprintf("bytes=%d-%d", off, off+int64(len(p))-1)),
-		})
-		if err != nil {
-			return err
-		}
-		defer out.Body.Close() //nolint:errcheck // read-only
-		n, err = io.ReadFull(out.Body, p)
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return io.EOF
-		}
-		return err
-	})
-	return n, awserr.Denied(err, "s3:GetObject", r.s.uri(r.key))
 }

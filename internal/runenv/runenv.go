@@ -41,6 +41,9 @@ const (
 	EnvThreads      = "INFERSTACK_THREADS"
 	EnvStatusEvery  = "INFERSTACK_STATUS_EVERY"
 	EnvPollWait     = "INFERSTACK_POLL_WAIT"
+	// The input's read-ahead: ranged GETs of this many bytes, this many at once.
+	EnvReadPartBytes   = "INFERSTACK_READ_PART_BYTES"
+	EnvReadConcurrency = "INFERSTACK_READ_CONCURRENCY"
 )
 
 // The dispatch function's environment.
