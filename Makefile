@@ -80,6 +80,8 @@ bench: setup-test ## run the benchmarks and write $(BENCH_OUT) (see docs/benchma
 	  go test -run '^$$' -bench 'InvokeUnderEmulator' -benchtime 5x -count 1 ./functions/dispatch/ && \
 	  go test -run '^$$' -bench 'Preview' -benchtime 5x -count 1 ./tests/ && \
 	  go test -run '^$$' -bench 'JobOverhead|WorkerVsRun' -benchtime 10x -count 1 ./worker/ && \
+	  go test -run '^$$' -bench 'InputThroughShapedProxy' -benchtime 3x -count 1 ./worker/ && \
+	  go test -run '^$$' -bench 'WorkerPeakRSSLargeOutput' -benchtime 1x -count 1 ./worker/ && \
 	  go test -run '^$$' -bench 'LocalStackLatency' -benchtime 10x -count 1 ./e2e/; } | tee $(BENCH_OUT)
 
 .PHONY: docs

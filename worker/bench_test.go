@@ -45,7 +45,8 @@ func BenchmarkJobOverhead(b *testing.B) {
 
 // BenchmarkWorkerVsRun: the same 1,024 crops (113 MB) through PaddleOCR's
 // classifier, as a worker job and as a local inferstack run, with the same
-// batch size (16), chunks (256 samples, 28 MB) and threads (1). worker/run
+// batch size (16) and threads (1), the default chunks (8 MiB) and the
+// worker's default read-ahead. worker/run
 // compares wall times (the results upload after the manifest's clock stops
 // is excluded); worker/run-excl-transfer compares the inference stages'
 // busy times, i.e. the engine inside the worker with S3 transfer excluded.
@@ -83,7 +84,7 @@ func BenchmarkWorkerVsRun(b *testing.B) {
 	}
 	input := append(npy.EncodeHeader(npy.Float32, []int64{n, 3, 48, 192}), npy.FromFloat32(v)...)
 	e.put("inputs/crops.npy", input)
-	e.cfg.ModelKey, e.cfg.BatchSize, e.cfg.ChunkSamples = "models/cls.onnx", 16, 256
+	e.cfg.ModelKey, e.cfg.BatchSize, e.cfg.ChunkSamples = "models/cls.onnx", 16, 0 // default chunks and read-ahead
 	stop := e.start(e.cfg, nil, e.s3, nil)
 	defer stop()
 	path := filepath.Join(b.TempDir(), "crops.npy")
@@ -101,7 +102,7 @@ func BenchmarkWorkerVsRun(b *testing.B) {
 		f, err := os.Open(path)
 		require.NoError(b, err)
 		lm, err := inference.Run(b.Context(), inference.Job{Model: local, Input: f, InputSize: int64(len(input)), InputName: path,
-			Device: inference.DeviceCPU, BatchSize: 16, ChunkSamples: 256, Threads: e.cfg.Threads}, inference.NewDirSink(b.TempDir()))
+			Device: inference.DeviceCPU, BatchSize: 16, Threads: e.cfg.Threads}, inference.NewDirSink(b.TempDir()))
 		require.NoError(b, err)
 		f.Close()
 		workerTotal += m.Durations.Total
