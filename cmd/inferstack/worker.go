@@ -22,11 +22,15 @@ S3, checkpoints every chunk, writes results and the manifest, then deletes
 the message. SIGTERM stops polling; a running job gets INFERSTACK_STOP_TIMEOUT
 to finish before it is handed back at a chunk boundary; then it exits 0.
 
-Configured by the environment the task definition sets: INFERSTACK_QUEUE_URL,
-INFERSTACK_DEAD_LETTER_QUEUE_URL, INFERSTACK_BUCKET, INFERSTACK_MODEL_KEY,
-INFERSTACK_TIER, INFERSTACK_DEVICE (auto|cpu|gpu), INFERSTACK_VISIBILITY_TIMEOUT,
-INFERSTACK_MAX_RECEIVES, INFERSTACK_STOP_TIMEOUT, INFERSTACK_BATCH_SIZE,
-INFERSTACK_CHUNK_SAMPLES, INFERSTACK_THREADS; AWS_* as the AWS SDK reads them.
+Configured by the environment the task definition sets, all required
+(internal/runenv): AWS_REGION, INFERSTACK_TIER, INFERSTACK_DEVICE
+(auto|cpu|gpu), INFERSTACK_QUEUE_URL, INFERSTACK_DEAD_LETTER_QUEUE_URL,
+INFERSTACK_BUCKET, INFERSTACK_MODEL_KEY, INFERSTACK_VISIBILITY_TIMEOUT and
+INFERSTACK_MAX_RECEIVES (the queue's), INFERSTACK_STOP_TIMEOUT (ECS's less
+5 s). Tuning, optional: INFERSTACK_BATCH_SIZE, INFERSTACK_CHUNK_SAMPLES,
+INFERSTACK_THREADS, INFERSTACK_READ_PART_BYTES (default 8 MiB) and
+INFERSTACK_READ_CONCURRENCY (default 8), INFERSTACK_STATUS_EVERY,
+INFERSTACK_POLL_WAIT; AWS_* as the AWS SDK reads them.
 
 Flags:
 `
