@@ -144,15 +144,18 @@ func TestMultipartResultsMatchALocalRunByteForByte(t *testing.T) {
 	}
 }
 
-func TestKillNineMidUploadResumesTheSameUploads(t *testing.T) {
-	e := newEnv(t, 3*time.Second)
+// killMidUpload starts a real worker process on a job whose two outputs
+// take several parts, and SIGKILLs it once each output has a part in the
+// checkpoint: its uploads stay open, the job unfinished. Chunks are 128 KiB
+// per output: a part every 40 chunks (of 94), and a checkpoint with a tail
+// object for each chunk between.
+func killMidUpload(t *testing.T, e *env) (input []byte, jobID string) {
+	t.Helper()
 	wide(e, 1024)
-	// Chunks of 128 KiB per output: a part every 40 chunks (of 94), and a
-	// checkpoint with a tail object for each chunk between.
 	e.cfg.ChunkSamples = 32
-	input := e.input("wide.npy", 3000)
+	input = e.input("wide.npy", 3000)
 	first, logs := e.process()
-	jobID := e.send(`{"filename": "wide.npy"}`)
+	jobID = e.send(`{"filename": "wide.npy"}`)
 	e.waitFor("a part of each output in the checkpoint", 60*time.Second, func() bool {
 		cp := e.checkpoint(jobID)
 		return len(cp.Results) == 2 && len(cp.Results[0].Parts) > 0 && len(cp.Results[1].Parts) > 0
@@ -161,6 +164,12 @@ func TestKillNineMidUploadResumesTheSameUploads(t *testing.T) {
 	_, _ = first.Process.Wait()
 	_, done := e.manifest(jobID)
 	require.False(t, done, "killed too late: the job had finished\n%s", logs)
+	return input, jobID
+}
+
+func TestKillNineMidUploadResumesTheSameUploads(t *testing.T) {
+	e := newEnv(t, 3*time.Second)
+	input, jobID := killMidUpload(t, e)
 
 	before := e.checkpoint(jobID)
 	ids := map[string]bool{}
@@ -222,19 +231,7 @@ func (u uploadsAsS3) CompleteMultipartUpload(ctx context.Context, in *s3.Complet
 
 func TestAnExpiredUploadRestartsTheJobFromScratch(t *testing.T) {
 	e := newEnv(t, 3*time.Second)
-	wide(e, 1024)
-	e.cfg.ChunkSamples = 32
-	input := e.input("wide.npy", 3000)
-	first, logs := e.process()
-	jobID := e.send(`{"filename": "wide.npy"}`)
-	e.waitFor("a part of each output in the checkpoint", 60*time.Second, func() bool {
-		cp := e.checkpoint(jobID)
-		return len(cp.Results) == 2 && len(cp.Results[0].Parts) > 0 && len(cp.Results[1].Parts) > 0
-	})
-	require.NoError(t, first.Process.Signal(syscall.SIGKILL))
-	_, _ = first.Process.Wait()
-	_, done := e.manifest(jobID)
-	require.False(t, done, "killed too late: the job had finished\n%s", logs)
+	input, jobID := killMidUpload(t, e)
 
 	// What the bucket's lifecycle rule does to an upload a day old.
 	before := e.checkpoint(jobID)
