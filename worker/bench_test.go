@@ -1,15 +1,10 @@
 package worker_test
 
 import (
-	"crypto/md5"
 	"fmt"
-	"io"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -57,7 +52,7 @@ func BenchmarkJobOverhead(b *testing.B) {
 // themselves. SQS stays on moto.
 func BenchmarkWorkerVsRun(b *testing.B) {
 	e := newEnv(b, 30*time.Second)
-	fake := httptest.NewServer(&memS3{objects: map[string][]byte{}})
+	fake := httptest.NewServer(newMemS3())
 	defer fake.Close()
 	cfg, err := moto.Config(b.Context())
 	require.NoError(b, err)
@@ -116,67 +111,4 @@ func BenchmarkWorkerVsRun(b *testing.B) {
 	// Excluding transfer: the inference stage's busy time in each, with the
 	// worker's S3 reads and checkpoint uploads running beside it.
 	b.ReportMetric(runInfer/workerInfer, "worker/run-excl-transfer")
-}
-
-// memS3 is the least of S3 the worker uses, in memory and without per-request
-// overhead: PUT, HEAD, and GET with Range and If-Match, path-style.
-type memS3 struct {
-	mu      sync.Mutex
-	objects map[string][]byte
-	etags   map[string]string // computed once, at PUT: hashing per GET would time the hash
-}
-
-func (m *memS3) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	key := r.URL.Path
-	m.mu.Lock()
-	data, ok := m.objects[key]
-	etag := m.etags[key]
-	m.mu.Unlock()
-	switch r.Method {
-	case http.MethodPut:
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		etag := fmt.Sprintf(`"%x"`, md5.Sum(body))
-		m.mu.Lock()
-		if m.etags == nil {
-			m.etags = map[string]string{}
-		}
-		m.objects[key], m.etags[key] = body, etag
-		m.mu.Unlock()
-		w.Header().Set("ETag", etag)
-		return
-	case http.MethodHead, http.MethodGet:
-	default:
-		http.Error(w, "not supported", http.StatusNotImplemented)
-		return
-	}
-	if !ok {
-		w.Header().Set("Content-Type", "application/xml")
-		w.WriteHeader(http.StatusNotFound)
-		_, _ = io.WriteString(w, "<Error><Code>NoSuchKey</Code><Message>no such key</Message></Error>")
-		return
-	}
-	if im := r.Header.Get("If-Match"); im != "" && im != etag {
-		w.WriteHeader(http.StatusPreconditionFailed)
-		return
-	}
-	w.Header().Set("ETag", etag)
-	status := http.StatusOK
-	if rng := r.Header.Get("Range"); rng != "" {
-		var from, to int
-		if _, err := fmt.Sscanf(rng, "bytes=%d-%d", &from, &to); err != nil || from > to || to >= len(data) {
-			http.Error(w, "bad range", http.StatusRequestedRangeNotSatisfiable)
-			return
-		}
-		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", from, to, len(data)))
-		data, status = data[from:to+1], http.StatusPartialContent
-	}
-	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
-	w.WriteHeader(status)
-	if r.Method == http.MethodGet {
-		_, _ = w.Write(data)
-	}
 }

@@ -72,8 +72,8 @@ func newBenchObject(b *testing.B) *benchObject {
 		data[i] = byte(i)
 	}
 	// One object, served as S3 serves ranged GETs (206, Content-Range, 412
-	// on a stale If-Match) and without memS3's hash of the whole object per
-	// request, which would cost more than the transfer.
+	// on a stale If-Match) by net/http's ServeContent, a real HTTP range
+	// implementation beside memS3's.
 	etag := fmt.Sprintf(`"%x"`, md5.Sum(data))
 	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("ETag", etag)
@@ -97,8 +97,6 @@ func (o *benchObject) client(b *testing.B, endpoint string) worker.Objects {
 	cfg, err := moto.Config(b.Context()) // its credentials and region; not its endpoint
 	require.NoError(b, err)
 	return s3.NewFromConfig(cfg, func(o *s3.Options) {
-		// Here, not in cfg: moto.Config's endpoint is a config source,
-		// which the client prefers to cfg.BaseEndpoint.
 		o.BaseEndpoint = aws.String(endpoint)
 		o.UsePathStyle = true
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
