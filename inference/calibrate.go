@@ -6,22 +6,25 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"time"
+
+	ort "github.com/yalue/onnxruntime_go"
 )
 
 // BatchChoice records how the batch size and thread count were chosen.
 type BatchChoice struct {
 	BatchSize int64 `json:"batch_size"`
 	Threads   int   `json:"threads"`
-	// Source is flag, model (a fixed batch dim), calibrated, cached or small-input.
+	// Source is flag, model (a fixed batch dim), calibrated (this run
+	// measured), cached or small-input.
 	Source string  `json:"source"`
 	Trials []Trial `json:"trials,omitempty"`
-	// Partial says the time budget ended the calibration before the peak.
+	// Partial says the search has not reached the peak yet: the budget ended
+	// it, and the next run of this model goes on from where it stopped.
 	Partial bool `json:"partial,omitempty"`
 }
 
@@ -32,180 +35,455 @@ type Trial struct {
 	SamplesPerSec float64 `json:"samples_per_sec"`
 }
 
-// chooseBatch settles the batch size and, when calibrating, the thread count,
-// and returns the session with the chosen threads.
-func chooseBatch(ctx context.Context, job Job, layout *Layout, sess *Session, outputs []OutputSpec) (BatchChoice, *Session, error) {
-	threads := sess.Threads
+// The search's steps, in order. Threads matter most on small machines (2x
+// between 1 and 2 threads on a 2-core host), so they are compared first, at
+// a mid batch size; then the batch size climbs from there at the best thread
+// count, up while throughput rises, else down; where the batch moved, the
+// thread counts are compared once more at the new batch size (an MLP's
+// second thread pays off at 64 rather than at 16).
+const (
+	stepThreads = "threads"
+	stepUp      = "up"
+	stepDown    = "down"
+	stepRecheck = "recheck"
+	stepDone    = ""
+)
+
+// calibration is one search's state, cached per model, input shape and
+// machine (calibrationKey). A run spends at most its share of budget on it,
+// banks what it does not spend and saves where it stopped, so a series of
+// small jobs completes the search that no single one of them could afford.
+type calibration struct {
+	Device Device  `json:"device"` // where the trials ran
+	Best   Trial   `json:"best"`
+	Trials []Trial `json:"trials"`
+	Step   string  `json:"step"`
+	// Moved says the batch climbed up (so there is no down climb).
+	Moved bool `json:"moved,omitempty"`
+	// Bank is the seconds earlier runs were granted but did not spend; it is
+	// negative while the thread comparison is being paid off.
+	Bank float64 `json:"bank_seconds,omitempty"`
+}
+
+// needsCalibration says whether the engine, not the model or the caller, sets
+// the batch size: a small input runs as one batch, calibrating would cost
+// more than the whole job.
+func needsCalibration(job Job, layout *Layout) bool {
+	return job.Model.Input.Shape[0] <= 0 && job.BatchSize == 0 && layout.Samples > smallInput
+}
+
+const smallInput = 32
+
+// fixedChoice is the batch choice of a run that does not calibrate.
+func fixedChoice(job Job, layout *Layout, threads int) BatchChoice {
 	switch {
 	case job.Model.Input.Shape[0] > 0:
-		return BatchChoice{BatchSize: job.Model.Input.Shape[0], Threads: threads, Source: "model"}, sess, nil
+		return BatchChoice{BatchSize: job.Model.Input.Shape[0], Threads: threads, Source: "model"}
 	case job.BatchSize > 0:
-		return BatchChoice{BatchSize: job.BatchSize, Threads: threads, Source: "flag"}, sess, nil
-	case layout.Samples <= 32:
-		// Calibrating would cost more than the whole job.
-		return BatchChoice{BatchSize: layout.Samples, Threads: threads, Source: "small-input"}, sess, nil
+		return BatchChoice{BatchSize: job.BatchSize, Threads: threads, Source: "flag"}
 	}
-	key := calibrationKey(job, layout, sess.Device)
-	cache := loadCalibrations()
-	if c, ok := cache[key]; ok {
-		c.Source = "cached"
-		sess, err := job.Model.Session(job.Device, c.Threads)
-		return c, sess, err
-	}
-
-	headN := min(layout.Samples, maxCalibrationSamples)
-	head := make([]byte, headN*layout.SampleElems()*4)
-	if err := layout.read(job.Input, 0, headN, head, &readBuffers{}); err != nil {
-		return BatchChoice{}, nil, err
-	}
-
-	candidates := []int{threads}
-	if job.Threads == 0 {
-		candidates = slices.Compact([]int{DefaultThreads(), runtime.NumCPU()})
-	}
-	cal := &calibrator{ctx: ctx, layout: layout, outputs: outputs, head: head, headN: headN}
-	best := Trial{}
-	var trials []Trial
-	for _, t := range candidates {
-		sess, err := job.Model.Session(job.Device, t)
-		if err != nil {
-			return BatchChoice{}, nil, err
-		}
-		measured, err := cal.batches(sess)
-		if err != nil {
-			return BatchChoice{}, nil, err
-		}
-		for _, m := range measured {
-			if m.SamplesPerSec > best.SamplesPerSec {
-				best = m
-			}
-		}
-		trials = append(trials, measured...)
-	}
-	choice := BatchChoice{BatchSize: best.BatchSize, Threads: best.Threads, Source: "calibrated", Trials: trials, Partial: cal.cut}
-	if !cal.cut {
-		// A calibration the budget cut short suits this job only: not cached.
-		cache[key] = choice
-		saveCalibrations(cache, job)
-	}
-	sess, err := job.Model.Session(job.Device, best.Threads)
-	return choice, sess, err
+	return BatchChoice{BatchSize: layout.Samples, Threads: threads, Source: "small-input"}
 }
 
-// Calibration spends at most calibrationShare of the job's estimated time
-// (from the batch-1 rate), and never more than maxCalibration, so that it
-// pays for itself on small jobs as well as on large ones.
-var calibrationShare = 0.1 // a variable so a test can grant a full budget
+// threadCandidates are the intra-op thread counts calibration compares on a
+// machine with cpus cores: one, half, all but one (which leaves a core to the
+// reader and writer) and all.
+func threadCandidates(cpus int) []int {
+	c := []int{1, max(1, cpus/2), max(1, cpus-1), max(1, cpus)}
+	slices.Sort(c)
+	return slices.Compact(c)
+}
 
-const maxCalibration = 2 * time.Second
+// Calibration may spend calibrationShare of the job's estimated time (from
+// the best rate measured so far) plus what earlier runs banked, so that it
+// pays for itself on small jobs as well as on large ones. The thread
+// comparison always completes on the first run; the budget only defers the
+// batch-size steps.
+var calibrationShare = 0.03 // a variable so a test can grant a full budget
 
-// calibrator times batch sizes on the first samples within a time budget.
+// maxGrant caps what one run may spend on the search and what small jobs
+// save up, so no job stalls for long on it.
+const maxGrant = 10 * time.Second
+
+// midBatch is where threads are compared: large enough that the per-call
+// overhead does not hide what threads do, small enough to stay cheap, and
+// within 6% of the best fixed batch for every model of the benchmarks.
+const midBatch = 16
+
+// minStepGain is the gain a batch-size step must show to be taken: within
+// the noise the smaller batch wins, as it holds less memory and was measured
+// to suffer less from the reader and writer sharing the cores.
+const minStepGain = 1.03
+
+// calibrationRounds is how many timed runs each setting gets, after a
+// warm-up; the settings compared alternate round by round, and each is
+// scored by its fastest run: a neighbour's burst only ever slows a run down.
+const calibrationRounds = 2
+
+// calibrator times settings on the input's first samples.
 type calibrator struct {
-	ctx      context.Context
-	layout   *Layout
-	outputs  []OutputSpec
-	head     []byte
-	headN    int64
-	deadline time.Time // zero until the first trial sets the budget
-	cut      bool      // the budget ended the calibration, not the peak
+	ctx     context.Context
+	job     Job
+	layout  *Layout
+	outputs []OutputSpec
+	state   *calibration
+
+	head       []byte // the first headN samples, read on demand
+	headN      int64
+	candidates []int      // the thread counts compared
+	sessions   []*Session // one per candidate, created when first needed
+	sessTime time.Duration // creating sessions, reported apart from the search
+	setups   map[int64]*batchSetup
+	warm     map[setting]bool // settings that have run once: no warm-up run needed
 }
 
-// batches times doubling batch sizes and stops once throughput has clearly
-// passed its peak (single-peaked in practice: PaddleOCR's classifier on 2
-// cores runs ~1,150 samples/s at 16 but ~400 at 256), or the budget is spent.
-func (c *calibrator) batches(sess *Session) ([]Trial, error) {
-	var trials []Trial
-	best := 0.0
-	for b := int64(1); b <= c.headN; b *= 2 {
-		if err := c.ctx.Err(); err != nil {
+// cachedChoice is the choice of a completed search that ran on device.
+func cachedChoice(state *calibration, device Device) (BatchChoice, bool) {
+	if state == nil || state.Step != stepDone || state.Device != device {
+		return BatchChoice{}, false
+	}
+	return BatchChoice{BatchSize: state.Best.BatchSize, Threads: state.Best.Threads, Source: "cached", Trials: state.Trials}, true
+}
+
+// calibrate runs the search from the cached state (nil: a new search) with
+// sess, the session the run already has, among its candidates. It returns
+// the choice, the session for it and the time spent creating sessions.
+func calibrate(ctx context.Context, job Job, layout *Layout, outputs []OutputSpec, sess *Session, state *calibration, warm int64) (BatchChoice, *Session, time.Duration, error) {
+	c := &calibrator{ctx: ctx, job: job, layout: layout, outputs: outputs, state: state,
+		warm: map[setting]bool{{sess, warm}: true}}
+	defer c.close()
+	c.candidates = []int{sess.Threads}
+	if job.Threads == 0 {
+		c.candidates = threadCandidates(runtime.NumCPU())
+	}
+	c.sessions = make([]*Session, len(c.candidates))
+	if i := slices.Index(c.candidates, sess.Threads); i >= 0 {
+		c.sessions[i] = sess
+	}
+	if c.state == nil || c.state.Device != sess.Device {
+		c.state = &calibration{Device: sess.Device, Step: stepThreads}
+	}
+	measured, changed, err := c.search()
+	if err != nil {
+		return BatchChoice{}, nil, c.sessTime, err
+	}
+	best := c.state.Best
+	choice := BatchChoice{BatchSize: best.BatchSize, Threads: best.Threads, Source: "cached", Trials: c.state.Trials, Partial: c.state.Step != stepDone}
+	if measured {
+		choice.Source = "calibrated"
+	}
+	if changed {
+		saveCalibration(calibrationKey(job, layout), c.state, job)
+	}
+	chosen, err := c.session(best.Threads)
+	return choice, chosen, c.sessTime, err
+}
+
+// session returns the candidate session with threads, creating it on first use.
+func (c *calibrator) session(threads int) (*Session, error) {
+	i := slices.Index(c.candidates, threads)
+	if i < 0 {
+		return nil, fmt.Errorf("calibration: %d threads is not a candidate", threads)
+	}
+	if c.sessions[i] == nil {
+		start := time.Now()
+		s, err := c.job.Model.Session(c.job.Device, threads)
+		c.sessTime += time.Since(start)
+		if err != nil {
 			return nil, err
 		}
-		if !c.deadline.IsZero() && time.Now().After(c.deadline) {
-			c.cut = true
+		c.sessions[i] = s
+	}
+	return c.sessions[i], nil
+}
+
+// search takes steps while the budget allows. It reports whether it
+// measured anything and whether the state changed (and needs saving).
+func (c *calibrator) search() (measured, changed bool, err error) {
+	s := c.state
+	var threadsCost time.Duration
+	if s.Step == stepThreads {
+		// Always completed, whatever the budget: a choice made without
+		// comparing threads is what this search replaced.
+		start := time.Now()
+		if err := c.compareThreads(min(int64(midBatch), c.layout.Samples)); err != nil {
+			return false, false, err
+		}
+		threadsCost = time.Since(start)
+		measured, changed = true, true
+		s.Step = stepUp
+	}
+	// The thread comparison is charged to the bank, so the search as a whole
+	// costs its share of the jobs that paid for it, however small each was.
+	grant := min(calibrationShare*c.estimate().Seconds()+s.Bank-threadsCost.Seconds(), maxGrant.Seconds())
+	var spent time.Duration
+	for s.Step != stepDone {
+		next, cost := c.nextStep()
+		if next == 0 {
+			c.advance(false)
+			changed = true
+			continue
+		}
+		if (spent + cost).Seconds() > grant {
 			break
 		}
 		start := time.Now()
-		rate, err := measure(sess, c.layout, c.outputs, c.head, b)
-		if err != nil {
-			return nil, err
+		if err := c.takeStep(next); err != nil {
+			return measured, changed, err
 		}
-		if c.deadline.IsZero() {
-			estimate := time.Duration(float64(c.layout.Samples) / rate * float64(time.Second))
-			c.deadline = start.Add(min(maxCalibration, time.Duration(calibrationShare*float64(estimate))))
-		}
-		trials = append(trials, Trial{BatchSize: b, Threads: sess.Threads, SamplesPerSec: rate})
-		best = max(best, rate)
-		if rate < 0.75*best {
-			break
-		}
+		spent += time.Since(start)
+		measured, changed = true, true
 	}
-	return trials, nil
+	bank := 0.0
+	if s.Step != stepDone {
+		bank = min(grant-spent.Seconds(), maxGrant.Seconds())
+	}
+	if bank != s.Bank {
+		s.Bank, changed = bank, true
+	}
+	return measured, changed, nil
 }
 
-// measure runs batch b once to warm up, then times at least minRuns runs
-// over at least minTime, and returns samples per second of the fastest run:
-// on a shared machine the minimum is what the setting can do, the mean is
-// what the neighbours let it do.
-func measure(sess *Session, layout *Layout, outputs []OutputSpec, head []byte, b int64) (float64, error) {
-	const minRuns, minTime = 3, 5 * time.Millisecond
-	in, err := newInputTensor(layout, b, head)
-	if err != nil {
-		return 0, err
+// estimate is the job's time at the best rate measured so far.
+func (c *calibrator) estimate() time.Duration {
+	return time.Duration(float64(c.layout.Samples) / max(c.state.Best.SamplesPerSec, 1) * float64(time.Second))
+}
+
+// nextStep is the batch size the current step tries (0: none left in its
+// direction) and what the step costs at the best rate.
+func (c *calibrator) nextStep() (int64, time.Duration) {
+	s := c.state
+	b := s.Best.BatchSize
+	perSample := time.Duration(float64(time.Second) / max(s.Best.SamplesPerSec, 1))
+	runs := int64(calibrationRounds + 1)
+	switch s.Step {
+	case stepUp, stepDown:
+		next := b * 2
+		if s.Step == stepDown {
+			next = b / 2
+		}
+		if next < 1 || next > min(c.layout.Samples, maxCalibrationSamples) {
+			return 0, 0
+		}
+		return next, time.Duration(runs*next+calibrationRounds*b) * perSample
+	case stepRecheck:
+		n := int64(len(c.sessions))
+		return b, time.Duration(runs*b*n) * perSample
 	}
-	defer in.Destroy()
-	bufs := make([][]byte, len(outputs))
-	for i, o := range outputs {
+	return 0, 0
+}
+
+// takeStep measures the step to batch next and moves the state on.
+func (c *calibrator) takeStep(next int64) error {
+	s := c.state
+	if s.Step == stepRecheck {
+		return c.compareThreads(next)
+	}
+	sess, err := c.session(s.Best.Threads)
+	if err != nil {
+		return err
+	}
+	rates, err := c.compare([]setting{{sess, s.Best.BatchSize}, {sess, next}})
+	if err != nil {
+		return err
+	}
+	s.Trials = append(s.Trials, Trial{BatchSize: next, Threads: sess.Threads, SamplesPerSec: rates[1]})
+	// The incumbent was timed again beside the step, under the same load.
+	gained := rates[1] >= minStepGain*rates[0]
+	if gained {
+		s.Best = Trial{BatchSize: next, Threads: sess.Threads, SamplesPerSec: rates[1]}
+		if s.Step == stepUp {
+			s.Moved = true
+		}
+	}
+	c.advance(gained)
+	return nil
+}
+
+// advance moves the state past a step that did not gain (or found no batch
+// size left to try in its direction).
+func (c *calibrator) advance(gained bool) {
+	s := c.state
+	switch {
+	case gained && s.Step != stepRecheck:
+		// Keep climbing the same way.
+	case s.Step == stepUp && !s.Moved:
+		s.Step = stepDown
+	case s.Step == stepUp || s.Step == stepDown:
+		s.Step = stepRecheck
+		if s.Best.BatchSize == min(int64(midBatch), c.layout.Samples) || len(c.sessions) == 1 {
+			s.Step = stepDone // the threads were compared at this batch already
+		}
+	default:
+		s.Step = stepDone
+	}
+}
+
+// compareThreads times every thread candidate at batch b and makes the
+// fastest the best.
+func (c *calibrator) compareThreads(b int64) error {
+	s := c.state
+	settings := make([]setting, len(c.sessions))
+	for i, t := range c.candidates {
+		sess, err := c.session(t)
+		if err != nil {
+			return err
+		}
+		settings[i] = setting{sess, b}
+	}
+	rates, err := c.compare(settings)
+	if err != nil {
+		return err
+	}
+	best := Trial{}
+	for i, st := range settings {
+		t := Trial{BatchSize: b, Threads: st.sess.Threads, SamplesPerSec: rates[i]}
+		s.Trials = append(s.Trials, t)
+		if t.SamplesPerSec > best.SamplesPerSec {
+			best = t
+		}
+	}
+	s.Best = best
+	if s.Step == stepRecheck {
+		s.Step = stepDone
+	}
+	return nil
+}
+
+// batchSetup holds pre-created tensors for one batch size, shared by every
+// session: tensors are not tied to a session.
+type batchSetup struct {
+	in  ort.Value
+	out []ort.Value
+}
+
+func (c *calibrator) setup(b int64) (*batchSetup, error) {
+	if s, ok := c.setups[b]; ok {
+		return s, nil
+	}
+	if b > c.headN {
+		// Only what the batch sizes tried need is read: 16 samples for the
+		// thread comparison, not the largest batch the search might reach.
+		head := make([]byte, b*c.layout.SampleElems()*4)
+		if err := c.layout.read(c.job.Input, 0, b, head, &readBuffers{}); err != nil {
+			return nil, err
+		}
+		c.head, c.headN = head, b
+	}
+	in, err := newInputTensor(c.layout, b, c.head)
+	if err != nil {
+		return nil, err
+	}
+	bufs := make([][]byte, len(c.outputs))
+	for i, o := range c.outputs {
 		bufs[i] = make([]byte, b*o.SampleBytes())
 	}
-	out, err := newOutputTensors(outputs, b, bufs)
+	out, err := newOutputTensors(c.outputs, b, bufs)
 	if err != nil {
-		return 0, err
+		in.Destroy()
+		return nil, err
 	}
-	defer destroyAll(out)
-	if err := sess.Run(in, out); err != nil {
-		return 0, fmt.Errorf("calibration run at batch %d: %s", b, oneLine(err))
+	if c.setups == nil {
+		c.setups = map[int64]*batchSetup{}
 	}
-	fastest := time.Duration(math.MaxInt64)
-	for runs, start := 0, time.Now(); runs < minRuns || time.Since(start) < minTime; runs++ {
-		t := time.Now()
-		if err := sess.Run(in, out); err != nil {
-			return 0, fmt.Errorf("calibration run at batch %d: %s", b, oneLine(err))
+	s := &batchSetup{in: in, out: out}
+	c.setups[b] = s
+	return s, nil
+}
+
+func (c *calibrator) close() {
+	for _, s := range c.setups {
+		s.in.Destroy()
+		destroyAll(s.out)
+	}
+}
+
+// setting is one (session, batch size) pair under comparison.
+type setting struct {
+	sess *Session
+	b    int64
+}
+
+// compare warms each new setting up once, then times calibrationRounds runs
+// of each, alternating settings round by round, and returns each setting's
+// samples per second from its fastest run.
+func (c *calibrator) compare(settings []setting) ([]float64, error) {
+	fastest := make([]time.Duration, len(settings))
+	for round := -1; round < calibrationRounds; round++ {
+		for i, s := range settings {
+			if round < 0 && c.warm[s] {
+				continue
+			}
+			if err := c.ctx.Err(); err != nil {
+				return nil, err
+			}
+			setup, err := c.setup(s.b)
+			if err != nil {
+				return nil, err
+			}
+			start := time.Now()
+			if err := s.sess.Run(setup.in, setup.out); err != nil {
+				return nil, fmt.Errorf("calibration run at batch %d: %s", s.b, oneLine(err))
+			}
+			// Round -1 warms up: first runs at a shape allocate.
+			if d := time.Since(start); round >= 0 && (fastest[i] == 0 || d < fastest[i]) {
+				fastest[i] = d
+			}
+			c.warm[s] = true
 		}
-		fastest = min(fastest, time.Since(t))
 	}
-	return float64(b) / max(fastest, time.Microsecond).Seconds(), nil
+	rates := make([]float64, len(settings))
+	for i, s := range settings {
+		rates[i] = float64(s.b) / max(fastest[i], time.Microsecond).Seconds()
+	}
+	return rates, nil
 }
 
 // calibrationKey names what a calibration depends on: the model, the sample
-// shape, the device, the thread setting and the machine.
-func calibrationKey(job Job, layout *Layout, device Device) string {
+// shape, the device asked for, the thread setting and the machine.
+func calibrationKey(job Job, layout *Layout) string {
 	host, _ := os.Hostname()
 	h := sha256.New()
-	fmt.Fprintf(h, "%s|%v|%s|%d|%d|%s|%s", job.Model.SHA256, layout.SampleShape, device, job.Threads, runtime.NumCPU(), host, runtimeVersion())
+	fmt.Fprintf(h, "%s|%v|%s|%d|%d|%s|%s", job.Model.SHA256, layout.SampleShape, job.Device, job.Threads, runtime.NumCPU(), host, runtimeVersion())
 	return hex.EncodeToString(h.Sum(nil))[:32]
 }
 
 func calibrationFile() string { return filepath.Join(CacheDir(), "calibration.json") }
 
-func loadCalibrations() map[string]BatchChoice {
-	cache := map[string]BatchChoice{}
+// loadCalibration returns the cached search for key, nil if there is none.
+func loadCalibration(key string) *calibration {
+	cache := loadCalibrations()
+	if c, ok := cache[key]; ok && c.Best.Threads > 0 && c.Best.BatchSize > 0 {
+		return &c
+	}
+	return nil
+}
+
+func loadCalibrations() map[string]calibration {
+	cache := map[string]calibration{}
 	if data, err := os.ReadFile(calibrationFile()); err == nil {
 		_ = json.Unmarshal(data, &cache) // a corrupt cache only costs a recalibration
 	}
 	return cache
 }
 
-// saveCalibrations writes the cache atomically; failing to cache is not an error.
-func saveCalibrations(cache map[string]BatchChoice, job Job) {
+// saveCalibration writes the cache atomically; failing to cache is not an error.
+func saveCalibration(key string, state *calibration, job Job) {
+	cache := loadCalibrations()
+	cache[key] = *state
 	data, _ := json.MarshalIndent(cache, "", "  ")
-	if err := writeFileAtomic(calibrationFile(), data); err != nil && job.Logger != nil {
+	// Not synced: a cache lost in a crash costs one recalibration, while an
+	// fsync costs milliseconds on every calibrating run.
+	if err := replaceFile(calibrationFile(), data, false); err != nil && job.Logger != nil {
 		job.Logger.Warn("cannot cache calibration", "err", err)
 	}
 }
-
 // writeFileAtomic writes data to a temporary file beside path, syncs it and
 // renames it into place, so readers see the old file or the new, never a part.
-func writeFileAtomic(path string, data []byte) error {
+func writeFileAtomic(path string, data []byte) error { return replaceFile(path, data, true) }
+
+// replaceFile is writeFileAtomic with the sync optional.
+func replaceFile(path string, data []byte, sync bool) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
@@ -214,7 +492,7 @@ func writeFileAtomic(path string, data []byte) error {
 		return err
 	}
 	_, err = tmp.Write(data)
-	if err == nil {
+	if err == nil && sync {
 		err = tmp.Sync()
 	}
 	if closeErr := tmp.Close(); err == nil {

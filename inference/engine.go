@@ -86,30 +86,58 @@ func Run(ctx context.Context, job Job, sink Sink) (*Manifest, error) {
 	sampleBytes := layout.SampleElems() * 4
 	batchDim := job.Model.Input.Shape[0]
 
-	// The first sample (or the model's fixed batch, zero-padded) probes the outputs.
+	// A cached calibration names the thread count up front: the run's one
+	// session is then the one it keeps.
+	calibrating := needsCalibration(job, layout)
+	var state *calibration
+	threads := job.Threads
+	if calibrating {
+		if state = loadCalibration(calibrationKey(job, layout)); state != nil {
+			threads = state.Best.Threads
+		}
+	}
+	// The first sample (or the model's fixed batch, zero-padded) probes the
+	// outputs; before a thread comparison the probe runs at its batch size,
+	// which makes it that comparison's warm-up.
 	probeN := max(1, batchDim)
+	if calibrating && (state == nil || state.Step == stepThreads) {
+		probeN = min(midBatch, layout.Samples)
+	}
 	head := make([]byte, probeN*sampleBytes)
 	if err := layout.read(job.Input, 0, min(probeN, layout.Samples), head, &readBuffers{}); err != nil {
 		return nil, err
 	}
-	sess, err := job.Model.Session(job.Device, job.Threads)
+	var d Durations
+	d.RuntimeLoad, d.ModelLoad = job.Model.takeLoadTimes()
+	mark := time.Now()
+	sess, err := job.Model.Session(job.Device, threads)
 	if err != nil {
 		return nil, err
 	}
+	d.Sessions = time.Since(mark).Seconds()
 	if sess.Fallback != "" {
 		log.Warn("cuda unavailable, running on cpu", "reason", sess.Fallback)
 	}
-	outputs, err := probeOutputs(sess, job.Model, layout, head)
+	mark = time.Now()
+	outputs, err := probeOutputs(sess, job.Model, layout, head, probeN)
 	if err != nil {
 		return nil, err
 	}
+	d.Probe = time.Since(mark).Seconds()
 
-	calStart := time.Now()
-	choice, sess, err := chooseBatch(ctx, job, layout, sess, outputs)
-	if err != nil {
-		return nil, err
+	choice := fixedChoice(job, layout, sess.Threads)
+	if cached, ok := cachedChoice(state, sess.Device); calibrating && ok {
+		choice = cached
+	} else if calibrating {
+		mark = time.Now()
+		var sessions time.Duration
+		choice, sess, sessions, err = calibrate(ctx, job, layout, outputs, sess, state, probeN)
+		if err != nil {
+			return nil, err
+		}
+		d.Sessions += sessions.Seconds()
+		d.Calibrate = (time.Since(mark) - sessions).Seconds()
 	}
-	calibration := time.Since(calStart)
 	log.Info("batch size chosen", "batch_size", choice.BatchSize, "threads", sess.Threads, "source", choice.Source)
 
 	plan := NewPlan(layout.Samples, choice.BatchSize, job.ChunkSamples, sampleBytes)
@@ -126,6 +154,8 @@ func Run(ctx context.Context, job Job, sink Sink) (*Manifest, error) {
 		return nil, err
 	}
 	finished := time.Now()
+	d.Total = finished.Sub(started).Seconds()
+	d.Read, d.Infer, d.Write = stats.read.Seconds(), stats.infer.Seconds(), stats.write.Seconds()
 	m := &Manifest{
 		Inferstack:   Version(),
 		ORT:          runtimeVersion(),
@@ -139,10 +169,7 @@ func Run(ctx context.Context, job Job, sink Sink) (*Manifest, error) {
 		Threads:      sess.Threads,
 		BatchChoice:  choice,
 		Device:       DeviceInfo{Requested: job.Device, Used: sess.Device, Fallback: sess.Fallback},
-		Durations: Durations{
-			Total: finished.Sub(started).Seconds(), Calibrate: calibration.Seconds(),
-			Read: stats.read.Seconds(), Infer: stats.infer.Seconds(), Write: stats.write.Seconds(),
-		},
+		Durations:        d,
 		SamplesPerSecond: float64(layout.Samples) / finished.Sub(started).Seconds(),
 		PeakRSSBytes:     peakRSS(),
 		StartedAt:        started.UTC(),
@@ -155,10 +182,9 @@ func Run(ctx context.Context, job Job, sink Sink) (*Manifest, error) {
 	return m, nil
 }
 
-// probeOutputs runs the first batch with ORT-allocated outputs to learn each
-// output's per-sample shape (dynamic output dims depend on the input's dims).
-func probeOutputs(sess *Session, model *Model, layout *Layout, head []byte) ([]OutputSpec, error) {
-	n := max(1, model.Input.Shape[0])
+// probeOutputs runs the first n samples with ORT-allocated outputs to learn
+// each output's per-sample shape (dynamic output dims depend on the input's dims).
+func probeOutputs(sess *Session, model *Model, layout *Layout, head []byte, n int64) ([]OutputSpec, error) {
 	in, err := newInputTensor(layout, n, head)
 	if err != nil {
 		return nil, err
@@ -173,7 +199,7 @@ func probeOutputs(sess *Session, model *Model, layout *Layout, head []byte) ([]O
 		}
 	}()
 	if err := sess.Run(in, values); err != nil {
-		return nil, withKind(ErrBadInput, "run model on the first sample: %s", oneLine(err))
+		return nil, withKind(ErrBadInput, "run model on the first samples: %s", oneLine(err))
 	}
 	specs := make([]OutputSpec, len(values))
 	for i, v := range values {

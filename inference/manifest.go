@@ -56,14 +56,22 @@ type OutputFile struct {
 	Shape []int64 `json:"shape"`
 }
 
-// Durations are wall-clock seconds; read, infer and write are each stage's
-// busy time, which overlap, so they may add up to more than total.
+// Durations are wall-clock seconds. Total is the run from its start: the
+// set-up (sessions, probe, calibrate) and then the pipeline, whose read,
+// infer and write are each stage's busy time; they overlap, so they may add
+// up to more than the pipeline took. RuntimeLoad and ModelLoad come before
+// total and are paid once: the first run of a process (of a model) reports
+// them, later runs 0, so that a worker's manifests add up to what it spent.
 type Durations struct {
-	Total     float64 `json:"total"`
-	Calibrate float64 `json:"calibrate"`
-	Read      float64 `json:"read"`
-	Infer     float64 `json:"infer"`
-	Write     float64 `json:"write"`
+	Total       float64 `json:"total"`
+	RuntimeLoad float64 `json:"runtime_load"`
+	ModelLoad   float64 `json:"model_load"`
+	Sessions    float64 `json:"sessions"`
+	Probe       float64 `json:"probe"`
+	Calibrate   float64 `json:"calibrate"`
+	Read        float64 `json:"read"`
+	Infer       float64 `json:"infer"`
+	Write       float64 `json:"write"`
 }
 
 // version is set at link time (-X github.com/inferstack/inferstack/inference.version=...).

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"time"
 
 	ort "github.com/yalue/onnxruntime_go"
 
@@ -39,6 +40,9 @@ type Model struct {
 
 	mu       sync.Mutex
 	sessions map[sessionKey]*Session
+	// loadTime is what LoadModel took, reported by the model's first run.
+	loadTime     time.Duration
+	loadReported bool
 }
 
 type sessionKey struct {
@@ -50,6 +54,7 @@ type sessionKey struct {
 // have succeeded. Models with more than one input, or a non-float32 input, are
 // refused: inferstack feeds one float32 tensor of samples.
 func LoadModel(path string) (*Model, error) {
+	start := time.Now()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, withKind(ErrBadModel, "read model: %w", err)
@@ -82,7 +87,26 @@ func LoadModel(path string) (*Model, error) {
 		}
 		m.Outputs = append(m.Outputs, info)
 	}
+	m.loadTime = time.Since(start)
 	return m, nil
+}
+
+// takeLoadTimes returns, to the first caller only, how long loading ONNX
+// Runtime (if no run has reported it yet) and this model took.
+func (m *Model) takeLoadTimes() (runtimeLoad, modelLoad float64) {
+	m.mu.Lock()
+	if !m.loadReported {
+		m.loadReported = true
+		modelLoad = m.loadTime.Seconds()
+	}
+	m.mu.Unlock()
+	ortEnv.Lock()
+	defer ortEnv.Unlock()
+	if !ortEnv.loadReported {
+		ortEnv.loadReported = true
+		runtimeLoad = ortEnv.loadTime.Seconds()
+	}
+	return runtimeLoad, modelLoad
 }
 
 func (m *Model) outputNames() []string {

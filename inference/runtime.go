@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	ort "github.com/yalue/onnxruntime_go"
 )
@@ -45,6 +46,9 @@ var ortEnv struct {
 	// cudaMissing remembers why CUDA failed, so device auto probes it once per
 	// process rather than at every session (calibration creates several).
 	cudaMissing string
+	// loadTime is what InitRuntime took, reported by the process's first run.
+	loadTime     time.Duration
+	loadReported bool
 }
 
 // InitRuntime loads ONNX Runtime from libPath ("" means DefaultLibPath) once per
@@ -62,6 +66,7 @@ func InitRuntime(libPath string) (string, error) {
 		}
 		return ortEnv.version, nil
 	}
+	start := time.Now()
 	const fix = "run `make setup` or point " + LibEnv + " (--ort-lib) at libonnxruntime.so from ONNX Runtime >= 1.24"
 	if _, err := os.Stat(libPath); err != nil {
 		return "", withKind(ErrUnavailable, "onnx runtime library not found at %s: %s", libPath, fix)
@@ -72,7 +77,7 @@ func InitRuntime(libPath string) (string, error) {
 	if err := ort.InitializeEnvironment(ort.WithLogLevelFatal()); err != nil {
 		return "", withKind(ErrUnavailable, "cannot load onnx runtime from %s (%v): %s", libPath, oneLine(err), fix)
 	}
-	ortEnv.lib, ortEnv.version = libPath, ort.GetVersion()
+	ortEnv.lib, ortEnv.version, ortEnv.loadTime = libPath, ort.GetVersion(), time.Since(start)
 	return ortEnv.version, nil
 }
 
