@@ -106,7 +106,7 @@ func calibrationModels(b *testing.B) []calibrationModel {
 	require.NoError(b, err)
 	mlp, err := onnxmodel.NewMLP(256, 256, 10, 5).Model()
 	require.NoError(b, err)
-	const nClassifier, nConv, nMLP = 2048, 4096, 100_000
+	const nClassifier, nConv, nMLP = 2048, 4096, 400_000
 	return []calibrationModel{
 		{"classifier-3x48x192", pretrainedModel(b), writeNpy(b, dir, "crops.npy", []int64{nClassifier, 3, 48, 192}, randomFloats(nClassifier*3*48*192, 20)), nClassifier},
 		{"convnet-3x64x64", writeFile(b, dir, "conv.onnx", conv), writeNpy(b, dir, "images.npy", []int64{nConv, 3, 64, 64}, randomFloats(nConv*3*64*64, 22)), nConv},
@@ -140,9 +140,10 @@ func BenchmarkCalibrationGain(b *testing.B) {
 					sides = append(sides, side{name: name, job: Job{BatchSize: batch, Threads: threads}})
 				}
 			}
-			old := fmt.Sprintf("t%d-b64", DefaultThreads())
+			oldThreads := max(1, runtime.NumCPU()-1) // the default before calibration compared threads
+			old := fmt.Sprintf("t%d-b64", oldThreads)
 			if !cells[old] {
-				sides = append(sides, side{name: old, job: Job{BatchSize: 64, Threads: DefaultThreads()}})
+				sides = append(sides, side{name: old, job: Job{BatchSize: 64, Threads: oldThreads}})
 			}
 			cached := b.TempDir()
 			timed := func(s side) (time.Duration, *Manifest) {

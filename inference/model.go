@@ -175,9 +175,12 @@ type Session struct {
 	Threads  int
 }
 
-// DefaultThreads is the intra-op thread count when none is chosen: all cores
-// but one, so reading and writing overlap with inference on small machines.
-func DefaultThreads() int { return max(1, runtime.NumCPU()-1) }
+// DefaultThreads is the intra-op thread count when none is chosen or
+// calibrated: all cores. Leaving one to the reader and writer was measured
+// slower on 2 cores, in the pipeline (1.8x at batch 64 for both convolutional
+// models of BenchmarkCalibrationGain, 1.07x for an MLP) and in a worker with
+// its S3 transfers beside it (1.07x, BenchmarkWorkerThreads).
+func DefaultThreads() int { return max(1, runtime.NumCPU()) }
 
 // Session returns the model's session for device and threads (0 =
 // DefaultThreads), creating it on first use. Sessions are kept until Close:

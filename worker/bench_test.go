@@ -5,6 +5,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -50,10 +52,13 @@ func BenchmarkJobOverhead(b *testing.B) {
 // milliseconds of CPU per ranged GET on the same two cores as inference
 // (gofakes3 checksums the whole object for each), so they would measure
 // themselves. SQS stays on moto.
-func BenchmarkWorkerVsRun(b *testing.B) {
+// classifierEnv is a worker environment whose S3 is served from memory
+// (memS3), holding PaddleOCR's classifier as models/cls.onnx and n crops as
+// inputs/crops.npy; it returns the input's bytes too.
+func classifierEnv(b *testing.B, n int64) (*env, []byte) {
 	e := newEnv(b, 30*time.Second)
 	fake := httptest.NewServer(newMemS3())
-	defer fake.Close()
+	b.Cleanup(fake.Close)
 	cfg, err := moto.Config(b.Context())
 	require.NoError(b, err)
 	cfg.BaseEndpoint = aws.String(fake.URL)
@@ -72,7 +77,6 @@ func BenchmarkWorkerVsRun(b *testing.B) {
 	e.put("models/cls.onnx", model)
 	e.modelPath = filepath.Join(b.TempDir(), "cls.onnx")
 	require.NoError(b, os.WriteFile(e.modelPath, model, 0o644))
-	const n = 1024
 	v := make([]float32, n*3*48*192)
 	for i := range v {
 		v[i] = float32(i%251) / 251
@@ -80,6 +84,12 @@ func BenchmarkWorkerVsRun(b *testing.B) {
 	input := append(npy.EncodeHeader(npy.Float32, []int64{n, 3, 48, 192}), npy.FromFloat32(v)...)
 	e.put("inputs/crops.npy", input)
 	e.cfg.ModelKey, e.cfg.BatchSize, e.cfg.ChunkSamples = "models/cls.onnx", 16, 0 // default chunks and read-ahead
+	return e, input
+}
+
+func BenchmarkWorkerVsRun(b *testing.B) {
+	const n = 1024
+	e, input := classifierEnv(b, n)
 	stop := e.start(e.cfg, nil, e.s3, nil)
 	defer stop()
 	path := filepath.Join(b.TempDir(), "crops.npy")
@@ -111,4 +121,42 @@ func BenchmarkWorkerVsRun(b *testing.B) {
 	// Excluding transfer: the inference stage's busy time in each, with the
 	// worker's S3 reads and checkpoint uploads running beside it.
 	b.ReportMetric(runInfer/workerInfer, "worker/run-excl-transfer")
+}
+
+// BenchmarkWorkerThreads: the worker's default thread count (all cores)
+// against all cores but one, the default before, on the same 1,024 crops
+// through PaddleOCR's classifier at batch 16, with the worker's own S3 reads
+// and multipart uploads sharing the cores. Workers at each setting take
+// jobs in alternation; each side is scored by its median engine time.
+func BenchmarkWorkerThreads(b *testing.B) {
+	const n, rounds = 1024, 5
+	e, _ := classifierEnv(b, n)
+	e.cfg.ModelKey, e.cfg.BatchSize, e.cfg.ChunkSamples = "models/cls.onnx", 16, 0
+	settings := slices.Compact([]int{max(1, runtime.NumCPU()-1), runtime.NumCPU()})
+	job := 0
+	for b.Loop() {
+		times := map[int][]float64{}
+		for range rounds {
+			for _, threads := range settings {
+				cfg := e.cfg
+				cfg.Threads = threads
+				stop := e.start(cfg, nil, e.s3, nil)
+				id := e.send(fmt.Sprintf(`{"filename": "crops.npy", "job_id": "threads-%d"}`, job))
+				job++
+				e.waitFor("the manifest", 300*time.Second, func() bool { _, ok := e.manifest(id); return ok })
+				stop()
+				m, _ := e.manifest(id)
+				require.Equal(b, threads, m.Threads)
+				times[threads] = append(times[threads], m.Durations.Total)
+			}
+		}
+		for _, threads := range settings {
+			slices.Sort(times[threads])
+			b.ReportMetric(float64(n)/times[threads][rounds/2], fmt.Sprintf("t%d-samples/s", threads))
+			b.Logf("%d threads: engine seconds %v", threads, times[threads])
+		}
+		if len(settings) == 2 {
+			b.ReportMetric(times[settings[0]][rounds/2]/times[settings[1]][rounds/2], "all-cores/all-but-one")
+		}
+	}
 }

@@ -152,7 +152,7 @@ func (c *runCommand) printSummary(m *inference.Manifest) {
 		filepath.Base(m.Model.Path), m.Input.Name, m.Samples, m.Durations.Total, m.SamplesPerSecond)
 	source := m.BatchChoice.Source
 	if m.BatchChoice.Partial {
-		source += " within a small job's budget"
+		source += ", search still going: later runs go on with it"
 	}
 	fmt.Fprintf(w, "batch size %d, %d threads (%s), %d chunks of %d samples, device %s",
 		m.BatchSize, m.Threads, source, m.Chunks, m.ChunkSamples, m.Device.Used)
