@@ -60,6 +60,11 @@ type calibration struct {
 	Step   string  `json:"step"`
 	// Moved says the batch climbed up (so there is no down climb).
 	Moved bool `json:"moved,omitempty"`
+	// Misses counts the steps in a row that did not gain, Tried is the
+	// last of them: a climb looks one step past a miss before it ends
+	// (an MLP gains 3% from 16 to 32 but 14% from 16 to 64).
+	Misses int   `json:"misses,omitempty"`
+	Tried  int64 `json:"tried,omitempty"`
 	// Bank is the seconds earlier runs were granted but did not spend; it is
 	// negative while the thread comparison is being paid off.
 	Bank float64 `json:"bank_seconds,omitempty"`
@@ -115,9 +120,9 @@ const midBatch = 16
 // to suffer less from the reader and writer sharing the cores.
 const minStepGain = 1.03
 
-// calibrationRounds is how many timed runs each setting gets, after a
-// warm-up; the settings compared alternate round by round, and each is
-// scored by its fastest run: a neighbour's burst only ever slows a run down.
+// calibrationRounds is how many timed measurements each setting gets, after
+// a warm-up; the settings compared alternate round by round, and each is
+// scored by its fastest: a neighbour's burst only ever slows a run down.
 const calibrationRounds = 2
 
 // calibrator times settings on the input's first samples.
@@ -254,21 +259,29 @@ func (c *calibrator) estimate() time.Duration {
 func (c *calibrator) nextStep() (int64, time.Duration) {
 	s := c.state
 	b := s.Best.BatchSize
-	perSample := time.Duration(float64(time.Second) / max(s.Best.SamplesPerSec, 1))
-	runs := int64(calibrationRounds + 1)
+	// A setting costs a warm-up run (where it is new) and calibrationRounds
+	// measurements of at least minTimed each.
+	run := func(batch int64) time.Duration {
+		return time.Duration(float64(batch) / max(s.Best.SamplesPerSec, 1) * float64(time.Second))
+	}
+	measured := func(batch int64) time.Duration { return calibrationRounds * max(run(batch), minTimed) }
 	switch s.Step {
 	case stepUp, stepDown:
-		next := b * 2
+		from := b
+		if s.Misses > 0 {
+			from = s.Tried
+		}
+		next := from * 2
 		if s.Step == stepDown {
-			next = b / 2
+			next = from / 2
 		}
 		if next < 1 || next > min(c.layout.Samples, maxCalibrationSamples) {
 			return 0, 0
 		}
-		return next, time.Duration(runs*next+calibrationRounds*b) * perSample
+		return next, run(next) + measured(next) + measured(b)
 	case stepRecheck:
-		n := int64(len(c.sessions))
-		return b, time.Duration(runs*b*n) * perSample
+		n := time.Duration(len(c.sessions))
+		return b, n * (run(b) + measured(b))
 	}
 	return 0, 0
 }
@@ -289,21 +302,29 @@ func (c *calibrator) takeStep(next int64) error {
 	}
 	s.Trials = append(s.Trials, Trial{BatchSize: next, Threads: sess.Threads, SamplesPerSec: rates[1]})
 	// The incumbent was timed again beside the step, under the same load.
-	gained := rates[1] >= minStepGain*rates[0]
-	if gained {
+	if rates[1] >= minStepGain*rates[0] {
 		s.Best = Trial{BatchSize: next, Threads: sess.Threads, SamplesPerSec: rates[1]}
+		s.Misses, s.Tried = 0, 0
 		if s.Step == stepUp {
 			s.Moved = true
 		}
+		return nil
 	}
-	c.advance(gained)
+	s.Misses, s.Tried = s.Misses+1, next
+	if s.Misses > maxMisses {
+		c.advance(false)
+	}
 	return nil
 }
 
-// advance moves the state past a step that did not gain (or found no batch
-// size left to try in its direction).
+// maxMisses is how many steps past the incumbent a climb looks.
+const maxMisses = 1
+
+// advance moves the state past a climb that ended (or found no batch size
+// left to try in its direction).
 func (c *calibrator) advance(gained bool) {
 	s := c.state
+	s.Misses, s.Tried = 0, 0
 	switch {
 	case gained && s.Step != stepRecheck:
 		// Keep climbing the same way.
@@ -404,11 +425,18 @@ type setting struct {
 	b    int64
 }
 
-// compare warms each new setting up once, then times calibrationRounds runs
-// of each, alternating settings round by round, and returns each setting's
-// samples per second from its fastest run.
+// minTimed is the least time one timed measurement of a setting lasts: a
+// fast model's batch runs in microseconds, below what a shared machine's
+// scheduler lets one time, so the batch is run again until this much time
+// has passed (a slow model's single run is longer and runs once).
+const minTimed = 2 * time.Millisecond
+
+// compare warms each new setting up once, then times calibrationRounds
+// measurements of each (each at least minTimed long), alternating settings
+// round by round, and returns each setting's samples per second from its
+// fastest measurement.
 func (c *calibrator) compare(settings []setting) ([]float64, error) {
-	fastest := make([]time.Duration, len(settings))
+	rates := make([]float64, len(settings))
 	for round := -1; round < calibrationRounds; round++ {
 		for i, s := range settings {
 			if round < 0 && c.warm[s] {
@@ -422,19 +450,19 @@ func (c *calibrator) compare(settings []setting) ([]float64, error) {
 				return nil, err
 			}
 			start := time.Now()
-			if err := s.sess.Run(setup.in, setup.out); err != nil {
-				return nil, fmt.Errorf("calibration run at batch %d: %s", s.b, oneLine(err))
+			runs := 0
+			for runs == 0 || (round >= 0 && time.Since(start) < minTimed) {
+				if err := s.sess.Run(setup.in, setup.out); err != nil {
+					return nil, fmt.Errorf("calibration run at batch %d: %s", s.b, oneLine(err))
+				}
+				runs++
 			}
 			// Round -1 warms up: first runs at a shape allocate.
-			if d := time.Since(start); round >= 0 && (fastest[i] == 0 || d < fastest[i]) {
-				fastest[i] = d
+			if round >= 0 {
+				rates[i] = max(rates[i], float64(int64(runs)*s.b)/max(time.Since(start), time.Microsecond).Seconds())
 			}
 			c.warm[s] = true
 		}
-	}
-	rates := make([]float64, len(settings))
-	for i, s := range settings {
-		rates[i] = float64(s.b) / max(fastest[i], time.Microsecond).Seconds()
 	}
 	return rates, nil
 }
