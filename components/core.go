@@ -49,11 +49,17 @@ type CoreArgs struct {
 	InputsExpireDays  int
 	ResultsExpireDays int
 	AlarmEmail        string // optional subscription to the alarm topic
-	TierCacheTTL      time.Duration
-	AllowTierOverride bool
-	AutoGPUMinBytes   int64
-	DispatchTimeout   int // seconds
-	Tags              map[string]string
+	// UploadTriggers sends the bucket's object-created events under
+	// job.InputPrefix to the intake queue: an upload starts a job by itself.
+	UploadTriggers bool
+	// EventsSubscription is an email address or an SQS queue ARN subscribed
+	// to the job events topic ("" for none).
+	EventsSubscription string
+	TierCacheTTL       time.Duration
+	AllowTierOverride  bool
+	AutoGPUMinBytes    int64
+	DispatchTimeout    int // seconds
+	Tags               map[string]string
 }
 
 // Core is the shared half of a stack: everything but the compute tiers, plus
@@ -73,11 +79,20 @@ type Core struct {
 	TierParameter    *ssm.Parameter
 	Repository       *ecr.Repository
 	AlarmTopic       *sns.Topic
-	Dispatch         *lambda.Function
-	Dashboard        *cloudwatch.Dashboard
+	EventsKey        *kms.Key
+	EventsTopic      *sns.Topic // job events: finished, failed, refused
+	// EventsTopicPolicy lets only the dispatch role and the tiers' worker
+	// task roles publish; Connect creates it, once the tiers exist.
+	EventsTopicPolicy *sns.TopicPolicy
+	// IntakePolicy and Uploads exist with UploadTriggers only.
+	IntakePolicy *sqs.QueuePolicy
+	Uploads      *s3.BucketNotification
+	Dispatch     *lambda.Function
+	Dashboard    *cloudwatch.Dashboard
 
-	name string
-	args CoreArgs
+	name         string
+	args         CoreArgs
+	dispatchRole *iam.Role // a publisher of job events (Connect)
 }
 
 // NewCore creates the Core's resources; call Connect with the tiers to finish it.
@@ -149,7 +164,91 @@ func NewCore(ctx *pulumi.Context, name string, args *CoreArgs, opts ...pulumi.Re
 	if _, err := dlqAlarm(ctx, name+"-intake-dlq-alarm", c.IntakeDLQ, c.AlarmTopic, tags, parent); err != nil {
 		return nil, err
 	}
+	if err := c.events(ctx, parent, tags, account); err != nil {
+		return nil, err
+	}
+	if args.UploadTriggers {
+		if err := c.uploadTriggers(ctx, parent, account); err != nil {
+			return nil, err
+		}
+	}
 	return c, nil
+}
+
+// events creates the job events topic, encrypted with a key of its own, and
+// its optional subscription. Its policy waits for the publishers' roles
+// (Connect).
+func (c *Core) events(ctx *pulumi.Context, parent pulumi.ResourceOption, tags pulumi.StringMap, account pulumi.StringOutput) error {
+	name := c.name + "-events"
+	var err error
+	c.EventsKey, err = kms.NewKey(ctx, name+"-key", &kms.KeyArgs{
+		Description:       pulumi.Sprintf("inferstack %s job events topic", c.args.Environment),
+		EnableKeyRotation: pulumi.Bool(true),
+		Policy:            account.ApplyT(func(a string) string { return policy.EventsKey(a).JSON() }).(pulumi.StringOutput),
+		Tags:              tags,
+	}, parent)
+	if err != nil {
+		return err
+	}
+	c.EventsTopic, err = sns.NewTopic(ctx, name, &sns.TopicArgs{KmsMasterKeyId: c.EventsKey.Arn, Tags: tags}, parent)
+	if err != nil {
+		return err
+	}
+	endpoint := c.args.EventsSubscription
+	if endpoint == "" {
+		return nil
+	}
+	protocol, err := settings.EventsProtocol(endpoint)
+	if err != nil {
+		return err
+	}
+	sub := &sns.TopicSubscriptionArgs{Topic: c.EventsTopic.Arn, Protocol: pulumi.String(protocol), Endpoint: pulumi.String(endpoint)}
+	if protocol == "sqs" {
+		// The subscriber queue is not this stack's: its own policy must let
+		// sns.amazonaws.com send to it with aws:SourceArn this topic (and a
+		// queue encrypted with a customer managed key must let SNS use the
+		// key), or SNS delivers nothing. Raw delivery stays off: the body is
+		// then SNS's JSON envelope, with TopicArn, MessageId, Timestamp and
+		// the MessageAttributes (state, tier) subscribers filter and route
+		// on, the same document an email subscriber reads. Raw delivery
+		// would move the attributes into SQS message attributes, which a
+		// receiver only gets by asking for them by name.
+		sub.RawMessageDelivery = pulumi.Bool(false)
+	}
+	_, err = sns.NewTopicSubscription(ctx, name+"-subscription", sub, parent)
+	return err
+}
+
+// uploadTriggers makes an object created under job.InputPrefix start a job:
+// the bucket notifies the intake queue, which the queue's policy allows.
+func (c *Core) uploadTriggers(ctx *pulumi.Context, parent pulumi.ResourceOption, account pulumi.StringOutput) error {
+	var err error
+	c.IntakePolicy, err = sqs.NewQueuePolicy(ctx, c.name+"-intake-from-bucket", &sqs.QueuePolicyArgs{
+		QueueUrl: c.Intake.Url,
+		Policy: pulumi.All(c.Intake.Arn, c.Bucket.Arn, account).ApplyT(func(v []any) string {
+			return policy.IntakeFromBucket(v[0].(string), v[1].(string), v[2].(string)).JSON()
+		}).(pulumi.StringOutput),
+	}, parent)
+	if err != nil {
+		return err
+	}
+	// The intake queue is encrypted with SSE-SQS, which S3 can send to; a
+	// customer managed key would need a key policy for s3.amazonaws.com.
+	//
+	// S3 checks that it may send to the destination when the configuration
+	// is put, and refuses it otherwise ("Unable to validate the following
+	// destination configurations"; S3 user guide, "Granting permissions to
+	// publish event notification messages to a destination"): the
+	// notification waits for the queue policy.
+	c.Uploads, err = s3.NewBucketNotification(ctx, c.name+"-uploads", &s3.BucketNotificationArgs{
+		Bucket: c.Bucket.ID().ToStringOutput(),
+		Queues: s3.BucketNotificationQueueArray{&s3.BucketNotificationQueueArgs{
+			QueueArn:     c.Intake.Arn,
+			Events:       pulumi.StringArray{pulumi.String("s3:ObjectCreated:*")},
+			FilterPrefix: pulumi.String(job.InputPrefix),
+		}},
+	}, parent, pulumi.DependsOn([]pulumi.Resource{c.IntakePolicy}))
+	return err
 }
 
 func (c *Core) network(ctx *pulumi.Context, parent pulumi.ResourceOption, tags pulumi.StringMap) error {
@@ -281,7 +380,8 @@ func dlqAlarm(ctx *pulumi.Context, name string, dlq *sqs.Queue, topic *sns.Topic
 }
 
 // Connect adds what needs the tiers: the dispatch function routing to their
-// queues, and the dashboard. A disabled tier is simply not passed.
+// queues, the events topic's policy naming their publishers, and the
+// dashboard. A disabled tier is simply not passed.
 func (c *Core) Connect(ctx *pulumi.Context, tiers ...*ComputeTier) error {
 	parent := pulumi.Parent(c)
 	tags := pulumi.ToStringMap(c.args.Tags)
@@ -294,7 +394,21 @@ func (c *Core) Connect(ctx *pulumi.Context, tiers ...*ComputeTier) error {
 	if err := c.dispatch(ctx, parent, tags, queueURL, queueARNs); err != nil {
 		return err
 	}
+	publishers := pulumi.StringArray{c.dispatchRole.Arn}
+	for _, t := range tiers {
+		publishers = append(publishers, t.TaskRole.Arn)
+	}
+	account := c.Intake.Arn.ApplyT(func(arn string) string { return policy.ARNField(arn, 4) }).(pulumi.StringOutput)
 	var err error
+	c.EventsTopicPolicy, err = sns.NewTopicPolicy(ctx, c.name+"-events-policy", &sns.TopicPolicyArgs{
+		Arn: c.EventsTopic.Arn,
+		Policy: pulumi.All(c.EventsTopic.Arn, account, publishers).ApplyT(func(v []any) string {
+			return policy.EventsTopic(v[0].(string), v[1].(string), v[2].([]string)).JSON()
+		}).(pulumi.StringOutput),
+	}, parent)
+	if err != nil {
+		return err
+	}
 	c.Dashboard, err = cloudwatch.NewDashboard(ctx, c.name+"-dashboard", &cloudwatch.DashboardArgs{
 		DashboardName: pulumi.Sprintf("inferstack-%s", c.args.Environment),
 		DashboardBody: dashboardBody(c, tiers),
@@ -306,6 +420,7 @@ func (c *Core) Connect(ctx *pulumi.Context, tiers ...*ComputeTier) error {
 		"bucket":        c.Bucket.Bucket,
 		"intakeQueue":   c.Intake.Url,
 		"tierParameter": c.TierParameter.Name,
+		"eventsTopic":   c.EventsTopic.Arn,
 	})
 }
 
@@ -321,10 +436,13 @@ func (c *Core) dispatch(ctx *pulumi.Context, parent pulumi.ResourceOption, tags 
 	if err != nil {
 		return err
 	}
-	doc := pulumi.All(c.Intake.Arn, c.IntakeDLQ.Arn, queueARNs, c.TierParameter.Arn, c.Bucket.Arn, logs.Arn).ApplyT(func(v []any) string {
+	c.dispatchRole = role
+	doc := pulumi.All(c.Intake.Arn, c.IntakeDLQ.Arn, queueARNs, c.TierParameter.Arn, c.Bucket.Arn, logs.Arn,
+		c.EventsTopic.Arn, c.EventsKey.Arn).ApplyT(func(v []any) string {
 		return policy.Dispatch(policy.DispatchArgs{
 			IntakeQueueARN: v[0].(string), DeadLetterARN: v[1].(string), TierQueueARNs: v[2].([]string),
 			TierParameterARN: v[3].(string), BucketARN: v[4].(string), LogGroupARN: v[5].(string),
+			Events: policy.EventsArgs{TopicARN: v[6].(string), KeyARN: v[7].(string)},
 		}).JSON()
 	}).(pulumi.StringOutput)
 	rolePolicy, err := iam.NewRolePolicy(ctx, name+"-policy", &iam.RolePolicyArgs{Role: role.ID(), Policy: doc}, parent)
@@ -335,11 +453,12 @@ func (c *Core) dispatch(ctx *pulumi.Context, parent pulumi.ResourceOption, tags 
 	if url, ok := queueURL[string(job.TierGPU)]; ok {
 		gpuQueueURL = url
 	}
-	env := pulumi.All(c.Bucket.Bucket, c.TierParameter.Name, queueURL[string(job.TierCPU)], gpuQueueURL, c.IntakeDLQ.Url).ApplyT(func(v []any) map[string]string {
+	env := pulumi.All(c.Bucket.Bucket, c.TierParameter.Name, queueURL[string(job.TierCPU)], gpuQueueURL, c.IntakeDLQ.Url,
+		c.EventsTopic.Arn).ApplyT(func(v []any) map[string]string {
 		return runenv.Dispatch{
 			Bucket: v[0].(string), InputPrefix: job.InputPrefix, TierParameter: v[1].(string), TierCacheTTL: c.args.TierCacheTTL,
 			CPUQueueURL: v[2].(string), GPUQueueURL: v[3].(string), DeadLetterURL: v[4].(string),
-			AutoGPUMin: c.args.AutoGPUMinBytes, AllowOverride: c.args.AllowTierOverride,
+			AutoGPUMin: c.args.AutoGPUMinBytes, AllowOverride: c.args.AllowTierOverride, EventsTopicARN: v[5].(string),
 		}.Env()
 	}).(pulumi.StringMapOutput)
 	c.Dispatch, err = lambda.NewFunction(ctx, name, &lambda.FunctionArgs{

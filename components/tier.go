@@ -82,6 +82,7 @@ type ComputeTier struct {
 	Group            *autoscaling.Group
 	CapacityProvider *ecs.CapacityProvider
 	Association      *ecs.ClusterCapacityProviders
+	TaskRole         *iam.Role // the worker's; it publishes job events
 	TaskDefinition   *ecs.TaskDefinition
 	Service          *ecs.Service
 }
@@ -205,12 +206,14 @@ func (b *tierBuilder) roles() error {
 		return err
 	}
 	b.taskRole, err = b.role("task", "ecs-tasks.amazonaws.com",
-		pulumi.All(b.t.Queue.Arn, b.t.DeadLetter.Arn, core.Bucket.Arn, b.t.Cluster.Arn).ApplyT(func(v []any) string {
-			return policy.WorkerTask(policy.WorkerArgs{QueueARN: v[0].(string), DeadLetterARN: v[1].(string), BucketARN: v[2].(string), ClusterARN: v[3].(string)}).JSON()
+		pulumi.All(b.t.Queue.Arn, b.t.DeadLetter.Arn, core.Bucket.Arn, b.t.Cluster.Arn, core.EventsTopic.Arn, core.EventsKey.Arn).ApplyT(func(v []any) string {
+			return policy.WorkerTask(policy.WorkerArgs{QueueARN: v[0].(string), DeadLetterARN: v[1].(string), BucketARN: v[2].(string), ClusterARN: v[3].(string),
+				Events: policy.EventsArgs{TopicARN: v[4].(string), KeyARN: v[5].(string)}}).JSON()
 		}).(pulumi.StringOutput))
 	if err != nil {
 		return err
 	}
+	b.t.TaskRole = b.taskRole
 	instanceRole, err := b.role("instance", "ec2.amazonaws.com",
 		b.t.Cluster.Arn.ApplyT(func(arn string) string { return policy.Instance(arn).JSON() }).(pulumi.StringOutput))
 	if err != nil {
@@ -399,9 +402,10 @@ func (b *tierBuilder) service() error {
 		}
 		image = built.ImageUri
 	}
-	defs := pulumi.All(image, b.logGroup.Name, region, b.t.Queue.Url, b.t.DeadLetter.Url, core.Bucket.Bucket).ApplyT(func(v []any) string {
+	defs := pulumi.All(image, b.logGroup.Name, region, b.t.Queue.Url, b.t.DeadLetter.Url, core.Bucket.Bucket, core.EventsTopic.Arn).ApplyT(func(v []any) string {
 		env := settings.WorkerRuntime(a.Tier, a.GPU, a.VisibilitySecs, a.MaxReceives, a.StopTimeout, settings.Location{
 			Region: v[2].(string), Bucket: v[5].(string), ModelKey: core.ModelKey, QueueURL: v[3].(string), DeadLetterURL: v[4].(string),
+			EventsTopicARN: v[6].(string),
 		}).Env()
 		return ContainerDefinitions(v[0].(string), v[1].(string), v[2].(string), env, a.GPU, a.StopTimeout)
 	}).(pulumi.StringOutput)

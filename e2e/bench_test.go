@@ -28,7 +28,7 @@ import (
 // manifest record: dispatch, queue wait (and worker start), preparation,
 // inference, upload.
 func BenchmarkLocalStackLatency(b *testing.B) {
-	cfg := devSettings(b, nil)
+	cfg := devSettings(b, map[string]string{"uploadTriggers": "false"}) // each job is its message
 	stack, err := localstack.Up(b.Context(), localstack.Options{Config: cfg, Binary: binary, Bootstrap: bootstrap,
 		ORTLib: inference.DefaultLibPath(), IdleAfter: 500 * time.Millisecond})
 	require.NoError(b, err)

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
@@ -89,6 +90,7 @@ type stack struct {
 	ssm                       *ssm.Client // the harness's (admin)
 	bucket, intake, tierParam string
 	queues                    map[string]string // tier and dlq queue URLs by name
+	eventsTopic               string            // the job events topic's ARN
 
 	dispatch emulator.Principal            // the dispatch function's role (and its event source mapping's)
 	workers  map[string]emulator.Principal // each tier's worker task role
@@ -129,6 +131,9 @@ func newStack(t *testing.T, workers bool, opts ...stackOption) *stack {
 	for _, tier := range []string{"cpu", "gpu"} {
 		s.queue(tier, s.queue(tier+"-dlq", ""))
 	}
+	topic, err := sns.NewFromConfig(cfg).CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String(s.bucket + "-events")})
+	require.NoError(t, err)
+	s.eventsTopic = aws.ToString(topic.TopicArn)
 	s.tierParam = "/inferstack/" + s.bucket + "/tier"
 	_, err = s.ssm.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(s.tierParam), Value: aws.String("cpu"), Type: ssmtypes.ParameterTypeString})
 	require.NoError(t, err)
@@ -141,10 +146,13 @@ func newStack(t *testing.T, workers bool, opts ...stackOption) *stack {
 	// The dispatch handler, fed as the event source mapping would feed it,
 	// both with the function's role, as on AWS.
 	dS3, dSQS, dSSM := s.clients(s.dispatch)
+	dCfg, err := s.dispatch.Config(ctx)
+	require.NoError(t, err)
 	d := dispatch.New(dispatch.Config{
 		Bucket: s.bucket, InputPrefix: "inputs/", TierParameter: s.tierParam, TierCacheTTL: 0, // read at every batch: the TTL has its own tests
 		CPUQueueURL: s.queues["cpu"], GPUQueueURL: s.queues["gpu"], DeadLetterURL: s.queues["intake-dlq"], AutoGPUMin: 1 << 30,
-	}, dSQS, dSSM, dS3, nil, nil)
+		EventsTopicARN: s.eventsTopic,
+	}, dSQS, dSSM, dS3, sns.NewFromConfig(dCfg), nil, nil)
 	poller := &eventsource.Poller{Queue: dSQS, QueueURL: s.intake, Region: emulator.Region, BatchSize: 10, WaitTime: 1,
 		Invoke: func(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
 			return d.Handle(ctx, ev)
@@ -164,8 +172,10 @@ func newStack(t *testing.T, workers bool, opts ...stackOption) *stack {
 			break
 		}
 		wS3, wSQS, _ := s.clients(s.workers[tier]) // the tier's task role, as the worker processes have
+		wCfg, err := s.workers[tier].Config(ctx)
+		require.NoError(t, err)
 		w := worker.New(worker.Config{Worker: s.deployed(tier, 10*time.Second), Threads: 1, WorkerID: "e2e-" + tier, StatusEvery: 200 * time.Millisecond, PollWait: time.Second},
-			wSQS, wS3, nil, nil)
+			wSQS, wS3, sns.NewFromConfig(wCfg), nil, nil)
 		wctx, wcancel := context.WithCancel(context.Background())
 		wdone := make(chan struct{})
 		go func() { defer close(wdone); _ = w.Run(wctx) }()
@@ -193,14 +203,16 @@ func (s *stack) principals() {
 	}
 	s.dispatch = principal("dispatch", policy.Dispatch(policy.DispatchArgs{
 		IntakeQueueARN: queue("intake"), DeadLetterARN: queue("intake-dlq"), TierQueueARNs: []string{queue("cpu"), queue("gpu")},
-		TierParameterARN: param, BucketARN: bucket, LogGroupARN: "arn:aws:logs:" + emulator.Region + ":" + emulator.Account + ":log-group:" + s.bucket}))
+		TierParameterARN: param, BucketARN: bucket, LogGroupARN: "arn:aws:logs:" + emulator.Region + ":" + emulator.Account + ":log-group:" + s.bucket,
+		Events: policy.EventsArgs{TopicARN: s.eventsTopic}}))
 	s.client = principal("client", policy.Client(policy.ClientArgs{IntakeQueueARN: queue("intake"), TierParameterARN: param, BucketARN: bucket}))
 }
 
 // workerArgs are the ARNs of the tier's worker role.
 func (s *stack) workerArgs(tier string) policy.WorkerArgs {
 	return policy.WorkerArgs{QueueARN: emulator.QueueARN(s.bucket + "-" + tier), DeadLetterARN: emulator.QueueARN(s.bucket + "-" + tier + "-dlq"),
-		BucketARN: emulator.BucketARN(s.bucket), ClusterARN: "arn:aws:ecs:" + emulator.Region + ":" + emulator.Account + ":cluster/" + s.bucket + "-" + tier}
+		BucketARN: emulator.BucketARN(s.bucket), ClusterARN: "arn:aws:ecs:" + emulator.Region + ":" + emulator.Account + ":cluster/" + s.bucket + "-" + tier,
+		Events: policy.EventsArgs{TopicARN: s.eventsTopic}}
 }
 
 // clients are in-process clients acting as p.
@@ -295,7 +307,8 @@ func TestSubmitThroughDispatchAndWorkersThenSwitchTiers(t *testing.T) {
 func (s *stack) deployed(tier string, stopTimeout time.Duration) runenv.Worker {
 	device := map[string]string{"cpu": "cpu", "gpu": "auto"}[tier]
 	return runenv.Worker{Region: emulator.Region, Tier: tier, Device: device, QueueURL: s.queues[tier], DeadLetterURL: s.queues[tier+"-dlq"],
-		Bucket: s.bucket, ModelKey: "models/mlp.onnx", Visibility: 30 * time.Second, MaxReceives: 5, StopTimeout: stopTimeout}
+		Bucket: s.bucket, ModelKey: "models/mlp.onnx", Visibility: 30 * time.Second, MaxReceives: 5, StopTimeout: stopTimeout,
+		EventsTopicARN: s.eventsTopic}
 }
 
 // workerEnv is what a worker process of the tier needs to serve this stack,
@@ -399,10 +412,11 @@ func TestScalerStartsFromZeroFollowsThePolicyAndReturnsToZero(t *testing.T) {
 // TestLocalStack runs `inferstack local up`'s stack (localstack.Up) from
 // Pulumi.dev.yaml: the real AWS CLI sends the classic message, the dispatch
 // function under the Lambda emulator routes it, the scaler starts a worker
-// process from zero.
+// process from zero. Upload triggers are off here (uploadTriggers=false), so
+// every job is a message's: an upload alone starts nothing.
 func TestLocalStack(t *testing.T) {
 	dir := t.TempDir()
-	cfg := devSettings(t, map[string]string{"tierCacheTtl": "0s"})
+	cfg := devSettings(t, map[string]string{"tierCacheTtl": "0s", "uploadTriggers": "false"})
 
 	var logs emulator.LockedBuffer
 	stack, err := localstack.Up(t.Context(), localstack.Options{Config: cfg, Binary: binary, Bootstrap: bootstrap,

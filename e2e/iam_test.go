@@ -94,7 +94,7 @@ func TestWorkerRoleNeedsEveryStatement(t *testing.T) {
 			require.NotEqual(t, 0, code, "%s\nworker:\n%s", out, logs.String())
 			require.Contains(t, errOut, "job failed")
 			id := jobID(t, out)
-			key := job.InputPrefix + filepath.Base(in)
+			key := job.SubmitPrefix + filepath.Base(in) // where submit uploads
 			reason, ok := s.errorRecord(id)
 			require.True(t, ok, "errors/%s.json", id)
 			for _, want := range []string{"access denied", "s3:GetObject", key, "grant it to this role"} {

@@ -31,7 +31,7 @@ type localUp struct {
 	cmd      *exec.Cmd
 	dir      string
 	exports  []string // KEY=value, unquoted
-	hints    []string // the aws lines, up to the send-message one
+	hints    []string // the aws lines, up to the one that watches the events
 	endpoint string   // AWS_ENDPOINT_URL: moto
 	logFile  string   // where it says its logs go
 	stdout   *emulator.LockedBuffer
@@ -71,7 +71,7 @@ func startLocalUp(t *testing.T) *localUp {
 		}
 	})
 
-	// The header: exports, then hints, up to the send-message hint.
+	// The header: exports, then hints, up to the events watch.
 	lines := bufio.NewReader(stdout)
 	for {
 		line, err := lines.ReadString('\n')
@@ -88,7 +88,7 @@ func startLocalUp(t *testing.T) *localUp {
 		}
 		if strings.HasPrefix(line, "aws ") {
 			u.hints = append(u.hints, line)
-			if strings.Contains(line, "sqs send-message") {
+			if strings.Contains(line, "sqs receive-message") {
 				break
 			}
 		}
@@ -146,7 +146,7 @@ func TestLocalUpAsAUserRunsIt(t *testing.T) {
 	u := startLocalUp(t)
 	dir, exports, hints, endpoint, up, exited, stderr := u.dir, u.exports, u.hints, u.endpoint, u.cmd, u.exited, u.stderr
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "signal.bin"), npy.FromFloat32(make([]float32, 24*500)), 0o644))
-	require.Len(t, hints, 2, "an upload and a send-message hint")
+	require.Len(t, hints, 4, "an upload that starts a job, an upload and a message, a watch of the events")
 	require.NotEmpty(t, endpoint)
 
 	shell := func(line string) string {
@@ -157,12 +157,12 @@ func TestLocalUpAsAUserRunsIt(t *testing.T) {
 		require.NoError(t, err, "%s: %s", line, out)
 		return string(out)
 	}
-	for _, h := range hints {
+	for _, h := range hints[:3] {
 		shell(strings.ReplaceAll(h, "FILE", "signal.bin"))
 	}
 
-	// The job the hints started, read as the same client would.
-	req, err := job.Parse([]byte(`{"filename": "signal.bin"}`))
+	// The message's job, read as the same client would.
+	req, err := job.Parse([]byte(`{"filename": ".submit/signal.bin"}`))
 	require.NoError(t, err)
 	bucket := ""
 	for _, kv := range exports {
@@ -182,6 +182,28 @@ func TestLocalUpAsAUserRunsIt(t *testing.T) {
 		require.True(t, time.Now().Before(deadline), "the job did not finish: %s\n%s", out, stderr.String())
 		time.Sleep(200 * time.Millisecond)
 	}
+
+	// The watch hint shows both jobs finish: the upload's and the message's.
+	finished := map[string]bool{}
+	for len(finished) < 2 {
+		require.True(t, time.Now().Before(deadline), "finished events: %v\n%s", finished, stderr.String())
+		var got struct{ Messages []struct{ Body string } }
+		out := shell(hints[3])
+		if strings.TrimSpace(out) == "" {
+			continue // nothing arrived within the hint's wait
+		}
+		require.NoError(t, json.Unmarshal([]byte(out), &got), out)
+		for _, m := range got.Messages {
+			var envelope struct{ Message string }
+			require.NoError(t, json.Unmarshal([]byte(m.Body), &envelope), m.Body)
+			var e job.Event
+			require.NoError(t, json.Unmarshal([]byte(envelope.Message), &e), envelope.Message)
+			if e.State == job.EventFinished {
+				finished[e.Input] = true
+			}
+		}
+	}
+	require.Equal(t, map[string]bool{job.InputPrefix + "signal.bin": true, job.SubmitPrefix + "signal.bin": true}, finished)
 
 	// Ctrl-C: the stack stops, and its emulator with it.
 	require.NoError(t, up.Process.Signal(syscall.SIGINT))

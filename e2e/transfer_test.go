@@ -91,7 +91,7 @@ func TestSubmitUploadsALargeInputInParts(t *testing.T) {
 	require.Contains(t, out, "done: 185000 samples on cpu")
 	require.Contains(t, errOut, "progress: 100% upload signal-185000.npy 16.9 MiB/16.9 MiB", "byte progress on stderr")
 
-	key := job.InputPrefix + filepath.Base(in)
+	key := job.SubmitPrefix + filepath.Base(in) // where submit uploads
 	require.True(t, bytes.Equal(want, s.object(key)), "the stored input is the file")
 	head, err := s.s3.HeadObject(t.Context(), &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)})
 	require.NoError(t, err)
@@ -199,7 +199,7 @@ func TestFailedUploadLeavesNoMultipartUpload(t *testing.T) {
 			require.NotContains(t, stderr.String(), "lifecycle", "the client aborted the upload itself")
 
 			require.Empty(t, s.uploads(), "no multipart upload left in progress")
-			_, err = s.s3.HeadObject(t.Context(), &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String("inputs/big.bin")})
+			_, err = s.s3.HeadObject(t.Context(), &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(job.SubmitPrefix + "big.bin")})
 			require.Error(t, err, "no input stored")
 		})
 	}

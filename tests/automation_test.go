@@ -61,6 +61,8 @@ func newEngine(t testing.TB) *engine {
 		// The mock provider keeps ECS's state (associations, services) from
 		// one provider process (one `up`) to the next, to enforce ECS's rules.
 		fakeaws.ECSStateEnv: filepath.Join(home, "ecs-state.json"),
+		// And SQS's queue policies, which S3 checks for a bucket notification.
+		fakeaws.SQSStateEnv: filepath.Join(home, "sqs-state.json"),
 	}
 	for _, name := range []string{"aws", "awsx"} {
 		plugin := filepath.Join(bin, "pulumi-resource-"+name)
@@ -164,6 +166,9 @@ func TestDevStackLifecycleThroughTheEngine(t *testing.T) {
 	require.Contains(t, res.Outputs["intakeQueueUrl"].Value, "https://sqs.us-east-1.amazonaws.com/")
 	require.Contains(t, res.Outputs, "gpuQueueUrl")
 	require.Contains(t, res.Outputs["dashboardUrl"].Value, "dashboards:name=inferstack-dev")
+	require.Equal(t, "arn:aws:sns:us-east-1:123456789012:inferstack-events", res.Outputs["eventsTopic"].Value)
+	// The upload triggers went through the mock's S3 rule (tests/notificationrule_test.go).
+	require.Subset(t, names(s[apitype.OpCreate]), []string{"inferstack-intake-from-bucket", "inferstack-uploads"})
 
 	// A second up changes nothing.
 	res, s = up(t, ctx, stack)
@@ -181,7 +186,7 @@ func TestDevStackLifecycleThroughTheEngine(t *testing.T) {
 	// Disabling the gpu tier (back on cpu) deletes exactly the gpu tier, its
 	// service before its cluster's association (the mock provider refuses the
 	// reverse, as ECS does); what pointed at it (routing, dashboard,
-	// permissions) is updated.
+	// permissions, the events topic's publishers) is updated.
 	require.NoError(t, stack.SetAllConfig(ctx, auto.ConfigMap{"inferstack:tier": {Value: "cpu"}, "inferstack:gpuEnabled": {Value: "false"}}))
 	_, s = up(t, ctx, stack)
 	deleted := names(s[apitype.OpDelete])
@@ -189,7 +194,8 @@ func TestDevStackLifecycleThroughTheEngine(t *testing.T) {
 	for _, n := range deleted {
 		require.True(t, strings.HasPrefix(n, "inferstack-gpu"), "deleted %s, not of the gpu tier", n)
 	}
-	require.ElementsMatch(t, []string{"inferstack-tier", "inferstack-dispatch", "inferstack-dispatch-policy", "inferstack-dashboard"},
+	require.ElementsMatch(t, []string{"inferstack-tier", "inferstack-dispatch", "inferstack-dispatch-policy", "inferstack-dashboard",
+		"inferstack-events-policy"},
 		names(s[apitype.OpUpdate]))
 	require.Empty(t, s[apitype.OpCreate])
 

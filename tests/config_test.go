@@ -82,21 +82,23 @@ func TestEveryStackConfigIsValid(t *testing.T) {
 func TestConfigErrorsNameTheKey(t *testing.T) {
 	t.Parallel()
 	cases := map[string]map[string]string{
-		"tier":              {"tier": "tpu"},
-		"gpuEnabled":        {"gpuEnabled": "maybe"},
-		"cpuMaxTasks":       {"cpuMaxTasks": "0"},
-		"gpuMaxTasks":       {"gpuIdleMinutes": "0"},
-		"logRetentionDays":  {"logRetentionDays": "10"},
-		"subnetIds":         {"vpcId": "vpc-1"},
-		"tierCacheTtl":      {"tierCacheTtl": "soon"},
-		"cpuInstanceTypes":  {"cpuInstanceTypes": "c7i.large"},
-		"dispatchZip":       {"dispatchZip": "/nonexistent/bootstrap.zip"},
-		"modelPath":         {"modelPath": "/nonexistent/model.onnx"},
-		"alarmEmail":        {"alarmEmail": "nobody"},
-		"availabilityZones": {"availabilityZones": "0"},
-		"stopTimeout":       {"stopTimeout": "4"}, // the worker would get -1 s
-		"visibilityTimeout": {"visibilityTimeout": "43201"},
-		"maxReceives":       {"maxReceives": "1001"},
+		"tier":               {"tier": "tpu"},
+		"gpuEnabled":         {"gpuEnabled": "maybe"},
+		"cpuMaxTasks":        {"cpuMaxTasks": "0"},
+		"gpuMaxTasks":        {"gpuIdleMinutes": "0"},
+		"logRetentionDays":   {"logRetentionDays": "10"},
+		"subnetIds":          {"vpcId": "vpc-1"},
+		"tierCacheTtl":       {"tierCacheTtl": "soon"},
+		"cpuInstanceTypes":   {"cpuInstanceTypes": "c7i.large"},
+		"dispatchZip":        {"dispatchZip": "/nonexistent/bootstrap.zip"},
+		"modelPath":          {"modelPath": "/nonexistent/model.onnx"},
+		"alarmEmail":         {"alarmEmail": "nobody"},
+		"uploadTriggers":     {"uploadTriggers": "sometimes"},
+		"eventsSubscription": {"eventsSubscription": "arn:aws:sns:us-east-1:123456789012:topic"},
+		"availabilityZones":  {"availabilityZones": "0"},
+		"stopTimeout":        {"stopTimeout": "4"}, // the worker would get -1 s
+		"visibilityTimeout":  {"visibilityTimeout": "43201"},
+		"maxReceives":        {"maxReceives": "1001"},
 	}
 	for key, values := range cases {
 		t.Run(key, func(t *testing.T) {

@@ -62,9 +62,10 @@ func TestTaskDefinitionsTellTheWorkerItsQueueSettings(t *testing.T) {
 				Region: fakeaws.Region, Tier: tier.Name, Device: map[bool]string{false: "cpu", true: "auto"}[tier.GPU],
 				QueueURL: str(queue.Outputs, "url"), DeadLetterURL: str(dlq.Outputs, "url"),
 				Bucket: str(d.named("inferstack-bucket").Outputs, "bucket"), ModelKey: job.ModelsPrefix + "detector.onnx",
-				Visibility:  time.Duration(number(queue.Inputs, "visibilityTimeoutSeconds")) * time.Second,
-				MaxReceives: redrive.Max,
-				StopTimeout: time.Duration(stopTimeout)*time.Second - runenv.StopMargin,
+				Visibility:     time.Duration(number(queue.Inputs, "visibilityTimeoutSeconds")) * time.Second,
+				MaxReceives:    redrive.Max,
+				StopTimeout:    time.Duration(stopTimeout)*time.Second - runenv.StopMargin,
+				EventsTopicARN: str(d.named("inferstack-events").Outputs, "arn"),
 			}
 			require.Equal(t, want, parsed.Worker)
 			require.Equal(t, time.Duration(cfg.VisibilityTimeout)*time.Second, parsed.Visibility)
@@ -100,6 +101,7 @@ func TestFunctionEnvironmentIsTheDispatchersConfig(t *testing.T) {
 			TierParameter: str(d.named("inferstack-tier").Inputs, "name"), TierCacheTTL: cfg.TierCacheTTL,
 			CPUQueueURL: url("inferstack-cpu-queue"), DeadLetterURL: url("inferstack-intake-dlq"),
 			AutoGPUMin: cfg.AutoGPUMinBytes, AllowOverride: cfg.AllowTierOverride,
+			EventsTopicARN: str(d.named("inferstack-events").Outputs, "arn"),
 		}
 		if cfg.GPUEnabled {
 			want.GPUQueueURL = url("inferstack-gpu-queue")

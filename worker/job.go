@@ -14,12 +14,14 @@ import (
 )
 
 // run does the job and returns its manifest once results and manifest are
-// in S3, keeping its status object up to date as it goes.
-func (w *Worker) run(ctx context.Context, req job.Request, status *statusWriter, log *slog.Logger) (*inference.Manifest, error) {
+// in S3, keeping its status object up to date as it goes. The bool is false
+// when another delivery had already done the job: announcing it was that
+// delivery's part, so duplicates yield one event.
+func (w *Worker) run(ctx context.Context, req job.Request, status *statusWriter, log *slog.Logger) (*inference.Manifest, bool, error) {
 	inputKey := req.InputKey()
 	head, err := w.store.head(ctx, inputKey)
 	if err != nil {
-		return nil, fmt.Errorf("input: %w", err)
+		return nil, false, fmt.Errorf("input: %w", err)
 	}
 	modelKey := w.cfg.ModelKey
 	if req.Model != "" {
@@ -27,7 +29,7 @@ func (w *Worker) run(ctx context.Context, req job.Request, status *statusWriter,
 	}
 	model, err := w.model(ctx, modelKey)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	resultsPrefix := req.ResultsPrefix()
 	etag := aws.ToString(head.ETag)
@@ -36,9 +38,9 @@ func (w *Worker) run(ctx context.Context, req job.Request, status *statusWriter,
 	switch err := w.store.getJSON(ctx, resultsPrefix+inference.ManifestFile, &done); {
 	case err == nil && done.Input.ETag == etag && done.Model.SHA256 == model.SHA256:
 		log.Info("job already done for this input and model: acknowledging")
-		return &done, nil
+		return &done, false, nil
 	case err != nil && !errors.Is(err, errNotFound):
-		return nil, fmt.Errorf("read manifest: %w", err)
+		return nil, false, fmt.Errorf("read manifest: %w", err)
 	}
 
 	// The input is read ahead with concurrent ranged GETs (readahead.go);
@@ -73,7 +75,7 @@ func (w *Worker) run(ctx context.Context, req job.Request, status *statusWriter,
 			// Expired, aborted, or completed by another delivery of this job.
 			if err := w.store.getJSON(ctx, resultsPrefix+inference.ManifestFile, &done); err == nil && done.Input.ETag == etag && done.Model.SHA256 == model.SHA256 {
 				log.Info("job done meanwhile by another delivery: acknowledging")
-				return &done, nil
+				return &done, false, nil
 			}
 			log.Warn("the job's multipart upload is gone: restarting it from scratch", "err", err)
 			w.abandon(ctx, req.JobID, log, prior, sink.progress())
@@ -81,13 +83,13 @@ func (w *Worker) run(ctx context.Context, req job.Request, status *statusWriter,
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		status.set(job.StateDone, func(s *job.Status) {
 			s.SamplesDone, s.SamplesTotal = m.Samples, m.Samples
 			s.Device, s.FallbackReason = string(m.Device.Used), m.Device.Fallback
 			s.EngineStartedAt, s.EngineFinishedAt = &m.StartedAt, &m.FinishedAt
 		})
-		return m, nil
+		return m, true, nil
 	}
 }

@@ -51,6 +51,13 @@ func (sw *statusWriter) set(state job.State, change func(*job.Status)) {
 	}
 }
 
+// snapshot is a copy of the status as last written.
+func (sw *statusWriter) snapshot() job.Status {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	return sw.s
+}
+
 // finish deletes the message: its manifest is in S3.
 func (w *Worker) finish(m sqstypes.Message, log *slog.Logger) {
 	ctx, cancel := w.cleanup()
@@ -82,8 +89,9 @@ func (w *Worker) release(m sqstypes.Message, delay time.Duration, log *slog.Logg
 }
 
 // poison records why a job can never succeed (status nil: the message did
-// not parse), dead-letters its message with the reason and deletes it, so
-// it ends in seconds rather than after every redelivery the queue allows.
+// not parse), dead-letters its message with the reason, publishes its failed
+// event and deletes it, so it ends in seconds rather than after every
+// redelivery the queue allows.
 func (w *Worker) poison(m sqstypes.Message, status *statusWriter, cause error, log *slog.Logger) {
 	jobID := job.MessageJobID(aws.ToString(m.MessageId))
 	if status != nil {
@@ -118,6 +126,10 @@ func (w *Worker) poison(m sqstypes.Message, status *statusWriter, cause error, l
 		log.Error("cannot dead-letter; leaving the message for redelivery", "err", awserr.Denied(err, "sqs:SendMessage", w.cfg.DeadLetterURL))
 		return
 	}
+	// Only now, with the dead letter sent: a failed send leaves the message
+	// for redelivery, which will end it again and publish then. Before the
+	// delete, as for a finished job (see handle).
+	w.publish(w.failedEvent(jobID, reason, status), log)
 	w.finish(m, log)
 	log.Warn("job dead-lettered", "reason", reason)
 	w.emitFailure()

@@ -41,11 +41,13 @@ var (
 // Worker serves one queue, one job at a time. This file is its life: poll,
 // and take each message to one of its endings; job.go runs a job through
 // the engine, records.go writes what a job leaves behind (status, error
-// record, dead letter), models.go keeps models loaded, metrics.go reports.
+// record, dead letter), events.go announces how it ended, models.go keeps
+// models loaded, metrics.go reports.
 type Worker struct {
 	cfg     Config
 	queue   Queue
 	store   *store
+	events  Events
 	log     *slog.Logger
 	metrics io.Writer
 	protect protection
@@ -57,8 +59,9 @@ type Worker struct {
 	models map[string]*inference.Model
 }
 
-// New returns a worker; metrics receives CloudWatch embedded-metric-format lines.
-func New(cfg Config, queue Queue, objects Objects, log *slog.Logger, metrics io.Writer) *Worker {
+// New returns a worker; events publishes to cfg.EventsTopicARN, metrics
+// receives CloudWatch embedded-metric-format lines.
+func New(cfg Config, queue Queue, objects Objects, events Events, log *slog.Logger, metrics io.Writer) *Worker {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -66,7 +69,7 @@ func New(cfg Config, queue Queue, objects Objects, log *slog.Logger, metrics io.
 		metrics = io.Discard
 	}
 	return &Worker{
-		cfg: cfg, queue: queue, store: &store{s3: objects, bucket: cfg.Bucket}, log: log.With("tier", cfg.Tier, "worker", cfg.WorkerID),
+		cfg: cfg, queue: queue, store: &store{s3: objects, bucket: cfg.Bucket}, events: events, log: log.With("tier", cfg.Tier, "worker", cfg.WorkerID),
 		metrics: metrics, protect: protection{uri: cfg.ECSAgentURI, client: &http.Client{}}, models: map[string]*inference.Model{},
 	}
 }
@@ -164,11 +167,20 @@ func (w *Worker) handle(soft context.Context, m sqstypes.Message) {
 		}
 	}()
 	beat := w.heartbeat(ctx, cancel, m, log)
-	manifest, err := w.run(ctx, req, status, log)
+	manifest, ran, err := w.run(ctx, req, status, log)
 	beat()
 
 	switch cause := context.Cause(ctx); {
 	case err == nil:
+		if ran {
+			// Published before the delete, while the message is still ours:
+			// a crash after the publish leaves a redelivery that finds the
+			// manifest and acknowledges without publishing again (one
+			// event). Deleting first would widen the window in which a crash
+			// loses the event by the delete's round trips, and a deleted
+			// message never comes back to publish it.
+			w.publish(w.finishedEvent(status, manifest), log)
+		}
 		w.finish(m, log)
 		w.emit(req.JobID, manifest, time.Since(started))
 		log.Info("job done", "samples", manifest.Samples, "seconds", time.Since(started).Seconds(), "device", manifest.Device.Used)

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
@@ -67,16 +69,19 @@ func setUp(m *testing.M) (int, error) {
 
 var seq atomic.Int64
 
-// env is one test's bucket, queues and model.
+// env is one test's bucket, queues, events topic and model.
 type env struct {
 	t             testing.TB
 	s3            *s3.Client
 	sqs           *sqs.Client
+	sns           *sns.Client
 	bucket, queue string
 	dlq           string
-	cfg           worker.Config
-	mlp           *onnxmodel.MLP
-	modelPath     string
+	// topic is the events topic; eventsQueue receives its messages raw.
+	topic, eventsQueue string
+	cfg                worker.Config
+	mlp                *onnxmodel.MLP
+	modelPath          string
 }
 
 func newEnv(t testing.TB, visibility time.Duration) *env {
@@ -87,7 +92,7 @@ func newEnv(t testing.TB, visibility time.Duration) *env {
 	// moto sends no checksums: validate them only where S3 requires it.
 	e := &env{t: t, s3: s3.NewFromConfig(cfg, func(o *s3.Options) {
 		o.UsePathStyle, o.ResponseChecksumValidation = true, aws.ResponseChecksumValidationWhenRequired
-	}), sqs: sqs.NewFromConfig(cfg)}
+	}), sqs: sqs.NewFromConfig(cfg), sns: sns.NewFromConfig(cfg)}
 	name := fmt.Sprintf("%s-%d", strings.ToLower(regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "-")), seq.Add(1))
 	name = strings.Trim(name[max(0, len(name)-50):], "-")
 	e.bucket = name
@@ -104,6 +109,7 @@ func newEnv(t testing.TB, visibility time.Duration) *env {
 	}})
 	require.NoError(t, err)
 	e.queue = aws.ToString(q.QueueUrl)
+	e.subscribe(name + "-events")
 
 	e.mlp = onnxmodel.NewMLP(24, 32, 5, 1)
 	model, err := e.mlp.Model()
@@ -113,10 +119,63 @@ func newEnv(t testing.TB, visibility time.Duration) *env {
 	e.put("models/mlp.onnx", model)
 	e.cfg = worker.Config{
 		Worker: runenv.Worker{Region: emulator.Region, QueueURL: e.queue, DeadLetterURL: e.dlq, Bucket: e.bucket, ModelKey: "models/mlp.onnx",
-			Tier: "cpu", Device: "cpu", Visibility: visibility, MaxReceives: 5, StopTimeout: 30 * time.Second},
+			Tier: "cpu", Device: "cpu", Visibility: visibility, MaxReceives: 5, StopTimeout: 30 * time.Second, EventsTopicARN: e.topic},
 		BatchSize: 32, ChunkSamples: 256, Threads: 1, WorkerID: "test", StatusEvery: 100 * time.Millisecond, PollWait: time.Second,
 	}
 	return e
+}
+
+// subscribe creates the events topic and a queue subscribed to it with raw
+// message delivery: each event arrives as its body, its message attributes
+// as the SQS message's.
+func (e *env) subscribe(name string) {
+	ctx := e.t.Context()
+	topic, err := e.sns.CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String(name)})
+	require.NoError(e.t, err)
+	e.topic = aws.ToString(topic.TopicArn)
+	q, err := e.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
+	require.NoError(e.t, err)
+	e.eventsQueue = aws.ToString(q.QueueUrl)
+	attrs, err := e.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: q.QueueUrl, AttributeNames: []sqstypes.QueueAttributeName{"QueueArn"}})
+	require.NoError(e.t, err)
+	_, err = e.sns.Subscribe(ctx, &sns.SubscribeInput{TopicArn: topic.TopicArn, Protocol: aws.String("sqs"),
+		Endpoint: aws.String(attrs.Attributes["QueueArn"]), Attributes: map[string]string{"RawMessageDelivery": "true"}})
+	require.NoError(e.t, err)
+}
+
+// published is one job event as a subscriber gets it.
+type published struct {
+	job.Event
+	attrs map[string]string // message attributes
+}
+
+// events returns the events published since the last call, read with the
+// contract's own type; the worker publishes before it deletes a message, so
+// once the queue is drained its events are here.
+func (e *env) events() []published {
+	var got []published
+	for {
+		out, err := e.sqs.ReceiveMessage(e.t.Context(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(e.eventsQueue),
+			MaxNumberOfMessages: 10, WaitTimeSeconds: 1, MessageAttributeNames: []string{"All"}})
+		require.NoError(e.t, err)
+		if len(out.Messages) == 0 {
+			return got
+		}
+		var seen []sqstypes.DeleteMessageBatchRequestEntry
+		for i, m := range out.Messages {
+			p := published{attrs: map[string]string{}}
+			require.NoError(e.t, json.Unmarshal([]byte(aws.ToString(m.Body)), &p.Event), aws.ToString(m.Body))
+			for name, v := range m.MessageAttributes {
+				require.Equal(e.t, "String", aws.ToString(v.DataType), name)
+				p.attrs[name] = aws.ToString(v.StringValue)
+			}
+			got = append(got, p)
+			seen = append(seen, sqstypes.DeleteMessageBatchRequestEntry{Id: aws.String(fmt.Sprint(i)), ReceiptHandle: m.ReceiptHandle})
+		}
+		del, err := e.sqs.DeleteMessageBatch(e.t.Context(), &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(e.eventsQueue), Entries: seen})
+		require.NoError(e.t, err)
+		require.Empty(e.t, del.Failed)
+	}
 }
 
 func (e *env) put(key string, data []byte) {
@@ -158,15 +217,33 @@ func (e *env) send(body string) string {
 
 // start runs an in-process worker until the test ends or stop is called.
 func (e *env) start(cfg worker.Config, queue worker.Queue, objects worker.Objects, metrics io.Writer) (stop func()) {
-	if queue == nil {
-		queue = e.sqs
+	return e.startWith(cfg, parts{queue: queue, objects: objects, metrics: metrics})
+}
+
+// parts are what a test's worker is built from; nil ones are the env's
+// clients (queue, objects, events) or nothing (log, metrics).
+type parts struct {
+	queue   worker.Queue
+	objects worker.Objects
+	events  worker.Events
+	log     *slog.Logger
+	metrics io.Writer
+}
+
+// startWith is start with any of the worker's parts replaced.
+func (e *env) startWith(cfg worker.Config, p parts) (stop func()) {
+	if p.queue == nil {
+		p.queue = e.sqs
 	}
-	if objects == nil {
-		objects = e.s3
+	if p.objects == nil {
+		p.objects = e.s3
+	}
+	if p.events == nil {
+		p.events = e.sns
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	w := worker.New(cfg, queue, objects, nil, metrics)
+	w := worker.New(cfg, p.queue, p.objects, p.events, p.log, p.metrics)
 	go func() { done <- w.Run(ctx) }()
 	var once sync.Once
 	stop = func() {
@@ -368,6 +445,9 @@ func TestKillNineThenAnotherWorkerResumesToTheSameBytes(t *testing.T) {
 	require.GreaterOrEqual(t, m.ResumedAt, int64(3), "resumed from the checkpoint, not from scratch")
 	e.waitFor("the queue to drain", 30*time.Second, func() bool { return e.drained(e.queue) })
 	require.True(t, e.drained(e.dlq))
+	events := e.events()
+	require.Len(t, events, 1, "the killed delivery announced nothing; the one that finished, once")
+	require.Equal(t, job.EventFinished, events[0].State)
 }
 
 func TestSIGTERMHandsTheJobBackInTimeAndItCompletesElsewhere(t *testing.T) {
@@ -386,11 +466,16 @@ func TestSIGTERMHandsTheJobBackInTimeAndItCompletesElsewhere(t *testing.T) {
 	require.Contains(t, logs.String(), "handed back")
 	// Handed back at once, not after the 30 s visibility timeout.
 	e.waitFor("the message to be visible again", 3*time.Second, func() bool { v, _ := e.counts(e.queue); return v == 1 })
+	require.Empty(t, e.events(), "a job handed back is not over: no event")
 
 	e.start(e.cfg, nil, nil, nil)
 	e.waitFor("the manifest", 120*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
 	e.requireResults(jobID, e.reference(input))
 	e.waitFor("the queue to drain", 30*time.Second, func() bool { return e.drained(e.queue) })
+	events := e.events()
+	require.Len(t, events, 1)
+	require.Equal(t, job.EventFinished, events[0].State)
+	require.Equal(t, jobID, events[0].JobID)
 }
 
 func TestTheSameJobOnTwoWorkersGivesOneConsistentResult(t *testing.T) {
@@ -517,6 +602,14 @@ func TestLoad200JobsThroughTwoWorkers(t *testing.T) {
 	}
 	require.Equal(t, 190, results)
 	require.Equal(t, 10, records)
+	states := map[job.EventState]int{}
+	ids := map[string]bool{}
+	for _, ev := range e.events() {
+		states[ev.State]++
+		ids[ev.JobID] = true
+	}
+	require.Equal(t, map[job.EventState]int{job.EventFinished: 190, job.EventFailed: 10}, states)
+	require.Len(t, ids, 200, "one event per job")
 	visible, inFlight := e.counts(e.dlq)
 	require.Equal(t, 10, visible+inFlight)
 	v, f := e.counts(e.queue)
@@ -555,6 +648,10 @@ func TestAJobWhoseMessageWasTakenBackStopsWithoutCommitting(t *testing.T) {
 	e.start(e.cfg, nil, nil, nil)
 	e.waitFor("the manifest from the next worker", 120*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
 	e.requireResults(jobID, e.reference(input))
+	e.waitFor("the queue to drain", 30*time.Second, func() bool { return e.drained(e.queue) })
+	events := e.events()
+	require.Len(t, events, 1, "announced by the worker that finished it, not the one that abandoned it")
+	require.Equal(t, job.EventFinished, events[0].State)
 }
 
 // After SIGTERM, what a job's ending writes (here: its status, with S3 gone)

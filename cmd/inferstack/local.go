@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,15 +31,24 @@ and workers die with it. make local-stack builds what it needs and runs it.
 Flags:
 `
 
-// localHints are the commands that send the stack a job. The AWS CLI ones
-// name the endpoint: version 1 (pip's aws) ignores AWS_ENDPOINT_URL and
-// would go to AWS itself.
-func localHints(endpoint, bucket, intake string) string {
-	return fmt.Sprintf(`  inferstack submit FILE --wait
-or, as a client with only the AWS CLI (v1 or v2) would:
-  aws --endpoint-url %[1]s s3 cp FILE s3://%[2]s/%[3]sFILE
-  aws --endpoint-url %[1]s sqs send-message --queue-url %[4]s --message-body '{"filename": "FILE"}'
-`, endpoint, bucket, job.InputPrefix, intake)
+// localHints are the commands that send the stack a job and watch its
+// events. The AWS CLI ones name the endpoint: version 1 (pip's aws) ignores
+// AWS_ENDPOINT_URL and would go to AWS itself.
+func localHints(endpoint, bucket, intake, watch string, uploadTriggers bool) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "  inferstack submit FILE --wait\nor, as a client with only the AWS CLI (v1 or v2) would:\n")
+	if uploadTriggers {
+		fmt.Fprintf(&b, "  aws --endpoint-url %[1]s s3 cp FILE s3://%[2]s/%[3]sFILE\n"+
+			"(the upload alone starts a job with the stack's defaults; for a job with options, upload under %[4]s, which starts nothing, and send a message:)\n",
+			endpoint, bucket, job.InputPrefix, job.SubmitPrefix)
+	}
+	submitDir := strings.TrimPrefix(job.SubmitPrefix, job.InputPrefix)
+	fmt.Fprintf(&b, "  aws --endpoint-url %[1]s s3 cp FILE s3://%[2]s/%[3]sFILE\n"+
+		"  aws --endpoint-url %[1]s sqs send-message --queue-url %[4]s --message-body '{\"filename\": \"%[5]sFILE\"}'\n"+
+		"watch the job events (finished, failed, refused) go by:\n"+
+		"  aws --endpoint-url %[1]s sqs receive-message --queue-url %[6]s --message-attribute-names All --max-number-of-messages 10 --wait-time-seconds 10\n",
+		endpoint, bucket, job.SubmitPrefix, intake, submitDir, watch)
+	return b.String()
 }
 
 // isHelp says whether arg asks for help, as the flag package reads -h and
@@ -107,7 +117,7 @@ func (m *Main) runLocal(ctx context.Context, args []string) error {
 	}
 	defer s.Down()
 	fmt.Fprintf(m.Stdout, "local stack %q is up (logs: %s). In another shell, as a client with the least privilege the stack's client policy gives:\n%s\n%s\n", *stack, logFile.Name(), s.ExportLines(),
-		localHints(s.Endpoint(), s.Bucket, s.Intake))
+		localHints(s.Endpoint(), s.Bucket, s.Intake, s.EventsWatch, cfg.UploadTriggers))
 
 	var mu sync.Mutex
 	latest := map[string]localstack.Sample{}

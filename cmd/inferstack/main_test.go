@@ -292,7 +292,7 @@ func oldORT(t *testing.T) string {
 // The AWS CLI v1 ignores AWS_ENDPOINT_URL: every aws line names the endpoint.
 func TestLocalHintsNameTheEndpoint(t *testing.T) {
 	t.Parallel()
-	h := localHints("http://127.0.0.1:9", "b", "http://127.0.0.1:9/123456789012/q")
+	h := localHints("http://127.0.0.1:9", "b", "http://127.0.0.1:9/123456789012/q", "http://127.0.0.1:9/123456789012/w", true)
 	aws := 0
 	for _, line := range strings.Split(h, "\n") {
 		if strings.HasPrefix(strings.TrimSpace(line), "aws ") {
@@ -300,7 +300,11 @@ func TestLocalHintsNameTheEndpoint(t *testing.T) {
 			require.Contains(t, line, "--endpoint-url http://127.0.0.1:9 ", line)
 		}
 	}
-	require.Equal(t, 2, aws)
-	require.Contains(t, h, "s3://b/inputs/FILE")
+	require.Equal(t, 4, aws, "an upload that starts a job, an upload and a message, a watch of the events")
+	require.Contains(t, h, "s3 cp FILE s3://b/inputs/FILE\n")
+	require.Contains(t, h, "s3 cp FILE s3://b/inputs/.submit/FILE\n")
+	require.Contains(t, h, `"filename": ".submit/FILE"`)
 	require.Contains(t, h, "--queue-url http://127.0.0.1:9/123456789012/q")
+	require.Contains(t, h, "receive-message --queue-url http://127.0.0.1:9/123456789012/w")
+	require.NotContains(t, localHints("e", "b", "q", "w", false), "s3://b/inputs/FILE\n", "no upload trigger, no hint that uploads start jobs")
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/inferstack/inferstack/inference"
@@ -18,19 +19,22 @@ import (
 const workerUsage = `Usage: inferstack worker [--ort-lib PATH]
 
 Serves a tier's queue: long-polls it, runs each job through the engine from
-S3, checkpoints every chunk, writes results and the manifest, then deletes
-the message. SIGTERM stops polling; a running job gets INFERSTACK_STOP_TIMEOUT
-to finish before it is handed back at a chunk boundary; then it exits 0.
+S3, checkpoints every chunk, writes results and the manifest, publishes the
+job's finished event (failed, for a job that cannot succeed) to the events
+topic, then deletes the message. SIGTERM stops polling; a running job gets
+INFERSTACK_STOP_TIMEOUT to finish before it is handed back at a chunk
+boundary; then it exits 0.
 
 Configured by the environment the task definition sets, all required
 (internal/runenv): AWS_REGION, INFERSTACK_TIER, INFERSTACK_DEVICE
 (auto|cpu|gpu), INFERSTACK_QUEUE_URL, INFERSTACK_DEAD_LETTER_QUEUE_URL,
 INFERSTACK_BUCKET, INFERSTACK_MODEL_KEY, INFERSTACK_VISIBILITY_TIMEOUT and
 INFERSTACK_MAX_RECEIVES (the queue's), INFERSTACK_STOP_TIMEOUT (ECS's less
-5 s). Tuning, optional: INFERSTACK_BATCH_SIZE, INFERSTACK_CHUNK_SAMPLES,
-INFERSTACK_THREADS, INFERSTACK_READ_PART_BYTES (default 8 MiB) and
-INFERSTACK_READ_CONCURRENCY (default 8), INFERSTACK_STATUS_EVERY,
-INFERSTACK_POLL_WAIT; AWS_* as the AWS SDK reads them.
+5 s), INFERSTACK_EVENTS_TOPIC_ARN. Tuning, optional: INFERSTACK_BATCH_SIZE,
+INFERSTACK_CHUNK_SAMPLES, INFERSTACK_THREADS, INFERSTACK_READ_PART_BYTES
+(default 8 MiB) and INFERSTACK_READ_CONCURRENCY (default 8),
+INFERSTACK_STATUS_EVERY, INFERSTACK_POLL_WAIT; AWS_* as the AWS SDK reads
+them.
 
 Flags:
 `
@@ -63,6 +67,6 @@ func (m *Main) runWorker(ctx context.Context, args []string) error {
 	}
 	// JSON lines: CloudWatch Logs keeps their fields; metrics go to stdout as EMF.
 	log := slog.New(slog.NewJSONHandler(m.Stderr, nil))
-	w := worker.New(cfg, sqs.NewFromConfig(aws), s3.NewFromConfig(aws, awsenv.S3Options), log, m.Stdout)
+	w := worker.New(cfg, sqs.NewFromConfig(aws), s3.NewFromConfig(aws, awsenv.S3Options), sns.NewFromConfig(aws), log, m.Stdout)
 	return w.Run(ctx)
 }

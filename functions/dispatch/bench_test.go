@@ -10,7 +10,7 @@ import (
 // BenchmarkHandle: routing throughput in process, with fakes for AWS, in
 // batches of 10 (the event source mapping's default batch size).
 func BenchmarkHandle(b *testing.B) {
-	d := New(testConfig, &fakeQueues{SendFn: func(*sqsSendInput) (*sqsSendOutput, error) { return &sqsSendOutput{}, nil }}, &fakeParameters{value: "cpu"}, fakeObjects{}, nil, nil)
+	d := New(testConfig, &fakeQueues{SendFn: func(*sqsSendInput) (*sqsSendOutput, error) { return &sqsSendOutput{}, nil }}, &fakeParameters{value: "cpu"}, fakeObjects{}, &fakeEvents{}, nil, nil)
 	var ev events.SQSEvent
 	for i := range 10 {
 		ev.Records = append(ev.Records, events.SQSMessage{MessageId: fmt.Sprint(i), Body: fmt.Sprintf(`{"filename": "inputs/file-%d.bin", "window": 256, "hop": 128}`, i)})

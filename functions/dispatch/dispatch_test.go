@@ -116,6 +116,7 @@ func (f fakeObjects) HeadObject(_ context.Context, in *s3.HeadObjectInput, _ ...
 var testConfig = Config{
 	Bucket: "bucket", InputPrefix: "inputs/", TierParameter: "/inferstack/dev/tier", TierCacheTTL: 30 * time.Second,
 	CPUQueueURL: "cpu-url", GPUQueueURL: "gpu-url", DeadLetterURL: "dlq-url", AutoGPUMin: 1000,
+	EventsTopicARN: "topic-arn",
 }
 
 func fixture(t *testing.T, name string) events.SQSEvent {
@@ -144,7 +145,7 @@ func TestClassicMessageGoesToTheActiveTierUnchanged(t *testing.T) {
 	t.Parallel()
 	for _, tier := range []string{"cpu", "gpu"} {
 		q, p := &fakeQueues{}, &fakeParameters{value: tier}
-		d := New(testConfig, q, p, fakeObjects{}, nil, nil)
+		d := New(testConfig, q, p, fakeObjects{}, &fakeEvents{}, nil, nil)
 		ev := fixture(t, "classic.json")
 		resp, err := d.Handle(t.Context(), ev)
 		require.NoError(t, err)
@@ -163,7 +164,7 @@ func TestClassicMessageGoesToTheActiveTierUnchanged(t *testing.T) {
 func TestMixedBatchForwardsTheGoodAndDeadLettersTheBad(t *testing.T) {
 	t.Parallel()
 	q := &fakeQueues{}
-	d := New(testConfig, q, &fakeParameters{value: "cpu"}, fakeObjects{}, nil, nil)
+	d := New(testConfig, q, &fakeParameters{value: "cpu"}, fakeObjects{}, &fakeEvents{}, nil, nil)
 	resp, err := d.Handle(t.Context(), fixture(t, "mixed.json"))
 	require.NoError(t, err)
 	require.Empty(t, resp.BatchItemFailures, "invalid messages are dead-lettered, not retried")
@@ -189,7 +190,7 @@ func TestInvalidMessagesGetAnErrorRecordOrAreRetried(t *testing.T) {
 	t.Parallel()
 	objects := fakeObjects{}
 	q := &fakeQueues{}
-	_, err := New(testConfig, q, &fakeParameters{value: "cpu"}, objects, nil, nil).Handle(t.Context(), fixture(t, "mixed.json"))
+	_, err := New(testConfig, q, &fakeParameters{value: "cpu"}, objects, &fakeEvents{}, nil, nil).Handle(t.Context(), fixture(t, "mixed.json"))
 	require.NoError(t, err)
 	for _, id := range []string{"bad-json", "bad-path", "bad-field"} {
 		require.Contains(t, objects, "errors/message-"+id+".json", "no error record for %s", id)
@@ -197,7 +198,7 @@ func TestInvalidMessagesGetAnErrorRecordOrAreRetried(t *testing.T) {
 	require.Len(t, q.sent["dlq-url"], 3)
 
 	// Without its record a message is not dead-lettered but retried.
-	resp, err := New(testConfig, &fakeQueues{}, &fakeParameters{value: "cpu"}, brokenObjects{}, nil, nil).Handle(t.Context(), fixture(t, "mixed.json"))
+	resp, err := New(testConfig, &fakeQueues{}, &fakeParameters{value: "cpu"}, brokenObjects{}, &fakeEvents{}, nil, nil).Handle(t.Context(), fixture(t, "mixed.json"))
 	require.NoError(t, err)
 	require.Equal(t, []string{"bad-field", "bad-json", "bad-path"}, failures(resp))
 }
@@ -212,7 +213,7 @@ func TestTransientFailuresAreRetriedAndNothingElse(t *testing.T) {
 	t.Parallel()
 	t.Run("ssm down", func(t *testing.T) {
 		q := &fakeQueues{}
-		d := New(testConfig, q, &fakeParameters{err: errors.New("connection refused")}, fakeObjects{}, nil, nil)
+		d := New(testConfig, q, &fakeParameters{err: errors.New("connection refused")}, fakeObjects{}, &fakeEvents{}, nil, nil)
 		resp, err := d.Handle(t.Context(), fixture(t, "mixed.json"))
 		require.NoError(t, err)
 		require.Equal(t, []string{"good-1", "good-2"}, failures(resp))
@@ -225,7 +226,7 @@ func TestTransientFailuresAreRetriedAndNothingElse(t *testing.T) {
 			}
 			return &sqs.SendMessageBatchOutput{Failed: []sqstypes.BatchResultErrorEntry{{Id: in.Entries[1].Id, Code: aws.String("InternalError")}}}, nil
 		}}
-		d := New(testConfig, q, &fakeParameters{value: "cpu"}, fakeObjects{}, nil, nil)
+		d := New(testConfig, q, &fakeParameters{value: "cpu"}, fakeObjects{}, &fakeEvents{}, nil, nil)
 		resp, err := d.Handle(t.Context(), fixture(t, "mixed.json"))
 		require.NoError(t, err)
 		require.Equal(t, []string{"good-2"}, failures(resp))
@@ -238,7 +239,7 @@ func TestTransientFailuresAreRetriedAndNothingElse(t *testing.T) {
 			}
 			return nil, nil
 		}}
-		d := New(testConfig, q, &fakeParameters{value: "cpu"}, fakeObjects{}, nil, nil)
+		d := New(testConfig, q, &fakeParameters{value: "cpu"}, fakeObjects{}, &fakeEvents{}, nil, nil)
 		resp, err := d.Handle(t.Context(), fixture(t, "mixed.json"))
 		require.NoError(t, err)
 		require.Equal(t, []string{"bad-field", "bad-json", "bad-path"}, failures(resp), "a poison message is never dropped")
@@ -250,7 +251,7 @@ func TestTierSettingIsCachedForTheTTL(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	clock := func() time.Time { return now }
 	q, p := &fakeQueues{}, &fakeParameters{value: "cpu"}
-	d := New(testConfig, q, p, fakeObjects{}, nil, clock)
+	d := New(testConfig, q, p, fakeObjects{}, &fakeEvents{}, nil, clock)
 	ev := fixture(t, "classic.json")
 	handle := func() {
 		_, err := d.Handle(t.Context(), ev)
@@ -299,7 +300,7 @@ func TestAutoTierOverrideAndDisabledGPU(t *testing.T) {
 			}
 			q := &fakeQueues{}
 			own := maps.Clone(objects)
-			resp, err := New(cfg, q, &fakeParameters{value: tc.setting}, own, nil, nil).Handle(t.Context(), msg(tc.body))
+			resp, err := New(cfg, q, &fakeParameters{value: tc.setting}, own, &fakeEvents{}, nil, nil).Handle(t.Context(), msg(tc.body))
 			require.NoError(t, err)
 			require.Empty(t, resp.BatchItemFailures)
 			require.Len(t, q.sent[tc.queue], 1, "sent: %v", q.sent)
@@ -313,7 +314,7 @@ func TestAutoTierOverrideAndDisabledGPU(t *testing.T) {
 func TestBadTierParameterIsRetriedNotDeadLettered(t *testing.T) {
 	t.Parallel()
 	q := &fakeQueues{}
-	resp, err := New(testConfig, q, &fakeParameters{value: "tpu"}, fakeObjects{}, nil, nil).Handle(t.Context(), fixture(t, "classic.json"))
+	resp, err := New(testConfig, q, &fakeParameters{value: "tpu"}, fakeObjects{}, &fakeEvents{}, nil, nil).Handle(t.Context(), fixture(t, "classic.json"))
 	require.NoError(t, err)
 	require.Len(t, resp.BatchItemFailures, 1)
 	require.Empty(t, q.sent)
@@ -329,7 +330,7 @@ func TestLargeBatchesAreSplitWithinSQSLimits(t *testing.T) {
 	for i := range 25 {
 		ev.Records = append(ev.Records, events.SQSMessage{MessageId: string(rune('a' + i)), Body: `{"filename":"f` + string(rune('a'+i)) + `.bin"}`})
 	}
-	resp, err := New(testConfig, q, &fakeParameters{value: "cpu"}, fakeObjects{}, nil, nil).Handle(t.Context(), ev)
+	resp, err := New(testConfig, q, &fakeParameters{value: "cpu"}, fakeObjects{}, &fakeEvents{}, nil, nil).Handle(t.Context(), ev)
 	require.NoError(t, err)
 	require.Empty(t, resp.BatchItemFailures)
 	require.Len(t, q.sent["cpu-url"], 25)
@@ -369,7 +370,8 @@ func TestSplitBatches(t *testing.T) {
 
 func TestConfigFromEnv(t *testing.T) {
 	t.Parallel()
-	want := Config{Bucket: "b", InputPrefix: "inputs/", TierParameter: "/p", TierCacheTTL: 30 * time.Second, CPUQueueURL: "c", DeadLetterURL: "d", AutoGPUMin: 1 << 30}
+	want := Config{Bucket: "b", InputPrefix: "inputs/", TierParameter: "/p", TierCacheTTL: 30 * time.Second, CPUQueueURL: "c", DeadLetterURL: "d", AutoGPUMin: 1 << 30,
+		EventsTopicARN: "arn:aws:sns:us-east-1:123456789012:inferstack-dev-events"}
 	base := want.Env()
 	env := func(over map[string]string) func(string) string {
 		return func(k string) string {
@@ -384,7 +386,7 @@ func TestConfigFromEnv(t *testing.T) {
 	require.Equal(t, want, c)
 
 	for key, value := range map[string]string{
-		runenv.EnvBucket: "", runenv.EnvTierParameter: "", runenv.EnvCPUQueueURL: "", runenv.EnvDeadLetterURL: "",
+		runenv.EnvBucket: "", runenv.EnvTierParameter: "", runenv.EnvCPUQueueURL: "", runenv.EnvDeadLetterURL: "", runenv.EnvEventsTopic: "",
 		runenv.EnvInputPrefix: "../in/", runenv.EnvTierCacheTTL: "soon", runenv.EnvAutoGPUMin: "-1", runenv.EnvAllowOverride: "maybe",
 	} {
 		_, err := ConfigFromEnv(env(map[string]string{key: value}))
@@ -449,7 +451,8 @@ func TestDeniedCallsEndTheMessageWithTheDeniedActionNotARetry(t *testing.T) {
 				return nil, nil
 			}}
 			objects := &recordingObjects{put: map[string][]byte{}, headErr: c.headErr}
-			resp, err := New(testConfig, q, c.params, objects, nil, nil).Handle(t.Context(), fixture(t, "mixed.json"))
+			e := &fakeEvents{}
+			resp, err := New(testConfig, q, c.params, objects, e, nil, nil).Handle(t.Context(), fixture(t, "mixed.json"))
 			require.NoError(t, err)
 			require.Empty(t, failures(resp), "nothing is retried")
 			require.Len(t, q.sent["dlq-url"], 5, "the three invalid messages and the two refused ones")
@@ -462,6 +465,7 @@ func TestDeniedCallsEndTheMessageWithTheDeniedActionNotARetry(t *testing.T) {
 				}
 			}
 			require.Equal(t, 2, refused, "an error record naming %s for each valid message: %v", c.action, objects.put)
+			require.Len(t, e.published, 5, "a refused event for each dead letter")
 		})
 	}
 }

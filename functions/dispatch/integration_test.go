@@ -6,6 +6,7 @@ package dispatch_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -19,6 +20,8 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
@@ -69,9 +72,12 @@ type stack struct {
 	name                        string
 	sqs                         *sqs.Client
 	ssm                         *ssm.Client
+	s3                          *s3.Client
 	intake, intakeDLQ, cpu, gpu string
 	intakeARN, tierParam        string
 	bucket                      string
+	topic                       string // the events topic
+	events                      string // a queue subscribed to the topic's refused events
 	ssmProxy, sqsProxy          *testenv.Proxy
 	lambda                      *emulator.Lambda
 	poller                      *eventsource.Poller
@@ -85,12 +91,14 @@ func newStack(t *testing.T, ttl time.Duration) *stack {
 	ctx := t.Context()
 	cfg, err := moto.Config(ctx)
 	require.NoError(t, err)
-	s := &stack{t: t, sqs: sqs.NewFromConfig(cfg), ssm: ssm.NewFromConfig(cfg)}
+	s := &stack{t: t, sqs: sqs.NewFromConfig(cfg), ssm: ssm.NewFromConfig(cfg), s3: s3.NewFromConfig(cfg, func(o *s3.Options) {
+		o.UsePathStyle, o.ResponseChecksumValidation = true, aws.ResponseChecksumValidationWhenRequired // moto sends no checksums
+	})}
 	s.name = fmt.Sprintf("%s-%d", strings.ToLower(regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "-")), stackSeq.Add(1))
 	s.name = s.name[max(0, len(s.name)-60):]
 
 	s.bucket = s.name
-	_, err = s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true }).CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(s.bucket)})
+	_, err = s.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(s.bucket)})
 	require.NoError(t, err)
 	s.intakeDLQ = s.queue(ctx, "intake-dlq", nil)
 	dlqARN := s.arn(ctx, s.intakeDLQ)
@@ -105,6 +113,17 @@ func newStack(t *testing.T, ttl time.Duration) *stack {
 	s.tierParam = "/inferstack/" + s.name + "/tier"
 	s.setTier("cpu")
 
+	// The events topic, and a queue subscribed to its refused events as a
+	// subscriber would be: the filter policy matches the state attribute.
+	topics := sns.NewFromConfig(cfg)
+	topic, err := topics.CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String(s.name + "-events")})
+	require.NoError(t, err)
+	s.topic = aws.ToString(topic.TopicArn)
+	s.events = s.queue(ctx, "events", nil)
+	_, err = topics.Subscribe(ctx, &sns.SubscribeInput{TopicArn: topic.TopicArn, Protocol: aws.String("sqs"), Endpoint: aws.String(s.arn(ctx, s.events)),
+		Attributes: map[string]string{"RawMessageDelivery": "true", "FilterPolicy": `{"` + job.AttrEventState + `": ["` + string(job.EventRefused) + `"]}`}})
+	require.NoError(t, err)
+
 	s.ssmProxy, err = testenv.NewProxy(moto.URL)
 	require.NoError(t, err)
 	s.sqsProxy, err = testenv.NewProxy(moto.URL)
@@ -118,7 +137,7 @@ func newStack(t *testing.T, ttl time.Duration) *stack {
 	)
 	env = append(env, runenv.List(dispatch.Config{
 		Bucket: s.bucket, InputPrefix: job.InputPrefix, TierParameter: s.tierParam, TierCacheTTL: ttl,
-		CPUQueueURL: s.cpu, GPUQueueURL: s.gpu, DeadLetterURL: s.intakeDLQ, AutoGPUMin: 1 << 30,
+		CPUQueueURL: s.cpu, GPUQueueURL: s.gpu, DeadLetterURL: s.intakeDLQ, AutoGPUMin: 1 << 30, EventsTopicARN: s.topic,
 	}.Env())...)
 	s.lambda, err = emulator.StartLambda(ctx, bootstrap, env)
 	require.NoError(t, err)
@@ -346,6 +365,96 @@ func TestOutagesReportItemFailuresAndDeliverOnceBack(t *testing.T) {
 	}
 }
 
+// S3's notifications reach the intake queue: configuring them sends the
+// s3:TestEvent (moto sends it as S3 does), which is acknowledged; an upload's
+// notification, in the shape S3 sends it, is forwarded as a job message
+// named by the upload, its key decoded.
+func TestUploadNotificationIsRoutedAsAJob(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, time.Second)
+	_, err := s.s3.PutBucketNotificationConfiguration(t.Context(), &s3.PutBucketNotificationConfigurationInput{
+		Bucket: aws.String(s.bucket),
+		NotificationConfiguration: &s3types.NotificationConfiguration{QueueConfigurations: []s3types.QueueConfiguration{{
+			QueueArn: aws.String(s.intakeARN), Events: []s3types.Event{s3types.EventS3ObjectCreated},
+			Filter: &s3types.NotificationConfigurationFilter{Key: &s3types.S3KeyFilter{FilterRules: []s3types.FilterRule{
+				{Name: s3types.FilterRuleNamePrefix, Value: aws.String(job.InputPrefix)}}}},
+		}}},
+	})
+	require.NoError(t, err)
+	data, err := os.ReadFile("testdata/s3-upload.json") // the key is inputs/a+b%C3%A9%2Bc.npy
+	require.NoError(t, err)
+	body := strings.Replace(string(data), `"name": "bucket"`, `"name": "`+s.bucket+`"`, 1)
+	uploads, _, err := job.ParseNotification([]byte(body))
+	require.NoError(t, err)
+	s.sendCLI(body)
+	s.pump(30 * time.Second)
+
+	cpu := s.drain(s.cpu)
+	require.Len(t, cpu, 1)
+	req, err := job.Parse([]byte(aws.ToString(cpu[0].Body)))
+	require.NoError(t, err, "a job message")
+	require.Equal(t, "a bé+c.npy", req.Filename)
+	require.Equal(t, uploads[0].JobID(), req.JobID)
+	require.Equal(t, req.JobID, attr(cpu[0], job.AttrJobID))
+	require.Equal(t, "cpu", attr(cpu[0], job.AttrTier))
+	require.NotEmpty(t, attr(cpu[0], job.AttrOriginMessageID))
+	require.Empty(t, s.drain(s.intakeDLQ), "the test event is acknowledged, not dead-lettered")
+	require.Empty(t, s.drain(s.events))
+	visible, inFlight := s.counts(s.intake)
+	require.Zero(t, visible+inFlight)
+	require.Contains(t, s.lambda.Logs(), "acknowledged a notification that starts no job")
+}
+
+// Every dead letter is announced on the events topic: here an upload in
+// another bucket and a job message that escapes its prefix.
+func TestRefusedMessagesAreAnnouncedOnTheEventsTopic(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, time.Second)
+	ctx := t.Context()
+	elsewhere := `{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-east-1","eventName":"ObjectCreated:Put",` +
+		`"s3":{"s3SchemaVersion":"1.0","bucket":{"name":"someone-else"},"object":{"key":"inputs/x.npy","size":6,"eTag":"e","sequencer":"0A"}}}]}`
+	uploads, _, err := job.ParseNotification([]byte(elsewhere))
+	require.NoError(t, err)
+	s.sendCLI(elsewhere)
+	s.sendCLI(`{"filename": "../escape.bin"}`)
+	s.pump(30 * time.Second)
+	o := s.account()
+	require.Len(t, o.dead, 2)
+	want := map[string]string{} // job id -> reason, as the dead letters say
+	for _, m := range o.dead {
+		id := attr(m, job.AttrJobID)
+		if id == "" {
+			id = job.MessageJobID(attr(m, job.AttrOriginMessageID))
+		}
+		want[id] = attr(m, job.AttrReason)
+	}
+	require.Contains(t, want, uploads[0].JobID())
+
+	var delivered []sqstypes.Message
+	for deadline := time.Now().Add(10 * time.Second); len(delivered) < 2 && time.Now().Before(deadline); {
+		delivered = append(delivered, s.drain(s.events)...)
+	}
+	require.Len(t, delivered, 2)
+	for _, m := range delivered {
+		var ev job.Event
+		require.NoError(t, json.Unmarshal([]byte(aws.ToString(m.Body)), &ev))
+		require.Equal(t, job.EventRefused, ev.State)
+		require.Equal(t, job.StageDispatch, ev.Stage)
+		require.Equal(t, s.bucket, ev.Bucket)
+		require.Contains(t, want, ev.JobID)
+		require.Equal(t, want[ev.JobID], ev.Reason)
+		require.Equal(t, job.ErrorKey(ev.JobID), ev.ErrorRecord)
+		out, err := s.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(ev.ErrorRecord)})
+		require.NoError(t, err, "the error record the event names exists")
+		var rec job.ErrorRecord
+		require.NoError(t, json.NewDecoder(out.Body).Decode(&rec))
+		out.Body.Close()
+		require.Equal(t, ev.Reason, rec.Reason)
+		delete(want, ev.JobID)
+	}
+	require.Empty(t, want, "one event per dead letter")
+}
+
 // BenchmarkInvokeUnderEmulator: latency of the real bootstrap under the
 // Lambda emulator against moto, cold (a new emulator: process start and
 // init) and warm, for one classic message.
@@ -360,7 +469,8 @@ func BenchmarkInvokeUnderEmulator(b *testing.B) {
 	_, err = ssmClient.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String("/bench/tier"), Value: aws.String("cpu"), Type: ssmtypes.ParameterTypeString, Overwrite: aws.Bool(true)})
 	require.NoError(b, err)
 	env := append(moto.Env(), runenv.List(dispatch.Config{Bucket: "b", InputPrefix: job.InputPrefix, TierParameter: "/bench/tier",
-		TierCacheTTL: 30 * time.Second, CPUQueueURL: aws.ToString(q.QueueUrl), DeadLetterURL: aws.ToString(q.QueueUrl), AutoGPUMin: 1 << 30}.Env())...)
+		TierCacheTTL: 30 * time.Second, CPUQueueURL: aws.ToString(q.QueueUrl), DeadLetterURL: aws.ToString(q.QueueUrl), AutoGPUMin: 1 << 30,
+		EventsTopicARN: "arn:aws:sns:" + emulator.Region + ":" + emulator.Account + ":bench-events"}.Env())...)
 	ev := events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m", Body: `{"filename": "file_to_process.bin"}`}}}
 	var cold, warm []time.Duration
 	for b.Loop() {

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -44,14 +45,16 @@ type Client struct {
 // ErrJobFailed is returned by Wait when the job ended with an error record.
 var ErrJobFailed = errors.New("job failed")
 
-// Submit uploads file to inputs/<key> and sends the intake message; it
-// returns the request as the dispatch function and workers will read it
-// (its job id, its results prefix).
+// Submit uploads file to inputs/.submit/<key> and sends the intake message;
+// it returns the request as the dispatch function and workers will read it
+// (its job id, its results prefix). Under job.SubmitPrefix the upload does
+// not start a job of its own where the stack has upload triggers: the
+// message, with its options, is the job.
 func (c *Client) Submit(ctx context.Context, file, key string, req job.Request) (job.Request, error) {
 	if key == "" {
 		key = filepath.Base(file)
 	}
-	req.Filename = key
+	req.Filename = strings.TrimPrefix(job.SubmitPrefix, job.InputPrefix) + key
 	body, err := json.Marshal(req)
 	if err != nil {
 		return job.Request{}, err

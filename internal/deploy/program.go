@@ -50,7 +50,8 @@ func Program(ctx *pulumi.Context, cfg Config) error {
 		ModelPath: cfg.ModelPath, DispatchZip: cfg.DispatchZip,
 		LogRetentionDays: cfg.LogRetentionDays, ForceDestroy: cfg.ForceDestroy,
 		InputsExpireDays: cfg.InputsExpireDays, ResultsExpireDays: cfg.ResultsExpireDays,
-		AlarmEmail: cfg.AlarmEmail, TierCacheTTL: cfg.TierCacheTTL, AllowTierOverride: cfg.AllowTierOverride,
+		AlarmEmail: cfg.AlarmEmail, UploadTriggers: cfg.UploadTriggers, EventsSubscription: cfg.EventsSubscription,
+		TierCacheTTL: cfg.TierCacheTTL, AllowTierOverride: cfg.AllowTierOverride,
 		AutoGPUMinBytes: cfg.AutoGPUMinBytes, DispatchTimeout: settings.DispatchTimeout, Tags: tags,
 	})
 	if err != nil {
@@ -74,6 +75,7 @@ func Program(ctx *pulumi.Context, cfg Config) error {
 	ctx.Export("intakeQueueUrl", core.Intake.Url)
 	ctx.Export("intakeDeadLetterQueueUrl", core.IntakeDLQ.Url)
 	ctx.Export("tierParameter", core.TierParameter.Name)
+	ctx.Export("eventsTopic", core.EventsTopic.Arn)
 	ctx.Export("repositoryUrl", core.Repository.RepositoryUrl)
 	ctx.Export("dashboardUrl", pulumi.Sprintf("https://console.aws.amazon.com/cloudwatch/home?region=%s#dashboards:name=%s",
 		core.Region(), core.Dashboard.DashboardName))

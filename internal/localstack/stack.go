@@ -14,6 +14,8 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
@@ -46,6 +48,9 @@ type Stack struct {
 	Intake    string
 	Queues    map[string]string // queue URL by logical name
 	TierParam string
+	// EventsTopic is the job events topic; EventsWatch a queue subscribed
+	// to it, where a user (or a test) watches the events go by.
+	EventsTopic, EventsWatch string
 
 	moto   *emulator.Moto
 	lambda *emulator.Lambda
@@ -119,6 +124,14 @@ func (s *Stack) create(ctx context.Context) error {
 		arns[q.Name] = a.Attributes[string(sqstypes.QueueAttributeNameQueueArn)]
 	}
 	s.Intake = s.Queues[job.IntakeQueue]
+	if err := s.events(ctx, sns.NewFromConfig(awsCfg)); err != nil {
+		return err
+	}
+	if cfg.UploadTriggers {
+		if err := s.uploadTriggers(ctx, arns[job.IntakeQueue]); err != nil {
+			return err
+		}
+	}
 	if _, err := ssmClient.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(s.TierParam), Value: aws.String(string(cfg.Tier)),
 		Type: ssmtypes.ParameterTypeString, Overwrite: aws.Bool(true)}); err != nil {
 		return fmt.Errorf("create tier parameter: %w", err)
@@ -140,12 +153,64 @@ func (s *Stack) create(ctx context.Context) error {
 		Bucket: s.Bucket, InputPrefix: job.InputPrefix, TierParameter: s.TierParam, TierCacheTTL: cfg.TierCacheTTL,
 		CPUQueueURL: s.Queues[job.TierQueue(job.TierCPU)], GPUQueueURL: s.Queues[job.TierQueue(job.TierGPU)],
 		DeadLetterURL: s.Queues[job.IntakeDeadLetterQueue], AutoGPUMin: cfg.AutoGPUMinBytes, AllowOverride: cfg.AllowTierOverride,
+		EventsTopicARN: s.EventsTopic,
 	}
 	env := append(s.dispatch.Env(), runenv.List(fn.Env())...)
 	if s.lambda, err = emulator.StartLambda(ctx, s.opts.Bootstrap, env); err != nil {
 		return err
 	}
 	s.log.Info("lambda emulator started", "url", s.lambda.URL)
+	return nil
+}
+
+// events creates the job events topic, as the Core does (moto does not
+// encrypt it), and a queue subscribed to it to watch the events on. The
+// subscription keeps SNS's envelope, whose MessageAttributes carry the
+// state and tier that filter policies match.
+func (s *Stack) events(ctx context.Context, topics *sns.Client) error {
+	topic, err := topics.CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String("inferstack-" + s.opts.Config.Environment + "-events")})
+	if err != nil {
+		return fmt.Errorf("create events topic: %w", err)
+	}
+	s.EventsTopic = aws.ToString(topic.TopicArn)
+	watch, err := s.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("inferstack-events-watch")})
+	if err != nil {
+		return fmt.Errorf("create events watch queue: %w", err)
+	}
+	s.EventsWatch = aws.ToString(watch.QueueUrl)
+	a, err := s.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: watch.QueueUrl, AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
+	if err != nil {
+		return fmt.Errorf("events watch queue: %w", err)
+	}
+	if _, err := topics.Subscribe(ctx, &sns.SubscribeInput{TopicArn: topic.TopicArn, Protocol: aws.String("sqs"),
+		Endpoint: aws.String(a.Attributes[string(sqstypes.QueueAttributeNameQueueArn)])}); err != nil {
+		return fmt.Errorf("subscribe the watch queue to the events topic: %w", err)
+	}
+	return nil
+}
+
+// uploadTriggers sends the bucket's ObjectCreated events under inputs/ to
+// the intake queue, with the queue policy the program gives it (moto does
+// not check it; the Pulumi mock provider checks that the program creates it
+// first, as S3 does).
+func (s *Stack) uploadTriggers(ctx context.Context, intakeARN string) error {
+	if _, err := s.sqs.SetQueueAttributes(ctx, &sqs.SetQueueAttributesInput{QueueUrl: aws.String(s.Intake), Attributes: map[string]string{
+		"Policy": policy.IntakeFromBucket(intakeARN, emulator.BucketARN(s.Bucket), emulator.Account).JSON(),
+	}}); err != nil {
+		return fmt.Errorf("intake queue policy: %w", err)
+	}
+	_, err := s.s3.PutBucketNotificationConfiguration(ctx, &s3.PutBucketNotificationConfigurationInput{
+		Bucket: aws.String(s.Bucket),
+		NotificationConfiguration: &s3types.NotificationConfiguration{QueueConfigurations: []s3types.QueueConfiguration{{
+			QueueArn: aws.String(intakeARN), Events: []s3types.Event{"s3:ObjectCreated:*"},
+			Filter: &s3types.NotificationConfigurationFilter{Key: &s3types.S3KeyFilter{FilterRules: []s3types.FilterRule{
+				{Name: s3types.FilterRuleNamePrefix, Value: aws.String(job.InputPrefix)},
+			}}},
+		}}},
+	})
+	if err != nil {
+		return fmt.Errorf("upload triggers: %w", err)
+	}
 	return nil
 }
 
@@ -159,7 +224,8 @@ func (s *Stack) principals(ctx context.Context, arns map[string]string) (emulato
 	for _, t := range cfg.Tiers() {
 		tierQueues = append(tierQueues, arns[job.TierQueue(job.Tier(t.Name))])
 		doc := policy.WorkerTask(policy.WorkerArgs{QueueARN: arns[job.TierQueue(job.Tier(t.Name))], DeadLetterARN: arns[job.TierDeadLetterQueue(job.Tier(t.Name))],
-			BucketARN: bucket, ClusterARN: "arn:aws:ecs:" + emulator.Region + ":" + emulator.Account + ":cluster/inferstack-local-" + t.Name})
+			BucketARN: bucket, ClusterARN: "arn:aws:ecs:" + emulator.Region + ":" + emulator.Account + ":cluster/inferstack-local-" + t.Name,
+			Events: policy.EventsArgs{TopicARN: s.EventsTopic}})
 		p, err := s.moto.Principal(ctx, "inferstack-local-"+t.Name+"-worker", doc)
 		if err != nil {
 			return emulator.Principal{}, err
@@ -169,7 +235,7 @@ func (s *Stack) principals(ctx context.Context, arns map[string]string) (emulato
 	var err error
 	s.dispatch, err = s.moto.Principal(ctx, "inferstack-local-dispatch", policy.Dispatch(policy.DispatchArgs{
 		IntakeQueueARN: arns[job.IntakeQueue], DeadLetterARN: arns[job.IntakeDeadLetterQueue], TierQueueARNs: tierQueues,
-		TierParameterARN: param, BucketARN: bucket,
+		TierParameterARN: param, BucketARN: bucket, Events: policy.EventsArgs{TopicARN: s.EventsTopic},
 		// Not checked by moto (and the function logs to its stdout here); the program's log group.
 		LogGroupARN: "arn:aws:logs:" + emulator.Region + ":" + emulator.Account + ":log-group:/inferstack/" + cfg.Environment + "/dispatch",
 	}))
@@ -183,8 +249,18 @@ func (s *Stack) principals(ctx context.Context, arns map[string]string) (emulato
 		return emulator.Principal{}, err
 	}
 	s.intake = sqs.NewFromConfig(dispatchCfg)
-	return s.moto.Principal(ctx, "inferstack-local-client", policy.Client(policy.ClientArgs{
-		IntakeQueueARN: arns[job.IntakeQueue], TierParameterARN: param, BucketARN: bucket}))
+	client := policy.Client(policy.ClientArgs{IntakeQueueARN: arns[job.IntakeQueue], TierParameterARN: param, BucketARN: bucket})
+	// The watch queue is the user's own subscriber on AWS, not the stack's:
+	// locally the client may read it.
+	watch, err := s.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(s.EventsWatch),
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
+	if err != nil {
+		return emulator.Principal{}, err
+	}
+	client.Statement = append(client.Statement, policy.Statement{Sid: "WatchEvents", Effect: "Allow",
+		Action:   []string{"sqs:ReceiveMessage", "sqs:DeleteMessage"},
+		Resource: []string{watch.Attributes[string(sqstypes.QueueAttributeNameQueueArn)]}})
+	return s.moto.Principal(ctx, "inferstack-local-client", client)
 }
 
 func (s *Stack) modelKey() string { return job.ModelsPrefix + filepath.Base(s.opts.Config.ModelPath) }
@@ -197,6 +273,7 @@ func (s *Stack) workerEnv(t settings.Tier) []string {
 	w := settings.WorkerRuntime(t.Name, t.GPU, cfg.VisibilityTimeout, cfg.MaxReceives, cfg.StopTimeout, settings.Location{
 		Region: emulator.Region, Bucket: s.Bucket, ModelKey: s.modelKey(),
 		QueueURL: s.Queues[job.TierQueue(job.Tier(t.Name))], DeadLetterURL: s.Queues[job.TierDeadLetterQueue(job.Tier(t.Name))],
+		EventsTopicARN: s.EventsTopic,
 	})
 	return append(append(s.workers[t.Name].Env(), runenv.List(w.Env())...), "INFERSTACK_ORT_LIB="+s.opts.ORTLib, runenv.EnvPollWait+"=2s")
 }

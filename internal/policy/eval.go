@@ -8,12 +8,22 @@ import (
 // Allows says whether d allows action on resource in the request context
 // ctx (condition keys such as s3:prefix). It is the part of IAM's
 // evaluation these documents use: Allow and Deny statements, wildcards in
-// actions and resources, and StringEquals, StringLike and Bool conditions;
-// an explicit Deny wins. For tests that ask what AWS would decide.
+// actions and resources, and StringEquals, StringLike, ArnEquals, ArnLike,
+// their negations, and Bool conditions; an explicit Deny wins. For tests
+// that ask what AWS would decide. Principals are not checked (identity
+// policies have none); AllowsPrincipal checks them for resource policies.
 func (d Document) Allows(action, resource string, ctx map[string]string) bool {
+	return d.AllowsPrincipal("", "", action, resource, ctx)
+}
+
+// AllowsPrincipal is Allows for a resource policy: a statement applies to
+// the request only where its Principal names kind ("AWS" or "Service") and
+// id, or "*". kind "" skips the check.
+func (d Document) AllowsPrincipal(kind, id, action, resource string, ctx map[string]string) bool {
 	allowed := false
 	for _, s := range d.Statement {
-		if !matchAny(s.Action, action, true) || !matchAny(s.Resource, resource, false) || !conditionsHold(s.Condition, ctx) {
+		if !matchAny(s.Action, action, true) || !matchAny(s.Resource, resource, false) || !conditionsHold(s.Condition, ctx) ||
+			(kind != "" && !principalMatches(s.Principal, kind, id)) {
 			continue
 		}
 		if s.Effect == "Deny" {
@@ -22,6 +32,32 @@ func (d Document) Allows(action, resource string, ctx map[string]string) bool {
 		allowed = true
 	}
 	return allowed
+}
+
+func principalMatches(principal any, kind, id string) bool {
+	p, ok := principal.(map[string]any)
+	if !ok {
+		return principal == "*"
+	}
+	var ids []string
+	switch v := p[kind].(type) {
+	case string:
+		ids = []string{v}
+	case []string:
+		ids = v
+	case []any:
+		for _, x := range v {
+			if s, ok := x.(string); ok {
+				ids = append(ids, s)
+			}
+		}
+	}
+	for _, x := range ids {
+		if x == "*" || x == id {
+			return true
+		}
+	}
+	return false
 }
 
 func matchAny(patterns []string, v string, caseFold bool) bool {
@@ -57,7 +93,12 @@ func conditionsHold(conditions map[string]map[string]any, ctx map[string]string)
 		for key, want := range keys {
 			got, ok := ctx[key]
 			if !ok {
-				return false // a condition on a key the request lacks does not hold
+				// A condition on a key the request lacks does not hold,
+				// unless it is a negated one (IAM's rule).
+				if strings.Contains(op, "Not") {
+					continue
+				}
+				return false
 			}
 			var values []string
 			switch w := want.(type) {
@@ -72,16 +113,19 @@ func conditionsHold(conditions map[string]map[string]any, ctx map[string]string)
 					}
 				}
 			}
+			// StringNotEquals and the like hold where no value matches.
+			negated := strings.Contains(op, "Not")
+			base := strings.Replace(op, "Not", "", 1)
 			match := false
 			for _, v := range values {
-				switch op {
-				case "StringLike":
+				switch base {
+				case "StringLike", "ArnLike":
 					match = match || like(v, got)
-				case "StringEquals", "Bool":
+				case "StringEquals", "ArnEquals", "Bool":
 					match = match || v == got
 				}
 			}
-			if !match {
+			if match == negated {
 				return false
 			}
 		}

@@ -103,6 +103,27 @@ type DispatchArgs struct {
 	TierParameterARN              string
 	BucketARN                     string
 	LogGroupARN                   string
+	Events                        EventsArgs
+}
+
+// EventsArgs name the job events topic and the key that encrypts it.
+type EventsArgs struct {
+	TopicARN, KeyARN string
+}
+
+// publishEvents lets a role publish to the events topic only. Publishing to
+// a topic encrypted with a customer managed key takes kms:GenerateDataKey*
+// and kms:Decrypt on that key (SNS developer guide, "Key management": the
+// publisher's permissions for an encrypted topic). A local stack has no key.
+func publishEvents(e EventsArgs) []Statement {
+	if e.TopicARN == "" {
+		return nil // no topic, no grant (rather than one on Resource "")
+	}
+	out := []Statement{allow("PublishEvents", []string{"sns:Publish"}, e.TopicARN)}
+	if e.KeyARN != "" {
+		out = append(out, allow("EncryptEvents", []string{"kms:GenerateDataKey*", "kms:Decrypt"}, e.KeyARN))
+	}
+	return out
 }
 
 // Dispatch: consume the intake queue, send to the tier queues and the intake
@@ -110,7 +131,7 @@ type DispatchArgs struct {
 // and s3:ListBucket to tell a missing input from a denied one), write error
 // records for refused messages, write its logs.
 func Dispatch(a DispatchArgs) Document {
-	return doc(
+	return doc(append([]Statement{
 		allow("ConsumeIntake", []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ChangeMessageVisibility"}, a.IntakeQueueARN),
 		allow("Forward", []string{"sqs:SendMessage"}, append(append([]string{}, a.TierQueueARNs...), a.DeadLetterARN)...),
 		allow("ReadTier", []string{"ssm:GetParameter"}, a.TierParameterARN),
@@ -118,7 +139,7 @@ func Dispatch(a DispatchArgs) Document {
 		KnowMissingKeys(a.BucketARN, job.InputPrefix),
 		allow("RecordErrors", []string{"s3:PutObject"}, objects(a.BucketARN, job.ErrorsPrefix)...),
 		allow("Logs", []string{"logs:CreateLogStream", "logs:PutLogEvents"}, a.LogGroupARN+":*"),
-	)
+	}, publishEvents(a.Events)...)...)
 }
 
 // DispatchReads are the prefixes the dispatch function reads.
@@ -129,6 +150,7 @@ type WorkerArgs struct {
 	QueueARN, DeadLetterARN string
 	BucketARN               string
 	ClusterARN              string
+	Events                  EventsArgs
 }
 
 // WorkerReads are the prefixes a worker reads: its input, the model, a
@@ -140,7 +162,7 @@ var WorkerReads = []string{job.InputPrefix, job.ModelsPrefix, job.ResultsPrefix,
 // write results, status, errors and checkpoints, and set its own scale-in
 // protection.
 func WorkerTask(a WorkerArgs) Document {
-	return doc(
+	return doc(append([]Statement{
 		allow("ConsumeQueue", []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"}, a.QueueARN),
 		allow("DeadLetterPoison", []string{"sqs:SendMessage"}, a.DeadLetterARN),
 		allow("ReadInputs", []string{"s3:GetObject"}, objects(a.BucketARN, job.InputPrefix, job.ModelsPrefix)...),
@@ -148,7 +170,7 @@ func WorkerTask(a WorkerArgs) Document {
 		allow("WriteResults", []string{"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"},
 			objects(a.BucketARN, job.ResultsPrefix, job.StatusPrefix, job.ErrorsPrefix, job.CheckpointPrefix)...),
 		allow("ScaleInProtection", []string{"ecs:UpdateTaskProtection", "ecs:GetTaskProtection"}, taskARNs(a.ClusterARN)),
-	)
+	}, publishEvents(a.Events)...)...)
 }
 
 // ClientArgs are the ARNs a user of the stack (inferstack submit, status,
@@ -246,6 +268,52 @@ func AlarmKey(account string) Document {
 			Action: []string{"kms:Decrypt", "kms:GenerateDataKey*"}, Resource: []string{"*"},
 			Condition: map[string]map[string]any{"StringEquals": {"aws:SourceAccount": account}}},
 	)
+}
+
+// IntakeFromBucket is the intake queue's policy: S3 may send it the
+// bucket's event notifications, and no other bucket (of any account) may.
+// The conditions are the ones S3's guide gives for an SQS destination
+// (S3 user guide, "Granting permissions to publish event notification
+// messages to a destination"); S3 checks them when the notification is
+// configured, so the policy must exist first.
+func IntakeFromBucket(queueARN, bucketARN, account string) Document {
+	return doc(Statement{
+		Sid: "BucketNotifications", Effect: "Allow", Principal: map[string]any{"Service": "s3.amazonaws.com"},
+		Action: []string{"sqs:SendMessage"}, Resource: []string{queueARN},
+		Condition: map[string]map[string]any{
+			"ArnEquals":    {"aws:SourceArn": bucketARN},
+			"StringEquals": {"aws:SourceAccount": account},
+		},
+	})
+}
+
+// EventsTopic is the job events topic's policy: the account manages it and
+// subscribes to it, and only the stack's publishers (the dispatch role and
+// the worker task roles) may publish, over TLS; an explicit Deny holds the
+// line against any other principal an identity policy might let in.
+func EventsTopic(topicARN, account string, publisherRoleARNs []string) Document {
+	return doc(
+		Statement{Sid: "AccountManagesTopic", Effect: "Allow", Principal: map[string]any{"AWS": "arn:aws:iam::" + account + ":root"},
+			Action: []string{"sns:GetTopicAttributes", "sns:SetTopicAttributes", "sns:AddPermission", "sns:RemovePermission",
+				"sns:DeleteTopic", "sns:Subscribe", "sns:ListSubscriptionsByTopic"},
+			Resource: []string{topicARN}},
+		Statement{Sid: "StackPublishes", Effect: "Allow", Principal: map[string]any{"AWS": publisherRoleARNs},
+			Action: []string{"sns:Publish"}, Resource: []string{topicARN}},
+		Statement{Sid: "OnlyTheStackPublishes", Effect: "Deny", Principal: map[string]any{"AWS": "*"},
+			Action: []string{"sns:Publish"}, Resource: []string{topicARN},
+			Condition: map[string]map[string]any{"ArnNotEquals": {"aws:PrincipalArn": publisherRoleARNs}}},
+		Statement{Sid: "DenyInsecureTransport", Effect: "Deny", Principal: map[string]any{"AWS": "*"},
+			Action: []string{"sns:Publish"}, Resource: []string{topicARN},
+			Condition: map[string]map[string]any{"Bool": {"aws:SecureTransport": "false"}}},
+	)
+}
+
+// EventsKey is the key policy of the key encrypting the events topic: the
+// account manages it (KMS's default statement), and IAM policies grant its
+// use (publishEvents).
+func EventsKey(account string) Document {
+	return doc(Statement{Sid: "AccountManagesKey", Effect: "Allow", Principal: map[string]any{"AWS": "arn:aws:iam::" + account + ":root"},
+		Action: []string{"kms:*"}, Resource: []string{"*"}})
 }
 
 // ARNField is field i of an ARN: arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE.

@@ -87,3 +87,98 @@ func TestClusterScopedARNs(t *testing.T) {
 	require.Equal(t, "not-an-arn", taskARNs("not-an-arn"))
 	require.Equal(t, "us-east-1", ARNField(cluster, 3))
 }
+
+const (
+	account   = "123456789012"
+	intake    = "arn:aws:sqs:us-east-1:123456789012:inferstack-intake"
+	topic     = "arn:aws:sns:us-east-1:123456789012:inferstack-events"
+	key       = "arn:aws:kms:us-east-1:123456789012:key/1234abcd"
+	dispatchR = "arn:aws:iam::123456789012:role/inferstack-dispatch"
+	workerR   = "arn:aws:iam::123456789012:role/inferstack-cpu-task"
+)
+
+func TestIntakeFromBucket(t *testing.T) {
+	t.Parallel()
+	d := IntakeFromBucket(intake, bucket, account)
+	from := func(bucketARN, acct string) map[string]string {
+		return map[string]string{"aws:SourceArn": bucketARN, "aws:SourceAccount": acct}
+	}
+	for _, tc := range []struct {
+		name, kind, id, action, resource string
+		ctx                              map[string]string
+		want                             bool
+	}{
+		{"s3 from the bucket", "Service", "s3.amazonaws.com", "sqs:SendMessage", intake, from(bucket, account), true},
+		{"another bucket", "Service", "s3.amazonaws.com", "sqs:SendMessage", intake, from("arn:aws:s3:::other", account), false},
+		{"the bucket's name in another account", "Service", "s3.amazonaws.com", "sqs:SendMessage", intake, from(bucket, "210987654321"), false},
+		{"no source", "Service", "s3.amazonaws.com", "sqs:SendMessage", intake, nil, false},
+		{"another service", "Service", "sns.amazonaws.com", "sqs:SendMessage", intake, from(bucket, account), false},
+		{"an account principal", "AWS", "arn:aws:iam::123456789012:root", "sqs:SendMessage", intake, from(bucket, account), false},
+		{"another action", "Service", "s3.amazonaws.com", "sqs:ReceiveMessage", intake, from(bucket, account), false},
+		{"another queue", "Service", "s3.amazonaws.com", "sqs:SendMessage", intake + "-dlq", from(bucket, account), false},
+	} {
+		require.Equal(t, tc.want, d.AllowsPrincipal(tc.kind, tc.id, tc.action, tc.resource, tc.ctx), tc.name)
+	}
+}
+
+func TestEventsTopic(t *testing.T) {
+	t.Parallel()
+	d := EventsTopic(topic, account, []string{dispatchR, workerR})
+	publish := func(role, tls string) bool {
+		ctx := map[string]string{"aws:PrincipalArn": role}
+		if tls != "" {
+			ctx["aws:SecureTransport"] = tls
+		}
+		return d.AllowsPrincipal("AWS", role, "sns:Publish", topic, ctx)
+	}
+	require.True(t, publish(dispatchR, "true"))
+	require.True(t, publish(workerR, "true"))
+	require.False(t, publish(workerR, "false"), "over plain HTTP")
+	require.False(t, publish("arn:aws:iam::123456789012:role/other", "true"), "a role of the account not named")
+	require.False(t, publish("arn:aws:iam::123456789012:root", "true"), "the account itself")
+	require.False(t, d.AllowsPrincipal("AWS", "*", "sns:Publish", topic, map[string]string{"aws:SecureTransport": "true"}), "anyone")
+
+	// The explicit Deny wins over whatever else might allow another role.
+	open := d
+	open.Statement = append(append([]Statement{}, d.Statement...), Statement{Effect: "Allow", Principal: map[string]any{"AWS": "*"},
+		Action: []string{"sns:Publish"}, Resource: []string{topic}})
+	require.False(t, open.AllowsPrincipal("AWS", "arn:aws:iam::123456789012:role/other", "sns:Publish", topic,
+		map[string]string{"aws:PrincipalArn": "arn:aws:iam::123456789012:role/other", "aws:SecureTransport": "true"}))
+
+	// The account manages and subscribes; the publishers do no more than publish.
+	root := "arn:aws:iam::123456789012:root"
+	for _, a := range []string{"sns:Subscribe", "sns:SetTopicAttributes", "sns:GetTopicAttributes"} {
+		require.True(t, d.AllowsPrincipal("AWS", root, a, topic, nil), a)
+		require.False(t, d.AllowsPrincipal("AWS", workerR, a, topic, nil), a)
+	}
+	require.False(t, d.AllowsPrincipal("AWS", "arn:aws:iam::210987654321:root", "sns:Subscribe", topic, nil), "another account subscribes")
+}
+
+func TestEventsKey(t *testing.T) {
+	t.Parallel()
+	d := EventsKey(account)
+	require.True(t, d.AllowsPrincipal("AWS", "arn:aws:iam::123456789012:root", "kms:PutKeyPolicy", "*", nil), "the account manages its key")
+	require.False(t, d.AllowsPrincipal("AWS", "arn:aws:iam::210987654321:root", "kms:Decrypt", "*", nil))
+	require.False(t, d.AllowsPrincipal("Service", "s3.amazonaws.com", "kms:Decrypt", "*", nil))
+}
+
+// The dispatch function and the workers may publish events to the topic,
+// with its key, and nowhere else.
+func TestPublishersMayPublishEvents(t *testing.T) {
+	t.Parallel()
+	events := EventsArgs{TopicARN: topic, KeyARN: key}
+	for name, d := range map[string]Document{
+		"dispatch": Dispatch(DispatchArgs{IntakeQueueARN: intake, BucketARN: bucket, Events: events}),
+		"worker":   WorkerTask(WorkerArgs{QueueARN: "arn:aws:sqs:us-east-1:1:cpu", BucketARN: bucket, ClusterARN: cluster, Events: events}),
+	} {
+		require.True(t, d.Allows("sns:Publish", topic, nil), name)
+		require.False(t, d.Allows("sns:Publish", topic+"-other", nil), name)
+		require.False(t, d.Allows("sns:Subscribe", topic, nil), name)
+		for _, a := range []string{"kms:GenerateDataKey", "kms:Decrypt"} {
+			require.True(t, d.Allows(a, key, nil), "%s: %s", name, a)
+			require.False(t, d.Allows(a, key+"-other", nil), "%s: %s", name, a)
+		}
+		require.False(t, d.Allows("kms:Encrypt", key, nil), name)
+		require.False(t, d.Without("PublishEvents").Allows("sns:Publish", topic, nil), "%s: only PublishEvents grants it", name)
+	}
+}

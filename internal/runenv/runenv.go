@@ -33,6 +33,8 @@ const (
 	EnvVisibility    = "INFERSTACK_VISIBILITY_TIMEOUT"
 	EnvMaxReceives   = "INFERSTACK_MAX_RECEIVES"
 	EnvStopTimeout   = "INFERSTACK_STOP_TIMEOUT"
+	// EnvEventsTopic is the SNS topic job events go to (the dispatcher's too).
+	EnvEventsTopic = "INFERSTACK_EVENTS_TOPIC_ARN"
 
 	// Tuning the deployment leaves unset (the worker's defaults apply);
 	// for local runs and benchmarks.
@@ -99,6 +101,8 @@ type Worker struct {
 	// StopTimeout is how long a job may go on after SIGTERM: ECS's stop
 	// timeout less StopMargin, so the job ends before the SIGKILL.
 	StopTimeout time.Duration
+	// EventsTopicARN is where the worker publishes finished and failed events.
+	EventsTopicARN string
 }
 
 // StopMargin is what the worker leaves of ECS's stop timeout for its own
@@ -117,6 +121,7 @@ func (w Worker) Env() map[string]string {
 		EnvRegion: w.Region, EnvTier: w.Tier, EnvDevice: w.Device,
 		EnvQueueURL: w.QueueURL, EnvDeadLetterURL: w.DeadLetterURL, EnvBucket: w.Bucket, EnvModelKey: w.ModelKey,
 		EnvVisibility: seconds(w.Visibility), EnvMaxReceives: strconv.Itoa(w.MaxReceives), EnvStopTimeout: seconds(w.StopTimeout),
+		EnvEventsTopic: w.EventsTopicARN,
 	}
 }
 
@@ -126,9 +131,10 @@ func ParseWorker(getenv func(string) string) (Worker, error) {
 	w := Worker{
 		Region: p.str(EnvRegion), Tier: p.str(EnvTier), Device: p.str(EnvDevice),
 		QueueURL: p.str(EnvQueueURL), DeadLetterURL: p.str(EnvDeadLetterURL), Bucket: p.str(EnvBucket), ModelKey: p.str(EnvModelKey),
-		Visibility:  p.duration(EnvVisibility, MinVisibility, MaxVisibility),
-		MaxReceives: p.integer(EnvMaxReceives, 1, MaxReceives),
-		StopTimeout: p.duration(EnvStopTimeout, time.Millisecond, 120*time.Second), // positive: a job gets some time
+		Visibility:     p.duration(EnvVisibility, MinVisibility, MaxVisibility),
+		MaxReceives:    p.integer(EnvMaxReceives, 1, MaxReceives),
+		StopTimeout:    p.duration(EnvStopTimeout, time.Millisecond, 120*time.Second), // positive: a job gets some time
+		EventsTopicARN: p.str(EnvEventsTopic),
 	}
 	if t := job.Tier(w.Tier); p.err == nil && t != job.TierCPU && t != job.TierGPU {
 		p.fail(EnvTier, fmt.Errorf("%q: want cpu or gpu", w.Tier))
@@ -148,6 +154,8 @@ type Dispatch struct {
 	DeadLetterURL string // the intake queue's dead-letter queue
 	AutoGPUMin    int64  // with tier auto, inputs of at least this many bytes go to the gpu tier
 	AllowOverride bool   // may a message choose its tier?
+	// EventsTopicARN is where the dispatcher publishes refused events.
+	EventsTopicARN string
 }
 
 // Env is the function's environment; a disabled gpu tier leaves its queue out.
@@ -156,6 +164,7 @@ func (d Dispatch) Env() map[string]string {
 		EnvBucket: d.Bucket, EnvInputPrefix: d.InputPrefix, EnvTierParameter: d.TierParameter,
 		EnvTierCacheTTL: d.TierCacheTTL.String(), EnvCPUQueueURL: d.CPUQueueURL, EnvDeadLetterURL: d.DeadLetterURL,
 		EnvAutoGPUMin: strconv.FormatInt(d.AutoGPUMin, 10), EnvAllowOverride: strconv.FormatBool(d.AllowOverride),
+		EnvEventsTopic: d.EventsTopicARN,
 	}
 	if d.GPUQueueURL != "" {
 		env[EnvGPUQueueURL] = d.GPUQueueURL
@@ -170,8 +179,9 @@ func ParseDispatch(getenv func(string) string) (Dispatch, error) {
 		Bucket: p.str(EnvBucket), InputPrefix: p.str(EnvInputPrefix), TierParameter: p.str(EnvTierParameter),
 		TierCacheTTL: p.duration(EnvTierCacheTTL, 0, 24*time.Hour),
 		CPUQueueURL:  p.str(EnvCPUQueueURL), GPUQueueURL: getenv(EnvGPUQueueURL), DeadLetterURL: p.str(EnvDeadLetterURL),
-		AutoGPUMin:    int64(p.integer(EnvAutoGPUMin, 0, 1<<62)),
-		AllowOverride: p.boolean(EnvAllowOverride),
+		AutoGPUMin:     int64(p.integer(EnvAutoGPUMin, 0, 1<<62)),
+		AllowOverride:  p.boolean(EnvAllowOverride),
+		EventsTopicARN: p.str(EnvEventsTopic),
 	}
 	if p.err == nil && (job.CheckRelativeKey(d.InputPrefix) != nil || !strings.HasSuffix(d.InputPrefix, "/")) {
 		p.fail(EnvInputPrefix, fmt.Errorf("%q must be a relative key prefix ending in '/'", d.InputPrefix))

@@ -55,11 +55,16 @@ type Config struct {
 	InputsExpireDays  int
 	ResultsExpireDays int
 	AlarmEmail        string
-	VisibilityTimeout int
-	MaxReceives       int
-	StopTimeout       int
-	BuildImages       bool
-	CPU, GPU          TierConfig
+	// UploadTriggers makes an upload under inputs/ start a job by itself.
+	UploadTriggers bool
+	// EventsSubscription is an email address or an SQS queue ARN subscribed
+	// to the job events topic ("" for none).
+	EventsSubscription string
+	VisibilityTimeout  int
+	MaxReceives        int
+	StopTimeout        int
+	BuildImages        bool
+	CPU, GPU           TierConfig
 }
 
 // keyError names config key (inferstack:key) as the setting that is wrong.
@@ -91,6 +96,8 @@ var Keys = []Key{
 	{"inputsExpireDays", "integer", "7", "days before inputs and checkpoints expire"},
 	{"resultsExpireDays", "integer", "30", "days before results, status and error records expire"},
 	{"alarmEmail", "string", "", "email address subscribed to the alarm topic (optional)"},
+	{"uploadTriggers", "boolean", "true", "an upload under inputs/ starts a job by itself (an S3 event notification to the intake queue)"},
+	{"eventsSubscription", "string", "", "email address or SQS queue ARN subscribed to the job events topic (optional)"},
 	{"visibilityTimeout", "integer", "300", "tier queue visibility timeout in seconds; the worker's heartbeat extends it (max 43200)"},
 	{"maxReceives", "integer", "5", "deliveries of a job before it is dead-lettered"},
 	{"stopTimeout", "integer", "110", "seconds ECS waits after SIGTERM before SIGKILL (10 to 120); the worker stops 5 s earlier"},
@@ -123,29 +130,31 @@ var Keys = []Key{
 func FromGetter(env string, get func(key string) (string, bool)) (Config, error) {
 	r := reader{get: get}
 	c := Config{
-		Environment:       env,
-		Tier:              job.Tier(r.str("tier")),
-		GPUEnabled:        r.boolean("gpuEnabled"),
-		AllowTierOverride: r.boolean("allowTierOverride"),
-		AutoGPUMinBytes:   int64(r.integer("autoGpuMinBytes")),
-		TierCacheTTL:      r.duration("tierCacheTtl"),
-		ModelPath:         r.str("modelPath"),
-		DispatchZip:       r.str("dispatchZip"),
-		VpcID:             r.str("vpcId"),
-		SubnetIDs:         r.array("subnetIds"),
-		AvailabilityZones: r.integer("availabilityZones"),
-		NatGatewayPerAZ:   r.boolean("natGatewayPerAz"),
-		LogRetentionDays:  r.integer("logRetentionDays"),
-		ForceDestroy:      r.boolean("forceDestroy"),
-		InputsExpireDays:  r.integer("inputsExpireDays"),
-		ResultsExpireDays: r.integer("resultsExpireDays"),
-		AlarmEmail:        r.str("alarmEmail"),
-		VisibilityTimeout: r.integer("visibilityTimeout"),
-		MaxReceives:       r.integer("maxReceives"),
-		StopTimeout:       r.integer("stopTimeout"),
-		BuildImages:       r.boolean("buildImages"),
-		CPU:               r.tier(string(job.TierCPU)),
-		GPU:               r.tier(string(job.TierGPU)),
+		Environment:        env,
+		Tier:               job.Tier(r.str("tier")),
+		GPUEnabled:         r.boolean("gpuEnabled"),
+		AllowTierOverride:  r.boolean("allowTierOverride"),
+		AutoGPUMinBytes:    int64(r.integer("autoGpuMinBytes")),
+		TierCacheTTL:       r.duration("tierCacheTtl"),
+		ModelPath:          r.str("modelPath"),
+		DispatchZip:        r.str("dispatchZip"),
+		VpcID:              r.str("vpcId"),
+		SubnetIDs:          r.array("subnetIds"),
+		AvailabilityZones:  r.integer("availabilityZones"),
+		NatGatewayPerAZ:    r.boolean("natGatewayPerAz"),
+		LogRetentionDays:   r.integer("logRetentionDays"),
+		ForceDestroy:       r.boolean("forceDestroy"),
+		InputsExpireDays:   r.integer("inputsExpireDays"),
+		ResultsExpireDays:  r.integer("resultsExpireDays"),
+		AlarmEmail:         r.str("alarmEmail"),
+		UploadTriggers:     r.boolean("uploadTriggers"),
+		EventsSubscription: r.str("eventsSubscription"),
+		VisibilityTimeout:  r.integer("visibilityTimeout"),
+		MaxReceives:        r.integer("maxReceives"),
+		StopTimeout:        r.integer("stopTimeout"),
+		BuildImages:        r.boolean("buildImages"),
+		CPU:                r.tier(string(job.TierCPU)),
+		GPU:                r.tier(string(job.TierGPU)),
 	}
 	if r.err != nil {
 		return Config{}, r.err
@@ -190,6 +199,9 @@ func (c Config) Validate() error {
 	}
 	if c.AlarmEmail != "" && !strings.Contains(c.AlarmEmail, "@") {
 		return bad("alarmEmail", "%q is not an email address", c.AlarmEmail)
+	}
+	if _, err := EventsProtocol(c.EventsSubscription); c.EventsSubscription != "" && err != nil {
+		return keyError("eventsSubscription", err)
 	}
 	// The tier queues' and workers' settings, under their own keys (CheckTier
 	// below checks them again for the components' own callers).
@@ -384,10 +396,26 @@ func (r *reader) tier(prefix string) TierConfig {
 	}
 }
 
+// EventsProtocol is the SNS protocol of an events subscription endpoint:
+// email for an address, sqs for a queue ARN.
+func EventsProtocol(endpoint string) (string, error) {
+	switch {
+	case strings.HasPrefix(endpoint, "arn:"):
+		f := strings.Split(endpoint, ":")
+		if len(f) != 6 || f[2] != "sqs" || f[3] == "" || f[4] == "" || f[5] == "" {
+			return "", fmt.Errorf("%q: an ARN here must be an SQS queue's (arn:aws:sqs:REGION:ACCOUNT:NAME)", endpoint)
+		}
+		return "sqs", nil
+	case strings.Contains(endpoint, "@") && !strings.ContainsAny(endpoint, " \t"):
+		return "email", nil
+	}
+	return "", fmt.Errorf("%q: want an email address or an SQS queue ARN", endpoint)
+}
+
 // Location is where a deployment put what a worker uses: known once the
 // resources exist (Pulumi outputs, or the local stack's emulator).
 type Location struct {
-	Region, Bucket, ModelKey, QueueURL, DeadLetterURL string
+	Region, Bucket, ModelKey, QueueURL, DeadLetterURL, EventsTopicARN string
 }
 
 // WorkerRuntime is what a tier's worker is told (its task definition's
@@ -402,6 +430,6 @@ func WorkerRuntime(tier string, gpu bool, visibilitySecs, maxReceives, ecsStopTi
 	return runenv.Worker{
 		Region: at.Region, Tier: tier, Device: device, QueueURL: at.QueueURL, DeadLetterURL: at.DeadLetterURL,
 		Bucket: at.Bucket, ModelKey: at.ModelKey, Visibility: time.Duration(visibilitySecs) * time.Second,
-		MaxReceives: maxReceives, StopTimeout: runenv.WorkerStopTimeout(ecsStopTimeout),
+		MaxReceives: maxReceives, StopTimeout: runenv.WorkerStopTimeout(ecsStopTimeout), EventsTopicARN: at.EventsTopicARN,
 	}
 }

@@ -17,6 +17,10 @@ import (
 // process to the next; the test harness sets it, the provider reads it.
 const ECSStateEnv = "INFERSTACK_MOCK_ECS_STATE"
 
+// SQSStateEnv names the JSON file in which the mock provider keeps the
+// queues' policies, which S3 checks when a bucket notification is put.
+const SQSStateEnv = "INFERSTACK_MOCK_SQS_STATE"
+
 // Account and Region of every fake resource.
 const (
 	Account = "123456789012"

@@ -9,14 +9,10 @@ package main
 // the engine starts a new plugin for every `pulumi up` or `destroy`.
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
@@ -138,88 +134,20 @@ func clusterName(s string) string {
 	return s
 }
 
-// ecsStore guards the state (the engine calls the provider concurrently)
-// and keeps it, as JSON, in the file at path, or in mem if path is "".
-// Every update works on a fresh copy and saves it only on success, so a
-// refused call changes nothing; the file is read on every call so that what
-// an earlier provider process saved is seen.
+// ecsStore keeps the ECS state from one provider process to the next.
 type ecsStore struct {
-	mu   sync.Mutex
-	path string
-	mem  []byte
+	*store[ecsState]
 }
 
 func newECSStore(path string) *ecsStore {
-	return &ecsStore{path: path}
-}
-
-// update applies fn to the state and saves the result unless fn fails.
-func (s *ecsStore) update(fn func(*ecsState) error) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st, err := s.load()
-	if err != nil {
-		return err
-	}
-	if err := fn(st); err != nil {
-		return err
-	}
-	return s.save(st)
-}
-
-func (s *ecsStore) load() (*ecsState, error) {
-	data := s.mem
-	if s.path != "" {
-		var err error
-		data, err = os.ReadFile(s.path)
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("read ecs state: %w", err)
+	return &ecsStore{newStore(path, "ecs state", func(st *ecsState) {
+		if st.Associations == nil {
+			st.Associations = map[string][]string{}
 		}
-	}
-	st := newECSState()
-	if len(data) == 0 {
-		return st, nil
-	}
-	if err := json.Unmarshal(data, st); err != nil {
-		return nil, fmt.Errorf("parse ecs state: %w", err)
-	}
-	// Written while empty, the maps are null.
-	if st.Associations == nil {
-		st.Associations = map[string][]string{}
-	}
-	if st.Services == nil {
-		st.Services = map[string]ecsService{}
-	}
-	return st, nil
-}
-
-// save writes a temporary file and renames it over the state, so that no
-// reader sees half a file.
-func (s *ecsStore) save(st *ecsState) error {
-	data, err := json.MarshalIndent(st, "", "  ")
-	if err != nil {
-		return err
-	}
-	if s.path == "" {
-		s.mem = data
-		return nil
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(s.path), filepath.Base(s.path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("write ecs state: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // fails harmlessly once renamed
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write ecs state: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write ecs state: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), s.path); err != nil {
-		return fmt.Errorf("write ecs state: %w", err)
-	}
-	return nil
+		if st.Services == nil {
+			st.Services = map[string]ecsService{}
+		}
+	})}
 }
 
 // Resource types the rules apply to.

@@ -2,7 +2,8 @@
 // pulumi-resource-awsx plugins, which cannot be fetched here: it speaks the
 // real provider gRPC protocol to the real Pulumi engine, answers Create and
 // Update with what AWS would compute (tests/fakeaws), diffs properties
-// honestly, refuses what ECS refuses (ecs.go), and constructs awsx's Vpc
+// honestly, refuses what ECS refuses (ecs.go) and what S3 refuses of a
+// notification to a queue that has not allowed it (s3.go), and constructs awsx's Vpc
 // component. Installed under both names with `pulumi plugin install resource
 // NAME VERSION --file`; it tells which one it is from its file name.
 package main
@@ -36,7 +37,8 @@ func main() {
 		os.Exit(1)
 	}
 	err := provider.Main(name, func(host *provider.HostClient) (pulumirpc.ResourceProviderServer, error) {
-		return &mock{name: name, host: host, ecs: newECSStore(os.Getenv(fakeaws.ECSStateEnv))}, nil
+		return &mock{name: name, host: host, ecs: newECSStore(os.Getenv(fakeaws.ECSStateEnv)),
+			sqs: newSQSStore(os.Getenv(fakeaws.SQSStateEnv))}, nil
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -49,6 +51,7 @@ type mock struct {
 	name string
 	host *provider.HostClient
 	ecs  *ecsStore
+	sqs  *sqsStore
 }
 
 var opts = plugin.MarshalOptions{KeepUnknowns: true, KeepSecrets: true, KeepResources: true, KeepOutputValues: true}
@@ -122,9 +125,12 @@ func (p *mock) Create(_ context.Context, req *pulumirpc.CreateRequest) (*pulumir
 	}
 	urn := resource.URN(req.GetUrn())
 	id, outs := fakeaws.Outputs(string(urn.Type()), urn.Name(), inputs)
-	// A preview calls no AWS API, so it neither checks nor changes ECS.
+	// A preview calls no AWS API, so it neither checks nor changes ECS or SQS.
 	if !req.GetPreview() {
 		if err := p.ecs.create(string(urn.Type()), urn.Name(), id, inputs); err != nil {
+			return nil, err
+		}
+		if err := p.sqs.create(string(urn.Type()), urn.Name(), inputs); err != nil {
 			return nil, err
 		}
 	}
@@ -154,6 +160,9 @@ func (p *mock) Update(_ context.Context, req *pulumirpc.UpdateRequest) (*pulumir
 		if err := p.ecs.change(string(urn.Type()), req.GetId(), olds, news); err != nil {
 			return nil, err
 		}
+		if err := p.sqs.change(string(urn.Type()), urn.Name(), olds, news); err != nil {
+			return nil, err
+		}
 	}
 	_, outs := fakeaws.Outputs(string(urn.Type()), urn.Name(), news)
 	props, err := marshal(outs)
@@ -163,7 +172,7 @@ func (p *mock) Update(_ context.Context, req *pulumirpc.UpdateRequest) (*pulumir
 	return &pulumirpc.UpdateResponse{Properties: props}, nil
 }
 
-// Delete succeeds unless ECS would refuse it; the request carries the id
+// Delete succeeds unless ECS would refuse it (S3 and SQS refuse none); the request carries the id
 // and the last outputs (inputs plus computed names), which say what the
 // resource held.
 func (p *mock) Delete(_ context.Context, req *pulumirpc.DeleteRequest) (*emptypb.Empty, error) {
@@ -171,7 +180,11 @@ func (p *mock) Delete(_ context.Context, req *pulumirpc.DeleteRequest) (*emptypb
 	if err != nil {
 		return nil, err
 	}
-	if err := p.ecs.remove(string(resource.URN(req.GetUrn()).Type()), req.GetId(), olds); err != nil {
+	typ := string(resource.URN(req.GetUrn()).Type())
+	if err := p.ecs.remove(typ, req.GetId(), olds); err != nil {
+		return nil, err
+	}
+	if err := p.sqs.remove(typ, olds); err != nil {
 		return nil, err
 	}
 	return &emptypb.Empty{}, nil

@@ -10,6 +10,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
@@ -29,6 +30,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "dispatch:", err)
 		os.Exit(1)
 	}
-	d := dispatch.New(cfg, sqs.NewFromConfig(aws), ssm.NewFromConfig(aws), s3.NewFromConfig(aws, awsenv.S3Options), log, nil)
+	d := dispatch.New(cfg, sqs.NewFromConfig(aws), ssm.NewFromConfig(aws), s3.NewFromConfig(aws, awsenv.S3Options), sns.NewFromConfig(aws), log, nil)
 	lambda.Start(d.Handle)
 }

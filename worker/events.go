@@ -1,0 +1,66 @@
+package worker
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
+	snstypes "github.com/aws/aws-sdk-go-v2/service/sns/types"
+
+	"github.com/inferstack/inferstack/inference"
+	"github.com/inferstack/inferstack/internal/awserr"
+	"github.com/inferstack/inferstack/internal/job"
+)
+
+// Events is the SNS API the worker publishes job events with; *sns.Client
+// satisfies it.
+type Events interface {
+	Publish(ctx context.Context, in *sns.PublishInput, opts ...func(*sns.Options)) (*sns.PublishOutput, error)
+}
+
+var _ Events = (*sns.Client)(nil)
+
+// finishedEvent is the event of a job this delivery ran to its manifest.
+func (w *Worker) finishedEvent(status *statusWriter, m *inference.Manifest) job.Event {
+	s := status.snapshot()
+	return job.Event{State: job.EventFinished, JobID: s.JobID, Bucket: w.cfg.Bucket, Input: s.Input, Tier: w.cfg.Tier,
+		Results: s.Results, Samples: m.Samples, DispatchedAt: s.DispatchedAt, ReceivedAt: s.ReceivedAt,
+		EngineStartedAt: s.EngineStartedAt, EngineFinishedAt: s.EngineFinishedAt, At: time.Now().UTC()}
+}
+
+// failedEvent is the event of a job whose error record is in S3 (status nil:
+// the message did not parse).
+func (w *Worker) failedEvent(jobID, reason string, status *statusWriter) job.Event {
+	ev := job.Event{State: job.EventFailed, JobID: jobID, Bucket: w.cfg.Bucket, Tier: w.cfg.Tier, Reason: reason,
+		Stage: job.StageWorker, ErrorRecord: job.ErrorKey(jobID), At: time.Now().UTC()}
+	if status != nil {
+		s := status.snapshot()
+		ev.Input, ev.DispatchedAt, ev.ReceivedAt = s.Input, s.DispatchedAt, s.ReceivedAt
+		ev.EngineStartedAt, ev.EngineFinishedAt = s.EngineStartedAt, s.EngineFinishedAt
+	}
+	return ev
+}
+
+// publish sends ev to the events topic. The result or error record in S3 is
+// the record of truth and the event only announces it: an event that cannot
+// be sent is logged, and never fails or re-runs the job.
+func (w *Worker) publish(ev job.Event, log *slog.Logger) {
+	attrs := map[string]snstypes.MessageAttributeValue{}
+	for name, value := range ev.Attributes() {
+		attrs[name] = snstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(value)}
+	}
+	ctx, cancel := w.cleanup()
+	defer cancel()
+	err := retry(ctx, func() error {
+		_, err := w.events.Publish(ctx, &sns.PublishInput{
+			TopicArn: aws.String(w.cfg.EventsTopicARN), Message: aws.String(ev.Body()), MessageAttributes: attrs,
+		})
+		return err
+	})
+	if err != nil {
+		log.Error("cannot publish the job's event; its record in S3 stands", "state", ev.State,
+			"err", awserr.Denied(err, "sns:Publish", w.cfg.EventsTopicARN))
+	}
+}
