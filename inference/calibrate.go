@@ -135,11 +135,11 @@ type calibrator struct {
 
 	head       []byte // the first headN samples, read on demand
 	headN      int64
-	candidates []int      // the thread counts compared
-	sessions   []*Session // one per candidate, created when first needed
-	sessTime time.Duration // creating sessions, reported apart from the search
-	setups   map[int64]*batchSetup
-	warm     map[setting]bool // settings that have run once: no warm-up run needed
+	candidates []int         // the thread counts compared
+	sessions   []*Session    // one per candidate, created when first needed
+	sessTime   time.Duration // creating sessions, reported apart from the search
+	setups     map[int64]*batchSetup
+	warm       map[setting]bool // settings that have run once: no warm-up run needed
 }
 
 // cachedChoice is the choice of a completed search that ran on device.
@@ -506,6 +506,7 @@ func saveCalibration(key string, state *calibration, job Job) {
 		job.Logger.Warn("cannot cache calibration", "err", err)
 	}
 }
+
 // writeFileAtomic writes data to a temporary file beside path, syncs it and
 // renames it into place, so readers see the old file or the new, never a part.
 func writeFileAtomic(path string, data []byte) error { return replaceFile(path, data, true) }
