@@ -76,12 +76,12 @@ bench: setup-test ## run the benchmarks and write $(BENCH_OUT) (see docs/benchma
 	@# Micro-benchmarks at Go's default benchtime; the side-by-side ones run
 	@# their own alternating rounds once.
 	{ go test -run '^$$' -bench 'ToFloat32|ReadHeader|Decode|Handle' -count 1 ./inference/... ./functions/... && \
-	  go test -run '^$$' -bench 'EngineVsBareORT|CalibrationGain|PeakRSS' -benchtime 1x -count 1 ./inference/ && \
+	  go test -run '^$$' -bench 'EngineVsBareORT|CalibrationGain|FixedCosts|PeakRSS' -benchtime 1x -count 1 ./inference/ && \
 	  go test -run '^$$' -bench 'InvokeUnderEmulator' -benchtime 5x -count 1 ./functions/dispatch/ && \
 	  go test -run '^$$' -bench 'Preview' -benchtime 5x -count 1 ./tests/ && \
 	  go test -run '^$$' -bench 'JobOverhead|WorkerVsRun' -benchtime 10x -count 1 ./worker/ && \
 	  go test -run '^$$' -bench 'InputThroughShapedProxy' -benchtime 3x -count 1 ./worker/ && \
-	  go test -run '^$$' -bench 'WorkerPeakRSSLargeOutput' -benchtime 1x -count 1 ./worker/ && \
+	  go test -run '^$$' -bench 'WorkerPeakRSSLargeOutput|WorkerThreads' -benchtime 1x -count 1 ./worker/ && \
 	  go test -run '^$$' -bench 'LocalStackLatency' -benchtime 10x -count 1 ./e2e/; } | tee $(BENCH_OUT)
 
 .PHONY: docs

@@ -432,13 +432,7 @@ func TestLocalStack(t *testing.T) {
 	}()
 	defer func() { cancel(); require.NoError(t, <-done) }()
 
-	awsCLI := func(args ...string) string {
-		cmd := exec.Command("aws", append([]string{"--endpoint-url", stack.Endpoint()}, args...)...)
-		cmd.Env = append(os.Environ(), stack.Env...)
-		out, err := cmd.CombinedOutput()
-		require.NoError(t, err, "aws %v: %s", args, out)
-		return string(out)
-	}
+	awsCLI := clientCLI(t, stack)
 	// The classic message, exactly as a user sends it, for a raw float32 file.
 	raw := filepath.Join(dir, "file_to_process.bin")
 	require.NoError(t, os.WriteFile(raw, npy.FromFloat32(make([]float32, 24*1000)), 0o644))
@@ -522,6 +516,20 @@ func TestLocalStack(t *testing.T) {
 	n, err := stack.QueueBacklog(t.Context(), job.TierDeadLetterQueue(job.TierGPU))
 	require.NoError(t, err)
 	require.Equal(t, 2, n, "missing and poison jobs dead-lettered by the gpu worker")
+}
+
+// clientCLI runs the real AWS CLI against a local stack as its client (with
+// the stack's exports), naming the endpoint: version 1 ignores
+// AWS_ENDPOINT_URL.
+func clientCLI(t *testing.T, stack *localstack.Stack) func(args ...string) string {
+	return func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("aws", append([]string{"--endpoint-url", stack.Endpoint()}, args...)...)
+		cmd.Env = append(os.Environ(), stack.Env...)
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "aws %v: %s", args, out)
+		return string(out)
+	}
 }
 
 // devSettings are Pulumi.dev.yaml's settings with the MLP as the model (the

@@ -109,13 +109,7 @@ func TestUploadsStartJobsAndJobsSendEvents(t *testing.T) {
 	adminS3, adminSQS := stack.Clients()
 	watch := &eventWatch{t: t, sqs: adminSQS, queue: stack.EventsWatch}
 
-	awsCLI := func(args ...string) string {
-		cmd := exec.Command("aws", append([]string{"--endpoint-url", stack.Endpoint()}, args...)...)
-		cmd.Env = append(os.Environ(), stack.Env...)
-		out, err := cmd.CombinedOutput()
-		require.NoError(t, err, "aws %v: %s", args, out)
-		return string(out)
-	}
+	awsCLI := clientCLI(t, stack)
 
 	// Before the stack runs: the upload's notification waits in the intake
 	// queue, as S3 encodes it. It goes back, with a copy: S3 delivers at

@@ -131,7 +131,7 @@ func Run(ctx context.Context, job Job, sink Sink) (*Manifest, error) {
 	} else if calibrating {
 		mark = time.Now()
 		var sessions time.Duration
-		choice, sess, sessions, err = calibrate(ctx, job, layout, outputs, sess, state, probeN)
+		choice, sess, sessions, err = calibrate(ctx, job, layout, outputs, sess, state, probeN, time.Duration(d.Probe*float64(time.Second)))
 		if err != nil {
 			return nil, err
 		}

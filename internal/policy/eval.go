@@ -39,20 +39,7 @@ func principalMatches(principal any, kind, id string) bool {
 	if !ok {
 		return principal == "*"
 	}
-	var ids []string
-	switch v := p[kind].(type) {
-	case string:
-		ids = []string{v}
-	case []string:
-		ids = v
-	case []any:
-		for _, x := range v {
-			if s, ok := x.(string); ok {
-				ids = append(ids, s)
-			}
-		}
-	}
-	for _, x := range ids {
+	for _, x := range stringsOf(p[kind]) {
 		if x == "*" || x == id {
 			return true
 		}
@@ -100,19 +87,7 @@ func conditionsHold(conditions map[string]map[string]any, ctx map[string]string)
 				}
 				return false
 			}
-			var values []string
-			switch w := want.(type) {
-			case string:
-				values = []string{w}
-			case []string:
-				values = w
-			case []any:
-				for _, x := range w {
-					if s, ok := x.(string); ok {
-						values = append(values, s)
-					}
-				}
-			}
+			values := stringsOf(want)
 			// StringNotEquals and the like hold where no value matches.
 			negated := strings.Contains(op, "Not")
 			base := strings.Replace(op, "Not", "", 1)
@@ -131,4 +106,24 @@ func conditionsHold(conditions map[string]map[string]any, ctx map[string]string)
 		}
 	}
 	return true
+}
+
+// stringsOf reads a policy value that is one string or a list of them (as
+// built in Go, or as decoded from JSON).
+func stringsOf(v any) []string {
+	switch w := v.(type) {
+	case string:
+		return []string{w}
+	case []string:
+		return w
+	case []any:
+		var out []string
+		for _, x := range w {
+			if s, ok := x.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	return nil
 }
