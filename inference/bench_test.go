@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -106,11 +107,18 @@ func calibrationModels(b *testing.B) []calibrationModel {
 	require.NoError(b, err)
 	mlp, err := onnxmodel.NewMLP(256, 256, 10, 5).Model()
 	require.NoError(b, err)
-	const nClassifier, nConv, nMLP = 2048, 4096, 400_000
+	// The job (2,048 crops, 1.5 s on 2 cores) and its peers;
+	// INFERSTACK_BENCH_JOB_SCALE=N makes every job N times longer, to see
+	// how the first run's calibration cost amortizes.
+	scale := 1
+	if v, err := strconv.Atoi(os.Getenv("INFERSTACK_BENCH_JOB_SCALE")); err == nil && v > 0 {
+		scale = v
+	}
+	nClassifier, nConv, nMLP := 2048*scale, 4096*scale, 400_000*scale
 	return []calibrationModel{
-		{"classifier-3x48x192", pretrainedModel(b), writeNpy(b, dir, "crops.npy", []int64{nClassifier, 3, 48, 192}, randomFloats(nClassifier*3*48*192, 20)), nClassifier},
-		{"convnet-3x64x64", writeFile(b, dir, "conv.onnx", conv), writeNpy(b, dir, "images.npy", []int64{nConv, 3, 64, 64}, randomFloats(nConv*3*64*64, 22)), nConv},
-		{"mlp-256", writeFile(b, dir, "mlp.onnx", mlp), writeNpy(b, dir, "rows.npy", []int64{nMLP, 256}, randomFloats(nMLP*256, 23)), nMLP},
+		{"classifier-3x48x192", pretrainedModel(b), writeNpy(b, dir, "crops.npy", []int64{int64(nClassifier), 3, 48, 192}, randomFloats(nClassifier*3*48*192, 20)), nClassifier},
+		{"convnet-3x64x64", writeFile(b, dir, "conv.onnx", conv), writeNpy(b, dir, "images.npy", []int64{int64(nConv), 3, 64, 64}, randomFloats(nConv*3*64*64, 22)), nConv},
+		{"mlp-256", writeFile(b, dir, "mlp.onnx", mlp), writeNpy(b, dir, "rows.npy", []int64{int64(nMLP), 256}, randomFloats(nMLP*256, 23)), nMLP},
 	}
 }
 

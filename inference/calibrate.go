@@ -468,7 +468,12 @@ const minTimed = 2 * time.Millisecond
 func (c *calibrator) compare(settings []setting) ([]float64, error) {
 	rates := make([]float64, len(settings))
 	for round := -1; round < calibrationRounds; round++ {
-		for i, s := range settings {
+		for k := range settings {
+			// Each round starts with another setting, so that none is
+			// always the one timed right after a warm-up or a session's
+			// creation.
+			i := (k + max(round, 0)) % len(settings)
+			s := settings[i]
 			if round < 0 && c.warm[s] {
 				continue
 			}
