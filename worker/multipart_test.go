@@ -30,8 +30,6 @@ import (
 	"github.com/inferstack/inferstack/worker"
 )
 
-const mib = 1 << 20
-
 // wide swaps the env's model for one with out float32s per sample in each
 // of its two outputs.
 func wide(e *env, out int) {

@@ -432,10 +432,7 @@ func TestReadAheadStopsItsGETsWhenTheJobEndsOrOnClose(t *testing.T) {
 			}
 			// Every GET returns: no goroutine is left behind.
 			deadline := time.Now().Add(10 * time.Second)
-			for {
-				if f.inFlightNow() == 0 {
-					break
-				}
+			for f.inFlightNow() != 0 {
 				require.True(t, time.Now().Before(deadline), "GETs still running")
 				time.Sleep(time.Millisecond)
 			}

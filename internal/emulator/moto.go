@@ -94,7 +94,7 @@ func StartMoto(ctx context.Context, opts ...MotoOption) (*Moto, error) {
 		if err != nil {
 			return err
 		}
-		resp.Body.Close()
+		_ = resp.Body.Close() // only the answer mattered
 		return nil
 	})
 	if err != nil {

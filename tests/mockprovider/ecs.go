@@ -20,6 +20,8 @@ import (
 
 // Errors worded as ECS words them, code first, so a test (or a person
 // reading the engine's output) sees what AWS would answer.
+//
+//nolint:staticcheck // ST1005: AWS's own messages, verbatim, full stops included
 var (
 	ErrNotAssociated           = errors.New("InvalidParameterException: The specified capacity provider strategy cannot contain a capacity provider that is not associated with the cluster. Associate the capacity provider with the cluster or specify a valid capacity provider and try again.")
 	ErrProviderInUse           = errors.New("ResourceInUseException: The specified capacity provider is in use and cannot be removed.")

@@ -86,9 +86,9 @@ func (s *store[T]) save(st *T) error {
 	if err != nil {
 		return fmt.Errorf("write %s: %w", s.what, err)
 	}
-	defer os.Remove(tmp.Name()) // fails harmlessly once renamed
+	defer func() { _ = os.Remove(tmp.Name()) }() // fails harmlessly once renamed
 	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
+		_ = tmp.Close() // the write's error is the one to report
 		return fmt.Errorf("write %s: %w", s.what, err)
 	}
 	if err := tmp.Close(); err != nil {
