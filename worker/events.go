@@ -26,8 +26,7 @@ var _ Events = (*sns.Client)(nil)
 func (w *Worker) finishedEvent(status *statusWriter, m *inference.Manifest) job.Event {
 	s := status.snapshot()
 	return job.Event{State: job.EventFinished, JobID: s.JobID, Bucket: w.cfg.Bucket, Input: s.Input, Tier: w.cfg.Tier,
-		Results: s.Results, Samples: m.Samples, DispatchedAt: s.DispatchedAt, ReceivedAt: s.ReceivedAt,
-		EngineStartedAt: s.EngineStartedAt, EngineFinishedAt: s.EngineFinishedAt, At: time.Now().UTC()}
+		Results: s.Results, Samples: m.Samples, Timings: s.Timings, At: time.Now().UTC()}
 }
 
 // failedEvent is the event of a job whose error record is in S3 (status nil:
@@ -37,8 +36,7 @@ func (w *Worker) failedEvent(jobID, reason string, status *statusWriter) job.Eve
 		Stage: job.StageWorker, ErrorRecord: job.ErrorKey(jobID), At: time.Now().UTC()}
 	if status != nil {
 		s := status.snapshot()
-		ev.Input, ev.DispatchedAt, ev.ReceivedAt = s.Input, s.DispatchedAt, s.ReceivedAt
-		ev.EngineStartedAt, ev.EngineFinishedAt = s.EngineStartedAt, s.EngineFinishedAt
+		ev.Input, ev.Timings = s.Input, s.Timings
 	}
 	return ev
 }

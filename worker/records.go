@@ -26,7 +26,7 @@ type statusWriter struct {
 func (w *Worker) newStatus(req job.Request, m sqstypes.Message, received time.Time) *statusWriter {
 	received = received.UTC()
 	s := job.Status{JobID: req.JobID, Tier: w.cfg.Tier, Worker: w.cfg.WorkerID, Input: req.InputKey(),
-		Results: req.ResultsPrefix(), ReceivedAt: &received}
+		Results: req.ResultsPrefix(), Timings: job.Timings{ReceivedAt: &received}}
 	if v := m.MessageAttributes[job.AttrDispatchedAt].StringValue; v != nil {
 		if at, err := time.Parse(time.RFC3339Nano, *v); err == nil {
 			s.DispatchedAt = &at

@@ -39,12 +39,9 @@ type Event struct {
 	Reason      string `json:"reason,omitempty"`
 	Stage       string `json:"stage,omitempty"` // dispatch or worker, for failed and refused
 	ErrorRecord string `json:"error_record,omitempty"`
-	// When the job reached each stage (those it reached), and the event's own time.
-	DispatchedAt     *time.Time `json:"dispatched_at,omitempty"`
-	ReceivedAt       *time.Time `json:"received_at,omitempty"`
-	EngineStartedAt  *time.Time `json:"engine_started_at,omitempty"`
-	EngineFinishedAt *time.Time `json:"engine_finished_at,omitempty"`
-	At               time.Time  `json:"at"`
+	// When the job reached each stage it reached, as its status says.
+	Timings
+	At time.Time `json:"at"` // the event's own time
 }
 
 // Message attributes of an event, for subscription filter policies.

@@ -34,12 +34,17 @@ type Status struct {
 	Device         string `json:"device,omitempty"`
 	FallbackReason string `json:"fallback_reason,omitempty"`
 	Reason         string `json:"reason,omitempty"` // why it failed
-	// When the job reached each stage, for latency breakdowns.
+	Timings
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Timings say when a job reached each stage it reached, for latency
+// breakdowns: in its status, and in its event.
+type Timings struct {
 	DispatchedAt     *time.Time `json:"dispatched_at,omitempty"`
 	ReceivedAt       *time.Time `json:"received_at,omitempty"`
 	EngineStartedAt  *time.Time `json:"engine_started_at,omitempty"`
 	EngineFinishedAt *time.Time `json:"engine_finished_at,omitempty"`
-	UpdatedAt        time.Time  `json:"updated_at"`
 }
 
 // Stages that refuse a message, in error records.
