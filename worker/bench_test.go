@@ -2,7 +2,6 @@ package worker_test
 
 import (
 	"fmt"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -40,34 +39,13 @@ func BenchmarkJobOverhead(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(n), "ms/job")
 }
 
-// BenchmarkWorkerVsRun: the same 1,024 crops (113 MB) through PaddleOCR's
-// classifier, as a worker job and as a local inferstack run, with the same
-// batch size (16) and threads (1), the default chunks (8 MiB) and the
-// worker's default read-ahead. worker/run
-// compares wall times (the results upload after the manifest's clock stops
-// is excluded); worker/run-excl-transfer compares the inference stages'
-// busy times, i.e. the engine inside the worker with S3 transfer excluded.
-//
-// S3 is served from memory (memS3): moto and gofakes3 spend tens of
-// milliseconds of CPU per ranged GET on the same two cores as inference
-// (gofakes3 checksums the whole object for each), so they would measure
-// themselves. SQS stays on moto.
 // classifierEnv is a worker environment whose S3 is served from memory
 // (memS3), holding PaddleOCR's classifier as models/cls.onnx and n crops as
 // inputs/crops.npy; it returns the input's bytes too.
 func classifierEnv(b *testing.B, n int64) (*env, []byte) {
 	e := newEnv(b, 30*time.Second)
-	fake := httptest.NewServer(newMemS3())
-	b.Cleanup(fake.Close)
-	cfg, err := moto.Config(b.Context())
-	require.NoError(b, err)
-	cfg.BaseEndpoint = aws.String(fake.URL)
-	e.s3 = s3.NewFromConfig(cfg, func(o *s3.Options) {
-		o.UsePathStyle = true
-		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
-		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired // plain bodies
-	})
-	_, err = e.s3.CreateBucket(b.Context(), &s3.CreateBucketInput{Bucket: aws.String(e.bucket)})
+	useMemS3(b, e)
+	_, err := e.s3.CreateBucket(b.Context(), &s3.CreateBucketInput{Bucket: aws.String(e.bucket)})
 	require.NoError(b, err)
 
 	cache, err := os.UserCacheDir()
@@ -87,6 +65,18 @@ func classifierEnv(b *testing.B, n int64) (*env, []byte) {
 	return e, input
 }
 
+// BenchmarkWorkerVsRun: the same 1,024 crops (113 MB) through PaddleOCR's
+// classifier, as a worker job and as a local inferstack run, with the same
+// batch size (16) and threads (1), the default chunks (8 MiB) and the
+// worker's default read-ahead. worker/run
+// compares wall times (the results upload after the manifest's clock stops
+// is excluded); worker/run-excl-transfer compares the inference stages'
+// busy times, i.e. the engine inside the worker with S3 transfer excluded.
+//
+// S3 is served from memory (memS3): moto and gofakes3 spend tens of
+// milliseconds of CPU per ranged GET on the same two cores as inference
+// (gofakes3 checksums the whole object for each), so they would measure
+// themselves. SQS stays on moto.
 func BenchmarkWorkerVsRun(b *testing.B) {
 	const n = 1024
 	e, input := classifierEnv(b, n)
@@ -130,8 +120,7 @@ func BenchmarkWorkerVsRun(b *testing.B) {
 // jobs in alternation; each side is scored by its median engine time.
 func BenchmarkWorkerThreads(b *testing.B) {
 	const n, rounds = 1024, 5
-	e, _ := classifierEnv(b, n)
-	e.cfg.ModelKey, e.cfg.BatchSize, e.cfg.ChunkSamples = "models/cls.onnx", 16, 0
+	e, _ := classifierEnv(b, n) // batch 16, default chunks
 	settings := slices.Compact([]int{max(1, runtime.NumCPU()-1), runtime.NumCPU()})
 	job := 0
 	for b.Loop() {

@@ -8,11 +8,33 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/stretchr/testify/require"
 )
+
+// useMemS3 serves a new memS3 on loopback and points e's S3 client at it
+// (SQS stays on moto); it returns the fake and its URL.
+func useMemS3(b *testing.B, e *env) (*memS3, string) {
+	fake := newMemS3()
+	srv := httptest.NewServer(fake)
+	b.Cleanup(srv.Close)
+	cfg, err := moto.Config(b.Context())
+	require.NoError(b, err)
+	e.s3 = s3.NewFromConfig(cfg, func(o *s3.Options) {
+		o.BaseEndpoint, o.UsePathStyle = aws.String(srv.URL), true
+		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired // plain bodies
+	})
+	return fake, srv.URL
+}
 
 // memS3 is the least of S3 the worker uses, in memory, path-style, with
 // no per-request overhead (moto and gofakes3 spend tens of milliseconds of

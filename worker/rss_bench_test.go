@@ -3,7 +3,6 @@ package worker_test
 import (
 	"bufio"
 	"fmt"
-	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
@@ -30,16 +29,7 @@ import (
 // digests of parts. SQS stays on moto.
 func BenchmarkWorkerPeakRSSLargeOutput(b *testing.B) {
 	e := newEnv(b, 30*time.Second)
-	fake := newMemS3()
-	srv := httptest.NewServer(fake)
-	defer srv.Close()
-	cfg, err := moto.Config(b.Context())
-	require.NoError(b, err)
-	e.s3 = s3.NewFromConfig(cfg, func(o *s3.Options) {
-		o.BaseEndpoint, o.UsePathStyle = aws.String(srv.URL), true
-		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
-		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
-	})
+	fake, url := useMemS3(b, e)
 	wide(e, 4096)
 	const samples, out = 65536, 4096
 	e.cfg.ChunkSamples = 512
@@ -51,7 +41,7 @@ func BenchmarkWorkerPeakRSSLargeOutput(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		fake.received.Store(0)
-		proc, logs := e.process("AWS_ENDPOINT_URL_S3=" + srv.URL)
+		proc, logs := e.process("AWS_ENDPOINT_URL_S3=" + url)
 		jobID := e.send(fmt.Sprintf(`{"filename": "big.npy", "job_id": "big-%d"}`, i))
 		i++
 		start := time.Now()
