@@ -60,6 +60,7 @@ type Stack struct {
 	opts   Options
 	log    *slog.Logger // to Logs: the stack's own lines (where its parts listen, the scaler's)
 
+	watchARN string                        // EventsWatch's ARN
 	dispatch emulator.Principal            // the dispatch function's role, also the event source mapping's
 	workers  map[string]emulator.Principal // each tier's worker task role, by tier name
 	intake   *sqs.Client                   // the event source mapping's, as the dispatch role
@@ -117,11 +118,9 @@ func (s *Stack) create(ctx context.Context) error {
 			return fmt.Errorf("create queue %s: %w", q.Name, err)
 		}
 		s.Queues[q.Name] = aws.ToString(out.QueueUrl)
-		a, err := s.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: out.QueueUrl, AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
-		if err != nil {
+		if arns[q.Name], err = s.queueARN(ctx, out.QueueUrl); err != nil {
 			return fmt.Errorf("queue %s: %w", q.Name, err)
 		}
-		arns[q.Name] = a.Attributes[string(sqstypes.QueueAttributeNameQueueArn)]
 	}
 	s.Intake = s.Queues[job.IntakeQueue]
 	if err := s.events(ctx, sns.NewFromConfig(awsCfg)); err != nil {
@@ -178,15 +177,24 @@ func (s *Stack) events(ctx context.Context, topics *sns.Client) error {
 		return fmt.Errorf("create events watch queue: %w", err)
 	}
 	s.EventsWatch = aws.ToString(watch.QueueUrl)
-	a, err := s.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: watch.QueueUrl, AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
-	if err != nil {
+	if s.watchARN, err = s.queueARN(ctx, watch.QueueUrl); err != nil {
 		return fmt.Errorf("events watch queue: %w", err)
 	}
 	if _, err := topics.Subscribe(ctx, &sns.SubscribeInput{TopicArn: topic.TopicArn, Protocol: aws.String("sqs"),
-		Endpoint: aws.String(a.Attributes[string(sqstypes.QueueAttributeNameQueueArn)])}); err != nil {
+		Endpoint: aws.String(s.watchARN)}); err != nil {
 		return fmt.Errorf("subscribe the watch queue to the events topic: %w", err)
 	}
 	return nil
+}
+
+// queueARN asks SQS for the ARN of the queue at url.
+func (s *Stack) queueARN(ctx context.Context, url *string) (string, error) {
+	a, err := s.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: url,
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
+	if err != nil {
+		return "", err
+	}
+	return a.Attributes[string(sqstypes.QueueAttributeNameQueueArn)], nil
 }
 
 // uploadTriggers sends the bucket's ObjectCreated events under inputs/ to
@@ -252,14 +260,8 @@ func (s *Stack) principals(ctx context.Context, arns map[string]string) (emulato
 	client := policy.Client(policy.ClientArgs{IntakeQueueARN: arns[job.IntakeQueue], TierParameterARN: param, BucketARN: bucket})
 	// The watch queue is the user's own subscriber on AWS, not the stack's:
 	// locally the client may read it.
-	watch, err := s.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(s.EventsWatch),
-		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
-	if err != nil {
-		return emulator.Principal{}, err
-	}
 	client.Statement = append(client.Statement, policy.Statement{Sid: "WatchEvents", Effect: "Allow",
-		Action:   []string{"sqs:ReceiveMessage", "sqs:DeleteMessage"},
-		Resource: []string{watch.Attributes[string(sqstypes.QueueAttributeNameQueueArn)]}})
+		Action: []string{"sqs:ReceiveMessage", "sqs:DeleteMessage"}, Resource: []string{s.watchARN}})
 	return s.moto.Principal(ctx, "inferstack-local-client", client)
 }
 
