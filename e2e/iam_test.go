@@ -131,11 +131,7 @@ func TestDispatchRoleWithoutReadTier(t *testing.T) {
 	require.Contains(t, dead[0], "ssm:GetParameter")
 	// The record is written first, then the dead letter and the refused
 	// event; the intake message is deleted once the handler returns.
-	deadline := time.Now().Add(30 * time.Second)
-	for s.backlog("intake") != 0 {
-		require.True(t, time.Now().Before(deadline), "the refused message stayed on the intake queue")
-		time.Sleep(50 * time.Millisecond)
-	}
+	eventually(t, "the refused message to leave the intake queue", 30*time.Second, func() bool { return s.backlog("intake") == 0 })
 	require.Zero(t, s.backlog("cpu"))
 	t.Logf("dispatch record: %s", reason)
 }

@@ -70,11 +70,7 @@ func TestScalerReplacesAWorkerKilledMidJob(t *testing.T) {
 	}
 	waitFor := func(what string, timeout time.Duration, cond func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(timeout)
-		for !cond() {
-			require.True(t, time.Now().Before(deadline), "timed out waiting for %s\nscaler:\n%s\nworkers:\n%s", what, scalerLogs.String(), logs.String())
-			time.Sleep(100 * time.Millisecond)
-		}
+		eventually(t, what, timeout, cond, &scalerLogs, &logs)
 	}
 	getJSON := func(key string, v any) bool {
 		out, err := s.s3.GetObject(t.Context(), &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)})

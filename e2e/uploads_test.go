@@ -160,20 +160,15 @@ func TestUploadsStartJobsAndJobsSendEvents(t *testing.T) {
 	// The duplicate is acknowledged once both queues are drained: then it
 	// has met the finished job, and added neither a job nor an event.
 	waitDrained := func() {
-		deadline := time.Now().Add(60 * time.Second)
-		for {
+		eventually(t, "the intake and cpu queues to drain", 60*time.Second, func() bool {
 			busy := 0
 			for _, q := range []string{job.IntakeQueue, job.TierQueue(job.TierCPU)} {
 				n, err := stack.QueueBacklog(t.Context(), q)
 				require.NoError(t, err)
 				busy += n
 			}
-			if busy == 0 {
-				return
-			}
-			require.True(t, time.Now().Before(deadline), "queues not drained\n%s", logs.String())
-			time.Sleep(100 * time.Millisecond)
-		}
+			return busy == 0
+		}, &logs)
 	}
 	waitDrained()
 	watch.poll()
