@@ -214,6 +214,7 @@ func BenchmarkCalibrationGain(b *testing.B) {
 				b.ReportMetric(rate("cached")/best, "cached/best-cell")
 				b.ReportMetric(rate("cached")/rate(old), "cached/old-b64")
 				b.ReportMetric(rate("first")/rate(old), "first/old-b64")
+				b.Logf("search completed in %d runs: batch %d threads %d, trials %+v", primeRuns, primed.BatchSize, primed.Threads, primed.BatchChoice.Trials)
 				b.Logf("best cell %s; old default %s; first-run choices:", bestCell, old)
 				for _, m := range firsts {
 					b.Logf("  batch %d threads %d partial %v calibrate %.3fs trials %+v", m.BatchSize, m.Threads, m.BatchChoice.Partial, m.Durations.Calibrate, m.BatchChoice.Trials)

@@ -20,7 +20,8 @@ type BatchChoice struct {
 	BatchSize int64 `json:"batch_size"`
 	Threads   int   `json:"threads"`
 	// Source is flag, model (a fixed batch dim), calibrated (this run
-	// measured), cached or small-input.
+	// measured), cached, default (the search has not measured yet: the
+	// threads' batch at all cores) or small-input.
 	Source string  `json:"source"`
 	Trials []Trial `json:"trials,omitempty"`
 	// Partial says the search has not reached the peak yet: the budget ended
@@ -35,17 +36,19 @@ type Trial struct {
 	SamplesPerSec float64 `json:"samples_per_sec"`
 }
 
-// The search's steps, in order. Threads matter most on small machines (2x
-// between 1 and 2 threads on a 2-core host), so they are compared first, at
-// a mid batch size; then the batch size climbs from there at the best thread
-// count, up while throughput rises, else down; where the batch moved, the
-// thread counts are compared once more at the new batch size (an MLP's
-// second thread pays off at 64 rather than at 16).
+// The search's steps, in order. It starts at all cores (the default,
+// measured fastest in the pipeline for every model of the benchmarks) and a
+// mid batch, and first climbs the batch size, which matters most there
+// (1.5x between batch 16 and 64 for an MLP, 10-15% for the convolutional
+// models): down while a step loses no more than downLoss, else up while a
+// step gains upGain. It then compares every thread count at the batch it
+// found, where the choice applies (an MLP's second thread loses 40% at 16
+// and gains 13% at 64); where another count wins, the batch climbs once more
+// at that count. Until a step is taken, runs use the default.
 const (
-	stepThreads = "threads"
-	stepUp      = "up"
 	stepDown    = "down"
-	stepRecheck = "recheck"
+	stepUp      = "up"
+	stepThreads = "threads"
 	stepDone    = ""
 )
 
@@ -58,17 +61,18 @@ type calibration struct {
 	Best   Trial   `json:"best"`
 	Trials []Trial `json:"trials"`
 	Step   string  `json:"step"`
-	// Mid is the batch the threads were compared at (threadsBatch).
-	Mid int64 `json:"mid"`
-	// Moved says the batch climbed up (so there is no down climb).
-	Moved bool `json:"moved,omitempty"`
-	// Misses counts the steps in a row that did not gain, Tried is the
-	// last of them: a climb looks one step past a miss before it ends
+	// Start is the batch the search started from (startBatch).
+	Start int64 `json:"start"`
+	// Moved says the current climb moved the batch down (so it does not
+	// try up); Compared says the threads have been compared.
+	Moved    bool `json:"moved,omitempty"`
+	Compared bool `json:"compared,omitempty"`
+	// Misses counts the steps up in a row that did not gain, Tried is the
+	// last of them: a climb up looks one step past a miss before it ends
 	// (an MLP gains 3% from 16 to 32 but 14% from 16 to 64).
 	Misses int   `json:"misses,omitempty"`
 	Tried  int64 `json:"tried,omitempty"`
-	// Bank is the seconds earlier runs were granted but did not spend; it is
-	// negative while the thread comparison is being paid off.
+	// Bank is the seconds earlier runs were granted but did not spend.
 	Bank float64 `json:"bank_seconds,omitempty"`
 }
 
@@ -103,34 +107,68 @@ func threadCandidates(cpus int) []int {
 
 // Calibration may spend calibrationShare of the job's estimated time (from
 // the best rate measured so far) plus what earlier runs banked, so that it
-// pays for itself on small jobs as well as on large ones. The thread
-// comparison always completes on the first run; the budget only defers the
-// batch-size steps.
-var calibrationShare = 0.03 // a variable so a test can grant a full budget
+// pays for itself on small jobs as well as on large ones. No step is exempt,
+// not even the thread comparison: a first run that compared threads anyway
+// paid a second session and the slower thread count's runs, 7% of a 1.5 s
+// job, where the default it would have kept (all cores) was the best. Most
+// steps find nothing (5 of the classifier's 6), so a step pays off over the
+// runs after it: at a 3% share a first run of the classifier spent 46 ms on
+// a step that lost, and measured 0.92 of the best fixed setting.
+var calibrationShare = 0.02 // a variable so a test can grant a full budget
 
 // maxGrant caps what one run may spend on the search and what small jobs
 // save up, so no job stalls for long on it.
 const maxGrant = 10 * time.Second
 
-// midBatch is where threads are compared: large enough that the per-call
-// overhead does not hide what threads do, small enough to stay cheap.
-// A model so light that a batch of 16 runs in under minThreadsRun is
-// compared at a batch that takes that long (threadsBatch): an MLP of the
-// benchmarks, 40% faster on 1 thread than on 2 at batch 16, is 13% faster
-// on 2 at 64, and its best batch is 64 or more.
+// midBatch is where the search starts: large enough that the per-call
+// overhead does not hide what threads do, small enough to stay cheap. A
+// model so light that a batch of 16 runs in under minStartRun starts at a
+// batch that takes that long (startBatch): an MLP of the benchmarks, 40%
+// slower on 2 threads than on 1 at batch 16, is 13% faster on 2 at 64, and
+// its best batch is 64 or more.
 const (
-	midBatch      = 16
-	minThreadsRun = time.Millisecond
+	midBatch    = 16
+	minStartRun = time.Millisecond
 )
 
-// threadsBatch is the batch the threads are compared at, from the probe's
-// time for its first n samples (a cold run: it errs towards smaller batches).
-func threadsBatch(n int64, probe time.Duration, samples int64) int64 {
+// startBatch is the batch the search starts from, from the probe's time for
+// its first n samples (a cold run: it errs towards smaller batches), at most
+// limit.
+func startBatch(n int64, probe time.Duration, limit int64) int64 {
 	b := int64(midBatch)
-	for b < maxCalibrationSamples && time.Duration(int64(probe)*b/max(n, 1)) < minThreadsRun {
+	for b < limit && time.Duration(int64(probe)*b/max(n, 1)) < minStartRun {
 		b *= 2
 	}
-	return min(b, samples)
+	return min(b, limit)
+}
+
+// The largest batch calibration tries, which bounds how much of the input it
+// reads: at most maxCalibrationSamples, and on a CPU no more than a default
+// chunk (targetChunkBytes) of input, since a batch that outgrows the chunk
+// grows every chunk in flight with it and on a CPU larger batches stop
+// paying well before that: the MLP of the benchmarks runs 1.35x faster at
+// 1,024 than at 64 in the pipeline, and falls back at 2,048; the
+// classifier's 110 KB crops, 1.5-2x faster at 32 than at 128 alone, stop at
+// 64. A GPU needs larger batches to fill its cores (224x224 images reach
+// 128 within gpuCalibrationBytes; not measured here, no GPU).
+const (
+	maxCalibrationSamples = 4096
+	gpuCalibrationBytes   = 128 << 20
+)
+
+// maxBatch is the largest batch calibration tries on layout and device: a
+// power of two.
+func maxBatch(layout *Layout, device Device) int64 {
+	budget := int64(targetChunkBytes)
+	if device == DeviceGPU {
+		budget = gpuCalibrationBytes
+	}
+	limit := min(layout.Samples, maxCalibrationSamples, max(1, budget/(layout.SampleElems()*4)))
+	b := int64(1)
+	for b*2 <= limit {
+		b *= 2
+	}
+	return b
 }
 
 // A step to a larger batch must gain upGain to be taken; a step to a
@@ -139,7 +177,8 @@ func threadsBatch(n int64, probe time.Duration, samples int64) int64 {
 // the cores and caches, larger batches give back what they gain alone: a
 // ConvNet of the benchmarks runs within 5% from batch 16 to 256 alone, but
 // 7-8% faster at 4 than at 64 in the pipeline. So within the noise the
-// smaller batch wins, and it holds less memory too.
+// smaller batch wins, and it holds less memory too; for the same reason the
+// climb tries down first.
 const (
 	upGain   = 1.05
 	downLoss = 0.99
@@ -147,7 +186,9 @@ const (
 
 // calibrationRounds is how many timed measurements each setting gets, after
 // a warm-up; the settings compared alternate round by round, and each is
-// scored by its fastest: a neighbour's burst only ever slows a run down.
+// scored by its fastest, in this comparison or an earlier one: a
+// neighbour's burst only ever slows a run down (a classifier's incumbent
+// once timed 40% slow beside a step, which then won by noise alone).
 const calibrationRounds = 2
 
 // calibrator times settings on the input's first samples.
@@ -191,19 +232,29 @@ func calibrate(ctx context.Context, job Job, layout *Layout, outputs []OutputSpe
 	if i := slices.Index(c.candidates, sess.Threads); i >= 0 {
 		c.sessions[i] = sess
 	}
-	if c.state == nil || c.state.Device != sess.Device || c.state.Mid == 0 {
-		c.state = &calibration{Device: sess.Device, Step: stepThreads, Mid: threadsBatch(warm, probe, layout.Samples)}
+	changed := false
+	if c.state == nil || c.state.Device != sess.Device || c.state.Start == 0 {
+		// A new search starts from the default: the start batch at the
+		// run's session, at the probe's rate (a cold run: it errs slow,
+		// which errs towards a larger grant, and towards larger step costs).
+		start := startBatch(warm, probe, maxBatch(layout, sess.Device))
+		rate := float64(warm) / max(probe, time.Microsecond).Seconds()
+		c.state = &calibration{Device: sess.Device, Step: stepDown, Start: start, Best: Trial{BatchSize: start, Threads: sess.Threads, SamplesPerSec: rate}}
+		changed = true
 	}
-	measured, changed, err := c.search()
+	measured, stepped, err := c.search()
 	if err != nil {
 		return BatchChoice{}, nil, c.sessTime, err
 	}
 	best := c.state.Best
 	choice := BatchChoice{BatchSize: best.BatchSize, Threads: best.Threads, Source: "cached", Trials: c.state.Trials, Partial: c.state.Step != stepDone}
-	if measured {
+	switch {
+	case measured:
 		choice.Source = "calibrated"
+	case len(c.state.Trials) == 0:
+		choice.Source = "default"
 	}
-	if changed {
+	if changed || stepped {
 		saveCalibration(calibrationKey(job, layout), c.state, job)
 	}
 	chosen, err := c.session(best.Threads)
@@ -232,30 +283,20 @@ func (c *calibrator) session(threads int) (*Session, error) {
 // measured anything and whether the state changed (and needs saving).
 func (c *calibrator) search() (measured, changed bool, err error) {
 	s := c.state
-	var threadsCost time.Duration
-	if s.Step == stepThreads {
-		// Always completed, whatever the budget: a choice made without
-		// comparing threads is what this search replaced.
-		start := time.Now()
-		if err := c.compareThreads(s.Mid); err != nil {
-			return false, false, err
-		}
-		threadsCost = time.Since(start)
-		measured, changed = true, true
-		s.Step = stepUp
+	// The grant follows the estimate, which the first measurement corrects
+	// (the probe's cold rate errs slow).
+	grant := func() float64 {
+		return min(calibrationShare*c.estimate().Seconds()+s.Bank, maxGrant.Seconds())
 	}
-	// The thread comparison is charged to the bank, so the search as a whole
-	// costs its share of the jobs that paid for it, however small each was.
-	grant := min(calibrationShare*c.estimate().Seconds()+s.Bank-threadsCost.Seconds(), maxGrant.Seconds())
 	var spent time.Duration
 	for s.Step != stepDone {
 		next, cost := c.nextStep()
 		if next == 0 {
-			c.advance(false)
+			c.advance()
 			changed = true
 			continue
 		}
-		if (spent + cost).Seconds() > grant {
+		if (spent + cost).Seconds() > grant() {
 			break
 		}
 		start := time.Now()
@@ -267,7 +308,7 @@ func (c *calibrator) search() (measured, changed bool, err error) {
 	}
 	bank := 0.0
 	if s.Step != stepDone {
-		bank = min(grant-spent.Seconds(), maxGrant.Seconds())
+		bank = max(0, min(grant()-spent.Seconds(), maxGrant.Seconds()))
 	}
 	if bank != s.Bank {
 		s.Bank, changed = bank, true
@@ -301,13 +342,19 @@ func (c *calibrator) nextStep() (int64, time.Duration) {
 		if s.Step == stepDown {
 			next = from / 2
 		}
-		if next < 1 || next > min(c.layout.Samples, maxCalibrationSamples) {
+		if next < 1 || next > maxBatch(c.layout, s.Device) {
 			return 0, 0
 		}
 		return next, run(next) + measured(next) + measured(b)
-	case stepRecheck:
-		n := time.Duration(len(c.sessions))
-		return b, n * (run(b) + measured(b))
+	case stepThreads:
+		if len(c.candidates) == 1 {
+			return 0, 0
+		}
+		var cost time.Duration
+		for _, t := range c.candidates {
+			cost += c.job.Model.sessionCost(c.job.Device, t) + run(b) + measured(b)
+		}
+		return b, cost
 	}
 	return 0, 0
 }
@@ -315,8 +362,18 @@ func (c *calibrator) nextStep() (int64, time.Duration) {
 // takeStep measures the step to batch next and moves the state on.
 func (c *calibrator) takeStep(next int64) error {
 	s := c.state
-	if s.Step == stepRecheck {
-		return c.compareThreads(next)
+	if s.Step == stepThreads {
+		threads := s.Best.Threads
+		if err := c.compareThreads(next); err != nil {
+			return err
+		}
+		s.Compared = true
+		s.Step = stepDone
+		if s.Best.Threads != threads {
+			// Climb once more, at the thread count that won.
+			s.Step, s.Moved = stepDown, false
+		}
+		return nil
 	}
 	sess, err := c.session(s.Best.Threads)
 	if err != nil {
@@ -326,7 +383,8 @@ func (c *calibrator) takeStep(next int64) error {
 	if err != nil {
 		return err
 	}
-	s.Trials = append(s.Trials, Trial{BatchSize: next, Threads: sess.Threads, SamplesPerSec: rates[1]})
+	c.record(Trial{BatchSize: s.Best.BatchSize, Threads: sess.Threads, SamplesPerSec: rates[0]})
+	c.record(Trial{BatchSize: next, Threads: sess.Threads, SamplesPerSec: rates[1]})
 	// The incumbent was timed again beside the step, under the same load.
 	need := upGain
 	if next < s.Best.BatchSize {
@@ -335,38 +393,33 @@ func (c *calibrator) takeStep(next int64) error {
 	if rates[1] >= need*rates[0] {
 		s.Best = Trial{BatchSize: next, Threads: sess.Threads, SamplesPerSec: rates[1]}
 		s.Misses, s.Tried = 0, 0
-		if s.Step == stepUp {
-			s.Moved = true
-		}
+		s.Moved = true
 		return nil
 	}
+	s.Best.SamplesPerSec = rates[0]
 	s.Misses, s.Tried = s.Misses+1, next
-	if s.Misses > maxMisses {
-		c.advance(false)
+	if s.Step == stepDown || s.Misses > maxMisses {
+		c.advance()
 	}
 	return nil
 }
 
-// maxMisses is how many steps past the incumbent a climb looks.
+// maxMisses is how many steps past the incumbent a climb up looks.
 const maxMisses = 1
 
-// advance moves the state past a climb that ended (or found no batch size
-// left to try in its direction).
-func (c *calibrator) advance(gained bool) {
+// advance moves the state past a climb's direction that ended (or found no
+// batch size left to try): down is followed by up unless it moved the
+// batch; a climb is followed by the thread comparison unless that is done.
+func (c *calibrator) advance() {
 	s := c.state
 	s.Misses, s.Tried = 0, 0
 	switch {
-	case gained && s.Step != stepRecheck:
-		// Keep climbing the same way.
-	case s.Step == stepUp && !s.Moved:
-		s.Step = stepDown
-	case s.Step == stepUp || s.Step == stepDown:
-		s.Step = stepRecheck
-		if s.Best.BatchSize == s.Mid || len(c.sessions) == 1 {
-			s.Step = stepDone // the threads were compared at this batch already
-		}
-	default:
+	case s.Step == stepDown && !s.Moved:
+		s.Step = stepUp
+	case s.Compared || len(c.candidates) == 1:
 		s.Step = stepDone
+	default:
+		s.Step = stepThreads
 	}
 }
 
@@ -389,15 +442,12 @@ func (c *calibrator) compareThreads(b int64) error {
 	best := Trial{}
 	for i, st := range settings {
 		t := Trial{BatchSize: b, Threads: st.sess.Threads, SamplesPerSec: rates[i]}
-		s.Trials = append(s.Trials, t)
+		c.record(t)
 		if t.SamplesPerSec > best.SamplesPerSec {
 			best = t
 		}
 	}
 	s.Best = best
-	if s.Step == stepRecheck {
-		s.Step = stepDone
-	}
 	return nil
 }
 
@@ -494,12 +544,34 @@ func (c *calibrator) compare(settings []setting) ([]float64, error) {
 			}
 			// Round -1 warms up: first runs at a shape allocate.
 			if round >= 0 {
-				rates[i] = max(rates[i], float64(int64(runs)*s.b)/max(time.Since(start), time.Microsecond).Seconds())
+				rates[i] = max(rates[i], c.seen(s), float64(int64(runs)*s.b)/max(time.Since(start), time.Microsecond).Seconds())
 			}
 			c.warm[s] = true
 		}
 	}
 	return rates, nil
+}
+
+// record adds a measured setting to the trials, or updates the setting's
+// trial: each setting is listed once, at its fastest.
+func (c *calibrator) record(t Trial) {
+	for i, old := range c.state.Trials {
+		if old.BatchSize == t.BatchSize && old.Threads == t.Threads {
+			c.state.Trials[i].SamplesPerSec = max(old.SamplesPerSec, t.SamplesPerSec)
+			return
+		}
+	}
+	c.state.Trials = append(c.state.Trials, t)
+}
+
+// seen is the fastest rate measured earlier for setting s, 0 if none.
+func (c *calibrator) seen(s setting) float64 {
+	for _, t := range c.state.Trials {
+		if t.BatchSize == s.b && t.Threads == s.sess.Threads {
+			return t.SamplesPerSec
+		}
+	}
+	return 0
 }
 
 // calibrationKey names what a calibration depends on: the model, the sample

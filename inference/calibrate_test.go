@@ -9,9 +9,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// A budget too small for any batch-size step still compares every thread
-// count; the next run uses that partial choice without measuring again.
-func TestCalibrationAlwaysTriesEveryThreadCount(t *testing.T) {
+// Until the bank affords a step, runs use the default (all cores at the
+// start batch) and measure nothing.
+func TestCalibrationRunsTheDefaultUntilItCanAffordAStep(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("INFERSTACK_CACHE", t.TempDir())
 	_, model := testMLP(t, dir)
@@ -19,31 +19,76 @@ func TestCalibrationAlwaysTriesEveryThreadCount(t *testing.T) {
 	calibrationShare = 0
 	t.Cleanup(func() { calibrationShare = share })
 	input := writeNpy(t, dir, "x.npy", []int64{5000, 24}, randomFloats(5000*24, 10))
-	for i, source := range []string{"calibrated", "cached"} {
+	var start int64
+	for i := range 2 {
 		m, _ := mustRun(t, Job{Model: model}, input)
-		require.Equal(t, source, m.BatchChoice.Source, "run %d", i+1)
+		require.Equal(t, "default", m.BatchChoice.Source, "run %d", i+1)
 		require.True(t, m.BatchChoice.Partial)
-		require.Equal(t, threadCandidates(runtime.NumCPU()), threadsTried(m.BatchChoice.Trials))
-		require.Equal(t, m.BatchChoice.Trials[0].BatchSize, m.BatchSize, "no batch step fitted the budget: the threads' batch")
+		require.Empty(t, m.BatchChoice.Trials, "no budget, no measurement")
+		require.Equal(t, DefaultThreads(), m.Threads)
+		if i == 0 {
+			// From the first run's probe of 16 samples; 5,000 samples of
+			// 96 B put no tighter limit on it than maxCalibrationSamples.
+			start = startBatch(midBatch, time.Duration(m.Durations.Probe*float64(time.Second)), maxCalibrationSamples)
+		}
+		require.Equal(t, start, m.BatchSize, "run %d: the start batch", i+1)
 	}
 }
 
-// Threads are compared at batch 16, or, for a model so light that 16
-// samples run in under a millisecond, at a batch that takes that long.
-func TestThreadsBatch(t *testing.T) {
+// comparedThreads says whether some batch size saw every thread count.
+func comparedThreads(trials []Trial) bool {
+	byBatch := map[int64][]Trial{}
+	for _, tr := range trials {
+		byBatch[tr.BatchSize] = append(byBatch[tr.BatchSize], tr)
+	}
+	for _, at := range byBatch {
+		if slices.Equal(threadCandidates(runtime.NumCPU()), threadsTried(at)) {
+			return true
+		}
+	}
+	return false
+}
+
+// The search starts at batch 16, or, for a model so light that 16 samples
+// run in under a millisecond, at a batch that takes that long.
+func TestStartBatch(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		probe   time.Duration // for 16 samples
+		probe time.Duration // for 16 samples
+		limit int64
+		want  int64
+	}{
+		{12 * time.Millisecond, 4096, 16}, // a classifier
+		{time.Millisecond, 4096, 16},
+		{300 * time.Microsecond, 4096, 64},
+		{20 * time.Microsecond, 4096, 1024}, // an MLP
+		{2 * time.Microsecond, 4096, 4096},  // never past the limit
+		{12 * time.Millisecond, 8, 8},
+	} {
+		require.Equal(t, tc.want, startBatch(16, tc.probe, tc.limit), "%v", tc)
+	}
+}
+
+// Calibration's batches stop at a power of two within the input, within
+// maxCalibrationSamples and, on a CPU, within one default chunk of input.
+func TestMaxBatch(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
 		samples int64
+		shape   []int64
+		device  Device
 		want    int64
 	}{
-		{12 * time.Millisecond, 100_000, 16}, // a classifier
-		{time.Millisecond, 100_000, 16},
-		{300 * time.Microsecond, 100_000, 64},
-		{20 * time.Microsecond, 100_000, maxCalibrationSamples}, // an MLP: as far as calibration reads
-		{20 * time.Microsecond, 100, 100},                       // never past the input
+		{2048, []int64{3, 48, 192}, DeviceCPU, 64},    // 110 KB crops: 8 MiB holds 75
+		{100_000, []int64{3, 64, 64}, DeviceCPU, 128}, // 48 KB images: 170
+		{400_000, []int64{256}, DeviceCPU, maxCalibrationSamples},
+		{100, []int64{256}, DeviceCPU, 64},
+		{10, []int64{1 << 22}, DeviceCPU, 1}, // 16 MiB samples: one at a time
+		{100_000, []int64{3, 224, 224}, DeviceCPU, 8},
+		{100_000, []int64{3, 224, 224}, DeviceGPU, 128}, // a GPU gets 128 MiB
 	} {
-		require.Equal(t, tc.want, threadsBatch(16, tc.probe, tc.samples), "%v", tc)
+		layout := &Layout{Samples: tc.samples, SampleShape: tc.shape}
+		require.Equal(t, tc.want, maxBatch(layout, tc.device), "%+v", tc)
 	}
 }
 

@@ -59,9 +59,6 @@ type Sink interface {
 	Abort()
 }
 
-// maxCalibrationSamples bounds how much of the input calibration reads: the
-// largest batch size it tries.
-const maxCalibrationSamples = 256
 
 // pipelineSlots is how many chunks are in flight: one being read, one in
 // inference, one being written.
@@ -97,10 +94,10 @@ func Run(ctx context.Context, job Job, sink Sink) (*Manifest, error) {
 		}
 	}
 	// The first sample (or the model's fixed batch, zero-padded) probes the
-	// outputs; before a thread comparison the probe runs at its batch size,
-	// which makes it that comparison's warm-up.
+	// outputs; before a new search the probe runs at its first batch size,
+	// which makes it that setting's warm-up and its first rate.
 	probeN := max(1, batchDim)
-	if calibrating && (state == nil || state.Step == stepThreads) {
+	if calibrating && state == nil {
 		probeN = min(midBatch, layout.Samples)
 	}
 	head := make([]byte, probeN*sampleBytes)
