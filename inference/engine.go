@@ -59,7 +59,6 @@ type Sink interface {
 	Abort()
 }
 
-
 // pipelineSlots is how many chunks are in flight: one being read, one in
 // inference, one being written.
 const pipelineSlots = 3
