@@ -326,12 +326,14 @@ func (c *calibrator) estimate() time.Duration {
 func (c *calibrator) nextStep() (int64, time.Duration) {
 	s := c.state
 	b := s.Best.BatchSize
-	// A setting costs a warm-up run (where it is new) and calibrationRounds
-	// measurements of at least minTimed each.
+	// A setting costs a warm-up run (where it is new) and a measurement of
+	// at least minTimed per round; a step is charged what it costs when it
+	// moves the incumbent, calibrationRounds and the round that confirms it,
+	// so that a run spends no more than its grant.
 	run := func(batch int64) time.Duration {
 		return time.Duration(float64(batch) / max(s.Best.SamplesPerSec, 1) * float64(time.Second))
 	}
-	measured := func(batch int64) time.Duration { return calibrationRounds * max(run(batch), minTimed) }
+	measured := func(batch int64) time.Duration { return (calibrationRounds + 1) * max(run(batch), minTimed) }
 	switch s.Step {
 	case stepUp, stepDown:
 		from := b
@@ -593,12 +595,17 @@ func (c *calibrator) seen(s setting) float64 {
 	return 0
 }
 
+// searchVersion names the search's rules: a search cached under other rules
+// (version 1 never tried batches above 256) starts again.
+const searchVersion = 2
+
 // calibrationKey names what a calibration depends on: the model, the sample
-// shape, the device asked for, the thread setting and the machine.
+// shape, the device asked for, the thread setting, the machine and the
+// search's rules.
 func calibrationKey(job Job, layout *Layout) string {
 	host, _ := os.Hostname()
 	h := sha256.New()
-	fmt.Fprintf(h, "%s|%v|%s|%d|%d|%s|%s", job.Model.SHA256, layout.SampleShape, job.Device, job.Threads, runtime.NumCPU(), host, runtimeVersion())
+	fmt.Fprintf(h, "%s|%v|%s|%d|%d|%s|%s|%d", job.Model.SHA256, layout.SampleShape, job.Device, job.Threads, runtime.NumCPU(), host, runtimeVersion(), searchVersion)
 	return hex.EncodeToString(h.Sum(nil))[:32]
 }
 
