@@ -21,7 +21,7 @@ type BatchChoice struct {
 	Threads   int   `json:"threads"`
 	// Source is flag, model (a fixed batch dim), calibrated (this run
 	// measured), cached, default (the search has not measured yet: the
-	// threads' batch at all cores) or small-input.
+	// start batch at all cores) or small-input.
 	Source string  `json:"source"`
 	Trials []Trial `json:"trials,omitempty"`
 	// Partial says the search has not reached the peak yet: the budget ended
@@ -40,12 +40,13 @@ type Trial struct {
 // measured fastest in the pipeline for every model of the benchmarks) and a
 // mid batch, and first climbs the batch size, which matters most there
 // (1.5x between batch 16 and 64 for an MLP, 10-15% for the convolutional
-// models): down while a step loses no more than downLoss, then up while a
-// step gains upGain (from where down ended: a step down that won on a slow
-// incumbent is checked from above). It then compares every thread count at the batch it
-// found, where the choice applies (an MLP's second thread loses 40% at 16
-// and gains 13% at 64); where another count wins, the batch climbs once more
-// at that count. Until a step is taken, runs use the default.
+// models): down while a step loses no more than downLoss, then up from
+// where down ended while a step gains upGain (so a step down that won on a
+// slow incumbent is checked from above). It then compares every thread
+// count at the batch it found, where the choice applies (an MLP's second
+// thread loses 40% at 16 and gains 13% at 64); where another count wins,
+// the batch climbs once more at that count. Until a step is taken, runs use
+// the default.
 const (
 	stepDown    = "down"
 	stepUp      = "up"
@@ -120,7 +121,7 @@ var calibrationShare = 0.02 // a variable so a test can grant a full budget
 const maxGrant = 10 * time.Second
 
 // midBatch is where the search starts: large enough that the per-call
-// overhead does not hide what threads do, small enough to stay cheap. A
+// overhead does not dominate, small enough to stay cheap. A
 // model so light that a batch of 16 runs in under minStartRun starts at a
 // batch that takes that long (startBatch): an MLP of the benchmarks, 40%
 // slower on 2 threads than on 1 at batch 16, is 13% faster on 2 at 64, and
