@@ -120,8 +120,8 @@ func Run(ctx context.Context, job Job, sink Sink) (*Manifest, error) {
 	if calibrating && state == nil && warmTime < minStartRun {
 		// A new search starts from a batch chosen by how long midBatch
 		// samples run. A model whose one sample runs minStartRun starts at
-		// midBatch on that alone (the classifier: 1.4 ms cold, where a cold
-		// batch of 16 took 20 ms); a lighter one is timed at midBatch,
+		// midBatch on that alone (the classifier: 2-4 ms cold, where a cold
+		// batch of 16 takes 16-23 ms); a lighter one is timed at midBatch,
 		// cheaply, which also warms that setting up.
 		n := min(midBatch, layout.Samples)
 		batch := make([]byte, n*sampleBytes)
