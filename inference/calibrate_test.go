@@ -15,9 +15,7 @@ func TestCalibrationRunsTheDefaultUntilItCanAffordAStep(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("INFERSTACK_CACHE", t.TempDir())
 	_, model := testMLP(t, dir)
-	share := calibrationShare
-	calibrationShare = 0
-	t.Cleanup(func() { calibrationShare = share })
+	setCalibrationShare(t, 0)
 	input := writeNpy(t, dir, "x.npy", []int64{5000, 24}, randomFloats(5000*24, 10))
 	var start int64
 	for i := range 2 {
@@ -32,6 +30,13 @@ func TestCalibrationRunsTheDefaultUntilItCanAffordAStep(t *testing.T) {
 		}
 		require.Equal(t, start, m.BatchSize, "run %d: the start batch", i+1)
 	}
+}
+
+// setCalibrationShare sets the calibration's share of a job for the test.
+func setCalibrationShare(t *testing.T, share float64) {
+	old := calibrationShare
+	calibrationShare = share
+	t.Cleanup(func() { calibrationShare = old })
 }
 
 // comparedThreads says whether some batch size saw every thread count.

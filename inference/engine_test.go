@@ -220,9 +220,7 @@ func TestCalibrationChoosesAndCaches(t *testing.T) {
 	_, model := testMLP(t, dir)
 	// A share ten times the default, so that this test's small jobs (some
 	// 15 ms each) complete the search in tens of runs rather than hundreds.
-	share := calibrationShare
-	calibrationShare = 0.2
-	t.Cleanup(func() { calibrationShare = share })
+	setCalibrationShare(t, 0.2)
 
 	// A small job spends its share, no more: the search goes on in later
 	// runs.
@@ -266,7 +264,7 @@ func TestCalibrationChoosesAndCaches(t *testing.T) {
 
 	// Given the budget of a long job, one run completes the search.
 	t.Setenv("INFERSTACK_CACHE", t.TempDir())
-	calibrationShare = 1000 // a budget no step exceeds
+	setCalibrationShare(t, 1000) // a budget no step exceeds
 	const n = 20_000
 	big := writeNpy(t, dir, "big.npy", []int64{n, 24}, randomFloats(n*24, 9))
 	first, _ := mustRun(t, Job{Model: model}, big)
