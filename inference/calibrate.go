@@ -567,7 +567,7 @@ func (c *calibrator) round(settings []setting, round int, rates []float64) error
 			runs++
 		}
 		if round >= 0 {
-			rates[i] = max(rates[i], c.seen(s), float64(int64(runs)*s.b)/max(time.Since(start), time.Microsecond).Seconds())
+			rates[i] = max(rates[i], rateOf(c.state.Trials, s.b, s.sess.Threads), float64(int64(runs)*s.b)/max(time.Since(start), time.Microsecond).Seconds())
 		}
 		c.warm[s] = true
 	}
@@ -577,23 +577,23 @@ func (c *calibrator) round(settings []setting, round int, rates []float64) error
 // record adds a measured setting to the trials, or updates the setting's
 // trial: each setting is listed once, at its fastest.
 func (c *calibrator) record(t Trial) {
-	for i, old := range c.state.Trials {
-		if old.BatchSize == t.BatchSize && old.Threads == t.Threads {
-			c.state.Trials[i].SamplesPerSec = max(old.SamplesPerSec, t.SamplesPerSec)
-			return
-		}
+	if i := trialIndex(c.state.Trials, t.BatchSize, t.Threads); i >= 0 {
+		c.state.Trials[i].SamplesPerSec = max(c.state.Trials[i].SamplesPerSec, t.SamplesPerSec)
+		return
 	}
 	c.state.Trials = append(c.state.Trials, t)
 }
 
-// seen is the fastest rate measured earlier for setting s, 0 if none.
-func (c *calibrator) seen(s setting) float64 {
-	for _, t := range c.state.Trials {
-		if t.BatchSize == s.b && t.Threads == s.sess.Threads {
-			return t.SamplesPerSec
-		}
+// rateOf is the rate trials record for batch and threads, 0 if none.
+func rateOf(trials []Trial, batch int64, threads int) float64 {
+	if i := trialIndex(trials, batch, threads); i >= 0 {
+		return trials[i].SamplesPerSec
 	}
 	return 0
+}
+
+func trialIndex(trials []Trial, batch int64, threads int) int {
+	return slices.IndexFunc(trials, func(t Trial) bool { return t.BatchSize == batch && t.Threads == threads })
 }
 
 // searchVersion names the search's rules: a search cached under other rules

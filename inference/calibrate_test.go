@@ -113,15 +113,6 @@ func threadsTried(trials []Trial) []int {
 	return slices.Compact(threads)
 }
 
-func rateOf(trials []Trial, batch int64, threads int) float64 {
-	for _, tr := range trials {
-		if tr.BatchSize == batch && tr.Threads == threads {
-			return tr.SamplesPerSec
-		}
-	}
-	return 0
-}
-
 // The manifest accounts for a run's fixed costs: the model's load and its
 // sessions are paid, and reported, by the first run that uses them; a later
 // run of the same model reports none, and no run reports a cost twice.
