@@ -403,7 +403,7 @@ func (b *tierBuilder) service() error {
 		image = built.ImageUri
 	}
 	defs := pulumi.All(image, b.logGroup.Name, region, b.t.Queue.Url, b.t.DeadLetter.Url, core.Bucket.Bucket, core.EventsTopic.Arn).ApplyT(func(v []any) string {
-		env := settings.WorkerRuntime(a.Tier, a.GPU, a.VisibilitySecs, a.MaxReceives, a.StopTimeout, settings.Location{
+		env := settings.WorkerRuntime(a.Tier, a.GPU, a.TaskCPU, a.VisibilitySecs, a.MaxReceives, a.StopTimeout, settings.Location{
 			Region: v[2].(string), Bucket: v[5].(string), ModelKey: core.ModelKey, QueueURL: v[3].(string), DeadLetterURL: v[4].(string),
 			EventsTopicARN: v[6].(string),
 		}).Env()

@@ -174,7 +174,7 @@ func newStack(t *testing.T, workers bool, opts ...stackOption) *stack {
 		wS3, wSQS, _ := s.clients(s.workers[tier]) // the tier's task role, as the worker processes have
 		wCfg, err := s.workers[tier].Config(ctx)
 		require.NoError(t, err)
-		w := worker.New(worker.Config{Worker: s.deployed(tier, 10*time.Second), Threads: 1, WorkerID: "e2e-" + tier, StatusEvery: 200 * time.Millisecond, PollWait: time.Second},
+		w := worker.New(worker.Config{Worker: s.deployed(tier, 10*time.Second), WorkerID: "e2e-" + tier, StatusEvery: 200 * time.Millisecond, PollWait: time.Second},
 			wSQS, wS3, sns.NewFromConfig(wCfg), nil, nil)
 		wctx, wcancel := context.WithCancel(context.Background())
 		wdone := make(chan struct{})
@@ -308,7 +308,7 @@ func (s *stack) deployed(tier string, stopTimeout time.Duration) runenv.Worker {
 	device := map[string]string{"cpu": "cpu", "gpu": "auto"}[tier]
 	return runenv.Worker{Region: emulator.Region, Tier: tier, Device: device, QueueURL: s.queues[tier], DeadLetterURL: s.queues[tier+"-dlq"],
 		Bucket: s.bucket, ModelKey: "models/mlp.onnx", Visibility: 30 * time.Second, MaxReceives: 5, StopTimeout: stopTimeout,
-		EventsTopicARN: s.eventsTopic}
+		EventsTopicARN: s.eventsTopic, Threads: 1}
 }
 
 // workerEnv is what a worker process of the tier needs to serve this stack,
@@ -317,7 +317,7 @@ func (s *stack) workerEnv(tier string) []string {
 	w := s.deployed(tier, 5*time.Second)
 	w.Device = "cpu"
 	return append(append(s.workers[tier].Env(), runenv.List(w.Env())...), "INFERSTACK_ORT_LIB="+inference.DefaultLibPath(),
-		runenv.EnvThreads+"=1", runenv.EnvPollWait+"=1s", runenv.EnvStatusEvery+"=1s")
+		runenv.EnvPollWait+"=1s", runenv.EnvStatusEvery+"=1s")
 }
 
 func TestScalerStartsFromZeroFollowsThePolicyAndReturnsToZero(t *testing.T) {

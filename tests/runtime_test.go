@@ -66,8 +66,10 @@ func TestTaskDefinitionsTellTheWorkerItsQueueSettings(t *testing.T) {
 				MaxReceives:    redrive.Max,
 				StopTimeout:    time.Duration(stopTimeout)*time.Second - runenv.StopMargin,
 				EventsTopicARN: str(d.named("inferstack-events").Outputs, "arn"),
+				Threads:        int(number(task.Inputs, "cpu")) / 1024,
 			}
 			require.Equal(t, want, parsed.Worker)
+			require.Equal(t, want.Threads, parsed.Threads, "ONNX Runtime's threads are the task's whole vCPUs")
 			require.Equal(t, time.Duration(cfg.VisibilityTimeout)*time.Second, parsed.Visibility)
 			require.Equal(t, cfg.MaxReceives, parsed.MaxReceives)
 			require.Equal(t, float64(cfg.StopTimeout), stopTimeout)

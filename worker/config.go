@@ -19,11 +19,11 @@ import (
 // the task definition's environment) plus tuning with defaults.
 type Config struct {
 	runenv.Worker
-	// BatchSize, ChunkSamples and Threads pin the engine (0: its defaults;
-	// threads default to DefaultThreads so resumed jobs stay byte-identical).
+	// BatchSize and ChunkSamples pin the engine (0: its defaults); threads
+	// come from the deployment (runenv.Worker.Threads), fixed so resumed
+	// jobs stay byte-identical.
 	BatchSize    int64
 	ChunkSamples int64
-	Threads      int
 	WorkerID     string
 	ECSAgentURI  string // set by ECS; enables scale-in protection
 	// StatusEvery bounds how often a running job's status object is rewritten.
@@ -57,8 +57,8 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	}
 	host, _ := os.Hostname()
 	c := Config{
-		Worker:  deployed,
-		Threads: inference.DefaultThreads(), WorkerID: fmt.Sprintf("%s-%d", host, os.Getpid()),
+		Worker:      deployed,
+		WorkerID:    fmt.Sprintf("%s-%d", host, os.Getpid()),
 		ECSAgentURI: getenv("ECS_AGENT_URI"), StatusEvery: 2 * time.Second, PollWait: 20 * time.Second,
 		ReadPartBytes: DefaultReadPartBytes, ReadConcurrency: DefaultReadConcurrency,
 	}
@@ -88,13 +88,6 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			}
 			*n.dst = parsed
 		}
-	}
-	if v := getenv(runenv.EnvThreads); v != "" {
-		parsed, err := strconv.Atoi(v)
-		if err != nil || parsed < 1 {
-			return Config{}, &configerr.Error{Key: runenv.EnvThreads, Err: fmt.Errorf("%q: want a positive integer", v)}
-		}
-		c.Threads = parsed
 	}
 	if v := getenv(runenv.EnvReadPartBytes); v != "" {
 		parsed, err := strconv.ParseInt(v, 10, 64)

@@ -480,7 +480,7 @@ func TestReadAheadSettingsFromEnv(t *testing.T) {
 	t.Parallel()
 	base := runenv.Worker{Region: "us-east-1", Tier: "cpu", Device: "cpu", QueueURL: "q", DeadLetterURL: "d", Bucket: "b",
 		ModelKey: "models/m.onnx", Visibility: time.Minute, MaxReceives: 5, StopTimeout: time.Minute,
-		EventsTopicARN: "arn:aws:sns:us-east-1:123456789012:events"}.Env()
+		EventsTopicARN: "arn:aws:sns:us-east-1:123456789012:events", Threads: 1}.Env()
 	for _, c := range []struct {
 		set         map[string]string
 		part        int64

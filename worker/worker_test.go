@@ -119,8 +119,8 @@ func newEnv(t testing.TB, visibility time.Duration) *env {
 	e.put("models/mlp.onnx", model)
 	e.cfg = worker.Config{
 		Worker: runenv.Worker{Region: emulator.Region, QueueURL: e.queue, DeadLetterURL: e.dlq, Bucket: e.bucket, ModelKey: "models/mlp.onnx",
-			Tier: "cpu", Device: "cpu", Visibility: visibility, MaxReceives: 5, StopTimeout: 30 * time.Second, EventsTopicARN: e.topic},
-		BatchSize: 32, ChunkSamples: 256, Threads: 1, WorkerID: "test", StatusEvery: 100 * time.Millisecond, PollWait: time.Second,
+			Tier: "cpu", Device: "cpu", Visibility: visibility, MaxReceives: 5, StopTimeout: 30 * time.Second, EventsTopicARN: e.topic, Threads: 1},
+		BatchSize: 32, ChunkSamples: 256, WorkerID: "test", StatusEvery: 100 * time.Millisecond, PollWait: time.Second,
 	}
 	return e
 }
@@ -262,7 +262,7 @@ func (e *env) process(extra ...string) (*exec.Cmd, *emulator.LockedBuffer) {
 	cmd.Env = append(os.Environ(), moto.Env()...)
 	cmd.Env = append(cmd.Env, runenv.List(e.cfg.Env())...)
 	cmd.Env = append(cmd.Env,
-		"INFERSTACK_ORT_LIB="+inference.DefaultLibPath(), runenv.EnvThreads+"=1", runenv.EnvPollWait+"=1s",
+		"INFERSTACK_ORT_LIB="+inference.DefaultLibPath(), runenv.EnvPollWait+"=1s",
 		runenv.EnvBatchSize+"="+fmt.Sprint(e.cfg.BatchSize), runenv.EnvChunkSamples+"="+fmt.Sprint(e.cfg.ChunkSamples))
 	cmd.Env = append(cmd.Env, extra...)
 	logs := &emulator.LockedBuffer{}

@@ -272,7 +272,7 @@ func (s *Stack) modelKey() string { return job.ModelsPrefix + filepath.Base(s.op
 // library and a short poll (quick stops).
 func (s *Stack) workerEnv(t settings.Tier) []string {
 	cfg := s.opts.Config
-	w := settings.WorkerRuntime(t.Name, t.GPU, cfg.VisibilityTimeout, cfg.MaxReceives, cfg.StopTimeout, settings.Location{
+	w := settings.WorkerRuntime(t.Name, t.GPU, t.TaskCPU, cfg.VisibilityTimeout, cfg.MaxReceives, cfg.StopTimeout, settings.Location{
 		Region: emulator.Region, Bucket: s.Bucket, ModelKey: s.modelKey(),
 		QueueURL: s.Queues[job.TierQueue(job.Tier(t.Name))], DeadLetterURL: s.Queues[job.TierDeadLetterQueue(job.Tier(t.Name))],
 		EventsTopicARN: s.EventsTopic,

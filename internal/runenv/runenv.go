@@ -35,12 +35,15 @@ const (
 	EnvStopTimeout   = "INFERSTACK_STOP_TIMEOUT"
 	// EnvEventsTopic is the SNS topic job events go to (the dispatcher's too).
 	EnvEventsTopic = "INFERSTACK_EVENTS_TOPIC_ARN"
+	// EnvThreads is ONNX Runtime's intra-op thread count: the task's CPU
+	// units in whole vCPUs (TaskThreads); unset, `inferstack run` uses the
+	// cores its cgroup allows.
+	EnvThreads = "INFERSTACK_THREADS"
 
 	// Tuning the deployment leaves unset (the worker's defaults apply);
 	// for local runs and benchmarks.
 	EnvBatchSize    = "INFERSTACK_BATCH_SIZE"
 	EnvChunkSamples = "INFERSTACK_CHUNK_SAMPLES"
-	EnvThreads      = "INFERSTACK_THREADS"
 	EnvStatusEvery  = "INFERSTACK_STATUS_EVERY"
 	EnvPollWait     = "INFERSTACK_POLL_WAIT"
 	// The input's read-ahead: ranged GETs of this many bytes, this many at once.
@@ -103,7 +106,18 @@ type Worker struct {
 	StopTimeout time.Duration
 	// EventsTopicARN is where the worker publishes finished and failed events.
 	EventsTopicARN string
+	// Threads is ONNX Runtime's intra-op thread count, from the task's CPU
+	// units (TaskThreads): on EC2 a task's cpu is a hard cgroup ceiling, and
+	// threads above it are throttled.
+	Threads int
 }
+
+// CPUUnitsPerVCPU is how ECS counts CPU: 1,024 units are one vCPU.
+const CPUUnitsPerVCPU = 1024
+
+// TaskThreads is the thread count for a task of cpuUnits: one per whole
+// vCPU, at least one.
+func TaskThreads(cpuUnits int) int { return max(1, cpuUnits/CPUUnitsPerVCPU) }
 
 // StopMargin is what the worker leaves of ECS's stop timeout for its own
 // exit after handing back or finishing a job.
@@ -121,7 +135,7 @@ func (w Worker) Env() map[string]string {
 		EnvRegion: w.Region, EnvTier: w.Tier, EnvDevice: w.Device,
 		EnvQueueURL: w.QueueURL, EnvDeadLetterURL: w.DeadLetterURL, EnvBucket: w.Bucket, EnvModelKey: w.ModelKey,
 		EnvVisibility: seconds(w.Visibility), EnvMaxReceives: strconv.Itoa(w.MaxReceives), EnvStopTimeout: seconds(w.StopTimeout),
-		EnvEventsTopic: w.EventsTopicARN,
+		EnvEventsTopic: w.EventsTopicARN, EnvThreads: strconv.Itoa(w.Threads),
 	}
 }
 
@@ -135,6 +149,7 @@ func ParseWorker(getenv func(string) string) (Worker, error) {
 		MaxReceives:    p.integer(EnvMaxReceives, 1, MaxReceives),
 		StopTimeout:    p.duration(EnvStopTimeout, time.Millisecond, 120*time.Second), // positive: a job gets some time
 		EventsTopicARN: p.str(EnvEventsTopic),
+		Threads:        p.integer(EnvThreads, 1, 1024),
 	}
 	if t := job.Tier(w.Tier); p.err == nil && t != job.TierCPU && t != job.TierGPU {
 		p.fail(EnvTier, fmt.Errorf("%q: want cpu or gpu", w.Tier))

@@ -419,10 +419,11 @@ type Location struct {
 }
 
 // WorkerRuntime is what a tier's worker is told (its task definition's
-// environment): its tier, its queue's visibility and max receives, and the
-// ECS stop timeout less the worker's margin. The Pulumi program and the
-// local stack both build the worker's environment with it.
-func WorkerRuntime(tier string, gpu bool, visibilitySecs, maxReceives, ecsStopTimeout int, at Location) runenv.Worker {
+// environment): its tier, its queue's visibility and max receives, the ECS
+// stop timeout less the worker's margin, and threads from the task's CPU
+// units. The Pulumi program and the local stack both build the worker's
+// environment with it.
+func WorkerRuntime(tier string, gpu bool, taskCPU, visibilitySecs, maxReceives, ecsStopTimeout int, at Location) runenv.Worker {
 	device := "cpu"
 	if gpu {
 		device = "auto" // CUDA, falling back to the CPU with the reason in the manifest
@@ -431,5 +432,6 @@ func WorkerRuntime(tier string, gpu bool, visibilitySecs, maxReceives, ecsStopTi
 		Region: at.Region, Tier: tier, Device: device, QueueURL: at.QueueURL, DeadLetterURL: at.DeadLetterURL,
 		Bucket: at.Bucket, ModelKey: at.ModelKey, Visibility: time.Duration(visibilitySecs) * time.Second,
 		MaxReceives: maxReceives, StopTimeout: runenv.WorkerStopTimeout(ecsStopTimeout), EventsTopicARN: at.EventsTopicARN,
+		Threads: runenv.TaskThreads(taskCPU),
 	}
 }
