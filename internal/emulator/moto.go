@@ -40,20 +40,39 @@ type motoOptions struct{ iam bool }
 // Config sign with its keys; Principal creates users with less.
 func WithIAM() MotoOption { return func(o *motoOptions) { o.iam = true } }
 
-// motoWithKeySignatures runs moto's server with one fix to its IAM check:
-// moto 5.2.1 recomputes a request's SigV4 signature from the decoded path,
-// so a key holding 'é', '+' or ',' (which SDKs sign percent-encoded, as S3
-// does) fails with SignatureDoesNotMatch where S3 accepts it. Re-encoding
-// the path as the signer did (S3's canonical URI: every byte but
-// unreserved ones and '/' escaped, once) lets such keys through, and
-// changes nothing for the others.
+// motoWithKeySignatures runs moto's server with two fixes to its IAM check,
+// which recomputes a request's SigV4 signature from werkzeug's request.url:
+// an IRI, with the path decoded and the query decoded but for '%', '&', '=',
+// '+', '#', space and control characters (werkzeug.urls.uri_to_iri). moto
+// 5.2.1 hands that URL to botocore, which takes the path and the query's
+// pairs as they are (only sorting them), so:
+//
+//   - a key holding 'é', '+' or ',' (which SDKs sign percent-encoded, as S3
+//     does) fails with SignatureDoesNotMatch where S3 accepts it. The path is
+//     re-encoded as the signer did (S3's canonical URI: every byte but
+//     unreserved ones and '/' escaped, once).
+//   - a query value holding '/' (prefix=results%2F, delimiter=%2F: what
+//     `aws s3 ls s3://B/results/` sends) or ',' or 'é' is signed as
+//     prefix=results/, not as the signer's prefix=results%2F. Each name and
+//     value is decoded and re-encoded as SigV4's canonical query string
+//     has it (every byte but A-Z a-z 0-9 - _ . ~ escaped); botocore sorts.
+//
+// Both leave the other requests as they were.
 const motoWithKeySignatures = `
 import sys, urllib.parse
 from moto.iam import access_control
 create = access_control.IAMRequestBase._create_aws_request
+def canonical(part):
+    return urllib.parse.quote(urllib.parse.unquote(part), safe="-_.~")
+def canonical_query(query):
+    pairs = []
+    for pair in query.split("&"):
+        name, eq, value = pair.partition("=")
+        pairs.append(canonical(name) + eq + canonical(value))
+    return "&".join(pairs)
 def create_encoded(self):
-    path, query, rest = self._path.partition("?")
-    self._path = urllib.parse.quote(path, safe="/~%") + query + rest
+    path, sep, query = self._path.partition("?")
+    self._path = urllib.parse.quote(path, safe="/~%") + sep + (canonical_query(query) if query else "")
     return create(self)
 access_control.IAMRequestBase._create_aws_request = create_encoded
 from moto.server import main

@@ -323,19 +323,14 @@ func (s *Stack) Run(ctx context.Context, onSample func(Sample)) error {
 // Counts are the jobs the stack has finished and failed.
 func (s *Stack) Counts(ctx context.Context) (done, failed int, err error) {
 	for prefix, n := range map[string]*int{job.ResultsPrefix: &done, job.ErrorsPrefix: &failed} {
-		// moto 5.2.1 with IAM enforced miscomputes the signature of a query
-		// value holding a '/' (prefix=results%2F comes back
-		// SignatureDoesNotMatch): list by the prefix without its slash, and
-		// keep the keys under the prefix.
-		p := s3.NewListObjectsV2Paginator(s.s3, &s3.ListObjectsV2Input{Bucket: aws.String(s.Bucket), Prefix: aws.String(strings.TrimSuffix(prefix, "/"))})
+		p := s3.NewListObjectsV2Paginator(s.s3, &s3.ListObjectsV2Input{Bucket: aws.String(s.Bucket), Prefix: aws.String(prefix)})
 		for p.HasMorePages() {
 			page, err := p.NextPage(ctx)
 			if err != nil {
 				return 0, 0, err
 			}
 			for _, o := range page.Contents {
-				key := aws.ToString(o.Key)
-				if strings.HasPrefix(key, prefix) && (prefix == job.ErrorsPrefix || strings.HasSuffix(key, "/manifest.json")) {
+				if prefix == job.ErrorsPrefix || strings.HasSuffix(aws.ToString(o.Key), "/manifest.json") {
 					*n++
 				}
 			}
