@@ -23,10 +23,15 @@ func Load(ctx context.Context) (aws.Config, error) {
 	return cfg, nil
 }
 
-// S3Options adapts the client when S3's endpoint is overridden: emulators
-// and S3-compatible stores cannot resolve bucket.host names (path style),
-// and many return no checksums to validate (checked only where required).
+// S3Options are every inferstack binary's S3 client options. A ranged GET
+// of a multipart object carries no checksum S3 can give for the range, and
+// the SDK would log a plain-text line for each one (aws-sdk-go-v2 issue
+// 3032), thousands per large input among JSON logs: that line is off. When
+// S3's endpoint is overridden, emulators and S3-compatible stores cannot
+// resolve bucket.host names (path style), and many return no checksums to
+// validate (checked only where required).
 func S3Options(o *s3.Options) {
+	o.DisableLogOutputChecksumValidationSkipped = true
 	if os.Getenv("AWS_ENDPOINT_URL_S3") != "" || os.Getenv("AWS_ENDPOINT_URL") != "" {
 		o.UsePathStyle = true
 		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
