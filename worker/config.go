@@ -36,6 +36,24 @@ type Config struct {
 	// buffered, so it holds at most their product (0: the defaults).
 	ReadPartBytes   int64
 	ReadConcurrency int
+	// VisibilityCeiling is how long after its ReceiveMessage request a
+	// message's visibility can be extended (0: SQS's limit). Before it, a
+	// running job hands over to a fresh copy of its message (worker.go).
+	VisibilityCeiling time.Duration
+}
+
+// The SQS Developer Guide, "Amazon SQS visibility timeout": "The maximum
+// visibility timeout is 12 hours from the time that Amazon SQS receives the
+// ReceiveMessage request. Extending the visibility timeout does not reset
+// the 12-hour maximum."
+const sqsVisibilityCeiling = runenv.MaxVisibility
+
+// ceiling is the VisibilityCeiling in force.
+func (c Config) ceiling() time.Duration {
+	if c.VisibilityCeiling > 0 {
+		return c.VisibilityCeiling
+	}
+	return sqsVisibilityCeiling
 }
 
 // Bounds of the read-ahead settings: parts from 64 KiB (below that a GET is

@@ -16,8 +16,10 @@ import (
 // run does the job and returns its manifest once results and manifest are
 // in S3, keeping its status object up to date as it goes. The bool is false
 // when another delivery had already done the job: announcing it was that
-// delivery's part, so duplicates yield one event.
-func (w *Worker) run(ctx context.Context, req job.Request, status *statusWriter, log *slog.Logger) (*inference.Manifest, bool, error) {
+// delivery's part, so duplicates yield one event. When engine ends (a
+// hand-over) the engine stops at a chunk boundary, and the chunks it wrote
+// are checkpointed under ctx before run returns.
+func (w *Worker) run(ctx, engine context.Context, req job.Request, status *statusWriter, log *slog.Logger) (*inference.Manifest, bool, error) {
 	inputKey := req.InputKey()
 	head, err := w.store.head(ctx, inputKey)
 	if err != nil {
@@ -70,7 +72,7 @@ func (w *Worker) run(ctx context.Context, req job.Request, status *statusWriter,
 			log.Info("resuming from checkpoint", "chunks_done", prior.Done)
 		}
 		status.set(job.StateRunning, func(s *job.Status) { s.ResumedAtChunk = attempt.StartChunk })
-		m, err := inference.Run(ctx, attempt, sink)
+		m, err := inference.Run(engine, attempt, sink)
 		if errors.Is(err, errUploadGone) && !restarted && ctx.Err() == nil {
 			// Expired, aborted, or completed by another delivery of this job.
 			if err := w.store.getJSON(ctx, resultsPrefix+inference.ManifestFile, &done); err == nil && done.Input.ETag == etag && done.Model.SHA256 == model.SHA256 {

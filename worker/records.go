@@ -134,3 +134,38 @@ func (w *Worker) poison(m sqstypes.Message, status *statusWriter, cause error, l
 	log.Warn("job dead-lettered", "reason", reason)
 	w.emitFailure()
 }
+
+// handOver replaces m, whose visibility cannot be extended past SQS's
+// ceiling, with a fresh copy (same body and attributes, no delay: a new
+// receive count and a new ceiling), then deletes m. The job has stopped at
+// a chunk boundary with its checkpoints written; whichever worker receives
+// the copy, this one included, resumes from them. This worker does not try
+// to keep the job: SendMessage returns no receipt handle, and a receive of
+// its own could take another message while another worker takes the copy.
+// The copy goes first: a crash between the two leaves a duplicate
+// delivery, which ends as one result, where the other order could lose the job.
+func (w *Worker) handOver(m sqstypes.Message, log *slog.Logger) {
+	ctx, cancel := w.cleanup()
+	defer cancel()
+	attrs := make(map[string]sqstypes.MessageAttributeValue, len(m.MessageAttributes))
+	for name, v := range m.MessageAttributes {
+		attrs[name] = sqstypes.MessageAttributeValue{DataType: v.DataType, StringValue: v.StringValue, BinaryValue: v.BinaryValue}
+	}
+	var copyID string
+	err := retry(ctx, func() error {
+		out, err := w.queue.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(w.cfg.QueueURL), MessageBody: m.Body,
+			MessageAttributes: attrs, DelaySeconds: 0})
+		if err == nil {
+			copyID = aws.ToString(out.MessageId)
+		}
+		return err
+	})
+	if err != nil {
+		// Handed back instead: the next delivery resumes all the same, at the cost of a receive.
+		log.Error("cannot replace the message at its visibility ceiling; handing it back", "err", awserr.Denied(err, "sqs:SendMessage", w.cfg.QueueURL))
+		w.release(m, 0, log)
+		return
+	}
+	w.finish(m, log)
+	log.Info("job handed over to a fresh copy of its message at the visibility ceiling; it resumes from its checkpoint", "copy_message_id", copyID)
+}

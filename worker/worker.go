@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/inferstack/inferstack/inference"
 	"github.com/inferstack/inferstack/internal/awserr"
@@ -36,6 +37,7 @@ var _ Queue = (*sqs.Client)(nil)
 var (
 	errTakenBack   = errors.New("message taken back: another worker owns the job now")
 	errStopTimeout = errors.New("stop timeout: job handed back for another worker")
+	errCeiling     = errors.New("visibility ceiling: the message cannot be kept any longer")
 )
 
 // Worker serves one queue, one job at a time. This file is its life: poll,
@@ -87,6 +89,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		// to a long poll whose connection was dropped, and that message would
 		// then stay invisible for a whole visibility timeout.
 		rctx, cancel := context.WithTimeout(context.Background(), w.cfg.PollWait+10*time.Second)
+		// SQS's visibility ceiling counts from its receipt of this request.
+		asked := time.Now()
 		out, err := w.queue.ReceiveMessage(rctx, &sqs.ReceiveMessageInput{
 			QueueUrl: aws.String(w.cfg.QueueURL), MaxNumberOfMessages: 1, WaitTimeSeconds: int32(w.cfg.PollWait.Seconds()),
 			VisibilityTimeout:           int32(w.cfg.Visibility.Seconds()),
@@ -115,7 +119,7 @@ func (w *Worker) Run(ctx context.Context) error {
 				w.release(m, 0, w.log.With("message_id", aws.ToString(m.MessageId)))
 				continue
 			}
-			w.handle(ctx, m)
+			w.handle(ctx, m, asked)
 		}
 	}
 	w.log.Info("worker stopped")
@@ -134,10 +138,11 @@ func (w *Worker) cleanup() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), maxOutage)
 }
 
-// handle runs one message to one of its endings: done (deleted), poison
-// (error record, dead letter, deleted), handed back (visible again), or
-// taken back (another worker has it).
-func (w *Worker) handle(soft context.Context, m sqstypes.Message) {
+// handle runs one message, received by a request sent at asked, to one of
+// its endings: done (deleted), poison (error record, dead letter, deleted),
+// handed back (visible again), handed over (replaced by a fresh copy at the
+// visibility ceiling), or taken back (another worker has it).
+func (w *Worker) handle(soft context.Context, m sqstypes.Message, asked time.Time) {
 	started := time.Now()
 	log := w.log.With("message_id", aws.ToString(m.MessageId))
 	receives, _ := strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)])
@@ -151,6 +156,10 @@ func (w *Worker) handle(soft context.Context, m sqstypes.Message) {
 
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
+	// A hand-over stops only the engine, at a chunk boundary: the sink keeps
+	// ctx to checkpoint every chunk the engine wrote.
+	engine, stopEngine := context.WithCancelCause(ctx)
+	defer stopEngine(nil)
 	// After a soft stop the job has StopTimeout left.
 	stopWatch := context.AfterFunc(soft, func() {
 		time.AfterFunc(w.cfg.StopTimeout, func() { cancel(errStopTimeout) })
@@ -166,8 +175,8 @@ func (w *Worker) handle(soft context.Context, m sqstypes.Message) {
 			log.Warn("cannot clear scale-in protection", "err", err)
 		}
 	}()
-	beat := w.heartbeat(ctx, cancel, m, log)
-	manifest, ran, err := w.run(ctx, req, status, log)
+	beat := w.heartbeat(ctx, cancel, stopEngine, m, asked, log)
+	manifest, ran, err := w.run(ctx, engine, req, status, log)
 	beat()
 
 	switch cause := context.Cause(ctx); {
@@ -194,6 +203,8 @@ func (w *Worker) handle(soft context.Context, m sqstypes.Message) {
 		}
 		log.Error("job failed: a permission is missing", "err", err)
 		w.poison(m, status, err, log)
+	case errors.Is(context.Cause(engine), errCeiling) && ctx.Err() == nil:
+		w.handOver(m, log)
 	case errors.Is(cause, errStopTimeout) || soft.Err() != nil && ctx.Err() != nil:
 		w.release(m, 0, log)
 		status.set(job.StateInterrupted, nil)
@@ -222,14 +233,17 @@ func backoff(receives int) time.Duration {
 
 // heartbeat keeps the message invisible while the job runs, renews the
 // scale-in protection, and cancels the job when the message was taken back.
-// The returned function stops it.
-func (w *Worker) heartbeat(ctx context.Context, cancel context.CancelCauseFunc, m sqstypes.Message, log *slog.Logger) func() {
+// Before the visibility ceiling (counted from asked) it stops the engine
+// for a hand-over. The returned function stops it.
+func (w *Worker) heartbeat(ctx context.Context, cancel, stopEngine context.CancelCauseFunc, m sqstypes.Message, asked time.Time, log *slog.Logger) func() {
 	done := make(chan struct{})
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
-		tick := time.NewTicker(w.cfg.Visibility / 3)
+		every := w.cfg.Visibility / 3
+		tick := time.NewTicker(every)
 		defer tick.Stop()
+		handing := false
 		for {
 			select {
 			case <-done:
@@ -238,14 +252,23 @@ func (w *Worker) heartbeat(ctx context.Context, cancel context.CancelCauseFunc, 
 				return
 			case <-tick.C:
 			}
-			_, err := w.queue.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
-				QueueUrl: aws.String(w.cfg.QueueURL), ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: int32(w.cfg.Visibility.Seconds()),
-			})
+			extend, handOver := beat(time.Since(asked), w.cfg.Visibility, every, w.cfg.ceiling())
+			var err error
+			if extend > 0 {
+				_, err = w.queue.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
+					QueueUrl: aws.String(w.cfg.QueueURL), ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: int32(extend.Seconds()),
+				})
+			}
 			switch {
 			case err == nil:
 			case awserr.IsDenied(err):
 				cancel(awserr.Denied(err, "sqs:ChangeMessageVisibility", w.cfg.QueueURL))
 				return
+			case ceilingRefused(err):
+				// Not taken back: the message stays ours until its visibility ends.
+				log.Warn("SQS refused to extend the message's visibility: its ceiling is reached", "err", err,
+					"since_receive", time.Since(asked).Round(time.Second).String(), "ceiling", w.cfg.ceiling().String())
+				handOver = true
 			case status(err) >= 400 && status(err) < 500 && !transient(err):
 				// ReceiptHandleIsInvalid / MessageNotInflight: the visibility ran out.
 				cancel(fmt.Errorf("%w: %v", errTakenBack, err))
@@ -253,10 +276,44 @@ func (w *Worker) heartbeat(ctx context.Context, cancel context.CancelCauseFunc, 
 			default:
 				log.Warn("heartbeat failed, retrying", "err", err)
 			}
+			if handOver && !handing {
+				handing = true
+				log.Info("the message nears SQS's visibility ceiling: stopping the job at a chunk boundary to hand it over",
+					"since_receive", time.Since(asked).Round(time.Second).String(), "ceiling", w.cfg.ceiling().String())
+				stopEngine(errCeiling)
+			}
 			if err := w.protect.set(ctx, true); err != nil {
 				log.Warn("cannot renew scale-in protection", "err", err)
 			}
 		}
 	}()
 	return func() { close(done); <-stopped }
+}
+
+// ceilingMargin is what a heartbeat leaves below the ceiling, for the
+// latency of its own request.
+func ceilingMargin(ceiling time.Duration) time.Duration { return min(time.Minute, ceiling/20) }
+
+// beat is the heartbeat at elapsed since the receive request, beating every
+// interval: the visibility to ask for (whole seconds, as SQS takes it; 0:
+// none, the message keeps what it has), and whether to hand the job over
+// now, because the next beat could not extend a full visibility under the
+// ceiling. Handing over at this beat leaves the job at least the rest of
+// the visibility it has to stop and be replaced.
+func beat(elapsed, visibility, interval, ceiling time.Duration) (extend time.Duration, handOver bool) {
+	limit := ceiling - ceilingMargin(ceiling)
+	extend = min(visibility, limit-elapsed).Truncate(time.Second)
+	if extend < time.Second {
+		extend = 0 // a visibility of 0 would hand the message back at once
+	}
+	return extend, elapsed+interval+visibility > limit
+}
+
+// ceilingRefused says whether SQS refused a visibility change for the
+// message's total visibility ("InvalidParameterValue: ... Total
+// VisibilityTimeout for the message is beyond the limit [43200 seconds]"):
+// the one parameter of a well-formed ChangeMessageVisibility that can be.
+func ceilingRefused(err error) bool {
+	var api smithy.APIError
+	return errors.As(err, &api) && api.ErrorCode() == "InvalidParameterValue"
 }

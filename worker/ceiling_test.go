@@ -1,0 +1,127 @@
+package worker_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"github.com/stretchr/testify/require"
+
+	"github.com/inferstack/inferstack/internal/emulator"
+	"github.com/inferstack/inferstack/internal/job"
+	"github.com/inferstack/inferstack/worker"
+)
+
+// ceilingQueue enforces what moto does not: SQS refuses to extend a
+// message's visibility past a ceiling counted from the ReceiveMessage
+// request that returned it, with SQS's own answer. It records the receive
+// count of every delivery.
+type ceilingQueue struct {
+	worker.Queue
+	ceiling time.Duration
+
+	mu       sync.Mutex
+	asked    map[string]time.Time // receipt handle: when its ReceiveMessage was sent
+	receives []int
+	refused  int
+}
+
+func (q *ceilingQueue) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, opts ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
+	asked := time.Now()
+	out, err := q.Queue.ReceiveMessage(ctx, in, opts...)
+	if err != nil {
+		return out, err
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, m := range out.Messages {
+		q.asked[aws.ToString(m.ReceiptHandle)] = asked
+		n, err := strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)])
+		if err != nil {
+			return nil, fmt.Errorf("the worker must ask for the receive count: %w", err)
+		}
+		q.receives = append(q.receives, n)
+	}
+	return out, nil
+}
+
+func (q *ceilingQueue) ChangeMessageVisibility(ctx context.Context, in *sqs.ChangeMessageVisibilityInput, opts ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error) {
+	q.mu.Lock()
+	asked, ok := q.asked[aws.ToString(in.ReceiptHandle)]
+	beyond := ok && time.Since(asked)+time.Duration(in.VisibilityTimeout)*time.Second > q.ceiling
+	if beyond {
+		q.refused++
+	}
+	q.mu.Unlock()
+	if beyond {
+		// As SQS answers (JSON protocol): 400, InvalidParameterValue.
+		return nil, &smithy.OperationError{ServiceID: "SQS", OperationName: "ChangeMessageVisibility", Err: &smithyhttp.ResponseError{
+			Response: &smithyhttp.Response{Response: &http.Response{StatusCode: http.StatusBadRequest}},
+			Err: &smithy.GenericAPIError{Code: "InvalidParameterValue", Fault: smithy.FaultClient, Message: fmt.Sprintf(
+				"Value %d for parameter VisibilityTimeout is invalid. Reason: Total VisibilityTimeout for the message is beyond the limit [%d seconds]",
+				in.VisibilityTimeout, int(q.ceiling.Seconds()))},
+		}}
+	}
+	return q.Queue.ChangeMessageVisibility(ctx, in, opts...)
+}
+
+func (q *ceilingQueue) deliveries() (receives []int, refused int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return append([]int(nil), q.receives...), q.refused
+}
+
+// A job longer than the visibility ceiling (6 s here, 12 h on SQS) runs on
+// across it: before each ceiling its worker stops at a chunk boundary and
+// replaces the message with a fresh copy, which one of the two workers
+// resumes from the checkpoint. Every delivery is a first receive, so
+// however long the job, it never nears maxReceives, and the result is the
+// bytes of an uninterrupted run.
+func TestAJobRunsAcrossVisibilityCeilingsOnFreshMessages(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 3*time.Second)
+	input := slowJob(e)
+	q := &ceilingQueue{Queue: e.sqs, ceiling: 6 * time.Second, asked: map[string]time.Time{}}
+	cfg := e.cfg
+	cfg.VisibilityCeiling = q.ceiling
+	logs := &emulator.LockedBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, nil))
+	e.startWith(cfg, parts{queue: q, log: log})
+	e.startWith(cfg, parts{queue: q, log: log})
+	dispatched := time.Now().UTC()
+	e.sendDispatched(`{"filename": "long.npy"}`, dispatched)
+	req, err := job.Parse([]byte(`{"filename": "long.npy"}`))
+	require.NoError(t, err)
+
+	e.waitFor("the manifest", 180*time.Second, func() bool { _, ok := e.manifest(req.JobID); return ok })
+	e.waitFor("the queue to drain", 30*time.Second, func() bool { return e.drained(e.queue) })
+	m := e.requireResults(req.JobID, e.reference(input))
+	require.Greater(t, m.ResumedAt, int64(0), "the last delivery resumed from a checkpoint")
+	require.True(t, e.drained(e.dlq))
+
+	receives, refused := q.deliveries()
+	t.Logf("deliveries' receive counts: %v", receives)
+	for i, n := range receives {
+		require.Equal(t, 1, n, "delivery %d was a receive of a message already received (counts %v); maxReceives is %d\n%s", i, receives, cfg.MaxReceives, logs)
+	}
+	require.GreaterOrEqual(t, len(receives), 4, "three ceilings crossed: four deliveries at least\n%s", logs)
+	require.Zero(t, refused, "the worker hands over before SQS refuses")
+	require.NotContains(t, logs.String(), "taken back")
+	require.Equal(t, len(receives)-1, strings.Count(logs.String(), "job handed over to a fresh copy"), "%s", logs)
+
+	events := e.events()
+	require.Len(t, events, 1, "one job, one event, however many messages carried it")
+	require.Equal(t, job.EventFinished, events[0].State)
+	require.True(t, dispatched.Equal(*events[0].DispatchedAt), "the copies carry the message's attributes")
+}
