@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"bufio"
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -30,22 +32,31 @@ import (
 type localUp struct {
 	cmd      *exec.Cmd
 	dir      string
-	exports  []string // KEY=value, unquoted
-	hints    []string // the aws lines, up to the one that watches the events
+	exports  []string // the client's: KEY=value, unquoted
+	hints    []string // the client's aws lines, up to the one that watches the events
+	header   string   // everything printed before the live line
 	endpoint string   // AWS_ENDPOINT_URL: moto
 	logFile  string   // where it says its logs go
 	stdout   *emulator.LockedBuffer
 	stderr   *emulator.LockedBuffer
 	exited   chan error // Wait's answer, once its stdout is drained
+
+	// operator is the operator's exports (the deployer's rights), printed
+	// apart from the client's under a label saying so; operatorHints its
+	// aws lines.
+	operator, operatorHints []string
 }
 
 // startLocalUp writes a project directory (a small model, the dev stack's
-// settings pointing at it) and starts `inferstack local up` in it, as a user
-// does, until it has printed its exports and hints. The test's cleanup kills
-// it.
-func startLocalUp(t *testing.T) *localUp {
+// settings pointing at it, and files) and starts `inferstack local up` in
+// it with args, as a user does, until it has printed its exports and hints.
+// The test's cleanup kills it.
+func startLocalUp(t *testing.T, files map[string][]byte, args ...string) *localUp {
 	t.Helper()
 	dir := t.TempDir()
+	for name, data := range files {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), data, 0o644))
+	}
 	model, err := onnxmodel.NewMLP(24, 32, 5, 1).Model()
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "mlp.onnx"), model, 0o644))
@@ -56,7 +67,7 @@ func startLocalUp(t *testing.T) *localUp {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "Pulumi.dev.yaml"), stackFile, 0o644))
 
 	u := &localUp{dir: dir, stdout: &emulator.LockedBuffer{}, stderr: &emulator.LockedBuffer{}, exited: make(chan error, 1)}
-	up := exec.Command(binary, "local", "up", "--stack", "dev", "--bootstrap", bootstrap, "--idle", "2s")
+	up := exec.Command(binary, append([]string{"local", "up", "--stack", "dev", "--bootstrap", bootstrap, "--idle", "2s"}, args...)...)
 	up.Dir = dir
 	stdout, err := up.StdoutPipe()
 	require.NoError(t, err)
@@ -71,28 +82,50 @@ func startLocalUp(t *testing.T) *localUp {
 		}
 	})
 
-	// The header: exports, then hints, up to the events watch.
+	// The header: the operator's exports and hints, then the client's, up
+	// to the events watch. Each block follows the line that labels it.
 	lines := bufio.NewReader(stdout)
+	var header strings.Builder
+	section := ""
 	for {
 		line, err := lines.ReadString('\n')
-		require.NoError(t, err, "local up ended before printing its hints:\n%s", u.stderr.String())
+		require.NoError(t, err, "local up ended before printing its hints:\n%s%s", header.String(), u.stderr.String())
+		header.WriteString(line)
 		line = strings.TrimSpace(line)
 		if m := logsLine.FindStringSubmatch(line); m != nil {
 			u.logFile = m[1]
+		}
+		switch {
+		case strings.Contains(line, "never give these to a client"):
+			section = "operator"
+		case strings.Contains(line, "as a client with the least privilege"):
+			section = "client"
 		}
 		if rest, ok := strings.CutPrefix(line, "export "); ok {
 			k, v, _ := strings.Cut(rest, "=")
 			unquoted, err := strconv.Unquote(v)
 			require.NoError(t, err, line)
-			u.exports = append(u.exports, k+"="+unquoted)
+			switch section {
+			case "operator":
+				u.operator = append(u.operator, k+"="+unquoted)
+			case "client":
+				u.exports = append(u.exports, k+"="+unquoted)
+			default:
+				t.Fatalf("exports before any label says whose they are:\n%s", header.String())
+			}
 		}
 		if strings.HasPrefix(line, "aws ") {
+			if section == "operator" {
+				u.operatorHints = append(u.operatorHints, line)
+				continue
+			}
 			u.hints = append(u.hints, line)
 			if strings.Contains(line, "sqs receive-message") {
 				break
 			}
 		}
 	}
+	u.header = header.String()
 	drained := make(chan struct{})
 	go func() { _, _ = io.Copy(u.stdout, lines); close(drained) }() // the live line, and the last words
 	go func() { <-drained; u.exited <- up.Wait() }()
@@ -143,7 +176,10 @@ func answers(addr string) bool {
 // to AWS). The job they start finishes; Ctrl-C stops the stack and its
 // emulator.
 func TestLocalUpAsAUserRunsIt(t *testing.T) {
-	u := startLocalUp(t)
+	// A model of the user's own, apart from the stack's (5 outputs, not 3).
+	mine, err := onnxmodel.NewMLP(24, 16, 3, 7).Model()
+	require.NoError(t, err)
+	u := startLocalUp(t, map[string][]byte{"my.onnx": mine}, "--model", "my.onnx")
 	dir, exports, hints, endpoint, up, exited, stderr := u.dir, u.exports, u.hints, u.endpoint, u.cmd, u.exited, u.stderr
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "signal.bin"), npy.FromFloat32(make([]float32, 24*500)), 0o644))
 	require.Len(t, hints, 4, "an upload that starts a job, an upload and a message, a watch of the events")
@@ -161,27 +197,73 @@ func TestLocalUpAsAUserRunsIt(t *testing.T) {
 		shell(strings.ReplaceAll(h, "FILE", "signal.bin"))
 	}
 
-	// The message's job, read as the same client would.
-	req, err := job.Parse([]byte(`{"filename": ".submit/signal.bin"}`))
-	require.NoError(t, err)
-	bucket := ""
+	bucket, intake := "", ""
 	for _, kv := range exports {
 		if v, ok := strings.CutPrefix(kv, "INFERSTACK_BUCKET="); ok {
 			bucket = v
 		}
-	}
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		cmd := exec.Command("aws", "--endpoint-url", endpoint, "s3", "cp", "s3://"+bucket+"/"+job.StatusPrefix+req.JobID+".json", "-")
-		cmd.Env = append(os.Environ(), exports...)
-		out, err := cmd.Output()
-		var status struct{ State string }
-		if err == nil && json.Unmarshal(out, &status) == nil && status.State == "done" {
-			break
+		if v, ok := strings.CutPrefix(kv, "INFERSTACK_INTAKE_QUEUE_URL="); ok {
+			intake = v
 		}
-		require.True(t, time.Now().Before(deadline), "the job did not finish: %s\n%s", out, stderr.String())
-		time.Sleep(200 * time.Millisecond)
 	}
+	// A job on the user's model, named as the header says.
+	require.Contains(t, u.header, "s3://"+bucket+"/models/my.onnx  from my.onnx")
+	require.Contains(t, u.header, `"model": "my.onnx"`)
+	shell(fmt.Sprintf(`aws --endpoint-url %s sqs send-message --queue-url %s --message-body '{"filename": ".submit/signal.bin", "model": "my.onnx", "job_id": "mine"}'`,
+		endpoint, intake))
+
+	// The message's job, read as the same client would.
+	req, err := job.Parse([]byte(`{"filename": ".submit/signal.bin"}`))
+	require.NoError(t, err)
+	deadline := time.Now().Add(90 * time.Second)
+	for _, id := range []string{req.JobID, "mine"} {
+		for {
+			cmd := exec.Command("aws", "--endpoint-url", endpoint, "s3", "cp", "s3://"+bucket+"/"+job.StatusKey(id), "-")
+			cmd.Env = append(os.Environ(), exports...)
+			out, err := cmd.Output()
+			var status struct{ State string }
+			if err == nil && json.Unmarshal(out, &status) == nil && status.State == "done" {
+				break
+			}
+			require.True(t, time.Now().Before(deadline), "job %s did not finish: %s\n%s", id, out, stderr.String())
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	// It ran the user's model: the manifest names its hash.
+	var manifest struct {
+		Model struct{ SHA256 string }
+	}
+	out := shell(fmt.Sprintf("aws --endpoint-url %s s3 cp s3://%s/%smanifest.json -", endpoint, bucket, job.DefaultResultsPrefix("mine")))
+	require.NoError(t, json.Unmarshal([]byte(out), &manifest), out)
+	require.Equal(t, fmt.Sprintf("%x", sha256.Sum256(mine)), manifest.Model.SHA256)
+
+	// Looking inside as a user does, with the client's exports: the real
+	// CLI lists under results/ (a query value with '/', which moto alone
+	// refuses as SignatureDoesNotMatch).
+	ls := shell(fmt.Sprintf("aws --endpoint-url %s s3 ls s3://%s/results/", endpoint, bucket))
+	require.Contains(t, ls, "PRE mine/")
+	require.Contains(t, ls, "PRE "+req.JobID+"/")
+	var listed struct{ CommonPrefixes []struct{ Prefix string } }
+	out = shell(fmt.Sprintf("aws --endpoint-url %s s3api list-objects-v2 --bucket %s --prefix results/ --delimiter /", endpoint, bucket))
+	require.NoError(t, json.Unmarshal([]byte(out), &listed), out)
+	require.Contains(t, listed.CommonPrefixes, struct{ Prefix string }{"results/mine/"}, out)
+
+	// The operator is labelled apart, has keys of its own, and may upload
+	// models, which the client may not.
+	require.Contains(t, u.header, "the deployer's rights on AWS; never give these to a client")
+	require.NotEmpty(t, u.operator)
+	require.Len(t, u.operatorHints, 1)
+	require.NotContains(t, u.operator, keyOf(exports), "the operator signs with the client's keys")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "other.onnx"), mine, 0o644))
+	client := exec.Command("sh", "-c", fmt.Sprintf("aws --endpoint-url %s s3 cp other.onnx s3://%s/models/other.onnx", endpoint, bucket))
+	client.Dir, client.Env = dir, append(os.Environ(), exports...)
+	denied, err := client.CombinedOutput()
+	require.Error(t, err, "the client wrote models/: %s", denied)
+	require.Contains(t, string(denied), "AccessDenied")
+	operator := exec.Command("sh", "-c", strings.ReplaceAll(u.operatorHints[0], "MODEL", "other"))
+	operator.Dir, operator.Env = dir, append(os.Environ(), u.operator...)
+	uploaded, err := operator.CombinedOutput()
+	require.NoError(t, err, "%s: %s", u.operatorHints[0], uploaded)
 
 	// The watch hint shows both jobs finish: the upload's and the message's.
 	finished := map[string]bool{}
@@ -205,6 +287,11 @@ func TestLocalUpAsAUserRunsIt(t *testing.T) {
 	}
 	require.Equal(t, map[string]bool{job.InputPrefix + "signal.bin": true, job.SubmitPrefix + "signal.bin": true}, finished)
 
+	// The live line, written to a pipe, counts the three jobs.
+	eventually(t, "the live line counts 3 jobs done", 30*time.Second, func() bool {
+		return strings.Contains(u.stdout.String(), "done 3, errors 0\n")
+	}, u.stdout)
+
 	// Ctrl-C: the stack stops, and its emulator with it.
 	require.NoError(t, up.Process.Signal(syscall.SIGINT))
 	select {
@@ -214,6 +301,27 @@ func TestLocalUpAsAUserRunsIt(t *testing.T) {
 	}
 	_, err = http.Get(endpoint + "/moto-api/")
 	require.Error(t, err, "moto still answers after local up stopped")
+
+	// Not a terminal: the live line is a line each time it changed, never
+	// redrawn in place, never the same twice in a row.
+	live := u.stdout.String()
+	require.NotContains(t, live, "\r")
+	lines := strings.Split(strings.TrimSuffix(live, "\n"), "\n")
+	require.GreaterOrEqual(t, len(lines), 2, live)
+	require.Equal(t, "local stack stopped", lines[len(lines)-1], live)
+	for i := 1; i < len(lines); i++ {
+		require.NotEqual(t, lines[i-1], lines[i], "a status line repeated:\n%s", live)
+	}
+}
+
+// keyOf is the AWS_ACCESS_KEY_ID line of exports.
+func keyOf(exports []string) string {
+	for _, kv := range exports {
+		if strings.HasPrefix(kv, "AWS_ACCESS_KEY_ID=") {
+			return kv
+		}
+	}
+	return ""
 }
 
 // TestLocalUpTakesItsChildrenDown: closing the terminal that runs local up
@@ -224,7 +332,7 @@ func TestLocalUpTakesItsChildrenDown(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGHUP, syscall.SIGKILL} {
 		t.Run(sig.String(), func(t *testing.T) {
 			t.Parallel()
-			u := startLocalUp(t)
+			u := startLocalUp(t, nil)
 			moto, lambda := host(t, u.endpoint), u.lambdaAddr(t)
 			require.True(t, answers(moto), "moto")
 			require.True(t, answers(lambda), "the lambda emulator")

@@ -17,14 +17,19 @@ import (
 	"github.com/inferstack/inferstack/internal/settings"
 )
 
-const localUsage = `Usage: inferstack local up [--stack dev] [--bootstrap bin/bootstrap-local] [--idle 30s]
+const localUsage = `Usage: inferstack local up [--stack dev] [--model FILE]... [--bootstrap bin/bootstrap-local] [--idle 30s]
 
 Runs the whole stack on this machine, on loopback: moto for AWS with the
 queues, bucket and tier parameter that Pulumi.<stack>.yaml describes, the
 dispatch function under the Lambda emulator fed from the intake queue, and a
 scaler that starts and stops worker processes from the same scaling policy
-as on AWS. Prints the exports that point inferstack submit/status/results/
-tier (and the AWS CLI) at it, then one live line. Ctrl-C, or closing the
+as on AWS. An operator (on AWS: the deployer, with their own rights)
+uploads the stack's model and each --model FILE under models/<base name>,
+for jobs that name it ({"filename": ..., "model": "my.onnx"}). Prints the
+operator's exports, then the client's, which point inferstack submit/
+status/results/tier (and the AWS CLI) at it, then a live line (on a
+terminal redrawn in place; elsewhere a line each time it changes). Ctrl-C,
+or closing the
 terminal, stops everything; if inferstack itself is killed, the emulators
 and workers die with it. make local-stack builds what it needs and runs it.
 
@@ -51,6 +56,45 @@ func localHints(endpoint, bucket, intake, watch string, uploadTriggers bool) str
 	return b.String()
 }
 
+// operatorNote says which models the operator uploaded, how a job names
+// one, and what the operator's exports are: the deployer's rights, which a
+// client must never be given.
+func operatorNote(endpoint, bucket string, models []localstack.Model, exports string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Models, uploaded by the operator (a job without \"model\" runs %s; name one as {\"filename\": \"%sFILE\", \"model\": \"%s\"}):\n",
+		models[0].Name(), strings.TrimPrefix(job.SubmitPrefix, job.InputPrefix), models[len(models)-1].Name())
+	for _, m := range models {
+		fmt.Fprintf(&b, "  s3://%s/%s  from %s\n", bucket, m.Key, m.File)
+	}
+	fmt.Fprintf(&b, "\nAs the operator, to upload more models (the deployer's rights on AWS; never give these to a client):\n%s"+
+		"  aws --endpoint-url %s s3 cp MODEL.onnx s3://%s/%sMODEL.onnx\n", exports, endpoint, bucket, job.ModelsPrefix)
+	return b.String()
+}
+
+// modelFlags collects --model, which may be given more than once.
+type modelFlags []string
+
+func (f *modelFlags) String() string { return strings.Join(*f, ",") }
+
+func (f *modelFlags) Set(v string) error {
+	if v == "" {
+		return errors.New("an empty model file name")
+	}
+	*f = append(*f, v)
+	return nil
+}
+
+// statusLine is the live line: each tier's backlog and workers, then the
+// jobs done and failed.
+func statusLine(tiers []string, latest map[string]localstack.Sample, done, failed int) string {
+	var b strings.Builder
+	for _, t := range tiers {
+		fmt.Fprintf(&b, "%s: backlog %d, workers %d | ", t, latest[t].Backlog, latest[t].Workers)
+	}
+	fmt.Fprintf(&b, "done %d, errors %d", done, failed)
+	return b.String()
+}
+
 // isHelp says whether arg asks for help, as the flag package reads -h and
 // -help, or as the help command.
 func isHelp(arg string) bool {
@@ -72,6 +116,8 @@ func (m *Main) runLocal(ctx context.Context, args []string) error {
 	bootstrap := fs.String("bootstrap", "bin/bootstrap-local", "the dispatch function built for this machine")
 	idle := fs.Duration("idle", 30*time.Second, "idle time before a tier returns to zero workers (on AWS: the tier's idle minutes)")
 	ortLib := fs.String("ort-lib", inference.DefaultLibPath(), "libonnxruntime.so for the workers")
+	var models modelFlags
+	fs.Var(&models, "model", "an ONNX model `FILE` the operator uploads as models/<base name>, for jobs that name it (repeatable)")
 	printUsage := func(w io.Writer) {
 		fmt.Fprint(w, localUsage)
 		fs.SetOutput(w)
@@ -102,6 +148,9 @@ func (m *Main) runLocal(ctx context.Context, args []string) error {
 	if err != nil {
 		return &usageError{msg: err.Error()}
 	}
+	if _, err := localstack.PlanModels(cfg.ModelPath, models); err != nil {
+		return &usageError{msg: err.Error()}
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -111,37 +160,48 @@ func (m *Main) runLocal(ctx context.Context, args []string) error {
 		return err
 	}
 	defer logFile.Close() //nolint:errcheck // a log
-	s, err := localstack.Up(ctx, localstack.Options{Config: cfg, Binary: self, Bootstrap: *bootstrap, ORTLib: *ortLib, IdleAfter: *idle, Logs: logFile})
+	s, err := localstack.Up(ctx, localstack.Options{Config: cfg, Binary: self, Bootstrap: *bootstrap, ORTLib: *ortLib, IdleAfter: *idle, Models: models, Logs: logFile})
 	if err != nil {
 		return err
 	}
 	defer s.Down()
-	fmt.Fprintf(m.Stdout, "local stack %q is up (logs: %s). In another shell, as a client with the least privilege the stack's client policy gives:\n%s\n%s\n", *stack, logFile.Name(), s.ExportLines(),
+	fmt.Fprintf(m.Stdout, "local stack %q is up (logs: %s).\n\n%s\nIn another shell, as a client with the least privilege the stack's client policy gives:\n%s\n%s\n",
+		*stack, logFile.Name(), operatorNote(s.Endpoint(), s.Bucket, s.Models, s.OperatorExportLines()), s.ExportLines(),
 		localHints(s.Endpoint(), s.Bucket, s.Intake, s.EventsWatch, cfg.UploadTriggers))
 
+	var tiers []string
+	for _, t := range cfg.Tiers() {
+		tiers = append(tiers, t.Name)
+	}
 	var mu sync.Mutex
 	latest := map[string]localstack.Sample{}
+	live := newLiveLine(m.Stdout)
+	liveCtx, stopLive := context.WithCancel(ctx)
+	liveDone := make(chan struct{})
 	go func() {
+		defer close(liveDone)
 		tick := time.NewTicker(time.Second)
 		defer tick.Stop()
 		for {
 			select {
-			case <-ctx.Done():
+			case <-liveCtx.Done():
 				return
 			case <-tick.C:
 			}
-			done, failed, _ := s.Counts(ctx)
-			mu.Lock()
-			line := ""
-			for _, t := range cfg.Tiers() {
-				x := latest[t.Name]
-				line += fmt.Sprintf("%s: backlog %d, workers %d | ", t.Name, x.Backlog, x.Workers)
+			done, failed, err := s.Counts(liveCtx)
+			if err != nil {
+				continue // shown at the next tick that can count; a line of zeros would be wrong
 			}
+			mu.Lock()
+			line := statusLine(tiers, latest, done, failed)
 			mu.Unlock()
-			fmt.Fprintf(m.Stdout, "\r%sdone %d, errors %d   ", line, done, failed)
+			live.Show(line)
 		}
 	}()
 	err = s.Run(ctx, func(x localstack.Sample) { mu.Lock(); latest[x.Tier] = x; mu.Unlock() })
-	fmt.Fprintln(m.Stdout, "\nlocal stack stopped")
+	stopLive()
+	<-liveDone
+	live.End()
+	fmt.Fprintln(m.Stdout, "local stack stopped")
 	return err
 }

@@ -3,12 +3,9 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"sync"
 	"time"
-
-	"golang.org/x/term"
 )
 
 // progress draws a bar on a terminal and prints a plain line every few
@@ -26,8 +23,7 @@ type progress struct {
 
 // newProgress counts samples.
 func newProgress(w io.Writer, off bool) *progress {
-	f, ok := w.(*os.File)
-	return &progress{w: w, off: off, tty: ok && term.IsTerminal(int(f.Fd())), start: time.Now(),
+	return &progress{w: w, off: off, tty: isTerminal(w), start: time.Now(),
 		stats: func(done, total int64, rate float64) string {
 			return fmt.Sprintf("%d/%d samples  %.0f/s", done, total, rate)
 		}}

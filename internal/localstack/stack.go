@@ -1,13 +1,11 @@
 package localstack
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -38,7 +36,11 @@ type Options struct {
 	ORTLib    string
 	// IdleAfter replaces the tiers' IdleMinutes (minutes are long on a laptop); 0 keeps them.
 	IdleAfter time.Duration
-	Logs      io.Writer // the workers' and the function's output
+	// Models are model files the operator uploads beside the stack's own
+	// (Config.ModelPath), each under models/<base name>, for jobs that name
+	// them.
+	Models []string
+	Logs   io.Writer // the workers' and the function's output
 }
 
 // Stack is a running local stack on loopback.
@@ -51,6 +53,11 @@ type Stack struct {
 	// EventsTopic is the job events topic; EventsWatch a queue subscribed
 	// to it, where a user (or a test) watches the events go by.
 	EventsTopic, EventsWatch string
+	// OperatorEnv is AWS_* for the operator: the deployer's rights on AWS
+	// (policy.ModelOperator), which the client must never have.
+	OperatorEnv []string
+	// Models are the models the operator uploaded, the stack's own first.
+	Models []Model
 
 	moto   *emulator.Moto
 	lambda *emulator.Lambda
@@ -135,18 +142,17 @@ func (s *Stack) create(ctx context.Context) error {
 		Type: ssmtypes.ParameterTypeString, Overwrite: aws.Bool(true)}); err != nil {
 		return fmt.Errorf("create tier parameter: %w", err)
 	}
-	model, err := os.ReadFile(cfg.ModelPath)
-	if err != nil {
-		return fmt.Errorf("model: %w (make demo writes the default one)", err)
-	}
-	if _, err := s.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(s.Bucket), Key: aws.String(s.modelKey()), Body: bytes.NewReader(model)}); err != nil {
-		return fmt.Errorf("upload model: %w", err)
+	if s.Models, err = PlanModels(cfg.ModelPath, s.opts.Models); err != nil {
+		return err
 	}
 	client, err := s.principals(ctx, arns)
 	if err != nil {
 		return err
 	}
 	s.Env = append(client.Env(), "INFERSTACK_BUCKET="+s.Bucket, "INFERSTACK_INTAKE_QUEUE_URL="+s.Intake, "INFERSTACK_TIER_PARAMETER="+s.TierParam)
+	if err := s.uploadModels(ctx); err != nil {
+		return err
+	}
 
 	fn := runenv.Dispatch{
 		Bucket: s.Bucket, InputPrefix: job.InputPrefix, TierParameter: s.TierParam, TierCacheTTL: cfg.TierCacheTTL,
@@ -265,7 +271,41 @@ func (s *Stack) principals(ctx context.Context, arns map[string]string) (emulato
 	return s.moto.Principal(ctx, "inferstack-local-client", client)
 }
 
-func (s *Stack) modelKey() string { return job.ModelsPrefix + filepath.Base(s.opts.Config.ModelPath) }
+// modelKey is the workers' default model: the stack's own, uploaded first.
+func (s *Stack) modelKey() string { return s.Models[0].Key }
+
+// uploadModels uploads the planned models as the operator, a user whose
+// policy is what the deployer does on AWS (policy.ModelOperator), so that a
+// policy that forgot models/ fails here as it would there.
+func (s *Stack) uploadModels(ctx context.Context) error {
+	op, err := s.moto.Principal(ctx, "inferstack-local-operator", policy.ModelOperator(emulator.BucketARN(s.Bucket)))
+	if err != nil {
+		return err
+	}
+	s.OperatorEnv = op.Env()
+	cfg, err := op.Config(ctx)
+	if err != nil {
+		return err
+	}
+	objects := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true })
+	for i, m := range s.Models {
+		f, err := os.Open(m.File)
+		if err != nil {
+			if i == 0 {
+				return fmt.Errorf("model: %w (make demo writes the default one)", err)
+			}
+			return fmt.Errorf("model: %w", err)
+		}
+		// A file is a ReadSeeker: the SDK signs its length and hash over plain HTTP.
+		_, err = objects.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(s.Bucket), Key: aws.String(m.Key), Body: f})
+		_ = f.Close() // read only
+		if err != nil {
+			return fmt.Errorf("upload model %s as the operator: %w", m.File, err)
+		}
+		s.log.Info("model uploaded", "file", m.File, "key", m.Key)
+	}
+	return nil
+}
 
 // workerEnv is what the tier's worker processes get, as the task definition
 // sets it (with the tier's worker user's keys for its role), plus the local
@@ -359,9 +399,14 @@ func (s *Stack) Down() {
 }
 
 // ExportLines are the shell lines that point clients at the stack.
-func (s *Stack) ExportLines() string {
+func (s *Stack) ExportLines() string { return exportLines(s.Env) }
+
+// OperatorExportLines are the shell lines that act as the operator.
+func (s *Stack) OperatorExportLines() string { return exportLines(s.OperatorEnv) }
+
+func exportLines(env []string) string {
 	var b strings.Builder
-	for _, kv := range s.Env {
+	for _, kv := range env {
 		if strings.HasPrefix(kv, "AWS_") || strings.HasPrefix(kv, "INFERSTACK_") {
 			k, v, _ := strings.Cut(kv, "=")
 			fmt.Fprintf(&b, "export %s=%q\n", k, v)
