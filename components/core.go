@@ -154,6 +154,14 @@ func NewCore(ctx *pulumi.Context, name string, args *CoreArgs, opts ...pulumi.Re
 	if err != nil {
 		return nil, err
 	}
+	if _, err := sns.NewTopicPolicy(ctx, name+"-alarms-policy", &sns.TopicPolicyArgs{
+		Arn: c.AlarmTopic.Arn,
+		Policy: pulumi.All(c.AlarmTopic.Arn, account).ApplyT(func(v []any) string {
+			return policy.AlarmTopic(v[0].(string), v[1].(string), launchFailureRulePrefix(args.Environment)).JSON()
+		}).(pulumi.StringOutput),
+	}, parent); err != nil {
+		return nil, err
+	}
 	if args.AlarmEmail != "" {
 		if _, err := sns.NewTopicSubscription(ctx, name+"-alarms-email", &sns.TopicSubscriptionArgs{
 			Topic: c.AlarmTopic.Arn, Protocol: pulumi.String("email"), Endpoint: pulumi.String(args.AlarmEmail),

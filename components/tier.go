@@ -48,15 +48,17 @@ type ComputeTierArgs struct {
 	TaskCPU        int // CPU units (1024 = 1 vCPU)
 	TaskMemory     int // MiB
 	RootVolumeGiB  int
-	ImageTag       string
 	VisibilitySecs int // tier queue visibility; the worker's heartbeat extends it
 	MaxReceives    int // deliveries before a message is dead-lettered
+	RetentionSecs  int // how long the queue keeps a waiting job: less than its DLQ
 	StopTimeout    int // seconds ECS waits after SIGTERM before SIGKILL
-	// BuildImage builds images/<tier>.Dockerfile from ImageContext and
-	// pushes it to the Core's repository (needs Docker where Pulumi runs);
-	// otherwise the tier runs REPOSITORY:<ImageTag>, pushed by `make images`.
+	// BuildImage builds images/<tier>.Dockerfile from ImageContext, pushes
+	// it to the Core's repository (needs Docker where Pulumi runs) and runs
+	// it by digest; otherwise the tier runs Image, an ECR image by digest.
+	// Either way the task definition names what was pushed, never a tag.
 	BuildImage   bool
 	ImageContext string
+	Image        string
 }
 
 // ComputeTier is one autoscaled tier: its queue, its cluster with the
@@ -85,10 +87,21 @@ type ComputeTier struct {
 	TaskRole         *iam.Role // the worker's; it publishes job events
 	TaskDefinition   *ecs.TaskDefinition
 	Service          *ecs.Service
+	// LaunchFailures sends the group's failed launches (a quota, no
+	// capacity in any listed type) to the alarm topic.
+	LaunchFailures *cloudwatch.EventRule
 }
 
 // Validate checks a tier's settings against what AWS accepts.
 func (a *ComputeTierArgs) Validate() error {
+	if !a.BuildImage {
+		if _, err := settings.ParseECRImage(a.Image); err != nil {
+			return fmt.Errorf("tier %s: image: %w", a.Tier, err)
+		}
+	}
+	if a.RetentionSecs < 60 || a.RetentionSecs >= settings.DeadLetterRetention {
+		return fmt.Errorf("tier %s: queue retention %d s: want 60 s to under the %d s its dead-letter queue keeps", a.Tier, a.RetentionSecs, settings.DeadLetterRetention)
+	}
 	return settings.CheckTier(a.Tier, a.InstanceTypes, a.VisibilitySecs, a.MaxReceives, a.StopTimeout, a.OnDemandBase, a.TaskCPU, a.TaskMemory)
 }
 
@@ -109,7 +122,7 @@ func NewComputeTier(ctx *pulumi.Context, name string, args *ComputeTierArgs, opt
 	b := &tierBuilder{ctx: ctx, t: t, a: args, name: name, core: args.Core, parent: pulumi.Parent(t),
 		tags: pulumi.ToStringMap(args.Core.args.Tags)}
 	b.tags["inferstack:tier"] = pulumi.String(args.Tier)
-	for _, step := range []func() error{b.queues, b.cluster, b.logs, b.roles, b.instances, b.service, b.autoscaling} {
+	for _, step := range []func() error{b.queues, b.cluster, b.logs, b.roles, b.instances, b.launchFailures, b.service, b.autoscaling} {
 		if err := step(); err != nil {
 			return nil, err
 		}
@@ -144,7 +157,7 @@ type tierBuilder struct {
 func (b *tierBuilder) queues() error {
 	var err error
 	b.t.DeadLetter, err = sqs.NewQueue(b.ctx, b.name+"-dlq", &sqs.QueueArgs{
-		SqsManagedSseEnabled: pulumi.Bool(true), MessageRetentionSeconds: pulumi.Int(settings.MaxRetentionSeconds), Tags: b.tags,
+		SqsManagedSseEnabled: pulumi.Bool(true), MessageRetentionSeconds: pulumi.Int(settings.DeadLetterRetention), Tags: b.tags,
 	}, b.parent)
 	if err != nil {
 		return err
@@ -153,7 +166,7 @@ func (b *tierBuilder) queues() error {
 		SqsManagedSseEnabled:     pulumi.Bool(true),
 		VisibilityTimeoutSeconds: pulumi.Int(b.a.VisibilitySecs),
 		ReceiveWaitTimeSeconds:   pulumi.Int(20), // long polling: fewer empty receives
-		MessageRetentionSeconds:  pulumi.Int(settings.MaxRetentionSeconds),
+		MessageRetentionSeconds:  pulumi.Int(b.a.RetentionSecs),
 		RedrivePolicy:            redrivePolicy(b.t.DeadLetter, b.a.MaxReceives),
 		Tags:                     b.tags,
 	}, b.parent)
@@ -198,8 +211,13 @@ func (b *tierBuilder) role(suffix, service string, doc pulumi.StringInput) (*iam
 func (b *tierBuilder) roles() error {
 	core := b.core
 	var err error
+	repository := core.Repository.Arn
+	if !b.a.BuildImage {
+		img, _ := settings.ParseECRImage(b.a.Image) // checked by Validate
+		repository = pulumi.String(img.RepositoryARN()).ToStringOutput()
+	}
 	b.executionRole, err = b.role("execution", "ecs-tasks.amazonaws.com",
-		pulumi.All(core.Repository.Arn, b.logGroup.Arn).ApplyT(func(v []any) string {
+		pulumi.All(repository, b.logGroup.Arn).ApplyT(func(v []any) string {
 			return policy.Execution(v[0].(string), v[1].(string)).JSON()
 		}).(pulumi.StringOutput))
 	if err != nil {
@@ -305,25 +323,29 @@ func (b *tierBuilder) instances() error {
 			&autoscaling.GroupTagArgs{Key: pulumi.String("inferstack:tier"), Value: pulumi.String(a.Tier), PropagateAtLaunch: pulumi.Bool(true)},
 		},
 	}
+	// Always a mixed instances policy, so every listed type is tried when
+	// the one before has no capacity, on-demand ("prioritized": in the
+	// listed order) as well as spot.
 	spec := &autoscaling.GroupMixedInstancesPolicyLaunchTemplateLaunchTemplateSpecificationArgs{
 		LaunchTemplateId: b.t.LaunchTemplate.ID(), Version: pulumi.String("$Latest"),
 	}
+	var overrides autoscaling.GroupMixedInstancesPolicyLaunchTemplateOverrideArray
+	for _, it := range a.InstanceTypes {
+		overrides = append(overrides, &autoscaling.GroupMixedInstancesPolicyLaunchTemplateOverrideArgs{InstanceType: pulumi.String(it)})
+	}
+	onDemandBase, onDemandAbove := 0, 100
 	if a.Spot {
-		var overrides autoscaling.GroupMixedInstancesPolicyLaunchTemplateOverrideArray
-		for _, it := range a.InstanceTypes {
-			overrides = append(overrides, &autoscaling.GroupMixedInstancesPolicyLaunchTemplateOverrideArgs{InstanceType: pulumi.String(it)})
-		}
+		onDemandBase, onDemandAbove = a.OnDemandBase, 0
 		group.CapacityRebalance = pulumi.Bool(true) // replace spot instances at risk before they are reclaimed
-		group.MixedInstancesPolicy = &autoscaling.GroupMixedInstancesPolicyArgs{
-			InstancesDistribution: &autoscaling.GroupMixedInstancesPolicyInstancesDistributionArgs{
-				OnDemandBaseCapacity:                pulumi.Int(a.OnDemandBase),
-				OnDemandPercentageAboveBaseCapacity: pulumi.Int(0),
-				SpotAllocationStrategy:              pulumi.String("price-capacity-optimized"),
-			},
-			LaunchTemplate: &autoscaling.GroupMixedInstancesPolicyLaunchTemplateArgs{LaunchTemplateSpecification: spec, Overrides: overrides},
-		}
-	} else {
-		group.LaunchTemplate = &autoscaling.GroupLaunchTemplateArgs{Id: b.t.LaunchTemplate.ID(), Version: pulumi.String("$Latest")}
+	}
+	group.MixedInstancesPolicy = &autoscaling.GroupMixedInstancesPolicyArgs{
+		InstancesDistribution: &autoscaling.GroupMixedInstancesPolicyInstancesDistributionArgs{
+			OnDemandAllocationStrategy:          pulumi.String("prioritized"),
+			OnDemandBaseCapacity:                pulumi.Int(onDemandBase),
+			OnDemandPercentageAboveBaseCapacity: pulumi.Int(onDemandAbove),
+			SpotAllocationStrategy:              pulumi.String("price-capacity-optimized"),
+		},
+		LaunchTemplate: &autoscaling.GroupMixedInstancesPolicyLaunchTemplateArgs{LaunchTemplateSpecification: spec, Overrides: overrides},
 	}
 	b.t.Group, err = autoscaling.NewGroup(b.ctx, b.name+"-asg", group, b.parent,
 		pulumi.IgnoreChanges([]string{"desiredCapacity"})) // managed scaling owns it
@@ -353,6 +375,56 @@ func (b *tierBuilder) instances() error {
 		CapacityProviders: pulumi.StringArray{b.t.CapacityProvider.Name},
 		DefaultCapacityProviderStrategies: ecs.ClusterCapacityProvidersDefaultCapacityProviderStrategyArray{
 			&ecs.ClusterCapacityProvidersDefaultCapacityProviderStrategyArgs{CapacityProvider: b.t.CapacityProvider.Name, Weight: pulumi.Int(1)},
+		},
+	}, b.parent)
+	return err
+}
+
+// LaunchFailedDetailType is the event Auto Scaling sends EventBridge when
+// it cannot launch an instance: a vCPU quota reached, no capacity for any
+// listed type (EventBridge events reference, "Amazon EC2 Auto Scaling
+// events").
+const LaunchFailedDetailType = "EC2 Instance Launch Unsuccessful"
+
+// LaunchFailureRuleName is the EventBridge rule of a tier's failed
+// launches; the alarm topic lets rules of this prefix publish.
+func LaunchFailureRuleName(environment, tier string) string {
+	return launchFailureRulePrefix(environment) + tier
+}
+
+func launchFailureRulePrefix(environment string) string {
+	return "inferstack-" + environment + "-launch-failed-"
+}
+
+// LaunchFailurePattern matches the failed launches of the group named group.
+func LaunchFailurePattern(group string) string {
+	data, _ := json.Marshal(map[string]any{
+		"source": []string{"aws.autoscaling"}, "detail-type": []string{LaunchFailedDetailType},
+		"detail": map[string]any{"AutoScalingGroupName": []string{group}},
+	})
+	return string(data)
+}
+
+// launchFailures tells the alarm topic when the group cannot launch: without
+// it, queued jobs wait for capacity that never comes and nothing says why.
+func (b *tierBuilder) launchFailures() error {
+	env := b.core.args.Environment
+	var err error
+	b.t.LaunchFailures, err = cloudwatch.NewEventRule(b.ctx, b.name+"-launch-failed", &cloudwatch.EventRuleArgs{
+		Name:         pulumi.String(LaunchFailureRuleName(env, b.a.Tier)),
+		Description:  pulumi.Sprintf("inferstack %s %s tier: an instance failed to launch", env, b.a.Tier),
+		EventPattern: b.t.Group.Name.ApplyT(LaunchFailurePattern).(pulumi.StringOutput),
+		Tags:         b.tags,
+	}, b.parent)
+	if err != nil {
+		return err
+	}
+	_, err = cloudwatch.NewEventTarget(b.ctx, b.name+"-launch-failed-alarm", &cloudwatch.EventTargetArgs{
+		Rule: b.t.LaunchFailures.Name, Arn: b.core.AlarmTopic.Arn,
+		InputTransformer: &cloudwatch.EventTargetInputTransformerArgs{
+			InputPaths: pulumi.StringMap{"group": pulumi.String("$.detail.AutoScalingGroupName"), "cause": pulumi.String("$.detail.StatusMessage")},
+			InputTemplate: pulumi.Sprintf(`"inferstack %s %s tier: Auto Scaling group <group> could not launch an instance: <cause> `+
+				`(check the tier's EC2 vCPU quotas; see the README's Quotas section)"`, env, b.a.Tier),
 		},
 	}, b.parent)
 	return err
@@ -388,14 +460,16 @@ func ContainerDefinitions(image, logGroup, region string, env map[string]string,
 func (b *tierBuilder) service() error {
 	a, core := b.a, b.core
 	region := core.Region()
-	image := pulumi.Sprintf("%s:%s", core.Repository.RepositoryUrl, a.ImageTag)
+	image := pulumi.String(a.Image).ToStringOutput()
 	if a.BuildImage {
+		// Its imageUri names the pushed digest, so a new build is a new
+		// task definition revision, and the tag only labels it in ECR.
 		built, err := awsxecr.NewImage(b.ctx, b.name+"-image", &awsxecr.ImageArgs{
 			RepositoryUrl: core.Repository.RepositoryUrl,
 			Context:       pulumi.String(a.ImageContext),
 			Dockerfile:    pulumi.String(filepath.Join(a.ImageContext, "images", a.Tier+".Dockerfile")),
 			Platform:      pulumi.String("linux/amd64"),
-			ImageTag:      pulumi.String(a.ImageTag),
+			ImageTag:      pulumi.String(a.Tier),
 		}, b.parent)
 		if err != nil {
 			return err

@@ -226,7 +226,7 @@ func calibrate(ctx context.Context, job Job, layout *Layout, outputs []OutputSpe
 	defer c.close()
 	c.candidates = []int{sess.Threads}
 	if job.Threads == 0 {
-		c.candidates = threadCandidates(runtime.NumCPU())
+		c.candidates = threadCandidates(usableCPUs())
 	}
 	c.sessions = make([]*Session, len(c.candidates))
 	if i := slices.Index(c.candidates, sess.Threads); i >= 0 {

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -179,11 +178,12 @@ type Session struct {
 }
 
 // DefaultThreads is the intra-op thread count when none is chosen or
-// calibrated: all cores. Leaving one to the reader and writer was measured
+// calibrated: all the cores the process may use (usableCPUs: its cgroup's
+// CPU quota bounds them). Leaving one to the reader and writer was measured
 // slower on 2 cores, in the pipeline (1.8x at batch 64 for both convolutional
 // models of BenchmarkCalibrationGain, 1.07x for an MLP) and in a worker with
 // its S3 transfers beside it (1.07x, BenchmarkWorkerThreads).
-func DefaultThreads() int { return max(1, runtime.NumCPU()) }
+func DefaultThreads() int { return usableCPUs() }
 
 // Session returns the model's session for device and threads (0 =
 // DefaultThreads), creating it on first use. Sessions are kept until Close:

@@ -190,7 +190,7 @@ func TestDevStackLifecycleThroughTheEngine(t *testing.T) {
 	require.NoError(t, stack.SetAllConfig(ctx, auto.ConfigMap{"inferstack:tier": {Value: "cpu"}, "inferstack:gpuEnabled": {Value: "false"}}))
 	_, s = up(t, ctx, stack)
 	deleted := names(s[apitype.OpDelete])
-	require.Len(t, deleted, 25, "the gpu component and its 24 resources")
+	require.Len(t, deleted, 28, "the gpu component and its 27 resources")
 	for _, n := range deleted {
 		require.True(t, strings.HasPrefix(n, "inferstack-gpu"), "deleted %s, not of the gpu tier", n)
 	}

@@ -99,6 +99,12 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		"stopTimeout":        {"stopTimeout": "4"}, // the worker would get -1 s
 		"visibilityTimeout":  {"visibilityTimeout": "43201"},
 		"maxReceives":        {"maxReceives": "1001"},
+		// A dead-lettered message keeps its first enqueue time: a queue
+		// keeping messages as long as its DLQ would lose them there.
+		"queueRetentionDays": {"queueRetentionDays": "14"},
+		"cpuImage":           {"buildImages": "false"},
+		"gpuImage": {"buildImages": "false", "cpuImage": "123456789012.dkr.ecr.us-east-1.amazonaws.com/w@sha256:" + strings.Repeat("0", 64),
+			"gpuImage": "123456789012.dkr.ecr.us-east-1.amazonaws.com/w:gpu"}, // a tag: nothing says it was pushed
 	}
 	for key, values := range cases {
 		t.Run(key, func(t *testing.T) {

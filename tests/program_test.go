@@ -66,7 +66,9 @@ func TestInventoryPerConfiguration(t *testing.T) {
 	require.Equal(t, 7, c["aws:cloudwatch/metricAlarm:MetricAlarm"], "intake DLQ, and DLQ, backlog and idle per tier")
 	require.Equal(t, 2, c["aws:sns/topic:Topic"], "alarms and job events")
 	require.Equal(t, 2, c["aws:kms/key:Key"], "a key per topic")
-	require.Equal(t, 1, c["aws:sns/topicPolicy:TopicPolicy"], "the events topic's")
+	require.Equal(t, 2, c["aws:sns/topicPolicy:TopicPolicy"], "the alarm topic's and the events topic's")
+	require.Equal(t, 2, c["aws:cloudwatch/eventRule:EventRule"], "a tier's failed launches")
+	require.Equal(t, 2, c["awsx:ecr:Image"], "an image built per tier")
 	require.Equal(t, 1, c["aws:sqs/queuePolicy:QueuePolicy"], "the intake queue's, for upload triggers")
 	require.Equal(t, 1, c["aws:s3/bucketNotification:BucketNotification"])
 	require.Zero(t, c["aws:sns/topicSubscription:TopicSubscription"])
@@ -81,7 +83,7 @@ func TestInventoryPerConfiguration(t *testing.T) {
 			gpuTier = append(gpuTier, r.Type+"::"+r.Name)
 		}
 	}
-	require.Len(t, gpuTier, 25, "the gpu component and its 24 resources")
+	require.Len(t, gpuTier, 28, "the gpu component and its 27 resources")
 	require.Equal(t, len(dev.all)-len(gpuTier), len(noGPU.all))
 	for _, r := range noGPU.all {
 		require.False(t, strings.HasPrefix(r.Name, "inferstack-gpu"), r.Name)
@@ -144,7 +146,7 @@ func TestQueuesRedriveEncryptAndTimeOutWithinLimits(t *testing.T) {
 
 func TestCapacityProvidersScaleFromZeroAndProtectRunningWork(t *testing.T) {
 	t.Parallel()
-	d := run(t, config(t, "prod", nil))
+	d := run(t, config(t, "prod", map[string]string{"cpuSpot": "true", "cpuOnDemandBase": "1", "gpuSpot": "true", "gpuOnDemandBase": "1"}))
 	for _, cp := range d.ofType("aws:ecs/capacityProvider:CapacityProvider") {
 		asg := obj(cp.Inputs, "autoScalingGroupProvider")
 		require.Equal(t, "ENABLED", str(asg, "managedTerminationProtection"))
@@ -157,7 +159,7 @@ func TestCapacityProvidersScaleFromZeroAndProtectRunningWork(t *testing.T) {
 		require.Equal(t, float64(0), number(g.Inputs, "minSize"), g.Name)
 		require.True(t, boolean(g.Inputs, "protectFromScaleIn"), "managed termination protection needs it")
 		require.True(t, boolean(g.Inputs, "forceDelete"), "or pulumi destroy hangs on protected instances")
-		require.True(t, boolean(g.Inputs, "capacityRebalance"), "prod runs spot: rebalance")
+		require.True(t, boolean(g.Inputs, "capacityRebalance"), "spot: rebalance")
 		dist := obj(obj(g.Inputs, "mixedInstancesPolicy"), "instancesDistribution")
 		require.Equal(t, float64(1), number(dist, "onDemandBaseCapacity"))
 	}
@@ -222,7 +224,8 @@ func TestGPUTierAloneGetsTheGPUAMIAndAGPU(t *testing.T) {
 			kv := e.(map[string]any)
 			env[kv["name"].(string)] = kv["value"].(string)
 		}
-		require.Equal(t, "123456789012.dkr.ecr.us-east-1.amazonaws.com/inferstack-worker:"+tier, defs[0]["image"])
+		require.Equal(t, str(d.named("inferstack-"+tier+"-image").Outputs, "imageUri"), defs[0]["image"], "the tier's own image")
+		require.Equal(t, "images/"+tier+".Dockerfile", str(d.named("inferstack-"+tier+"-image").Inputs, "dockerfile"))
 		require.Equal(t, tier, env["INFERSTACK_TIER"])
 		require.Equal(t, map[string]string{"cpu": "cpu", "gpu": "auto"}[tier], env["INFERSTACK_DEVICE"])
 		require.Equal(t, "models/detector.onnx", env["INFERSTACK_MODEL_KEY"])
@@ -339,10 +342,9 @@ func TestIAMIsLeastPrivilege(t *testing.T) {
 	}
 }
 
-func TestImagesAreBuiltOnlyWhenConfigured(t *testing.T) {
+func TestImagesAreBuiltAndRunByDigest(t *testing.T) {
 	t.Parallel()
-	require.Empty(t, run(t, config(t, "dev", nil)).ofType("awsx:ecr:Image"))
-	d := run(t, config(t, "dev", map[string]string{"buildImages": "true"}))
+	d := run(t, config(t, "dev", nil))
 	images := d.ofType("awsx:ecr:Image")
 	require.Len(t, images, 2)
 	for _, tier := range []string{"cpu", "gpu"} {

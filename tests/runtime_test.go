@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -44,12 +45,15 @@ func containerEnv(t *testing.T, task registered) (map[string]string, float64) {
 // stop timeout less the worker's margin, the region, the bucket, the model.
 func TestTaskDefinitionsTellTheWorkerItsQueueSettings(t *testing.T) {
 	t.Parallel()
-	for _, overrides := range []map[string]string{nil, {"visibilityTimeout": "900", "maxReceives": "3", "stopTimeout": "60"}} {
+	for _, overrides := range []map[string]string{nil, {"visibilityTimeout": "900", "maxReceives": "3", "stopTimeout": "60", "cpuTaskCpu": "3072", "gpuTaskCpu": "512"}} {
 		cfg := config(t, "prod", overrides)
 		d := run(t, cfg)
 		for _, tier := range cfg.Tiers() {
 			name := "inferstack-" + tier.Name
-			env, stopTimeout := containerEnv(t, d.named(name+"-task"))
+			task := d.named(name + "-task")
+			env, stopTimeout := containerEnv(t, task)
+			cpuUnits, err := strconv.Atoi(str(task.Inputs, "cpu"))
+			require.NoError(t, err)
 			parsed, err := worker.ConfigFromEnv(getter(env))
 			require.NoError(t, err, "the worker refuses its task definition's environment")
 
@@ -66,7 +70,7 @@ func TestTaskDefinitionsTellTheWorkerItsQueueSettings(t *testing.T) {
 				MaxReceives:    redrive.Max,
 				StopTimeout:    time.Duration(stopTimeout)*time.Second - runenv.StopMargin,
 				EventsTopicARN: str(d.named("inferstack-events").Outputs, "arn"),
-				Threads:        int(number(task.Inputs, "cpu")) / 1024,
+				Threads:        max(1, cpuUnits/1024),
 			}
 			require.Equal(t, want, parsed.Worker)
 			require.Equal(t, want.Threads, parsed.Threads, "ONNX Runtime's threads are the task's whole vCPUs")

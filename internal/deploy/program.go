@@ -31,9 +31,9 @@ func tierArgs(c Config, t settings.Tier, core *components.Core) *components.Comp
 	args := &components.ComputeTierArgs{
 		Core: core, Tier: t.Name, GPU: t.GPU,
 		InstanceTypes: t.InstanceTypes, Spot: t.Spot, OnDemandBase: t.OnDemandBase,
-		Scaling: t.Scaling(), TaskCPU: t.TaskCPU, TaskMemory: t.TaskMemory, RootVolumeGiB: root, ImageTag: t.Name,
-		VisibilitySecs: c.VisibilityTimeout, MaxReceives: c.MaxReceives, StopTimeout: c.StopTimeout,
-		BuildImage: c.BuildImages, ImageContext: ".",
+		Scaling: t.Scaling(), TaskCPU: t.TaskCPU, TaskMemory: t.TaskMemory, RootVolumeGiB: root,
+		VisibilitySecs: c.VisibilityTimeout, MaxReceives: c.MaxReceives, RetentionSecs: c.QueueRetentionDays * 24 * 3600,
+		StopTimeout: c.StopTimeout, BuildImage: c.BuildImages, ImageContext: ".", Image: t.Image,
 	}
 	return args
 }

@@ -267,6 +267,34 @@ func AlarmKey(account string) Document {
 		Statement{Sid: "CloudWatchAlarmsPublish", Effect: "Allow", Principal: map[string]any{"Service": "cloudwatch.amazonaws.com"},
 			Action: []string{"kms:Decrypt", "kms:GenerateDataKey*"}, Resource: []string{"*"},
 			Condition: map[string]map[string]any{"StringEquals": {"aws:SourceAccount": account}}},
+		Statement{Sid: "EventBridgeRulesPublish", Effect: "Allow", Principal: map[string]any{"Service": "events.amazonaws.com"},
+			Action: []string{"kms:Decrypt", "kms:GenerateDataKey*"}, Resource: []string{"*"},
+			Condition: map[string]map[string]any{"StringEquals": {"aws:SourceAccount": account}}},
+	)
+}
+
+// AlarmTopic is the alarm topic's policy: the account manages it, its
+// CloudWatch alarms publish to it, and so do the EventBridge rules named
+// rulePrefix* (the tiers' failed launches). EventBridge needs this grant in
+// the topic policy (EventBridge user guide, "Amazon SNS permissions").
+func AlarmTopic(topicARN, account, rulePrefix string) Document {
+	return doc(
+		Statement{Sid: "AccountManagesTopic", Effect: "Allow", Principal: map[string]any{"AWS": "arn:aws:iam::" + account + ":root"},
+			Action: []string{"sns:GetTopicAttributes", "sns:SetTopicAttributes", "sns:AddPermission", "sns:RemovePermission",
+				"sns:DeleteTopic", "sns:Subscribe", "sns:ListSubscriptionsByTopic", "sns:Publish"},
+			Resource: []string{topicARN}},
+		Statement{Sid: "CloudWatchAlarmsPublish", Effect: "Allow", Principal: map[string]any{"Service": "cloudwatch.amazonaws.com"},
+			Action: []string{"sns:Publish"}, Resource: []string{topicARN},
+			Condition: map[string]map[string]any{
+				"ArnLike":      {"aws:SourceArn": "arn:aws:cloudwatch:*:" + account + ":alarm:*"},
+				"StringEquals": {"aws:SourceAccount": account},
+			}},
+		Statement{Sid: "LaunchFailuresPublish", Effect: "Allow", Principal: map[string]any{"Service": "events.amazonaws.com"},
+			Action: []string{"sns:Publish"}, Resource: []string{topicARN},
+			Condition: map[string]map[string]any{
+				"ArnLike":      {"aws:SourceArn": "arn:aws:events:*:" + account + ":rule/" + rulePrefix + "*"},
+				"StringEquals": {"aws:SourceAccount": account},
+			}},
 	)
 }
 

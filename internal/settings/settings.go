@@ -34,6 +34,9 @@ type TierConfig struct {
 	WarmupSeconds    int
 	TaskCPU          int
 	TaskMemory       int
+	// Image is the worker image by digest, for a stack that does not build
+	// its images (BuildImages false).
+	Image string
 }
 
 // Config is the whole stack's settings, read once from `pulumi config`.
@@ -62,6 +65,9 @@ type Config struct {
 	EventsSubscription string
 	VisibilityTimeout  int
 	MaxReceives        int
+	// QueueRetentionDays is how long a tier queue keeps a waiting job;
+	// shorter than its dead-letter queue keeps one (DeadLetterRetention).
+	QueueRetentionDays int
 	StopTimeout        int
 	BuildImages        bool
 	CPU, GPU           TierConfig
@@ -100,8 +106,9 @@ var Keys = []Key{
 	{"eventsSubscription", "string", "", "email address or SQS queue ARN subscribed to the job events topic (optional)"},
 	{"visibilityTimeout", "integer", "300", "tier queue visibility timeout in seconds; the worker's heartbeat extends it (max 43200)"},
 	{"maxReceives", "integer", "5", "deliveries of a job before it is dead-lettered"},
+	{"queueRetentionDays", "integer", "7", "days a tier queue keeps a job waiting for capacity (1 to 13: its dead-letter queue keeps 14)"},
 	{"stopTimeout", "integer", "110", "seconds ECS waits after SIGTERM before SIGKILL (10 to 120); the worker stops 5 s earlier"},
-	{"buildImages", "boolean", "false", "build images/<tier>.Dockerfile and push it to the stack's repository on pulumi up (needs Docker); otherwise push with make images"},
+	{"buildImages", "boolean", "true", "build images/<tier>.Dockerfile and push it to the stack's repository on pulumi up (needs Docker where pulumi runs); false: set cpuImage and gpuImage"},
 	{"cpuInstanceTypes", "array", `["c7i.large","c6i.large","m7i.large"]`, "cpu tier instance types (x86_64), first preferred"},
 	{"cpuSpot", "boolean", "false", "run the cpu tier on spot above cpuOnDemandBase"},
 	{"cpuOnDemandBase", "integer", "0", "cpu tier on-demand instances before spot"},
@@ -112,6 +119,7 @@ var Keys = []Key{
 	{"cpuWarmupSeconds", "integer", "180", "cpu tier instance warm-up for managed scaling"},
 	{"cpuTaskCpu", "integer", "1024", "cpu tier task CPU units (1024 = 1 vCPU)"},
 	{"cpuTaskMemory", "integer", "1536", "cpu tier task memory in MiB"},
+	{"cpuImage", "string", "", "with buildImages false: the cpu worker image in ECR by digest (ACCOUNT.dkr.ecr.REGION.amazonaws.com/NAME@sha256:...)"},
 	{"gpuInstanceTypes", "array", `["g4dn.xlarge","g5.xlarge","g6.xlarge"]`, "gpu tier instance types, first preferred"},
 	{"gpuSpot", "boolean", "false", "run the gpu tier on spot above gpuOnDemandBase"},
 	{"gpuOnDemandBase", "integer", "0", "gpu tier on-demand instances before spot"},
@@ -122,6 +130,7 @@ var Keys = []Key{
 	{"gpuWarmupSeconds", "integer", "300", "gpu tier instance warm-up for managed scaling"},
 	{"gpuTaskCpu", "integer", "2048", "gpu tier task CPU units"},
 	{"gpuTaskMemory", "integer", "12288", "gpu tier task memory in MiB"},
+	{"gpuImage", "string", "", "with buildImages false: the gpu worker image in ECR by digest"},
 }
 
 // FromGetter builds and validates the Config of stack env from get, which
@@ -151,6 +160,7 @@ func FromGetter(env string, get func(key string) (string, bool)) (Config, error)
 		EventsSubscription: r.str("eventsSubscription"),
 		VisibilityTimeout:  r.integer("visibilityTimeout"),
 		MaxReceives:        r.integer("maxReceives"),
+		QueueRetentionDays: r.integer("queueRetentionDays"),
 		StopTimeout:        r.integer("stopTimeout"),
 		BuildImages:        r.boolean("buildImages"),
 		CPU:                r.tier(string(job.TierCPU)),
@@ -216,7 +226,20 @@ func (c Config) Validate() error {
 		return bad("stopTimeout", "%d s: want %d to %d (ECS allows at most %d; the worker stops %s earlier and needs time of its own)",
 			c.StopTimeout, MinStopTimeout, MaxStopTimeout, MaxStopTimeout, runenv.StopMargin)
 	}
+	if days := c.QueueRetentionDays; days < 1 || days*24*3600 >= DeadLetterRetention {
+		return bad("queueRetentionDays", "%d: want 1 to %d, under the %d days a dead-letter queue keeps a message "+
+			"(a dead-lettered message keeps the time it was first sent, so a shorter DLQ drops it early)",
+			days, DeadLetterRetention/(24*3600)-1, DeadLetterRetention/(24*3600))
+	}
+	if err := checkDeadLetterRetention(c.Queues()); err != nil {
+		return bad("queueRetentionDays", "%v", err)
+	}
 	for _, t := range c.Tiers() {
+		if !c.BuildImages {
+			if _, err := ParseECRImage(t.Image); err != nil {
+				return bad(t.Name+"Image", "buildImages is false, so the %s tier needs its image by digest: %v", t.Name, err)
+			}
+		}
 		if err := CheckTier(t.Name, t.InstanceTypes, c.VisibilityTimeout, c.MaxReceives, c.StopTimeout, t.OnDemandBase, t.TaskCPU, t.TaskMemory); err != nil {
 			return bad(t.Name+"MaxTasks", "%v", err)
 		}
@@ -236,7 +259,14 @@ const (
 	// margin (runenv.StopMargin) for a job to reach a chunk boundary.
 	MinStopTimeout      = 10
 	MaxRetentionSeconds = 14 * 24 * 3600 // SQS keeps a message 14 days at most
-	IntakeRetention     = 4 * 24 * 3600  // intake messages: dispatched in seconds, kept 4 days
+	// DeadLetterRetention is every dead-letter queue's: the most SQS keeps.
+	// A message SQS moves to a DLQ keeps its first enqueue time, so its
+	// source queue must keep messages for less (SQS developer guide,
+	// "Using dead-letter queues": "always set the retention period of a
+	// dead-letter queue to be longer than the retention period of the
+	// original queue").
+	DeadLetterRetention = MaxRetentionSeconds
+	IntakeRetention     = 4 * 24 * 3600 // intake messages: dispatched in seconds, kept 4 days
 	IntakeMaxReceives   = 5              // dispatch attempts before the intake DLQ
 	DispatchTimeout     = 30             // seconds: a batch of 10 with SDK retries; Lambda allows 900
 	// LambdaVisibilityFactor: Lambda's documentation asks for an SQS event
@@ -305,17 +335,73 @@ type Queue struct {
 // with its dead-letter queue, DLQs first.
 func (c Config) Queues() []Queue {
 	queues := []Queue{
-		{Name: job.IntakeDeadLetterQueue, RetentionSeconds: MaxRetentionSeconds},
+		{Name: job.IntakeDeadLetterQueue, RetentionSeconds: DeadLetterRetention},
 		{Name: job.IntakeQueue, VisibilitySeconds: LambdaVisibilityFactor * DispatchTimeout, RetentionSeconds: IntakeRetention,
 			DeadLetter: job.IntakeDeadLetterQueue, MaxReceives: IntakeMaxReceives},
 	}
 	for _, t := range c.Tiers() {
 		queues = append(queues,
-			Queue{Name: job.TierDeadLetterQueue(job.Tier(t.Name)), RetentionSeconds: MaxRetentionSeconds},
-			Queue{Name: job.TierQueue(job.Tier(t.Name)), VisibilitySeconds: c.VisibilityTimeout, RetentionSeconds: MaxRetentionSeconds,
+			Queue{Name: job.TierDeadLetterQueue(job.Tier(t.Name)), RetentionSeconds: DeadLetterRetention},
+			Queue{Name: job.TierQueue(job.Tier(t.Name)), VisibilitySeconds: c.VisibilityTimeout, RetentionSeconds: c.QueueRetentionDays * 24 * 3600,
 				DeadLetter: job.TierDeadLetterQueue(job.Tier(t.Name)), MaxReceives: c.MaxReceives})
 	}
 	return queues
+}
+
+// checkDeadLetterRetention refuses a queue that keeps messages as long as
+// its dead-letter queue or longer: there a message that waited out most of
+// its time before being dead-lettered would vanish before anyone reads it.
+func checkDeadLetterRetention(queues []Queue) error {
+	retention := map[string]int{}
+	for _, q := range queues {
+		retention[q.Name] = q.RetentionSeconds
+	}
+	for _, q := range queues {
+		if q.DeadLetter != "" && q.RetentionSeconds >= retention[q.DeadLetter] {
+			return fmt.Errorf("queue %s keeps messages %d s, its dead-letter queue %s only %d s: a dead letter keeps its first enqueue time, so the DLQ must keep them longer",
+				q.Name, q.RetentionSeconds, q.DeadLetter, retention[q.DeadLetter])
+		}
+	}
+	return nil
+}
+
+// ECRImage is a worker image in an ECR repository, named by digest.
+type ECRImage struct {
+	Account, Region, Repository, Digest string
+}
+
+// RepositoryARN is the image's repository, which the task's execution role
+// must be allowed to pull from.
+func (i ECRImage) RepositoryARN() string {
+	return fmt.Sprintf("arn:aws:ecr:%s:%s:repository/%s", i.Region, i.Account, i.Repository)
+}
+
+// ParseECRImage reads ACCOUNT.dkr.ecr.REGION.amazonaws.com/NAME@sha256:HEX.
+// A tag is refused: a task definition that names a tag runs whatever was
+// pushed last under it, or nothing if nothing was.
+func ParseECRImage(ref string) (ECRImage, error) {
+	host, rest, ok := strings.Cut(ref, "/")
+	name, digest, hasDigest := strings.Cut(rest, "@")
+	h := strings.Split(host, ".")
+	switch {
+	case ref == "":
+		return ECRImage{}, errors.New("none set (e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com/inferstack@sha256:...)")
+	case !ok || len(h) != 6 || h[1] != "dkr" || h[2] != "ecr" || h[4] != "amazonaws" || h[5] != "com" || len(h[0]) != 12:
+		return ECRImage{}, fmt.Errorf("%q is not in ECR (ACCOUNT.dkr.ecr.REGION.amazonaws.com/NAME@sha256:...)", ref)
+	case !hasDigest || !validDigest(digest):
+		return ECRImage{}, fmt.Errorf("%q names no digest: a task definition must name the image pushed (NAME@sha256:64 hex digits), not a tag", ref)
+	case name == "" || strings.Contains(name, ":"):
+		return ECRImage{}, fmt.Errorf("%q: want NAME@sha256:..., without a tag", ref)
+	}
+	return ECRImage{Account: h[0], Region: h[3], Repository: name, Digest: digest}, nil
+}
+
+func validDigest(d string) bool {
+	hex, ok := strings.CutPrefix(d, "sha256:")
+	if !ok || len(hex) != 64 {
+		return false
+	}
+	return strings.Trim(hex, "0123456789abcdef") == ""
 }
 
 // validRetention are the values CloudWatch Logs accepts for RetentionInDays
@@ -393,6 +479,7 @@ func (r *reader) tier(prefix string) TierConfig {
 		WarmupSeconds:    r.integer(prefix + "WarmupSeconds"),
 		TaskCPU:          r.integer(prefix + "TaskCpu"),
 		TaskMemory:       r.integer(prefix + "TaskMemory"),
+		Image:            r.str(prefix + "Image"),
 	}
 }
 

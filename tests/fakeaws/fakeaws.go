@@ -62,10 +62,13 @@ func Outputs(typ, name string, inputs resource.PropertyMap) (string, resource.Pr
 		set("arn", fmt.Sprintf("arn:aws:logs:%s:%s:log-group:%s", Region, Account, input("name")))
 	case "aws:ecr/repository:Repository":
 		set("repositoryUrl", fmt.Sprintf("%s.dkr.ecr.%s.amazonaws.com/%s", Account, Region, name))
+		set("arn", fmt.Sprintf("arn:aws:ecr:%s:%s:repository/%s", Region, Account, name))
 	case "aws:cloudwatch/dashboard:Dashboard":
 		set("dashboardArn", fmt.Sprintf("arn:aws:cloudwatch::%s:dashboard/%s", Account, input("dashboardName")))
+	case "aws:cloudwatch/eventRule:EventRule":
+		set("arn", fmt.Sprintf("arn:aws:events:%s:%s:rule/%s", Region, Account, input("name")))
 	case "awsx:ecr:Image":
-		set("imageUri", input("repositoryUrl")+":"+input("imageTag")+"@sha256:"+strings.Repeat("ab", 32))
+		set("imageUri", ImageURI(input("repositoryUrl"), name))
 	case "awsx:ec2:Vpc":
 		set("vpcId", "vpc-"+shortHash(name))
 		set("privateSubnetIds", []any{"subnet-a" + shortHash(name), "subnet-b" + shortHash(name)})
@@ -74,6 +77,13 @@ func Outputs(typ, name string, inputs resource.PropertyMap) (string, resource.Pr
 	set("arn", fmt.Sprintf("arn:aws:%s:%s:%s:%s", service, Region, Account, name))
 	set("name", name)
 	return id, outs
+}
+
+// ImageURI is what awsx's Image returns for an image built and pushed to
+// repositoryURL: the repository and the pushed digest.
+func ImageURI(repositoryURL, name string) string {
+	sum := sha256.Sum256([]byte(name))
+	return repositoryURL + "@sha256:" + hex.EncodeToString(sum[:])
 }
 
 func shortHash(s string) string {

@@ -198,10 +198,35 @@ type vpc struct {
 	PublicSubnetIDs  pulumi.StringArrayOutput `pulumi:"publicSubnetIds"`
 }
 
-// Construct builds awsx components; only ec2:Vpc is used by the program.
+// image is awsx's ecr.Image component as the program sees it.
+type image struct {
+	pulumi.ResourceState
+	ImageURI pulumi.StringOutput `pulumi:"imageUri"`
+}
+
+// Construct builds the awsx components the program uses: ec2:Vpc and
+// ecr:Image (which pretends to build and push, and returns the digest).
 func (p *mock) Construct(ctx context.Context, req *pulumirpc.ConstructRequest) (*pulumirpc.ConstructResponse, error) {
-	return provider.Construct(ctx, req, p.host.EngineConn(), func(ctx *pulumi.Context, typ, name string, _ provider.ConstructInputs, options pulumi.ResourceOption) (*provider.ConstructResult, error) {
-		if typ != "awsx:ec2:Vpc" {
+	return provider.Construct(ctx, req, p.host.EngineConn(), func(ctx *pulumi.Context, typ, name string, inputs provider.ConstructInputs, options pulumi.ResourceOption) (*provider.ConstructResult, error) {
+		switch typ {
+		case "awsx:ec2:Vpc":
+		case "awsx:ecr:Image":
+			args, err := inputs.Map()
+			if err != nil {
+				return nil, err
+			}
+			img := &image{}
+			if err := ctx.RegisterComponentResource(typ, name, img, options); err != nil {
+				return nil, err
+			}
+			img.ImageURI = pulumi.ToOutput(args["repositoryUrl"]).ApplyT(func(repo any) string {
+				return fakeaws.ImageURI(fmt.Sprint(repo), name)
+			}).(pulumi.StringOutput)
+			if err := ctx.RegisterResourceOutputs(img, pulumi.Map{"imageUri": img.ImageURI}); err != nil {
+				return nil, err
+			}
+			return provider.NewConstructResult(img)
+		default:
 			return nil, fmt.Errorf("mockprovider: cannot construct %s", typ)
 		}
 		v := &vpc{}
