@@ -205,7 +205,7 @@ func TestDevStackLifecycleThroughTheEngine(t *testing.T) {
 	dres, err := stack.Destroy(ctx, optdestroy.EventStreams(ch))
 	require.NoError(t, err)
 	s = <-done
-	require.Len(t, s[apitype.OpDelete], created-25)
+	require.Len(t, s[apitype.OpDelete], created-28)
 	require.Equal(t, "succeeded", dres.Summary.Result)
 }
 

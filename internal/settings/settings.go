@@ -267,8 +267,8 @@ const (
 	// original queue").
 	DeadLetterRetention = MaxRetentionSeconds
 	IntakeRetention     = 4 * 24 * 3600 // intake messages: dispatched in seconds, kept 4 days
-	IntakeMaxReceives   = 5              // dispatch attempts before the intake DLQ
-	DispatchTimeout     = 30             // seconds: a batch of 10 with SDK retries; Lambda allows 900
+	IntakeMaxReceives   = 5             // dispatch attempts before the intake DLQ
+	DispatchTimeout     = 30            // seconds: a batch of 10 with SDK retries; Lambda allows 900
 	// LambdaVisibilityFactor: Lambda's documentation asks for an SQS event
 	// source's visibility timeout of at least six times the function timeout.
 	LambdaVisibilityFactor = 6
