@@ -61,7 +61,7 @@ lint: $(GOLANGCI_LINT) ## go vet, golangci-lint, and hadolint on images/ where i
 	@if command -v hadolint >/dev/null; then hadolint images/*.Dockerfile; else echo "lint: hadolint not installed, images/ not linted"; fi
 
 .PHONY: images
-images: ## build the worker images where a Docker engine runs
+images: ## build the worker images locally where a Docker engine runs (pulumi up builds and pushes the deployed ones)
 	docker build -f images/cpu.Dockerfile -t inferstack-worker:cpu .
 	docker build -f images/gpu.Dockerfile -t inferstack-worker:gpu .
 
