@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -41,10 +42,34 @@ func (w *Worker) failedEvent(jobID, reason string, status *statusWriter) job.Eve
 	return ev
 }
 
-// publish sends ev to the events topic. The result or error record in S3 is
-// the record of truth and the event only announces it: an event that cannot
-// be sent is logged, and never fails or re-runs the job.
-func (w *Worker) publish(ev job.Event, log *slog.Logger) {
+// unannounced says whether the job an earlier delivery finished (its
+// manifest m found) still has to be announced: its status does not say it
+// was. Then status takes over the stored one, completed from the manifest,
+// so that the event carries the job's own timings. A status that cannot be
+// read counts as unannounced: a duplicate event is acceptable, a lost one
+// is not.
+func (w *Worker) unannounced(req job.Request, status *statusWriter, m *inference.Manifest, log *slog.Logger) bool {
+	ctx, cancel := w.cleanup()
+	defer cancel()
+	var stored job.Status
+	switch err := w.store.getJSON(ctx, job.StatusKey(req.JobID), &stored); {
+	case err == nil && stored.Announced:
+		return false
+	case err == nil:
+		status.adopt(stored)
+	case !errors.Is(err, errNotFound):
+		log.Warn("cannot read the job's status: announcing it, perhaps again", "err", err)
+	}
+	log.Info("job done by an earlier delivery that did not announce it: announcing it now")
+	status.set(job.StateDone, doneFrom(m))
+	return true
+}
+
+// publish sends ev to the events topic and says whether it was sent. The
+// result or error record in S3 is the record of truth and the event only
+// announces it: an event that cannot be sent is logged, and never fails or
+// re-runs the job.
+func (w *Worker) publish(ev job.Event, log *slog.Logger) bool {
 	attrs := map[string]snstypes.MessageAttributeValue{}
 	for name, value := range ev.Attributes() {
 		attrs[name] = snstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(value)}
@@ -60,5 +85,7 @@ func (w *Worker) publish(ev job.Event, log *slog.Logger) {
 	if err != nil {
 		log.Error("cannot publish the job's event; its record in S3 stands", "state", ev.State,
 			"err", awserr.Denied(err, "sns:Publish", w.cfg.EventsTopicARN))
+		return false
 	}
+	return true
 }

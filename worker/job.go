@@ -16,7 +16,8 @@ import (
 // run does the job and returns its manifest once results and manifest are
 // in S3, keeping its status object up to date as it goes. The bool is false
 // when another delivery had already done the job: announcing it was that
-// delivery's part, so duplicates yield one event. When engine ends (a
+// delivery's part, unless its status says it did not (Worker.unannounced),
+// so duplicates yield one event. When engine ends (a
 // hand-over) the engine stops at a chunk boundary, and the chunks it wrote
 // are checkpointed under ctx before run returns.
 func (w *Worker) run(ctx, engine context.Context, req job.Request, status *statusWriter, log *slog.Logger) (*inference.Manifest, bool, error) {
@@ -87,11 +88,16 @@ func (w *Worker) run(ctx, engine context.Context, req job.Request, status *statu
 		if err != nil {
 			return nil, false, err
 		}
-		status.set(job.StateDone, func(s *job.Status) {
-			s.SamplesDone, s.SamplesTotal = m.Samples, m.Samples
-			s.Device, s.FallbackReason = string(m.Device.Used), m.Device.Fallback
-			s.EngineStartedAt, s.EngineFinishedAt = &m.StartedAt, &m.FinishedAt
-		})
+		status.set(job.StateDone, doneFrom(m))
 		return m, true, nil
+	}
+}
+
+// doneFrom is the status change of a job done as its manifest m says.
+func doneFrom(m *inference.Manifest) func(*job.Status) {
+	return func(s *job.Status) {
+		s.SamplesDone, s.SamplesTotal = m.Samples, m.Samples
+		s.Device, s.FallbackReason = string(m.Device.Used), m.Device.Fallback
+		s.EngineStartedAt, s.EngineFinishedAt = &m.StartedAt, &m.FinishedAt
 	}
 }

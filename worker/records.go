@@ -51,6 +51,18 @@ func (sw *statusWriter) set(state job.State, change func(*job.Status)) {
 	}
 }
 
+// adopt makes s, an earlier delivery's, the status this writer keeps.
+func (sw *statusWriter) adopt(s job.Status) {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	sw.s = s
+}
+
+// announced records that the job's ending is on the events topic.
+func (sw *statusWriter) announced() {
+	sw.set(sw.snapshot().State, func(s *job.Status) { s.Announced = true })
+}
+
 // snapshot is a copy of the status as last written.
 func (sw *statusWriter) snapshot() job.Status {
 	sw.mu.Lock()
@@ -89,8 +101,8 @@ func (w *Worker) release(m sqstypes.Message, delay time.Duration, log *slog.Logg
 }
 
 // poison records why a job can never succeed (status nil: the message did
-// not parse), dead-letters its message with the reason, publishes its failed
-// event and deletes it, so it ends in seconds rather than after every
+// not parse), publishes its failed event, dead-letters its message with the
+// reason and deletes it, so it ends in seconds rather than after every
 // redelivery the queue allows.
 func (w *Worker) poison(m sqstypes.Message, status *statusWriter, cause error, log *slog.Logger) {
 	jobID := job.MessageJobID(aws.ToString(m.MessageId))
@@ -108,6 +120,16 @@ func (w *Worker) poison(m sqstypes.Message, status *statusWriter, cause error, l
 	}
 	if status != nil {
 		status.set(job.StateFailed, func(s *job.Status) { s.Reason = reason })
+	}
+	// Announced as soon as the error record is written. A worker killed
+	// after this leaves the message for redelivery, which fails again and
+	// announces again (a duplicate); but at the message's last receive SQS
+	// dead-letters it itself, and nothing would announce it: the window
+	// between the record and the event is kept as small as it can be.
+	if w.publish(w.failedEvent(jobID, reason, status), log) && status != nil {
+		status.announced()
+	}
+	if status != nil {
 		// The job ends for good: its multipart uploads would only be billed.
 		w.abortUploads(ctx, jobID, log)
 	}
@@ -126,10 +148,6 @@ func (w *Worker) poison(m sqstypes.Message, status *statusWriter, cause error, l
 		log.Error("cannot dead-letter; leaving the message for redelivery", "err", awserr.Denied(err, "sqs:SendMessage", w.cfg.DeadLetterURL))
 		return
 	}
-	// Only now, with the dead letter sent: a failed send leaves the message
-	// for redelivery, which will end it again and publish then. Before the
-	// delete, as for a finished job (see handle).
-	w.publish(w.failedEvent(jobID, reason, status), log)
 	w.finish(m, log)
 	log.Warn("job dead-lettered", "reason", reason)
 	w.emitFailure()

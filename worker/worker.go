@@ -181,14 +181,16 @@ func (w *Worker) handle(soft context.Context, m sqstypes.Message, asked time.Tim
 
 	switch cause := context.Cause(ctx); {
 	case err == nil:
-		if ran {
-			// Published before the delete, while the message is still ours:
-			// a crash after the publish leaves a redelivery that finds the
-			// manifest and acknowledges without publishing again (one
-			// event). Deleting first would widen the window in which a crash
-			// loses the event by the delete's round trips, and a deleted
-			// message never comes back to publish it.
-			w.publish(w.finishedEvent(status, manifest), log)
+		// Published before the delete, while the message is still ours, and
+		// recorded in the status once sent: a worker killed before that
+		// leaves a redelivery that finds the manifest and announces the job
+		// (a duplicate at worst, never a lost event); after, the redelivery
+		// acknowledges in silence. A deleted message never comes back to
+		// announce anything.
+		if ran || w.unannounced(req, status, manifest, log) {
+			if w.publish(w.finishedEvent(status, manifest), log) {
+				status.announced()
+			}
 		}
 		w.finish(m, log)
 		w.emit(req.JobID, manifest, time.Since(started))

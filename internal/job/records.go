@@ -34,6 +34,11 @@ type Status struct {
 	Device         string `json:"device,omitempty"`
 	FallbackReason string `json:"fallback_reason,omitempty"`
 	Reason         string `json:"reason,omitempty"` // why it failed
+	// Announced says the job's ending (done or failed) is on the events
+	// topic. A redelivery that finds the job done and this false (a worker
+	// killed between its manifest and its event) announces it: events come
+	// at least once.
+	Announced bool `json:"announced,omitempty"`
 	Timings
 	UpdatedAt time.Time `json:"updated_at"`
 }

@@ -42,7 +42,7 @@ func TestTruncateKeepsUTF8(t *testing.T) {
 
 func TestStatusRoundTrips(t *testing.T) {
 	t.Parallel()
-	s := Status{JobID: "j", State: StateRunning, Results: "results/j/", SamplesDone: 3, SamplesTotal: 9}
+	s := Status{JobID: "j", State: StateDone, Results: "results/j/", SamplesDone: 9, SamplesTotal: 9, Announced: true}
 	data, err := json.Marshal(s)
 	require.NoError(t, err)
 	require.NotContains(t, string(data), "dispatched_at", "unset times are left out")

@@ -10,7 +10,9 @@ import (
 
 // Proxy forwards TCP connections to a target until it is cut: then live
 // connections are dropped and new ones are closed as soon as they arrive, as
-// when a network path or an endpoint goes away. Restore brings it back. A
+// when a network path or an endpoint goes away. Held, it keeps new
+// connections open and forwards nothing, as an endpoint that accepts and
+// never answers: a request through it hangs. Restore brings it back. A
 // shaped proxy (NewShapedProxy) also makes each connection behave like one
 // connection to S3 across a network: a bandwidth cap and a first-byte latency.
 type Proxy struct {
@@ -21,6 +23,8 @@ type Proxy struct {
 	mu    sync.Mutex
 	down  bool
 	conns map[net.Conn]bool
+	hold  chan struct{} // non-nil while held; closed by Restore
+	held  int           // connections held so far
 }
 
 // Shape is how each connection through a Proxy behaves. The zero value
@@ -63,17 +67,44 @@ func (p *Proxy) Cut() {
 	}
 }
 
-// Restore forwards again.
+// Hold keeps each new connection open, forwarding nothing, until Restore
+// (live connections go on as before).
+func (p *Proxy) Hold() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.hold == nil {
+		p.hold = make(chan struct{})
+	}
+}
+
+// Held is how many connections Hold has held so far.
+func (p *Proxy) Held() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.held
+}
+
+// Restore forwards again, held connections included.
 func (p *Proxy) Restore() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.down = false
+	if p.hold != nil {
+		close(p.hold)
+		p.hold = nil
+	}
 }
 
 // Close stops the proxy.
 func (p *Proxy) Close() {
 	p.ln.Close()
 	p.Cut()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.hold != nil {
+		close(p.hold)
+		p.hold = nil
+	}
 }
 
 func (p *Proxy) serve() {
@@ -94,6 +125,10 @@ func (p *Proxy) forward(client net.Conn) {
 		return
 	}
 	p.conns[client] = true
+	hold := p.hold
+	if hold != nil {
+		p.held++
+	}
 	p.mu.Unlock()
 	defer func() {
 		p.mu.Lock()
@@ -101,6 +136,15 @@ func (p *Proxy) forward(client net.Conn) {
 		p.mu.Unlock()
 		client.Close()
 	}()
+	if hold != nil {
+		<-hold
+		p.mu.Lock()
+		down := p.down
+		p.mu.Unlock()
+		if down { // closed while held
+			return
+		}
+	}
 	server, err := net.Dial("tcp", p.target)
 	if err != nil {
 		return

@@ -125,3 +125,35 @@ func TestShapedProxyCutAndRestore(t *testing.T) {
 	p.Restore()
 	fetch(t, c, p.URL(), 1<<20)
 }
+
+func TestHoldHangsRequestsUntilRestore(t *testing.T) {
+	t.Parallel()
+	target, _ := origin(t)
+	p := shaped(t, target, Shape{})
+	p.Hold()
+	type result struct {
+		n   int64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := http.Get(p.URL() + "/?n=1000")
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		n, err := io.Copy(io.Discard, resp.Body)
+		done <- result{n, err}
+	}()
+	require.Eventually(t, func() bool { return p.Held() == 1 }, 5*time.Second, 10*time.Millisecond)
+	select {
+	case r := <-done:
+		t.Fatalf("a held request was answered: %+v", r)
+	case <-time.After(200 * time.Millisecond): // held, not refused: nothing comes back
+	}
+	p.Restore()
+	r := <-done
+	require.NoError(t, r.err)
+	require.EqualValues(t, 1000, r.n, "once restored, the held request goes through")
+}
