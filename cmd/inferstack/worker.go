@@ -23,7 +23,10 @@ S3, checkpoints every chunk, writes results and the manifest, publishes the
 job's finished event (failed, for a job that cannot succeed) to the events
 topic, then deletes the message. SIGTERM stops polling; a running job gets
 INFERSTACK_STOP_TIMEOUT to finish before it is handed back at a chunk
-boundary; then it exits 0.
+boundary; then it exits 0. A job may run longer than SQS's 12-hour
+visibility ceiling: before it, the job stops at a chunk boundary and its
+message is replaced by a fresh copy, which a worker resumes from the
+checkpoint.
 
 Configured by the environment the task definition sets, all required
 (internal/runenv): AWS_REGION, INFERSTACK_TIER, INFERSTACK_DEVICE
