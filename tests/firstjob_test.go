@@ -230,3 +230,18 @@ func TestParseECRImage(t *testing.T) {
 		require.Error(t, err, bad)
 	}
 }
+
+// A long job's worker replaces its message with a fresh copy at SQS's
+// 12-hour visibility ceiling: its role may send to its own queue, and to no
+// other tier's.
+func TestWorkersMayReplaceOnlyTheirOwnMessages(t *testing.T) {
+	t.Parallel()
+	d := run(t, config(t, "dev", nil))
+	for tier, other := range map[string]string{"cpu": "gpu", "gpu": "cpu"} {
+		task := document(t, d.named("inferstack-"+tier+"-task-policy"), "policy")
+		own, others := str(d.named("inferstack-"+tier+"-queue").Outputs, "arn"), str(d.named("inferstack-"+other+"-queue").Outputs, "arn")
+		require.True(t, task.Allows("sqs:SendMessage", own, nil), tier)
+		require.False(t, task.Allows("sqs:SendMessage", others, nil), tier)
+		require.False(t, task.Allows("sqs:SendMessage", str(d.named("inferstack-intake").Outputs, "arn"), nil), tier)
+	}
+}

@@ -157,13 +157,15 @@ type WorkerArgs struct {
 // finished job's manifest (results/) and its checkpoints.
 var WorkerReads = []string{job.InputPrefix, job.ModelsPrefix, job.ResultsPrefix, job.CheckpointPrefix}
 
-// WorkerTask: consume the tier queue (and dead-letter poison at once), read
+// WorkerTask: consume the tier queue (and replace a message at SQS's 12-hour
+// visibility ceiling with a fresh copy; dead-letter poison at once), read
 // inputs and models, learn that a manifest or checkpoint does not exist yet,
 // write results, status, errors and checkpoints, and set its own scale-in
 // protection.
 func WorkerTask(a WorkerArgs) Document {
 	return doc(append([]Statement{
-		allow("ConsumeQueue", []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"}, a.QueueARN),
+		allow("ConsumeQueue", []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes",
+			"sqs:SendMessage"}, a.QueueARN),
 		allow("DeadLetterPoison", []string{"sqs:SendMessage"}, a.DeadLetterARN),
 		allow("ReadInputs", []string{"s3:GetObject"}, objects(a.BucketARN, job.InputPrefix, job.ModelsPrefix)...),
 		KnowMissingKeys(a.BucketARN, WorkerReads...),
