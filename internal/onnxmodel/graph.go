@@ -29,11 +29,43 @@ func newGraph(name string) *graph {
 
 // input declares a float32 graph input; a dim of -1 is dynamic and gets a name.
 func (b *graph) input(name string, dims ...int64) {
-	b.g.Input = append(b.g.Input, valueInfo(name, dims))
+	b.g.Input = append(b.g.Input, valueInfo(name, onnxpb.TensorProto_FLOAT, dims))
 }
 
 func (b *graph) output(name string, dims ...int64) {
-	b.g.Output = append(b.g.Output, valueInfo(name, dims))
+	b.g.Output = append(b.g.Output, valueInfo(name, onnxpb.TensorProto_FLOAT, dims))
+}
+
+// typedInput declares a graph input of any element type Tensor names.
+func (b *graph) typedInput(t Tensor) {
+	b.g.Input = append(b.g.Input, valueInfo(t.Name, t.elemType(), t.Shape))
+}
+
+func (b *graph) typedOutput(t Tensor) {
+	b.g.Output = append(b.g.Output, valueInfo(t.Name, t.elemType(), t.Shape))
+}
+
+// int64s adds an int64 initializer (Gather indices, ReduceSum and Unsqueeze
+// axes) and returns its name.
+func (b *graph) int64s(name string, dims []int64, data []int64) string {
+	b.g.Initializer = append(b.g.Initializer, &onnxpb.TensorProto{
+		Name:      proto.String(name),
+		Dims:      dims,
+		DataType:  proto.Int32(int32(onnxpb.TensorProto_INT64)),
+		Int64Data: data,
+	})
+	return name
+}
+
+// float64s adds a float64 initializer and returns its name.
+func (b *graph) float64s(name string, dims []int64, data []float64) string {
+	b.g.Initializer = append(b.g.Initializer, &onnxpb.TensorProto{
+		Name:       proto.String(name),
+		Dims:       dims,
+		DataType:   proto.Int32(int32(onnxpb.TensorProto_DOUBLE)),
+		DoubleData: data,
+	})
+	return name
 }
 
 // constant adds a float32 initializer and returns its name.
@@ -82,7 +114,7 @@ func intsAttr(name string, v ...int64) *onnxpb.AttributeProto {
 	return &onnxpb.AttributeProto{Name: proto.String(name), Type: onnxpb.AttributeProto_INTS.Enum(), Ints: v}
 }
 
-func valueInfo(name string, dims []int64) *onnxpb.ValueInfoProto {
+func valueInfo(name string, elem onnxpb.TensorProto_DataType, dims []int64) *onnxpb.ValueInfoProto {
 	shape := &onnxpb.TensorShapeProto{}
 	for i, d := range dims {
 		dim := &onnxpb.TensorShapeProto_Dimension{}
@@ -96,7 +128,7 @@ func valueInfo(name string, dims []int64) *onnxpb.ValueInfoProto {
 	return &onnxpb.ValueInfoProto{
 		Name: proto.String(name),
 		Type: &onnxpb.TypeProto{Value: &onnxpb.TypeProto_TensorType{TensorType: &onnxpb.TypeProto_Tensor{
-			ElemType: proto.Int32(int32(onnxpb.TensorProto_FLOAT)),
+			ElemType: proto.Int32(int32(elem)),
 			Shape:    shape,
 		}}},
 	}
