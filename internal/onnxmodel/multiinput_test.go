@@ -303,3 +303,62 @@ func TestModelFilesDeclare(t *testing.T) {
 		})
 	}
 }
+
+// TestTextEncoderRefusals records what ONNX Runtime says to feeds the engine
+// must refuse itself, with a row and a column, before a run: ORT names neither.
+func TestTextEncoderRefusals(t *testing.T) {
+	const vocab, length, dim = 10, 4, 3
+	m := onnxmodel.NewTextEncoder(vocab, length, dim, 3)
+	model, err := m.Model()
+	require.NoError(t, err)
+	s := session(t, model, []string{"input_ids", "attention_mask"}, []string{"embedding", "score", "tokens"})
+	outs := func(n int64) []ort.Value {
+		return []ort.Value{empty[float32](t, n, dim), empty[float32](t, n), empty[int64](t, n)}
+	}
+	ids, mask := textRows(2, length, vocab, 1)
+	outOfVocab := append([]int64(nil), ids...)
+	outOfVocab[length+3] = vocab // row 1, a position its mask may hide
+	for name, c := range map[string]struct{ ids, mask ort.Value }{
+		"list of the wrong length": {tensor(t, ids[:6], 2, 3), tensor(t, mask[:6], 2, 3)},
+		"int32 ids":                {tensor(t, []int32{1, 2, 3, 4, 5, 6, 7, 8}, 2, length), tensor(t, mask, 2, length)},
+		"id outside the vocab":     {tensor(t, outOfVocab, 2, length), tensor(t, mask, 2, length)},
+	} {
+		err := s.Run([]ort.Value{c.ids, c.mask}, outs(2))
+		require.Error(t, err, name)
+		t.Logf("ORT on %s: %v", name, err)
+	}
+	_, _, _, err = m.Reference(outOfVocab, mask)
+	require.Error(t, err)
+}
+
+// TestTextEncoderRowsDoNotDependOnTheBatch compares each row run alone with
+// the same row in a batch of 300: the engine's outputs must not depend on how
+// a file is cut into batches.
+func TestTextEncoderRowsDoNotDependOnTheBatch(t *testing.T) {
+	const vocab, length, dim, n = 50, 8, 16, 300
+	m := onnxmodel.NewTextEncoder(vocab, length, dim, 13)
+	model, err := m.Model()
+	require.NoError(t, err)
+	s := session(t, model, []string{"input_ids", "attention_mask"}, []string{"embedding", "score", "tokens"})
+	ids, mask := textRows(n, length, vocab, 7)
+	all := empty[float32](t, n, dim)
+	require.NoError(t, s.Run([]ort.Value{tensor(t, ids, n, length), tensor(t, mask, n, length)},
+		[]ort.Value{all, empty[float32](t, n), empty[int64](t, n)}))
+	var differ int
+	var d float64
+	for r := range n {
+		one := empty[float32](t, 1, dim)
+		row := ids[r*length : (r+1)*length]
+		require.NoError(t, s.Run([]ort.Value{tensor(t, row, 1, length), tensor(t, mask[r*length:(r+1)*length], 1, length)},
+			[]ort.Value{one, empty[float32](t, 1), empty[int64](t, 1)}))
+		want := all.GetData()[r*dim : (r+1)*dim]
+		for j, v := range one.GetData() {
+			if v != want[j] {
+				differ++
+				d = max(d, math.Abs(float64(v-want[j])))
+			}
+		}
+	}
+	t.Logf("%d of %d embedding values differ between batch 1 and batch %d, by at most %.2g", differ, n*dim, n, d)
+	require.Less(t, d, float32Tol)
+}
