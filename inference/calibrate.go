@@ -13,28 +13,15 @@ import (
 	"time"
 
 	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/inferstack/inferstack/inference/manifest"
 )
 
 // BatchChoice records how the batch size and thread count were chosen.
-type BatchChoice struct {
-	BatchSize int64 `json:"batch_size"`
-	Threads   int   `json:"threads"`
-	// Source is flag, model (a fixed batch dim), calibrated (this run
-	// measured), cached, default (the search has not measured yet: the
-	// start batch at all cores) or small-input.
-	Source string  `json:"source"`
-	Trials []Trial `json:"trials,omitempty"`
-	// Partial says the search has not reached the peak yet: the budget ended
-	// it, and the next run of this model goes on from where it stopped.
-	Partial bool `json:"partial,omitempty"`
-}
+type BatchChoice = manifest.BatchChoice
 
 // Trial is one measured setting of a calibration.
-type Trial struct {
-	BatchSize     int64   `json:"batch_size"`
-	Threads       int     `json:"threads"`
-	SamplesPerSec float64 `json:"samples_per_sec"`
-}
+type Trial = manifest.Trial
 
 // The search's steps, in order. It starts at all cores (the default,
 // measured fastest in the pipeline for every model of the benchmarks) and a

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/inferstack/inferstack/inference/manifest"
 )
 
 // Until the bank affords a step, runs use the default (all cores at the
@@ -91,7 +93,7 @@ func TestMaxBatch(t *testing.T) {
 		{100_000, []int64{3, 224, 224}, DeviceCPU, 8},
 		{100_000, []int64{3, 224, 224}, DeviceGPU, 128}, // a GPU gets 128 MiB
 	} {
-		layout := &Layout{Samples: tc.samples, SampleShape: tc.shape}
+		layout := &Layout{Layout: manifest.Layout{Samples: tc.samples, SampleShape: tc.shape}}
 		require.Equal(t, tc.want, maxBatch(layout, tc.device), "%+v", tc)
 	}
 }

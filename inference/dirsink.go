@@ -8,11 +8,12 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/inferstack/inferstack/inference/manifest"
 	"github.com/inferstack/inferstack/inference/npy"
 )
 
 // ManifestFile is the name of the manifest in an output directory.
-const ManifestFile = "manifest.json"
+const ManifestFile = manifest.File
 
 // DirSink writes one .npy per model output into a local directory, then the
 // manifest. A stale manifest is removed before anything else is written, so a
@@ -38,18 +39,16 @@ func (d *DirSink) Start(layout *Layout, _ Plan, outputs []OutputSpec) error {
 	if err := os.Remove(filepath.Join(d.Dir, ManifestFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return withKind(ErrOutput, "remove stale manifest: %w", err)
 	}
-	taken := map[string]bool{strings.TrimSuffix(ManifestFile, ".json"): true}
-	for _, o := range outputs {
-		shape := append([]int64{layout.Samples}, o.SampleShape...)
-		name := uniqueFileName(o.Name, taken) + ".npy"
-		f, err := os.Create(filepath.Join(d.Dir, name))
+	files, headers := NpyOutputs(layout.Samples, outputs)
+	d.outputs = files
+	for i, o := range files {
+		f, err := os.Create(filepath.Join(d.Dir, o.File))
 		if err != nil {
 			d.Abort()
 			return withKind(ErrOutput, "create output: %w", err)
 		}
 		d.files, d.paths = append(d.files, f), append(d.paths, f.Name())
-		d.outputs = append(d.outputs, OutputFile{Name: o.Name, File: name, DType: o.dt.String(), Shape: shape})
-		if _, err := f.Write(npy.EncodeHeader(o.dt, shape)); err != nil {
+		if _, err := f.Write(headers[i]); err != nil {
 			d.Abort()
 			return withKind(ErrOutput, "write output: %w", err)
 		}
@@ -99,6 +98,21 @@ func (d *DirSink) Abort() {
 		_ = os.Remove(p)
 	}
 	d.files, d.paths = nil, nil
+}
+
+// NpyOutputs names the .npy file of each output of a run over samples
+// samples, with its dtype and shape, and gives its header: what a sink
+// writes before the rows. Every sink uses it, so their files agree.
+func NpyOutputs(samples int64, outputs []OutputSpec) ([]OutputFile, [][]byte) {
+	taken := map[string]bool{strings.TrimSuffix(ManifestFile, ".json"): true}
+	files := make([]OutputFile, len(outputs))
+	headers := make([][]byte, len(outputs))
+	for i, o := range outputs {
+		shape := append([]int64{samples}, o.SampleShape...)
+		files[i] = OutputFile{Name: o.Name, File: uniqueFileName(o.Name, taken) + ".npy", DType: o.dt.String(), Shape: shape}
+		headers[i] = npy.EncodeHeader(o.dt, shape)
+	}
+	return files, headers
 }
 
 // uniqueFileName turns an ONNX output name (which may hold '/', ':' and the

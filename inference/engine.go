@@ -171,7 +171,7 @@ func Run(ctx context.Context, job Job, sink Sink) (*Manifest, error) {
 	m := &Manifest{
 		Inferstack:       Version(),
 		ORT:              runtimeVersion(),
-		Input:            InputInfo{Name: job.InputName, Bytes: job.InputSize, ETag: job.InputETag, Layout: *layout},
+		Input:            InputInfo{Name: job.InputName, Bytes: job.InputSize, ETag: job.InputETag, Layout: layout.Layout},
 		Model:            job.Model.ModelInfo,
 		Samples:          layout.Samples,
 		Chunks:           plan.Chunks(),

@@ -8,25 +8,17 @@ import (
 	"strings"
 	"unsafe"
 
+	"github.com/inferstack/inferstack/inference/manifest"
 	"github.com/inferstack/inferstack/inference/npy"
 )
 
-// Windowing cuts a long signal [T] or [T,C] into samples of Window time steps,
-// one every Hop steps. The zero value means the file already holds samples.
-type Windowing struct {
-	Window int64 `json:"window,omitempty"`
-	Hop    int64 `json:"hop,omitempty"`
-}
+// Windowing cuts a long signal into samples (the manifest's type).
+type Windowing = manifest.Windowing
 
-// Layout says where each sample of an input file lies and what shape it has.
-// The first axis of the file is the sample axis (or the time axis when windowed).
+// Layout says where each sample of an input file lies and what shape it has:
+// what the manifest records (manifest.Layout), and how to read it.
 type Layout struct {
-	Format      string  `json:"format"` // npy or raw
-	DType       string  `json:"dtype"`  // element type as stored, e.g. <f4
-	FileShape   []int64 `json:"shape"`
-	Samples     int64   `json:"samples"`
-	SampleShape []int64 `json:"sample_shape"`
-	Windowing
+	manifest.Layout
 
 	dt         npy.DType
 	dataOffset int64
@@ -43,7 +35,7 @@ func NewLayout(r io.ReaderAt, size int64, name string, model TensorInfo, w Windo
 	if w.Window < 0 || w.Hop < 0 || (w.Window == 0) != (w.Hop == 0) {
 		return nil, withKind(ErrBadInput, "windowing needs both a window and a hop greater than zero")
 	}
-	l := &Layout{Windowing: w}
+	l := &Layout{Layout: manifest.Layout{Windowing: w}}
 	if strings.EqualFold(filepath.Ext(name), ".npy") {
 		h, err := npy.ReadHeader(io.NewSectionReader(r, 0, size))
 		if err != nil {

@@ -11,24 +11,15 @@ import (
 
 	ort "github.com/yalue/onnxruntime_go"
 
+	"github.com/inferstack/inferstack/inference/manifest"
 	"github.com/inferstack/inferstack/inference/npy"
 )
 
 // TensorInfo describes one model input or output. Dims of -1 are dynamic.
-type TensorInfo struct {
-	Name  string  `json:"name"`
-	DType string  `json:"dtype"`
-	Shape []int64 `json:"shape"`
-}
+type TensorInfo = manifest.Tensor
 
 // ModelInfo identifies a model and describes its input and outputs.
-type ModelInfo struct {
-	Path    string       `json:"path"`
-	SHA256  string       `json:"sha256"`
-	Bytes   int64        `json:"bytes"`
-	Input   TensorInfo   `json:"input"`
-	Outputs []TensorInfo `json:"outputs"`
-}
+type ModelInfo = manifest.Model
 
 // Model is an ONNX model read into memory, hashed and introspected, with the
 // sessions created for it.
@@ -149,7 +140,7 @@ func ortType(dtype string) ort.TensorElementDataType {
 }
 
 // Device selects the execution provider.
-type Device string
+type Device = manifest.Device
 
 // Devices: auto tries CUDA and falls back to CPU; gpu insists on CUDA.
 const (

@@ -10,15 +10,12 @@ import (
 	"hash/crc32"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 
-	"github.com/inferstack/inferstack/inference"
 	"github.com/inferstack/inferstack/internal/awserr"
 	"github.com/inferstack/inferstack/internal/job"
 )
@@ -194,32 +191,6 @@ func (r *slicesReader) Seek(offset int64, whence int) (int64, error) {
 	}
 	r.off = offset
 	return offset, nil
-}
-
-// outputFiles returns the output files' names, dtypes and shapes and their
-// .npy headers exactly as inference.DirSink writes them (the one definition
-// of both), by running a DirSink for the headers alone in a scratch directory.
-func outputFiles(layout *inference.Layout, plan inference.Plan, outputs []inference.OutputSpec) ([]inference.OutputFile, [][]byte, error) {
-	dir, err := os.MkdirTemp("", "inferstack-headers-")
-	if err != nil {
-		return nil, nil, fmt.Errorf("output headers: %w", err)
-	}
-	defer os.RemoveAll(dir) //nolint:errcheck // scratch
-	d := inference.NewDirSink(dir)
-	if err := d.Start(layout, plan, outputs); err != nil {
-		return nil, nil, err
-	}
-	var m inference.Manifest
-	if err := d.Finish(&m); err != nil {
-		return nil, nil, err
-	}
-	headers := make([][]byte, len(m.Outputs))
-	for i, o := range m.Outputs {
-		if headers[i], err = os.ReadFile(filepath.Join(dir, o.File)); err != nil {
-			return nil, nil, fmt.Errorf("output headers: %w", err)
-		}
-	}
-	return m.Outputs, headers, nil
 }
 
 // abortUploads aborts the multipart uploads that jobID's checkpoint records

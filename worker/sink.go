@@ -197,10 +197,7 @@ type streamState struct {
 }
 
 func (s *s3Sink) Start(layout *inference.Layout, plan inference.Plan, outputs []inference.OutputSpec) error {
-	files, headers, err := outputFiles(layout, plan, outputs)
-	if err != nil {
-		return err
-	}
+	files, headers := inference.NpyOutputs(layout.Samples, outputs)
 	s.plan, s.files = plan, files
 	s.cp.BatchSize, s.cp.ChunkSamples, s.cp.Outputs = plan.BatchSize, plan.ChunkSamples, nil
 	for i, o := range outputs {

@@ -22,7 +22,7 @@ import (
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
-	"github.com/inferstack/inferstack/inference"
+	"github.com/inferstack/inferstack/inference/manifest"
 	"github.com/inferstack/inferstack/internal/job"
 )
 
@@ -114,18 +114,18 @@ func (c *Client) ResultsPrefix(ctx context.Context, jobID string) (string, error
 }
 
 // Manifest reads the job's manifest; ok is false until the job is done.
-func (c *Client) Manifest(ctx context.Context, jobID string) (m inference.Manifest, ok bool, err error) {
+func (c *Client) Manifest(ctx context.Context, jobID string) (m manifest.Manifest, ok bool, err error) {
 	prefix, err := c.ResultsPrefix(ctx, jobID)
 	if err != nil {
 		return m, false, err
 	}
-	ok, err = c.getJSON(ctx, prefix+inference.ManifestFile, &m)
+	ok, err = c.getJSON(ctx, prefix+manifest.File, &m)
 	return m, ok, err
 }
 
 // Wait polls until the job has a manifest or an error record, calling
 // progress with each new status.
-func (c *Client) Wait(ctx context.Context, jobID string, every time.Duration, progress func(job.Status)) (*inference.Manifest, error) {
+func (c *Client) Wait(ctx context.Context, jobID string, every time.Duration, progress func(job.Status)) (*manifest.Manifest, error) {
 	for {
 		if m, ok, err := c.Manifest(ctx, jobID); err != nil || ok {
 			return &m, err
@@ -149,7 +149,7 @@ func (c *Client) Wait(ctx context.Context, jobID string, every time.Duration, pr
 
 // Results downloads the job's outputs and manifest into dir, each streamed
 // to DIR/NAME.tmp in concurrent ranges and renamed when complete.
-func (c *Client) Results(ctx context.Context, jobID, dir string) (*inference.Manifest, error) {
+func (c *Client) Results(ctx context.Context, jobID, dir string) (*manifest.Manifest, error) {
 	prefix, err := c.ResultsPrefix(ctx, jobID)
 	if err != nil {
 		return nil, err
@@ -166,7 +166,7 @@ func (c *Client) Results(ctx context.Context, jobID, dir string) (*inference.Man
 	}
 	// The manifest last, as the worker writes it: where it is, the outputs
 	// beside it are complete.
-	for _, name := range append(outputFiles(m), inference.ManifestFile) {
+	for _, name := range append(outputFiles(m), manifest.File) {
 		if !filepath.IsLocal(name) {
 			return nil, fmt.Errorf("download %s: not a file name under %s", name, dir)
 		}
@@ -177,7 +177,7 @@ func (c *Client) Results(ctx context.Context, jobID, dir string) (*inference.Man
 	return &m, nil
 }
 
-func outputFiles(m inference.Manifest) []string {
+func outputFiles(m manifest.Manifest) []string {
 	names := make([]string, len(m.Outputs))
 	for i, o := range m.Outputs {
 		names[i] = o.File
