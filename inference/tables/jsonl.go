@@ -1,0 +1,108 @@
+package tables
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+)
+
+func init() {
+	RegisterFormat("jsonl", []string{".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz"}, openJSONL)
+}
+
+// openJSONL reads JSON Lines: one object a line, blank lines skipped, plain or gzip. The columns are
+// the keys of the sampled lines (Options.InferRows) in order of first appearance; a key first seen
+// later is ignored, a missing key is a null. See text.go for types and row counts.
+func openJSONL(r io.ReaderAt, size int64, name string, opts Options) (Reader, error) {
+	in, closeIn, err := maybeGunzip(r, size)
+	if err != nil {
+		return nil, badf("%s: gzip: %v", name, err)
+	}
+	src := &jsonlSource{r: bufio.NewReaderSize(in, 64<<10), index: map[string]int{}, open: true}
+	t, err := newTextReader(name, opts, src, true)
+	if err != nil {
+		closeIn()
+		return nil, err
+	}
+	src.open = false // the header is fixed after the sample
+	return &closingText{t, closeIn}, nil
+}
+
+type jsonlSource struct {
+	r     *bufio.Reader
+	line  int64
+	keys  []string
+	index map[string]int
+	open  bool // still learning keys
+}
+
+func (s *jsonlSource) header() []string { return s.keys }
+
+func (s *jsonlSource) next() ([]any, int64, error) {
+	for {
+		raw, err := s.r.ReadBytes('\n')
+		if len(raw) == 0 && err != nil {
+			if err == io.EOF {
+				return nil, s.line, io.EOF
+			}
+			return nil, s.line, err
+		}
+		s.line++
+		raw = bytes.TrimSpace(raw)
+		if len(raw) == 0 {
+			if err == io.EOF {
+				return nil, s.line, io.EOF
+			}
+			continue
+		}
+		cells, perr := s.parse(raw)
+		if perr != nil {
+			return nil, s.line, perr
+		}
+		return cells, s.line, nil
+	}
+}
+
+// parse decodes one object keeping its keys' order.
+func (s *jsonlSource) parse(raw []byte) ([]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	tok, err := dec.Token()
+	if err != nil || tok != json.Delim('{') {
+		return nil, errors.New("not a JSON object")
+	}
+	cells := make([]any, len(s.keys))
+	for dec.More() {
+		kt, err := dec.Token()
+		if err != nil {
+			return nil, fmt.Errorf("bad JSON: %v", err)
+		}
+		key, _ := kt.(string)
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			return nil, fmt.Errorf("bad JSON: %v", err)
+		}
+		i, ok := s.index[key]
+		if !ok {
+			if !s.open {
+				continue
+			}
+			i = len(s.keys)
+			s.index[key] = i
+			s.keys = append(s.keys, key)
+			cells = append(cells, nil)
+		}
+		cells[i] = v
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, fmt.Errorf("bad JSON: %v", err)
+	}
+	if dec.More() {
+		return nil, errors.New("more than one JSON value on the line")
+	}
+	return slices.Clip(cells), nil
+}

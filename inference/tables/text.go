@@ -1,0 +1,418 @@
+package tables
+
+import (
+	"bufio"
+	"compress/gzip"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/float16"
+)
+
+// The text formats (CSV, JSON Lines) share one reader: a rowSource yields the cells of each row, and
+// the reader infers the column types from the first rows, then builds arrow records batch by batch.
+//
+// Types: a column named in Options.Types parses as that type (the engine passes the model inputs'
+// element types, so a CSV column "3" feeding a float32 input is float32, not an inferred int64).
+// Other columns are inferred from the first Options.InferRows rows, always counted from the top of
+// the file (so a resumed read infers the same schema): all true/false -> bool; all integers -> int64
+// (a number with a leading zero, like an id "007", stays text so that copying it keeps it);
+// all numbers -> float64; JSON arrays -> list of the same rules; anything else -> utf8. An empty CSV
+// cell and a JSON null or missing key are nulls. A later cell that does not parse as its column's
+// type is an error naming the file, the row (and line) and the column.
+//
+// Row counts: NumRows is -1 (unknown): counting would read, and for gzip inflate, the whole file
+// before the first batch. A caller that needs a count reads to the end.
+
+type rowSource interface {
+	// header returns the column names (CSV: the header row; JSON Lines: the keys of the sampled
+	// rows in order of first appearance), after sample rows have been read.
+	header() []string
+	// next returns the next row's cells (indexed like header; nil for absent) and its line number, or io.EOF.
+	next() (cells []any, line int64, err error)
+}
+
+type sampledRow struct {
+	cells []any
+	line  int64
+}
+
+type textReader struct {
+	name   string
+	opts   Options
+	src    rowSource
+	schema *arrow.Schema
+	cols   []int // source cell index of each chosen column
+	bld    []colBuilder
+	sample []sampledRow // the inference rows, replayed first
+	row    int64        // table row number of the next row from src (or sample)
+	done   bool
+}
+
+var _ Reader = (*textReader)(nil)
+
+// maybeGunzip returns a reader of r's bytes, inflated when they start with the gzip magic.
+func maybeGunzip(r io.ReaderAt, size int64) (io.Reader, func() error, error) {
+	br := bufio.NewReaderSize(io.NewSectionReader(r, 0, size), 64<<10)
+	magic, _ := br.Peek(2)
+	if len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, nil, err
+		}
+		return zr, zr.Close, nil
+	}
+	return br, func() error { return nil }, nil
+}
+
+func newTextReader(name string, opts Options, src rowSource, jsonTypes bool) (*textReader, error) {
+	t := &textReader{name: name, opts: opts, src: src}
+	for len(t.sample) < opts.InferRows {
+		cells, line, err := src.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, t.rowErr(int64(len(t.sample)), line, "", err)
+		}
+		t.sample = append(t.sample, sampledRow{cells, line})
+	}
+	have := src.header()
+	chosen, err := pickColumns(name, have, opts.Columns)
+	if err != nil {
+		return nil, err
+	}
+	fields := make([]arrow.Field, len(chosen))
+	t.cols = chosen
+	for i, c := range chosen {
+		var vals []any
+		for _, r := range t.sample {
+			if c < len(r.cells) {
+				vals = append(vals, r.cells[c])
+			}
+		}
+		typ := inferType(vals)
+		if hint, ok := opts.Types[have[c]]; ok {
+			if _, isList := typ.(*arrow.ListType); isList && jsonTypes {
+				typ = arrow.ListOf(hint)
+			} else {
+				typ = hint
+			}
+		}
+		fields[i] = arrow.Field{Name: have[c], Type: typ, Nullable: true}
+	}
+	t.schema = arrow.NewSchema(fields, nil)
+	for _, f := range fields {
+		if !textTypeOK(f.Type) {
+			return nil, badf("%s: column %q: type %s cannot be read from text", name, f.Name, f.Type)
+		}
+		t.bld = append(t.bld, colBuilder{b: array.NewBuilder(opts.Alloc, f.Type)})
+	}
+	return t, nil
+}
+
+func (t *textReader) rowErr(row, line int64, col string, err error) error {
+	where := fmt.Sprintf("row %d (line %d)", row, line)
+	if col != "" {
+		where += fmt.Sprintf(", column %q", col)
+	}
+	return badf("%s: %s: %v", t.name, where, err)
+}
+
+func (t *textReader) Schema() *arrow.Schema { return t.schema }
+func (t *textReader) NumRows() int64        { return -1 }
+func (t *textReader) Close() error {
+	for _, b := range t.bld {
+		b.b.Release()
+	}
+	t.bld = nil
+	return nil
+}
+
+func (t *textReader) nextRow() ([]any, int64, error) {
+	if len(t.sample) > 0 {
+		r := t.sample[0]
+		t.sample[0] = sampledRow{}
+		t.sample = t.sample[1:]
+		return r.cells, r.line, nil
+	}
+	return t.src.next()
+}
+
+func (t *textReader) Next() (Batch, error) {
+	if t.done {
+		return Batch{}, io.EOF
+	}
+	first := t.row
+	n := 0
+	for n < t.opts.BatchRows {
+		cells, line, err := t.nextRow()
+		if err == io.EOF {
+			t.done = true
+			break
+		}
+		if err != nil {
+			t.done = true
+			return Batch{}, t.rowErr(t.row, line, "", err)
+		}
+		row := t.row
+		t.row++
+		if row < t.opts.StartRow {
+			first = t.row
+			continue
+		}
+		for i, c := range t.cols {
+			var v any
+			if c < len(cells) {
+				v = cells[c]
+			}
+			if err := t.bld[i].append(v); err != nil {
+				t.done = true
+				return Batch{}, t.rowErr(row, line, t.schema.Field(i).Name, err)
+			}
+		}
+		n++
+	}
+	if n == 0 {
+		return Batch{}, io.EOF
+	}
+	arrs := make([]arrow.Array, len(t.bld))
+	for i := range t.bld {
+		arrs[i] = t.bld[i].b.NewArray()
+	}
+	rec := array.NewRecordBatch(t.schema, arrs, int64(n))
+	for _, a := range arrs {
+		a.Release()
+	}
+	return Batch{Rec: rec, Row: first}, nil
+}
+
+// Cells are strings (CSV) or JSON values decoded with UseNumber: json.Number, string, bool, []any,
+// map[string]any, or nil. An empty string is null.
+
+func inferType(vals []any) arrow.DataType {
+	allBool, allInt, allNum, allList, seen := true, true, true, true, false
+	var elems []any
+	for _, v := range vals {
+		if v == nil || v == "" {
+			continue
+		}
+		seen = true
+		switch x := v.(type) {
+		case bool:
+			allInt, allNum, allList = false, false, false
+		case json.Number:
+			allBool, allList = false, false
+			if !isInt(x.String()) {
+				allInt = false
+			}
+		case []any:
+			allBool, allInt, allNum = false, false, false
+			elems = append(elems, x...)
+		case string:
+			allList = false
+			if !isBoolWord(x) {
+				allBool = false
+			}
+			if !isInt(x) {
+				allInt = false
+			}
+			if !isNum(x) {
+				allNum = false
+			}
+		default:
+			allBool, allInt, allNum, allList = false, false, false, false
+		}
+	}
+	switch {
+	case !seen:
+		return arrow.BinaryTypes.String
+	case allBool:
+		return arrow.FixedWidthTypes.Boolean
+	case allInt:
+		return arrow.PrimitiveTypes.Int64
+	case allNum:
+		return arrow.PrimitiveTypes.Float64
+	case allList:
+		et := inferType(elems)
+		if _, nested := et.(*arrow.ListType); nested {
+			return arrow.BinaryTypes.String
+		}
+		return arrow.ListOf(et)
+	}
+	return arrow.BinaryTypes.String
+}
+
+// isInt reports whether s is a decimal integer without a leading zero (so "007" stays text).
+func isInt(s string) bool {
+	d := strings.TrimPrefix(strings.TrimPrefix(s, "-"), "+")
+	if d == "" || (len(d) > 1 && d[0] == '0') {
+		return false
+	}
+	for _, r := range d {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	_, err := strconv.ParseInt(s, 10, 64)
+	return err == nil
+}
+
+// isNum reports whether s is a number, not counting integers with a leading zero.
+func isNum(s string) bool {
+	if _, err := strconv.ParseFloat(s, 64); err != nil {
+		return false
+	}
+	d := strings.TrimPrefix(strings.TrimPrefix(s, "-"), "+")
+	return !(len(d) > 1 && d[0] == '0' && !strings.ContainsAny(d, ".eE"))
+}
+
+func isBoolWord(s string) bool {
+	switch strings.ToLower(s) {
+	case "true", "false":
+		return true
+	}
+	return false
+}
+
+func textTypeOK(t arrow.DataType) bool {
+	switch t.ID() {
+	case arrow.BOOL, arrow.INT8, arrow.INT16, arrow.INT32, arrow.INT64, arrow.UINT8, arrow.UINT16,
+		arrow.UINT32, arrow.UINT64, arrow.FLOAT16, arrow.FLOAT32, arrow.FLOAT64, arrow.STRING:
+		return true
+	case arrow.LIST:
+		e := t.(*arrow.ListType).Elem()
+		return e.ID() != arrow.LIST && textTypeOK(e)
+	}
+	return false
+}
+
+type colBuilder struct{ b array.Builder }
+
+func (c colBuilder) append(v any) error { return appendValue(c.b, v) }
+
+func appendValue(b array.Builder, v any) error {
+	if v == nil || v == "" {
+		b.AppendNull()
+		return nil
+	}
+	if lb, ok := b.(*array.ListBuilder); ok {
+		xs, ok := v.([]any)
+		if !ok {
+			return fmt.Errorf("%s is not a list", describe(v))
+		}
+		lb.Append(true)
+		vb := lb.ValueBuilder()
+		for _, x := range xs {
+			if err := appendValue(vb, x); err != nil {
+				return fmt.Errorf("list element: %w", err)
+			}
+		}
+		return nil
+	}
+	if sb, ok := b.(*array.StringBuilder); ok {
+		switch x := v.(type) {
+		case string:
+			sb.Append(x)
+		case json.Number:
+			sb.Append(x.String())
+		default:
+			raw, _ := json.Marshal(x)
+			sb.Append(string(raw))
+		}
+		return nil
+	}
+	var s string
+	switch x := v.(type) {
+	case string:
+		s = x
+	case json.Number:
+		s = x.String()
+	case bool:
+		if bb, ok := b.(*array.BooleanBuilder); ok {
+			bb.Append(x)
+			return nil
+		}
+		return fmt.Errorf("%v does not parse as %s", x, b.Type())
+	default:
+		return fmt.Errorf("%s does not parse as %s", describe(v), b.Type())
+	}
+	if err := appendText(b, s); err != nil {
+		return fmt.Errorf("%q does not parse as %s", s, b.Type())
+	}
+	return nil
+}
+
+func describe(v any) string {
+	switch v.(type) {
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "an object"
+	}
+	raw, _ := json.Marshal(v)
+	return string(raw)
+}
+
+func appendText(b array.Builder, s string) error {
+	switch bb := b.(type) {
+	case *array.BooleanBuilder:
+		v, err := strconv.ParseBool(s)
+		if err != nil {
+			return err
+		}
+		bb.Append(v)
+	case *array.Int8Builder:
+		v, err := strconv.ParseInt(s, 10, 8)
+		bb.Append(int8(v))
+		return err
+	case *array.Int16Builder:
+		v, err := strconv.ParseInt(s, 10, 16)
+		bb.Append(int16(v))
+		return err
+	case *array.Int32Builder:
+		v, err := strconv.ParseInt(s, 10, 32)
+		bb.Append(int32(v))
+		return err
+	case *array.Int64Builder:
+		v, err := strconv.ParseInt(s, 10, 64)
+		bb.Append(v)
+		return err
+	case *array.Uint8Builder:
+		v, err := strconv.ParseUint(s, 10, 8)
+		bb.Append(uint8(v))
+		return err
+	case *array.Uint16Builder:
+		v, err := strconv.ParseUint(s, 10, 16)
+		bb.Append(uint16(v))
+		return err
+	case *array.Uint32Builder:
+		v, err := strconv.ParseUint(s, 10, 32)
+		bb.Append(uint32(v))
+		return err
+	case *array.Uint64Builder:
+		v, err := strconv.ParseUint(s, 10, 64)
+		bb.Append(v)
+		return err
+	case *array.Float16Builder:
+		v, err := strconv.ParseFloat(s, 32)
+		bb.Append(float16.New(float32(v)))
+		return err
+	case *array.Float32Builder:
+		v, err := strconv.ParseFloat(s, 32)
+		bb.Append(float32(v))
+		return err
+	case *array.Float64Builder:
+		v, err := strconv.ParseFloat(s, 64)
+		bb.Append(v)
+		return err
+	default:
+		return fmt.Errorf("unsupported type %s", b.Type())
+	}
+	return nil
+}
