@@ -26,12 +26,12 @@ var keptFields = []arrow.Field{
 
 // testOutputs cover every element type and the three column shapes.
 var testOutputs = []Output{
-	{Name: "score", Type: arrow.PrimitiveTypes.Float32},                           // [N]
-	{Name: "label", Type: arrow.PrimitiveTypes.Int64, Shape: []int64{1}},          // [N,1]
-	{Name: "probs", Type: arrow.PrimitiveTypes.Float32, Shape: []int64{3}},        // [N,3]
-	{Name: "mask", Type: arrow.FixedWidthTypes.Boolean, Shape: []int64{2, 2}},     // [N,2,2]
-	{Name: "h", Type: arrow.FixedWidthTypes.Float16, Shape: []int64{2}},           // float16
-	{Name: "d", Type: arrow.PrimitiveTypes.Float64, Shape: []int64{2, 1, 2}},      // rank 3
+	{Name: "score", Type: arrow.PrimitiveTypes.Float32},                       // [N]
+	{Name: "label", Type: arrow.PrimitiveTypes.Int64, Shape: []int64{1}},      // [N,1]
+	{Name: "probs", Type: arrow.PrimitiveTypes.Float32, Shape: []int64{3}},    // [N,3]
+	{Name: "mask", Type: arrow.FixedWidthTypes.Boolean, Shape: []int64{2, 2}}, // [N,2,2]
+	{Name: "h", Type: arrow.FixedWidthTypes.Float16, Shape: []int64{2}},       // float16
+	{Name: "d", Type: arrow.PrimitiveTypes.Float64, Shape: []int64{2, 1, 2}},  // rank 3
 	{Name: "i8", Type: arrow.PrimitiveTypes.Int8}, {Name: "i16", Type: arrow.PrimitiveTypes.Int16},
 	{Name: "i32", Type: arrow.PrimitiveTypes.Int32}, {Name: "u8", Type: arrow.PrimitiveTypes.Uint8},
 	{Name: "u16", Type: arrow.PrimitiveTypes.Uint16}, {Name: "u32", Type: arrow.PrimitiveTypes.Uint32},
