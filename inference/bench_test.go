@@ -60,7 +60,7 @@ func bareLoop(b *testing.B, sess *Session, model *Model, samples []byte, n, batc
 	}()
 	start := time.Now()
 	for i := range ins {
-		require.NoError(b, sess.Run(ins[i], outs[i]))
+		require.NoError(b, sess.Run([]ort.Value{ins[i]}, outs[i]))
 	}
 	return time.Since(start)
 }
@@ -244,16 +244,16 @@ func BenchmarkFixedCosts(b *testing.B) {
 				model, err := LoadModel(cm.path)
 				require.NoError(b, err)
 				load = append(load, time.Since(start))
-				layout, err := NewLayout(f, info.Size(), cm.input, model.Input, Windowing{})
+				layout, err := NewLayout(f, info.Size(), cm.input, model.Inputs, Windowing{})
 				require.NoError(b, err)
-				head := make([]byte, layout.SampleElems()*4)
-				require.NoError(b, layout.read(f, 0, 1, head, &readBuffers{}))
+				head := feedBuffers(layout.Feeds(), 1)
+				require.NoError(b, layout.Read(0, 1, head))
 				start = time.Now()
 				s, err := model.NewSession(DeviceCPU, 1)
 				require.NoError(b, err)
 				sess1 = append(sess1, time.Since(start))
 				start = time.Now()
-				_, err = probeOutputs(s, model, layout, head, 1)
+				_, err = probeOutputs(s, model, layout.Feeds(), head, 1)
 				require.NoError(b, err)
 				probe = append(probe, time.Since(start))
 				start = time.Now()
@@ -284,7 +284,7 @@ func BenchmarkDecode(b *testing.B) {
 			defer f.Close()
 			info, _ := f.Stat()
 			model := TensorInfo{Name: "x", DType: "float32", Shape: []int64{-1, cols}}
-			layout, err := NewLayout(f, info.Size(), path, model, Windowing{})
+			layout, err := NewLayout(f, info.Size(), path, []TensorInfo{model}, Windowing{})
 			require.NoError(b, err)
 			const chunk = 8192
 			dst := make([]byte, chunk*cols*4)

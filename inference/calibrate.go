@@ -66,21 +66,21 @@ type calibration struct {
 // needsCalibration says whether the engine, not the model or the caller, sets
 // the batch size: a small input runs as one batch, calibrating would cost
 // more than the whole job.
-func needsCalibration(job Job, layout *Layout) bool {
-	return job.Model.Input.Shape[0] <= 0 && job.BatchSize == 0 && layout.Samples > smallInput
+func needsCalibration(job Job, src Source) bool {
+	return job.Model.BatchDim() <= 0 && job.BatchSize == 0 && src.Samples() > smallInput
 }
 
 const smallInput = 32
 
 // fixedChoice is the batch choice of a run that does not calibrate.
-func fixedChoice(job Job, layout *Layout, threads int) BatchChoice {
+func fixedChoice(job Job, src Source, threads int) BatchChoice {
 	switch {
-	case job.Model.Input.Shape[0] > 0:
-		return BatchChoice{BatchSize: job.Model.Input.Shape[0], Threads: threads, Source: "model"}
+	case job.Model.BatchDim() > 0:
+		return BatchChoice{BatchSize: job.Model.BatchDim(), Threads: threads, Source: "model"}
 	case job.BatchSize > 0:
 		return BatchChoice{BatchSize: job.BatchSize, Threads: threads, Source: "flag"}
 	}
-	return BatchChoice{BatchSize: layout.Samples, Threads: threads, Source: "small-input"}
+	return BatchChoice{BatchSize: src.Samples(), Threads: threads, Source: "small-input"}
 }
 
 // threadCandidates are the intra-op thread counts calibration compares on a
@@ -143,14 +143,14 @@ const (
 	gpuCalibrationBytes   = 128 << 20
 )
 
-// maxBatch is the largest batch calibration tries on layout and device: a
+// maxBatch is the largest batch calibration tries on src and device: a
 // power of two.
-func maxBatch(layout *Layout, device Device) int64 {
+func maxBatch(src Source, device Device) int64 {
 	budget := int64(targetChunkBytes)
 	if device == DeviceGPU {
 		budget = gpuCalibrationBytes
 	}
-	limit := min(layout.Samples, maxCalibrationSamples, max(1, budget/(layout.SampleElems()*4)))
+	limit := min(src.Samples(), maxCalibrationSamples, max(1, budget/max(1, sampleBytes(src.Feeds()))))
 	b := int64(1)
 	for b*2 <= limit {
 		b *= 2
@@ -182,11 +182,11 @@ const calibrationRounds = 2
 type calibrator struct {
 	ctx     context.Context
 	job     Job
-	layout  *Layout
+	src     Source
 	outputs []OutputSpec
 	state   *calibration
 
-	head       []byte // the first headN samples, read on demand
+	head       [][]byte // the first headN samples of each feed, read on demand
 	headN      int64
 	candidates []int         // the thread counts compared
 	sessions   []*Session    // one per candidate, created when first needed
@@ -207,8 +207,8 @@ func cachedChoice(state *calibration, device Device) (BatchChoice, bool) {
 // sess, the session the run already has, among its candidates; its probe
 // ran the first warm samples in probe. It returns the choice, the session
 // for it and the time spent creating sessions.
-func calibrate(ctx context.Context, job Job, layout *Layout, outputs []OutputSpec, sess *Session, state *calibration, warm int64, probe time.Duration) (BatchChoice, *Session, time.Duration, error) {
-	c := &calibrator{ctx: ctx, job: job, layout: layout, outputs: outputs, state: state,
+func calibrate(ctx context.Context, job Job, src Source, outputs []OutputSpec, sess *Session, state *calibration, warm int64, probe time.Duration) (BatchChoice, *Session, time.Duration, error) {
+	c := &calibrator{ctx: ctx, job: job, src: src, outputs: outputs, state: state,
 		warm: map[setting]bool{{sess, warm}: true}}
 	defer c.close()
 	c.candidates = []int{sess.Threads}
@@ -224,7 +224,7 @@ func calibrate(ctx context.Context, job Job, layout *Layout, outputs []OutputSpe
 		// A new search starts from the default: the start batch at the
 		// run's session, at the probe's rate (a cold run: it errs slow,
 		// which errs towards a larger grant, and towards larger step costs).
-		start := startBatch(warm, probe, maxBatch(layout, sess.Device))
+		start := startBatch(warm, probe, maxBatch(src, sess.Device))
 		rate := float64(warm) / max(probe, time.Microsecond).Seconds()
 		c.state = &calibration{Device: sess.Device, Step: stepDown, Start: start, Best: Trial{BatchSize: start, Threads: sess.Threads, SamplesPerSec: rate}}
 		changed = true
@@ -242,7 +242,7 @@ func calibrate(ctx context.Context, job Job, layout *Layout, outputs []OutputSpe
 		choice.Source = "default"
 	}
 	if changed || stepped {
-		saveCalibration(calibrationKey(job, layout), c.state, job)
+		saveCalibration(calibrationKey(job, src), c.state, job)
 	}
 	chosen, err := c.session(best.Threads)
 	return choice, chosen, c.sessTime, err
@@ -305,7 +305,7 @@ func (c *calibrator) search() (measured, changed bool, err error) {
 
 // estimate is the job's time at the best rate measured so far.
 func (c *calibrator) estimate() time.Duration {
-	return time.Duration(float64(c.layout.Samples) / max(c.state.Best.SamplesPerSec, 1) * float64(time.Second))
+	return time.Duration(float64(c.src.Samples()) / max(c.state.Best.SamplesPerSec, 1) * float64(time.Second))
 }
 
 // nextStep is the batch size the current step tries (0: none left in its
@@ -331,7 +331,7 @@ func (c *calibrator) nextStep() (int64, time.Duration) {
 		if s.Step == stepDown {
 			next = from / 2
 		}
-		if next < 1 || next > maxBatch(c.layout, s.Device) {
+		if next < 1 || next > maxBatch(c.src, s.Device) {
 			return 0, 0
 		}
 		return next, run(next) + measured(next) + measured(b)
@@ -447,7 +447,7 @@ func (c *calibrator) compareThreads(b int64) error {
 // batchSetup holds pre-created tensors for one batch size, shared by every
 // session: tensors are not tied to a session.
 type batchSetup struct {
-	in  ort.Value
+	in  []ort.Value
 	out []ort.Value
 }
 
@@ -458,13 +458,13 @@ func (c *calibrator) setup(b int64) (*batchSetup, error) {
 	if b > c.headN {
 		// Only what the batch sizes tried need is read: 16 samples for the
 		// thread comparison, not the largest batch the search might reach.
-		head := make([]byte, b*c.layout.SampleElems()*4)
-		if err := c.layout.read(c.job.Input, 0, b, head, &readBuffers{}); err != nil {
+		head := feedBuffers(c.src.Feeds(), b)
+		if err := c.src.Read(0, b, head); err != nil {
 			return nil, err
 		}
 		c.head, c.headN = head, b
 	}
-	in, err := newInputTensor(c.layout, b, c.head)
+	in, err := newInputTensors(c.src.Feeds(), b, c.head)
 	if err != nil {
 		return nil, err
 	}
@@ -474,7 +474,7 @@ func (c *calibrator) setup(b int64) (*batchSetup, error) {
 	}
 	out, err := newOutputTensors(c.outputs, b, bufs)
 	if err != nil {
-		in.Destroy()
+		destroyAll(in)
 		return nil, err
 	}
 	if c.setups == nil {
@@ -487,7 +487,7 @@ func (c *calibrator) setup(b int64) (*batchSetup, error) {
 
 func (c *calibrator) close() {
 	for _, s := range c.setups {
-		s.in.Destroy()
+		destroyAll(s.in)
 		destroyAll(s.out)
 	}
 }
@@ -590,10 +590,10 @@ const searchVersion = 2
 // calibrationKey names what a calibration depends on: the model, the sample
 // shape, the device asked for, the thread setting, the machine and the
 // search's rules.
-func calibrationKey(job Job, layout *Layout) string {
+func calibrationKey(job Job, src Source) string {
 	host, _ := os.Hostname()
 	h := sha256.New()
-	fmt.Fprintf(h, "%s|%v|%s|%d|%d|%s|%s|%d", job.Model.SHA256, layout.SampleShape, job.Device, job.Threads, runtime.NumCPU(), host, runtimeVersion(), searchVersion)
+	fmt.Fprintf(h, "%s|%v|%s|%d|%d|%s|%s|%d", job.Model.SHA256, src.Feeds(), job.Device, job.Threads, runtime.NumCPU(), host, runtimeVersion(), searchVersion)
 	return hex.EncodeToString(h.Sum(nil))[:32]
 }
 

@@ -93,7 +93,8 @@ func TestMaxBatch(t *testing.T) {
 		{100_000, []int64{3, 224, 224}, DeviceCPU, 8},
 		{100_000, []int64{3, 224, 224}, DeviceGPU, 128}, // a GPU gets 128 MiB
 	} {
-		layout := &Layout{Layout: manifest.Layout{Samples: tc.samples, SampleShape: tc.shape}}
+		layout := &Layout{Layout: manifest.Layout{Samples: tc.samples, SampleShape: tc.shape},
+			feed: Feed{Name: "x", DType: "float32", SampleShape: tc.shape}}
 		require.Equal(t, tc.want, maxBatch(layout, tc.device), "%+v", tc)
 	}
 }

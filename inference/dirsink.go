@@ -32,14 +32,14 @@ var _ Sink = (*DirSink)(nil)
 func NewDirSink(dir string) *DirSink { return &DirSink{Dir: dir} }
 
 // Start creates the output files with their final headers.
-func (d *DirSink) Start(layout *Layout, _ Plan, outputs []OutputSpec) error {
+func (d *DirSink) Start(plan Plan, outputs []OutputSpec) error {
 	if err := os.MkdirAll(d.Dir, 0o755); err != nil {
 		return withKind(ErrOutput, "create output directory: %w", err)
 	}
 	if err := os.Remove(filepath.Join(d.Dir, ManifestFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return withKind(ErrOutput, "remove stale manifest: %w", err)
 	}
-	files, headers := NpyOutputs(layout.Samples, outputs)
+	files, headers := NpyOutputs(plan.Samples, outputs)
 	d.outputs = files
 	for i, o := range files {
 		f, err := os.Create(filepath.Join(d.Dir, o.File))

@@ -15,7 +15,10 @@ import (
 
 // Job is one pass of a model over an input file.
 type Job struct {
-	Model     *Model
+	Model *Model
+	// Source is the input, opened; nil opens Input by its name's extension,
+	// as a .npy file or raw float32.
+	Source    Source
 	Input     io.ReaderAt
 	InputSize int64
 	InputName string // a path or key; its extension picks the format
@@ -53,7 +56,7 @@ func (o OutputSpec) SampleBytes() int64 { return product(o.SampleShape) * int64(
 // chunks in order; Finish makes the result complete (its manifest is the last
 // thing written); Abort removes whatever was written.
 type Sink interface {
-	Start(layout *Layout, plan Plan, outputs []OutputSpec) error
+	Start(plan Plan, outputs []OutputSpec) error
 	WriteChunk(start int64, outputs [][]byte) error
 	Finish(m *Manifest) error
 	Abort()
@@ -75,28 +78,32 @@ func Run(ctx context.Context, job Job, sink Sink) (*Manifest, error) {
 	if job.Device == "" {
 		job.Device = DeviceAuto
 	}
-	layout, err := NewLayout(job.Input, job.InputSize, job.InputName, job.Model.Input, job.Windowing)
-	if err != nil {
-		return nil, err
+	src := job.Source
+	if src == nil {
+		layout, err := NewLayout(job.Input, job.InputSize, job.InputName, job.Model.Inputs, job.Windowing)
+		if err != nil {
+			return nil, err
+		}
+		src = layout
 	}
-	sampleBytes := layout.SampleElems() * 4
-	batchDim := job.Model.Input.Shape[0]
+	feeds, samples := src.Feeds(), src.Samples()
+	batchDim := job.Model.BatchDim()
 
 	// A cached calibration names the thread count up front: the run's one
 	// session is then the one it keeps.
-	calibrating := needsCalibration(job, layout)
+	calibrating := needsCalibration(job, src)
 	var state *calibration
 	threads := job.Threads
 	if calibrating {
-		if state = loadCalibration(calibrationKey(job, layout)); state != nil {
+		if state = loadCalibration(calibrationKey(job, src)); state != nil {
 			threads = state.Best.Threads
 		}
 	}
 	// The first sample (or the model's fixed batch, zero-padded) probes the
 	// outputs.
 	probeN := max(1, batchDim)
-	head := make([]byte, probeN*sampleBytes)
-	if err := layout.read(job.Input, 0, min(probeN, layout.Samples), head, &readBuffers{}); err != nil {
+	head := feedBuffers(feeds, probeN)
+	if err := src.Read(0, min(probeN, samples), head); err != nil {
 		return nil, err
 	}
 	var d Durations
@@ -111,7 +118,7 @@ func Run(ctx context.Context, job Job, sink Sink) (*Manifest, error) {
 		log.Warn("cuda unavailable, running on cpu", "reason", sess.Fallback)
 	}
 	mark = time.Now()
-	outputs, err := probeOutputs(sess, job.Model, layout, head, probeN)
+	outputs, err := probeOutputs(sess, job.Model, feeds, head, probeN)
 	if err != nil {
 		return nil, err
 	}
@@ -123,13 +130,13 @@ func Run(ctx context.Context, job Job, sink Sink) (*Manifest, error) {
 		// midBatch on that alone (the classifier: 2-4 ms cold, where a cold
 		// batch of 16 takes 16-23 ms); a lighter one is timed at midBatch,
 		// cheaply, which also warms that setting up.
-		n := min(midBatch, layout.Samples)
-		batch := make([]byte, n*sampleBytes)
-		if err := layout.read(job.Input, 0, n, batch, &readBuffers{}); err != nil {
+		n := min(midBatch, samples)
+		batch := feedBuffers(feeds, n)
+		if err := src.Read(0, n, batch); err != nil {
 			return nil, err
 		}
 		mark = time.Now()
-		if _, err := probeOutputs(sess, job.Model, layout, batch, n); err != nil {
+		if _, err := probeOutputs(sess, job.Model, feeds, batch, n); err != nil {
 			return nil, err
 		}
 		warm, warmTime = n, time.Since(mark)
@@ -137,13 +144,13 @@ func Run(ctx context.Context, job Job, sink Sink) (*Manifest, error) {
 	}
 	d.Probe = probe.Seconds()
 
-	choice := fixedChoice(job, layout, sess.Threads)
+	choice := fixedChoice(job, src, sess.Threads)
 	if cached, ok := cachedChoice(state, sess.Device); calibrating && ok {
 		choice = cached
 	} else if calibrating {
 		mark = time.Now()
 		var sessions time.Duration
-		choice, sess, sessions, err = calibrate(ctx, job, layout, outputs, sess, state, warm, warmTime)
+		choice, sess, sessions, err = calibrate(ctx, job, src, outputs, sess, state, warm, warmTime)
 		if err != nil {
 			return nil, err
 		}
@@ -152,14 +159,14 @@ func Run(ctx context.Context, job Job, sink Sink) (*Manifest, error) {
 	}
 	log.Info("batch size chosen", "batch_size", choice.BatchSize, "threads", sess.Threads, "source", choice.Source)
 
-	plan := NewPlan(layout.Samples, choice.BatchSize, job.ChunkSamples, sampleBytes)
+	plan := NewPlan(samples, choice.BatchSize, job.ChunkSamples, sampleBytes(feeds))
 	if job.StartChunk < 0 || job.StartChunk > plan.Chunks() {
 		return nil, fmt.Errorf("resume from chunk %d: the plan has %d chunks", job.StartChunk, plan.Chunks())
 	}
-	if err := sink.Start(layout, plan, outputs); err != nil {
+	if err := sink.Start(plan, outputs); err != nil {
 		return nil, err
 	}
-	p := &pipeline{job: job, layout: layout, plan: plan, sess: sess, outputs: outputs, fixedBatch: batchDim > 0}
+	p := &pipeline{job: job, src: src, feeds: feeds, plan: plan, sess: sess, outputs: outputs, fixedBatch: batchDim > 0}
 	stats, err := p.run(ctx, sink)
 	if err != nil {
 		sink.Abort()
@@ -171,9 +178,9 @@ func Run(ctx context.Context, job Job, sink Sink) (*Manifest, error) {
 	m := &Manifest{
 		Inferstack:       Version(),
 		ORT:              runtimeVersion(),
-		Input:            InputInfo{Name: job.InputName, Bytes: job.InputSize, ETag: job.InputETag, Layout: layout.Layout},
+		Input:            InputInfo{Name: job.InputName, Bytes: job.InputSize, ETag: job.InputETag, Layout: src.Describe()},
 		Model:            job.Model.ModelInfo,
-		Samples:          layout.Samples,
+		Samples:          samples,
 		Chunks:           plan.Chunks(),
 		ResumedAt:        job.StartChunk,
 		ChunkSamples:     plan.ChunkSamples,
@@ -182,7 +189,7 @@ func Run(ctx context.Context, job Job, sink Sink) (*Manifest, error) {
 		BatchChoice:      choice,
 		Device:           DeviceInfo{Requested: job.Device, Used: sess.Device, Fallback: sess.Fallback},
 		Durations:        d,
-		SamplesPerSecond: float64(layout.Samples) / finished.Sub(started).Seconds(),
+		SamplesPerSecond: float64(samples) / finished.Sub(started).Seconds(),
 		PeakRSSBytes:     peakRSS(),
 		StartedAt:        started.UTC(),
 		FinishedAt:       finished.UTC(),
@@ -196,12 +203,12 @@ func Run(ctx context.Context, job Job, sink Sink) (*Manifest, error) {
 
 // probeOutputs runs the first n samples with ORT-allocated outputs to learn
 // each output's per-sample shape (dynamic output dims depend on the input's dims).
-func probeOutputs(sess *Session, model *Model, layout *Layout, head []byte, n int64) ([]OutputSpec, error) {
-	in, err := newInputTensor(layout, n, head)
+func probeOutputs(sess *Session, model *Model, feeds []Feed, head [][]byte, n int64) ([]OutputSpec, error) {
+	in, err := newInputTensors(feeds, n, head)
 	if err != nil {
 		return nil, err
 	}
-	defer in.Destroy()
+	defer destroyAll(in)
 	values := make([]ort.Value, len(model.Outputs))
 	defer func() {
 		for _, v := range values {
@@ -226,13 +233,19 @@ func probeOutputs(sess *Session, model *Model, layout *Layout, head []byte, n in
 	return specs, nil
 }
 
-func newInputTensor(layout *Layout, batch int64, data []byte) (*ort.CustomDataTensor, error) {
-	shape := append(ort.Shape{batch}, layout.SampleShape...)
-	t, err := ort.NewCustomDataTensor(shape, data[:batch*layout.SampleElems()*4], ort.TensorElementDataTypeFloat)
-	if err != nil {
-		return nil, fmt.Errorf("input tensor %v: %w", shape, err)
+// newInputTensors are a batch's input tensors over bufs, one per feed.
+func newInputTensors(feeds []Feed, batch int64, bufs [][]byte) ([]ort.Value, error) {
+	values := make([]ort.Value, len(feeds))
+	for i, f := range feeds {
+		shape := append(ort.Shape{batch}, f.SampleShape...)
+		t, err := ort.NewCustomDataTensor(shape, bufs[i][:batch*f.SampleBytes()], ortType(f.DType))
+		if err != nil {
+			destroyAll(values)
+			return nil, fmt.Errorf("input tensor %q %v: %w", f.Name, shape, err)
+		}
+		values[i] = t
 	}
-	return t, nil
+	return values, nil
 }
 
 func newOutputTensors(outputs []OutputSpec, batch int64, bufs [][]byte) ([]ort.Value, error) {
@@ -261,22 +274,23 @@ func destroyAll(values []ort.Value) {
 // for each full batch over slices of it: no allocation per batch.
 type slot struct {
 	start, end int64
-	in         []byte
+	in         [][]byte // one buffer per feed
 	out        [][]byte
-	batchIn    []*ort.CustomDataTensor
+	batchIn    [][]ort.Value
 	batchOut   [][]ort.Value
 }
 
 func (s *slot) destroy() {
 	for i := range s.batchIn {
-		s.batchIn[i].Destroy()
+		destroyAll(s.batchIn[i])
 		destroyAll(s.batchOut[i])
 	}
 }
 
 type pipeline struct {
 	job        Job
-	layout     *Layout
+	src        Source
+	feeds      []Feed
 	plan       Plan
 	sess       *Session
 	outputs    []OutputSpec
@@ -287,19 +301,19 @@ type stageTimes struct{ read, infer, write time.Duration }
 
 func (p *pipeline) newSlot() (*slot, error) {
 	b, chunk := p.plan.BatchSize, p.plan.ChunkSamples
-	s := &slot{in: make([]byte, chunk*p.layout.SampleElems()*4), out: make([][]byte, len(p.outputs))}
+	s := &slot{in: feedBuffers(p.feeds, chunk), out: make([][]byte, len(p.outputs))}
 	for i, o := range p.outputs {
 		s.out[i] = make([]byte, chunk*o.SampleBytes())
 	}
 	for first := int64(0); first < chunk; first += b {
-		in, err := newInputTensor(p.layout, b, s.in[first*p.layout.SampleElems()*4:])
+		in, err := newInputTensors(p.feeds, b, feedViews(p.feeds, s.in, first))
 		if err != nil {
 			s.destroy()
 			return nil, err
 		}
 		out, err := newOutputTensors(p.outputs, b, p.outputViews(s, first))
 		if err != nil {
-			in.Destroy()
+			destroyAll(in)
 			s.destroy()
 			return nil, err
 		}
@@ -342,7 +356,6 @@ func (p *pipeline) run(ctx context.Context, sink Sink) (stageTimes, error) {
 
 	g.Go(func() error {
 		defer close(toInfer)
-		buf := &readBuffers{}
 		for c := p.job.StartChunk; c < p.plan.Chunks(); c++ {
 			var s *slot
 			select {
@@ -352,7 +365,7 @@ func (p *pipeline) run(ctx context.Context, sink Sink) (stageTimes, error) {
 			}
 			t := time.Now()
 			s.start, s.end = p.plan.Chunk(c)
-			if err := p.layout.read(p.job.Input, s.start, s.end, s.in, buf); err != nil {
+			if err := p.src.Read(s.start, s.end, s.in); err != nil {
 				return err
 			}
 			times.read += time.Since(t)
@@ -406,17 +419,19 @@ func (p *pipeline) infer(ctx context.Context, s *slot) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		in, out := ort.Value(s.batchIn[k]), s.batchOut[k]
+		in, out := s.batchIn[k], s.batchOut[k]
 		if n := s.end - first; n < b {
-			off := (first - s.start) * p.layout.SampleElems() * 4
 			if p.fixedBatch {
-				clear(s.in[off+n*p.layout.SampleElems()*4 : off+b*p.layout.SampleElems()*4])
+				for i, f := range p.feeds {
+					off, size := (first-s.start)*f.SampleBytes(), f.SampleBytes()
+					clear(s.in[i][off+n*size : off+b*size])
+				}
 			} else {
-				tail, err := newInputTensor(p.layout, n, s.in[off:])
+				tail, err := newInputTensors(p.feeds, n, feedViews(p.feeds, s.in, first-s.start))
 				if err != nil {
 					return err
 				}
-				defer tail.Destroy()
+				defer destroyAll(tail)
 				tailOut, err := newOutputTensors(p.outputs, n, p.outputViews(s, first-s.start))
 				if err != nil {
 					return err

@@ -280,8 +280,9 @@ func TestPretrainedClassifierGivesProbabilities(t *testing.T) {
 	t.Parallel()
 	model, err := LoadModel(pretrainedModel(t))
 	require.NoError(t, err)
-	require.Equal(t, "x", model.Input.Name)
-	require.Equal(t, []int64{-1, 3, -1, -1}, model.Input.Shape)
+	require.Len(t, model.Inputs, 1)
+	require.Equal(t, "x", model.Inputs[0].Name)
+	require.Equal(t, []int64{-1, 3, -1, -1}, model.Inputs[0].Shape)
 
 	dir := t.TempDir()
 	const n = 37
@@ -418,7 +419,7 @@ func TestOutputFileNamesAreSafeAndUnique(t *testing.T) {
 // memSink keeps every chunk's output rows by chunk start.
 type memSink struct{ chunks map[int64][][]byte }
 
-func (m *memSink) Start(*Layout, Plan, []OutputSpec) error {
+func (m *memSink) Start(Plan, []OutputSpec) error {
 	m.chunks = map[int64][][]byte{}
 	return nil
 }

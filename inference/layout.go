@@ -20,22 +20,56 @@ type Windowing = manifest.Windowing
 type Layout struct {
 	manifest.Layout
 
+	r    io.ReaderAt
+	feed Feed
+	buf  readBuffers
+	// convert: samples are converted to float32; otherwise their bytes are
+	// the model input's own type and pass through.
+	convert bool
+
 	dt         npy.DType
 	dataOffset int64
 	rowElems   int64 // elements per sample, or per time step when windowed
 }
 
-// SampleElems is the number of float32 values one sample feeds the model.
+var _ Source = (*Layout)(nil)
+
+// SampleElems is the number of values one sample feeds the model.
 func (l *Layout) SampleElems() int64 { return product(l.SampleShape) }
 
+// Samples is the number of samples in the input.
+func (l *Layout) Samples() int64 { return l.Layout.Samples }
+
+// Feeds is the one model input the file feeds.
+func (l *Layout) Feeds() []Feed { return []Feed{l.feed} }
+
+// Describe is the layout as the manifest records it.
+func (l *Layout) Describe() manifest.Layout { return l.Layout }
+
+// Read fills dst[0] with samples [start,end).
+func (l *Layout) Read(start, end int64, dst [][]byte) error {
+	return l.read(l.r, start, end, dst[0], &l.buf)
+}
+
 // NewLayout inspects the input (the npy header, or the raw size) and matches it
-// to the model input: .npy files carry their shape; anything else is raw
-// little-endian float32 whose sample shape comes from the model.
-func NewLayout(r io.ReaderAt, size int64, name string, model TensorInfo, w Windowing) (*Layout, error) {
+// to the model's input: .npy files carry their shape; anything else is raw
+// little-endian float32 whose sample shape comes from the model. Such a file
+// feeds one input: a float32 one from any numeric dtype, any other from the
+// same dtype.
+func NewLayout(r io.ReaderAt, size int64, name string, inputs []TensorInfo, w Windowing) (*Layout, error) {
 	if w.Window < 0 || w.Hop < 0 || (w.Window == 0) != (w.Hop == 0) {
 		return nil, withKind(ErrBadInput, "windowing needs both a window and a hop greater than zero")
 	}
-	l := &Layout{Layout: manifest.Layout{Windowing: w}}
+	if len(inputs) != 1 {
+		names := make([]string, len(inputs))
+		for i, in := range inputs {
+			names[i] = in.Name
+		}
+		return nil, withKind(ErrBadInput, "input %s: the model has %d inputs (%s); a .npy or raw file feeds a model with one: give a table (.parquet, .csv, .jsonl) with a column per input",
+			name, len(inputs), strings.Join(names, ", "))
+	}
+	model := inputs[0]
+	l := &Layout{Layout: manifest.Layout{Windowing: w}, r: r, convert: model.DType == "float32"}
 	if strings.EqualFold(filepath.Ext(name), ".npy") {
 		h, err := npy.ReadHeader(io.NewSectionReader(r, 0, size))
 		if err != nil {
@@ -52,7 +86,14 @@ func NewLayout(r io.ReaderAt, size int64, name string, model TensorInfo, w Windo
 		if len(l.FileShape) == 0 {
 			return nil, withKind(ErrBadInput, "input %s: a 0-d array has no sample axis", name)
 		}
+		if want, _ := npy.DTypeOf(model.DType); !l.convert && h.DType != want {
+			return nil, withKind(ErrBadInput, "input %s: dtype %s does not feed model input %q, which is %s: give a %s .npy",
+				name, h.DType, model.Name, model.DType, want)
+		}
 	} else {
+		if !l.convert {
+			return nil, withKind(ErrBadInput, "input %s: a raw file is float32, and model input %q is %s: give a .npy or a table", name, model.Name, model.DType)
+		}
 		l.Format, l.dt = "raw", npy.Float32
 		if err := l.rawShape(size, model); err != nil {
 			return nil, withKind(ErrBadInput, "input %s: %w", name, err)
@@ -62,6 +103,7 @@ func NewLayout(r io.ReaderAt, size int64, name string, model TensorInfo, w Windo
 	if err := l.samples(model); err != nil {
 		return nil, withKind(ErrBadInput, "input %s: %w", name, err)
 	}
+	l.feed = Feed{Name: model.Name, DType: model.DType, SampleShape: l.SampleShape}
 	return l, nil
 }
 
@@ -92,15 +134,15 @@ func (l *Layout) rawShape(size int64, model TensorInfo) error {
 // dims must agree, dynamic ones take the file's value.
 func (l *Layout) samples(model TensorInfo) error {
 	sample := l.FileShape[1:]
-	l.Samples = l.FileShape[0]
+	l.Layout.Samples = l.FileShape[0]
 	if l.Window > 0 {
 		if len(l.FileShape) > 2 {
 			return fmt.Errorf("windowing takes a signal [T] or [T,C], not %v", l.FileShape)
 		}
 		sample = append([]int64{l.Window}, l.FileShape[1:]...)
-		l.Samples = 0
+		l.Layout.Samples = 0
 		if t := l.FileShape[0]; t >= l.Window {
-			l.Samples = (t-l.Window)/l.Hop + 1
+			l.Layout.Samples = (t-l.Window)/l.Hop + 1
 		}
 	}
 	want := model.Shape[1:]
@@ -114,7 +156,7 @@ func (l *Layout) samples(model TensorInfo) error {
 				sample, model.Name, shapeString(model.Shape), i+1, sample[i], d)
 		}
 	}
-	if l.Samples == 0 {
+	if l.Layout.Samples == 0 {
 		return errors.New("no samples in the input")
 	}
 	l.SampleShape = sample
@@ -128,8 +170,9 @@ func (l *Layout) samples(model TensorInfo) error {
 // readBuffers are the scratch buffers of one reader, reused between chunks.
 type readBuffers struct{ raw, signal []byte }
 
-// read fills dst with samples [start,end) as little-endian float32 bytes. The
-// float32 unwindowed case reads straight into dst: no copy, no conversion.
+// read fills dst with samples [start,end) as little-endian bytes of the
+// model input's type. A file already of that type (float32 for a float32
+// input), unwindowed, reads straight into dst: no copy, no conversion.
 func (l *Layout) read(r io.ReaderAt, start, end int64, dst []byte, buf *readBuffers) error {
 	firstRow, rows := start, end-start
 	if l.Window > 0 {
@@ -137,7 +180,8 @@ func (l *Layout) read(r io.ReaderAt, start, end int64, dst []byte, buf *readBuff
 	}
 	n := rows * l.rowElems * int64(l.dt.Size)
 	off := l.dataOffset + firstRow*l.rowElems*int64(l.dt.Size)
-	if l.Window == 0 && l.dt == npy.Float32 {
+	same := !l.convert || l.dt == npy.Float32
+	if l.Window == 0 && same {
 		return readFull(r, dst[:n], off)
 	}
 	raw := grow(&buf.raw, n)
@@ -148,16 +192,15 @@ func (l *Layout) read(r io.ReaderAt, start, end int64, dst []byte, buf *readBuff
 		npy.ToFloat32(asFloat32(dst[:rows*l.rowElems*4]), raw, l.dt)
 		return nil
 	}
-	signal := asFloat32(raw)
-	if l.dt != npy.Float32 {
-		signal = asFloat32(grow(&buf.signal, rows*l.rowElems*4))
-		npy.ToFloat32(signal, raw, l.dt)
+	signal, elem := raw, int64(l.dt.Size)
+	if !same {
+		signal, elem = grow(&buf.signal, rows*l.rowElems*4), 4
+		npy.ToFloat32(asFloat32(signal), raw, l.dt)
 	}
-	out := asFloat32(dst)
-	sampleElems := l.Window * l.rowElems
+	sampleBytes := l.Window * l.rowElems * elem
 	for i := range end - start {
-		from := i * l.Hop * l.rowElems
-		copy(out[i*sampleElems:(i+1)*sampleElems], signal[from:from+sampleElems])
+		from := i * l.Hop * l.rowElems * elem
+		copy(dst[i*sampleBytes:(i+1)*sampleBytes], signal[from:from+sampleBytes])
 	}
 	return nil
 }

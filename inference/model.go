@@ -44,8 +44,8 @@ type sessionKey struct {
 }
 
 // LoadModel reads, hashes and introspects the model at path. InitRuntime must
-// have succeeded. Models with more than one input, or a non-float32 input, are
-// refused: inferstack feeds one float32 tensor of samples.
+// have succeeded. Every input must be a tensor of a type a source can fill
+// (FeedTypes) with a batch axis, the same for all inputs.
 func LoadModel(path string) (*Model, error) {
 	start := time.Now()
 	data, err := os.ReadFile(path)
@@ -56,19 +56,27 @@ func LoadModel(path string) (*Model, error) {
 	if err != nil {
 		return nil, withKind(ErrBadModel, "model %s is not a valid onnx model: %s", path, oneLine(err))
 	}
-	if len(inputs) != 1 {
-		return nil, withKind(ErrBadModel, "model %s has %d inputs; inferstack feeds models with exactly one input", path, len(inputs))
+	if len(inputs) == 0 {
+		return nil, withKind(ErrBadModel, "model %s has no inputs", path)
 	}
 	sum := sha256.Sum256(data)
 	m := &Model{ModelInfo: ModelInfo{Path: path, SHA256: hex.EncodeToString(sum[:]), Bytes: int64(len(data))}, data: data}
-	if m.Input, err = tensorInfo(inputs[0]); err != nil {
-		return nil, withKind(ErrBadModel, "model %s: %w", path, err)
-	}
-	if m.Input.DType != "float32" {
-		return nil, withKind(ErrBadModel, "model %s: input %q is %s; inferstack feeds float32 inputs", path, m.Input.Name, m.Input.DType)
-	}
-	if len(m.Input.Shape) < 1 {
-		return nil, withKind(ErrBadModel, "model %s: input %q is a scalar; inferstack needs a batch axis", path, m.Input.Name)
+	for _, in := range inputs {
+		info, err := tensorInfo(in)
+		if err != nil {
+			return nil, withKind(ErrBadModel, "model %s: %w", path, err)
+		}
+		if _, ok := elemSizes[info.DType]; !ok {
+			return nil, withKind(ErrBadModel, "model %s: input %q is %s; inferstack feeds %s", path, info.Name, info.DType, FeedTypes)
+		}
+		if len(info.Shape) < 1 {
+			return nil, withKind(ErrBadModel, "model %s: input %q is a scalar; inferstack needs a batch axis", path, info.Name)
+		}
+		if len(m.Inputs) > 0 && info.Shape[0] != m.Inputs[0].Shape[0] {
+			return nil, withKind(ErrBadModel, "model %s: inputs %q and %q have different batch dims (%d, %d)", path,
+				m.Inputs[0].Name, info.Name, m.Inputs[0].Shape[0], info.Shape[0])
+		}
+		m.Inputs = append(m.Inputs, info)
 	}
 	for _, o := range outputs {
 		info, err := tensorInfo(o)
@@ -102,6 +110,17 @@ func (m *Model) takeLoadTimes() (runtimeLoad, modelLoad float64) {
 	return runtimeLoad, modelLoad
 }
 
+// BatchDim is the models' batch dim: fixed (> 0) or dynamic (-1).
+func (m *Model) BatchDim() int64 { return m.Inputs[0].Shape[0] }
+
+func (m *Model) inputNames() []string {
+	names := make([]string, len(m.Inputs))
+	for i, in := range m.Inputs {
+		names[i] = in.Name
+	}
+	return names
+}
+
 func (m *Model) outputNames() []string {
 	names := make([]string, len(m.Outputs))
 	for i, o := range m.Outputs {
@@ -120,6 +139,13 @@ func tensorInfo(io ort.InputOutputInfo) (TensorInfo, error) {
 	}
 	return TensorInfo{Name: io.Name, DType: name, Shape: []int64(io.Dimensions.Clone())}, nil
 }
+
+// FeedTypes are the input element types a source can fill.
+const FeedTypes = "float32, float16, float64, int8-64, uint8-64 or bool inputs"
+
+// elemSizes are the bytes of one element of each type a model input may have.
+var elemSizes = map[string]int64{"float32": 4, "float16": 2, "float64": 8, "bool": 1, "int8": 1, "int16": 2, "int32": 4, "int64": 8,
+	"uint8": 1, "uint16": 2, "uint32": 4, "uint64": 8}
 
 var dtypeNames = map[ort.TensorElementDataType]string{
 	ort.TensorElementDataTypeFloat: "float32", ort.TensorElementDataTypeDouble: "float64",
@@ -298,7 +324,7 @@ func (m *Model) newSession(threads int, cuda bool) (*ort.DynamicAdvancedSession,
 			return nil, err
 		}
 	}
-	s, err := ort.NewDynamicAdvancedSessionWithONNXData(m.data, []string{m.Input.Name}, m.outputNames(), opts)
+	s, err := ort.NewDynamicAdvancedSessionWithONNXData(m.data, m.inputNames(), m.outputNames(), opts)
 	if err != nil {
 		if cuda {
 			return nil, err
@@ -308,9 +334,10 @@ func (m *Model) newSession(threads int, cuda bool) (*ort.DynamicAdvancedSession,
 	return s, nil
 }
 
-// Run runs one batch; outputs must be pre-allocated to the batch's shapes.
-func (s *Session) Run(input ort.Value, outputs []ort.Value) error {
-	return s.ort.Run([]ort.Value{input}, outputs)
+// Run runs one batch, one value per model input in the model's order;
+// outputs must be pre-allocated to the batch's shapes.
+func (s *Session) Run(inputs []ort.Value, outputs []ort.Value) error {
+	return s.ort.Run(inputs, outputs)
 }
 
 // Close releases the session.

@@ -196,8 +196,8 @@ type streamState struct {
 	completed bool
 }
 
-func (s *s3Sink) Start(layout *inference.Layout, plan inference.Plan, outputs []inference.OutputSpec) error {
-	files, headers := inference.NpyOutputs(layout.Samples, outputs)
+func (s *s3Sink) Start(plan inference.Plan, outputs []inference.OutputSpec) error {
+	files, headers := inference.NpyOutputs(plan.Samples, outputs)
 	s.plan, s.files = plan, files
 	s.cp.BatchSize, s.cp.ChunkSamples, s.cp.Outputs = plan.BatchSize, plan.ChunkSamples, nil
 	for i, o := range outputs {

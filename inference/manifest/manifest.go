@@ -74,12 +74,12 @@ type Tensor struct {
 	Shape []int64 `json:"shape"`
 }
 
-// Model identifies a model and describes its input and outputs.
+// Model identifies a model and describes its inputs and outputs.
 type Model struct {
 	Path    string   `json:"path"`
 	SHA256  string   `json:"sha256"`
 	Bytes   int64    `json:"bytes"`
-	Input   Tensor   `json:"input"`
+	Inputs  []Tensor `json:"inputs"`
 	Outputs []Tensor `json:"outputs"`
 }
 
