@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
 	ort "github.com/yalue/onnxruntime_go"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/inferstack/inferstack/inference/manifest"
 	"github.com/inferstack/inferstack/inference/npy"
 )
 
@@ -62,6 +64,20 @@ type Sink interface {
 	Abort()
 }
 
+// RowsSink is a sink that stores a table job's kept columns beside the
+// outputs: the pipeline calls WriteRows instead of WriteChunk, with the
+// chunk's kept columns (nil when there are none), which it releases after.
+type RowsSink interface {
+	Sink
+	WriteRows(start int64, outputs [][]byte, kept arrow.RecordBatch) error
+}
+
+// keptSource is a source that carries columns through to the result: Kept
+// returns those of the rows its last Read read.
+type keptSource interface {
+	Kept() arrow.RecordBatch
+}
+
 // pipelineSlots is how many chunks are in flight: one being read, one in
 // inference, one being written.
 const pipelineSlots = 3
@@ -79,6 +95,10 @@ func Run(ctx context.Context, job Job, sink Sink) (*Manifest, error) {
 		job.Device = DeviceAuto
 	}
 	src := job.Source
+	if src == nil && IsTable(job.InputName, "") {
+		// Read as raw float32 it would give numbers, and wrong ones.
+		return nil, withKind(ErrBadInput, "input %s is a table: it needs a table source (OpenTable), which this runtime does not open yet", job.InputName)
+	}
 	if src == nil {
 		layout, err := NewLayout(job.Input, job.InputSize, job.InputName, job.Model.Inputs, job.Windowing)
 		if err != nil {
@@ -178,7 +198,7 @@ func Run(ctx context.Context, job Job, sink Sink) (*Manifest, error) {
 	m := &Manifest{
 		Inferstack:       Version(),
 		ORT:              runtimeVersion(),
-		Input:            InputInfo{Name: job.InputName, Bytes: job.InputSize, ETag: job.InputETag, Layout: src.Describe()},
+		Input:            inputInfo(job, src),
 		Model:            job.Model.ModelInfo,
 		Samples:          samples,
 		Chunks:           plan.Chunks(),
@@ -199,6 +219,15 @@ func Run(ctx context.Context, job Job, sink Sink) (*Manifest, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// inputInfo is how the manifest records the input.
+func inputInfo(job Job, src Source) InputInfo {
+	in := InputInfo{Name: job.InputName, Bytes: job.InputSize, ETag: job.InputETag, Layout: src.Describe()}
+	if t, ok := src.(interface{ Table() *manifest.Table }); ok {
+		in.Table = t.Table()
+	}
+	return in
 }
 
 // probeOutputs runs the first n samples with ORT-allocated outputs to learn
@@ -274,6 +303,7 @@ func destroyAll(values []ort.Value) {
 // for each full batch over slices of it: no allocation per batch.
 type slot struct {
 	start, end int64
+	kept       arrow.RecordBatch // the chunk's kept columns, for a RowsSink
 	in         [][]byte // one buffer per feed
 	out        [][]byte
 	batchIn    [][]ort.Value
@@ -368,6 +398,9 @@ func (p *pipeline) run(ctx context.Context, sink Sink) (stageTimes, error) {
 			if err := p.src.Read(s.start, s.end, s.in); err != nil {
 				return err
 			}
+			if k, ok := p.src.(keptSource); ok {
+				s.kept = k.Kept()
+			}
 			times.read += time.Since(t)
 			toInfer <- s
 		}
@@ -395,7 +428,17 @@ func (p *pipeline) run(ctx context.Context, sink Sink) (stageTimes, error) {
 			for i, o := range p.outputs {
 				rows[i] = s.out[i][:n*o.SampleBytes()]
 			}
-			if err := sink.WriteChunk(s.start, rows); err != nil {
+			var err error
+			if rs, ok := sink.(RowsSink); ok {
+				err = rs.WriteRows(s.start, rows, s.kept)
+			} else {
+				err = sink.WriteChunk(s.start, rows)
+			}
+			if s.kept != nil {
+				s.kept.Release()
+				s.kept = nil
+			}
+			if err != nil {
 				return err
 			}
 			times.write += time.Since(t)

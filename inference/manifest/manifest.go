@@ -45,6 +45,30 @@ type Input struct {
 	Bytes int64  `json:"bytes"`
 	ETag  string `json:"etag,omitempty"`
 	Layout
+	// Table says how a table's columns fed the model (absent for .npy and raw).
+	Table *Table `json:"table,omitempty"`
+}
+
+// Table is how a table input fed the model.
+type Table struct {
+	// Columns are the columns read, in order: those fed, then those kept.
+	Columns []string `json:"columns"`
+	// Feed maps each model input to the columns it read.
+	Feed map[string][]string `json:"feed"`
+	// Conversions are the columns whose values changed type on the way.
+	Conversions []Conversion `json:"conversions,omitempty"`
+	// Kept are the columns copied to the result beside the predictions.
+	Kept []string `json:"kept,omitempty"`
+}
+
+// Conversion is a column whose values changed type on their way to an input.
+type Conversion struct {
+	Input  string `json:"input"`
+	Column string `json:"column"`
+	From   string `json:"from"`
+	To     string `json:"to"`
+	// Exact is false where values may round (float64 to float32).
+	Exact bool `json:"exact"`
 }
 
 // Layout says how the input's samples were laid out: its format and stored

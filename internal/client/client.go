@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -178,9 +179,12 @@ func (c *Client) Results(ctx context.Context, jobID, dir string) (*manifest.Mani
 }
 
 func outputFiles(m manifest.Manifest) []string {
-	names := make([]string, len(m.Outputs))
-	for i, o := range m.Outputs {
-		names[i] = o.File
+	var names []string
+	for _, o := range m.Outputs {
+		// A table job's outputs are columns of one file.
+		if !slices.Contains(names, o.File) {
+			names = append(names, o.File)
+		}
 	}
 	return names
 }

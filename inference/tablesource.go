@@ -1,0 +1,318 @@
+package inference
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/inferstack/inferstack/inference/manifest"
+	"github.com/inferstack/inferstack/inference/tables"
+)
+
+// TableOptions say how a table feeds a model: Feed maps an input to the
+// columns it reads (by default the column of its own name), Keep names the
+// columns copied to the result beside the predictions.
+type TableOptions struct {
+	Format string // empty: from the file name's extension
+	Feed   map[string][]string
+	Keep   []string
+}
+
+// IsTable says whether name (or format, when given) is a table format:
+// Parquet, CSV or JSON Lines.
+func IsTable(name, format string) bool {
+	if format != "" {
+		return slices.Contains(tables.Formats(), format)
+	}
+	return tables.FormatOf(name) != ""
+}
+
+// TableSource feeds a model from a table's rows: each chunk is read from
+// the table, turned into one tensor per model input (tables.Plan) and, with
+// the kept columns, handed to the sink.
+type TableSource struct {
+	open    func(start int64) (tables.Reader, error)
+	name    string
+	format  string
+	plan    *tables.Plan
+	keep    []string
+	keepIdx []int
+	feeds   []Feed
+	samples int64
+
+	reader  tables.Reader
+	cursor  int64 // the table row the next Read must start at to continue
+	pending tables.Batch
+	offset  int // rows of pending already used
+	tensors []tables.Tensor
+	kept    []arrow.RecordBatch
+}
+
+var _ Source = (*TableSource)(nil)
+
+// OpenTable opens a table input for model.
+func OpenTable(r io.ReaderAt, size int64, name string, model *Model, opts TableOptions) (*TableSource, error) {
+	inputs := make([]tables.Input, len(model.Inputs))
+	for i, in := range model.Inputs {
+		t, err := tables.ParseElemType(in.DType)
+		if err != nil {
+			return nil, withKind(ErrBadModel, "model input %q: %w", in.Name, err)
+		}
+		inputs[i] = tables.Input{Name: in.Name, Type: t, Shape: in.Shape}
+	}
+	for in := range opts.Feed {
+		if !slices.ContainsFunc(inputs, func(i tables.Input) bool { return i.Name == in }) {
+			return nil, withKind(ErrBadInput, "--feed %s: the model has no input %q (its inputs: %v)", in, in, model.inputNames())
+		}
+	}
+	columns := tables.NeededColumns(inputs, opts.Feed)
+	for _, k := range opts.Keep {
+		if !slices.Contains(columns, k) {
+			columns = append(columns, k)
+		}
+	}
+	format := opts.Format
+	if format == "" {
+		format = tables.FormatOf(name)
+	}
+	s := &TableSource{name: name, format: format, keep: opts.Keep}
+	s.open = func(start int64) (tables.Reader, error) {
+		return tables.Open(r, size, name, tables.Options{Format: format, Columns: columns, Types: tables.TextTypes(inputs, opts.Feed), StartRow: start})
+	}
+	reader, err := s.open(0)
+	if err != nil {
+		return nil, tableError(name, err)
+	}
+	s.reader = reader
+	if s.plan, err = tables.NewPlan(inputs, reader.Schema(), opts.Feed); err != nil {
+		s.Close()
+		return nil, tableError(name, err)
+	}
+	for _, k := range opts.Keep {
+		s.keepIdx = append(s.keepIdx, reader.Schema().FieldIndices(k)[0])
+	}
+	if s.samples = reader.NumRows(); s.samples < 0 {
+		if s.samples, err = countRows(name, s.open); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	if s.samples == 0 {
+		s.Close()
+		return nil, withKind(ErrBadInput, "input %s: no rows", name)
+	}
+	// The first rows fix each input's shape per row: the pipeline's buffers
+	// are sized by it, and a later row of another shape is refused.
+	if err := s.next(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	first := s.pending.Rec.NewSlice(0, 1)
+	s.tensors, err = s.plan.Fill(tables.Batch{Rec: first, Row: 0}, s.tensors)
+	first.Release()
+	if err != nil {
+		s.Close()
+		return nil, tableError(name, err)
+	}
+	for i, t := range s.tensors {
+		s.feeds = append(s.feeds, Feed{Name: inputs[i].Name, DType: model.Inputs[i].DType, SampleShape: slices.Clone(t.Shape[1:])})
+	}
+	return s, nil
+}
+
+// KeptFields are the kept columns as the result stores them.
+func (s *TableSource) KeptFields() []arrow.Field {
+	fields := make([]arrow.Field, len(s.keepIdx))
+	for i, idx := range s.keepIdx {
+		fields[i] = s.reader.Schema().Field(idx)
+	}
+	return fields
+}
+
+func (s *TableSource) Samples() int64 { return s.samples }
+func (s *TableSource) Feeds() []Feed  { return s.feeds }
+
+// Describe is the table as the manifest records it.
+func (s *TableSource) Describe() manifest.Layout {
+	return manifest.Layout{Format: s.format, Samples: s.samples}
+}
+
+// Table is what the manifest records of how the table fed the model.
+func (s *TableSource) Table() *manifest.Table {
+	t := &manifest.Table{Feed: s.plan.Feed(), Kept: s.keep}
+	for _, f := range s.reader.Schema().Fields() {
+		t.Columns = append(t.Columns, f.Name)
+	}
+	for _, c := range s.plan.Conversions() {
+		t.Conversions = append(t.Conversions, manifest.Conversion{Input: c.Input, Column: c.Column, From: c.From, To: c.To, Exact: c.Exact})
+	}
+	return t
+}
+
+// Read fills dst with rows [start,end) as the model's inputs, and keeps
+// their kept columns for Kept.
+func (s *TableSource) Read(start, end int64, dst [][]byte) error {
+	if start != s.cursor {
+		// Calibration read the first rows; the pipeline (or a resume) starts
+		// elsewhere: reopen there.
+		s.release()
+		reader, err := s.open(start)
+		if err != nil {
+			return tableError(s.name, err)
+		}
+		s.reader.Close() //nolint:errcheck // read-only
+		s.reader, s.cursor = reader, start
+	}
+	for filled := int64(0); filled < end-start; {
+		if s.pending.Rec == nil || s.offset == int(s.pending.Rec.NumRows()) {
+			if err := s.next(); err != nil {
+				return err
+			}
+		}
+		n := min(end-start-filled, s.pending.Rec.NumRows()-int64(s.offset))
+		rows := s.pending.Rec.NewSlice(int64(s.offset), int64(s.offset)+n)
+		row := s.pending.Row + int64(s.offset)
+		var err error
+		s.tensors, err = s.plan.Fill(tables.Batch{Rec: rows, Row: row}, s.tensors)
+		if err != nil {
+			err = tableError(s.name, err)
+		} else {
+			err = s.copyInto(dst, filled, n, row)
+		}
+		if err != nil {
+			rows.Release()
+			return err
+		}
+		if len(s.keepIdx) > 0 {
+			cols := make([]arrow.Array, len(s.keepIdx))
+			for i, idx := range s.keepIdx {
+				cols[i] = rows.Column(idx)
+			}
+			s.kept = append(s.kept, array.NewRecordBatch(arrow.NewSchema(s.KeptFields(), nil), cols, n))
+		}
+		rows.Release()
+		s.offset += int(n)
+		filled += n
+	}
+	s.cursor = end
+	return nil
+}
+
+// copyInto copies the tensors of n rows from row on into dst at sample at.
+func (s *TableSource) copyInto(dst [][]byte, at, n, row int64) error {
+	for i, t := range s.tensors {
+		f := s.feeds[i]
+		if !slices.Equal(t.Shape[1:], f.SampleShape) {
+			return withKind(ErrBadInput, "input %s: rows from %d give input %q rows of shape %v; the first rows gave %v (the model needs one length)",
+				s.name, row, f.Name, t.Shape[1:], f.SampleShape)
+		}
+		copy(dst[i][at*f.SampleBytes():(at+n)*f.SampleBytes()], t.Data)
+	}
+	return nil
+}
+
+// Kept returns the kept columns of the rows the last Read read, as one
+// record (nil without kept columns); the caller releases it.
+func (s *TableSource) Kept() arrow.RecordBatch {
+	if len(s.kept) == 0 {
+		return nil
+	}
+	defer func() {
+		for _, r := range s.kept {
+			r.Release()
+		}
+		s.kept = s.kept[:0]
+	}()
+	if len(s.kept) == 1 {
+		s.kept[0].Retain()
+		return s.kept[0]
+	}
+	cols := make([]arrow.Array, len(s.keepIdx))
+	var n int64
+	for _, r := range s.kept {
+		n += r.NumRows()
+	}
+	for i := range s.keepIdx {
+		parts := make([]arrow.Array, len(s.kept))
+		for j, r := range s.kept {
+			parts[j] = r.Column(i)
+		}
+		col, err := array.Concatenate(parts, memory.DefaultAllocator)
+		if err != nil {
+			panic(fmt.Sprintf("concatenate kept column: %v", err)) // same type throughout: cannot fail
+		}
+		cols[i] = col
+		defer col.Release()
+	}
+	return array.NewRecordBatch(arrow.NewSchema(s.KeptFields(), nil), cols, n)
+}
+
+func (s *TableSource) next() error {
+	if s.pending.Rec != nil {
+		s.pending.Rec.Release()
+		s.pending.Rec = nil
+	}
+	b, err := s.reader.Next()
+	switch {
+	case errors.Is(err, io.EOF):
+		return withKind(ErrBadInput, "input %s: the table ended before row %d of %d", s.name, s.cursor, s.samples)
+	case err != nil:
+		return tableError(s.name, err)
+	}
+	s.pending, s.offset = b, 0
+	return nil
+}
+
+func (s *TableSource) release() {
+	if s.pending.Rec != nil {
+		s.pending.Rec.Release()
+		s.pending.Rec = nil
+	}
+	for _, r := range s.kept {
+		r.Release()
+	}
+	s.kept = s.kept[:0]
+}
+
+// Close releases the reader.
+func (s *TableSource) Close() {
+	s.release()
+	if s.reader != nil {
+		s.reader.Close() //nolint:errcheck // read-only
+		s.reader = nil
+	}
+}
+
+// countRows reads a table whose format does not say how many rows it has.
+func countRows(name string, open func(int64) (tables.Reader, error)) (int64, error) {
+	r, err := open(0)
+	if err != nil {
+		return 0, tableError(name, err)
+	}
+	defer r.Close() //nolint:errcheck // read-only
+	var n int64
+	for {
+		b, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return 0, tableError(name, err)
+		}
+		n += b.Rec.NumRows()
+		b.Rec.Release()
+	}
+}
+
+// tableError marks a table's refusals as bad input, naming the file.
+func tableError(file string, err error) error {
+	if errors.Is(err, tables.ErrBadTable) {
+		return withKind(ErrBadInput, "input %s: %w", file, err)
+	}
+	return err
+}
