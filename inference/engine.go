@@ -304,7 +304,7 @@ func destroyAll(values []ort.Value) {
 type slot struct {
 	start, end int64
 	kept       arrow.RecordBatch // the chunk's kept columns, for a RowsSink
-	in         [][]byte // one buffer per feed
+	in         [][]byte          // one buffer per feed
 	out        [][]byte
 	batchIn    [][]ort.Value
 	batchOut   [][]ort.Value
