@@ -157,9 +157,14 @@ func (s *TableSource) Table() *manifest.Table {
 // Read fills dst with rows [start,end) as the model's inputs, and keeps
 // their kept columns for Kept.
 func (s *TableSource) Read(start, end int64, dst [][]byte) error {
+	if b := s.pending; start != s.cursor && b.Rec != nil && start >= b.Row && start < b.Row+b.Rec.NumRows() {
+		// The probe and calibration read the first rows again: they are
+		// still in the batch at hand.
+		s.dropKept()
+		s.offset, s.cursor = int(start-b.Row), start
+	}
 	if start != s.cursor {
-		// Calibration read the first rows; the pipeline (or a resume) starts
-		// elsewhere: reopen there.
+		// A resume, or a read past the batch at hand: reopen there.
 		s.release()
 		reader, err := s.open(start)
 		if err != nil {
@@ -273,6 +278,10 @@ func (s *TableSource) release() {
 		s.pending.Rec.Release()
 		s.pending.Rec = nil
 	}
+	s.dropKept()
+}
+
+func (s *TableSource) dropKept() {
 	for _, r := range s.kept {
 		r.Release()
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
@@ -82,6 +83,26 @@ func (q *ceilingQueue) deliveries() (receives []int, refused int) {
 	return append([]int(nil), q.receives...), q.refused
 }
 
+// pacedCheckpoints delays every object written under prefix: each chunk's
+// checkpoint costs at least delay, so a job of many chunks outlasts the
+// ceilings however fast the machine runs the model.
+type pacedCheckpoints struct {
+	worker.Objects
+	prefix string
+	delay  time.Duration
+}
+
+func (p pacedCheckpoints) PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
+	if strings.HasPrefix(aws.ToString(in.Key), p.prefix) {
+		select {
+		case <-time.After(p.delay):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return p.Objects.PutObject(ctx, in, opts...)
+}
+
 // A job longer than the visibility ceiling (6 s here, 12 h on SQS) runs on
 // across it: before each ceiling its worker stops at a chunk boundary and
 // replaces the message with a fresh copy, which one of the two workers
@@ -95,10 +116,14 @@ func TestAJobRunsAcrossVisibilityCeilingsOnFreshMessages(t *testing.T) {
 	q := &ceilingQueue{Queue: e.sqs, ceiling: 6 * time.Second, asked: map[string]time.Time{}}
 	cfg := e.cfg
 	cfg.VisibilityCeiling = q.ceiling
+	// 400 chunks, each checkpointed in 40 ms or more: 16 s or more on any
+	// machine, where a delivery gets about 2 s (the ceiling less a
+	// visibility and a beat) before it hands over.
+	paced := pacedCheckpoints{Objects: e.s3, prefix: job.CheckpointPrefix, delay: 40 * time.Millisecond}
 	logs := &emulator.LockedBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
-	e.startWith(cfg, parts{queue: q, log: log})
-	e.startWith(cfg, parts{queue: q, log: log})
+	e.startWith(cfg, parts{queue: q, objects: paced, log: log})
+	e.startWith(cfg, parts{queue: q, objects: paced, log: log})
 	dispatched := time.Now().UTC()
 	e.sendDispatched(`{"filename": "long.npy"}`, dispatched)
 	req, err := job.Parse([]byte(`{"filename": "long.npy"}`))

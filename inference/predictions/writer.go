@@ -133,6 +133,23 @@ func New(w io.Writer, kept []arrow.Field, outputs []Output, opts Options) (*Writ
 	return wr, nil
 }
 
+// writerProps: model outputs are floats that rarely repeat, so dictionary
+// encoding only costs there (it was most of the writer's time on an MLP's
+// outputs); kept scalar columns (ids, categories) keep it.
+func writerProps(kept []arrow.Field, opts Options) []parquet.WriterProperty {
+	props := []parquet.WriterProperty{
+		parquet.WithCompression(opts.Compression),
+		parquet.WithMaxRowGroupLength(opts.RowGroupRows),
+		parquet.WithPageIndexEnabled(false), // its offsets would need relocating too
+		parquet.WithAllocator(memory.DefaultAllocator),
+		parquet.WithDictionaryDefault(false),
+	}
+	for _, f := range kept {
+		props = append(props, parquet.WithDictionaryFor(f.Name, true))
+	}
+	return props
+}
+
 func build(w io.Writer, kept []arrow.Field, outputs []Output, opts Options) (*Writer, []byte, error) {
 	schema, outs, err := resultSchema(kept, outputs)
 	if err != nil {
@@ -145,12 +162,7 @@ func build(w io.Writer, kept []arrow.Field, outputs []Output, opts Options) (*Wr
 		kept:   kept,
 		outs:   outs,
 		opts:   opts,
-		props: parquet.NewWriterProperties(
-			parquet.WithCompression(opts.Compression),
-			parquet.WithMaxRowGroupLength(opts.RowGroupRows),
-			parquet.WithPageIndexEnabled(false), // its offsets would need relocating too
-			parquet.WithAllocator(memory.DefaultAllocator),
-		),
+		props: parquet.NewWriterProperties(writerProps(kept, opts)...),
 		// The arrow schema in the file keeps kept columns' types exactly
 		// (timestamps' units and zones, large strings) and the outputs'
 		// shape metadata.

@@ -1,0 +1,168 @@
+package inference
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/compress"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+	"github.com/stretchr/testify/require"
+
+	"github.com/inferstack/inferstack/internal/onnxmodel"
+)
+
+// BenchmarkTableVsNpy: the same samples through the same light model (the
+// MLP 256-256-10 of BenchmarkCalibrationGain, where reading dominates) from
+// a .npy, from Parquet (Snappy, an id column and one list<float> column,
+// result predictions.parquet with the id kept) and from CSV (256 float
+// columns fed as one input), in alternating rounds; each side is scored by
+// its median whole run at a fixed batch size and threads.
+func BenchmarkTableVsNpy(b *testing.B) {
+	const rows, k, rounds = 50_000, 256, 5
+	dir := b.TempDir()
+	b.Setenv("INFERSTACK_CACHE", b.TempDir())
+	data, err := onnxmodel.NewMLP(k, 256, 10, 5).Model()
+	require.NoError(b, err)
+	model, err := LoadModel(writeFile(b, dir, "mlp.onnx", data))
+	require.NoError(b, err)
+	defer model.Close()
+	x := randomFloats(rows*k, 23)
+	npyPath := writeNpy(b, dir, "rows.npy", []int64{rows, k}, x)
+	parquetPath := writeListParquet(b, dir, x, rows, k)
+	csvPath := writeCSV(b, dir, x, rows, k)
+	cols := make([]string, k)
+	for i := range cols {
+		cols[i] = "c" + strconv.Itoa(i)
+	}
+
+	type side struct {
+		name string
+		run  func() error
+	}
+	open := func(path string, opts TableOptions) (*TableSource, *os.File, int64) {
+		f, err := os.Open(path)
+		require.NoError(b, err)
+		info, _ := f.Stat()
+		src, err := OpenTable(f, info.Size(), path, model, opts)
+		require.NoError(b, err)
+		return src, f, info.Size()
+	}
+	base := Job{Model: model, Device: DeviceCPU, BatchSize: 1024, Threads: 2}
+	sides := []side{
+		{"npy", func() error {
+			_, _, err := runFile(b, base, npyPath)
+			return err
+		}},
+		{"parquet", func() error {
+			src, f, _ := open(parquetPath, TableOptions{Feed: map[string][]string{"x": {"features"}}, Keep: []string{"id"}})
+			defer f.Close()
+			defer src.Close()
+			j := base
+			j.Source, j.InputName = src, parquetPath
+			_, err := Run(b.Context(), j, NewParquetDirSink(b.TempDir(), src.KeptFields()))
+			return err
+		}},
+		{"csv", func() error {
+			src, f, _ := open(csvPath, TableOptions{Feed: map[string][]string{"x": cols}})
+			defer f.Close()
+			defer src.Close()
+			j := base
+			j.Source, j.InputName = src, csvPath
+			_, err := Run(b.Context(), j, NewParquetDirSink(b.TempDir(), nil))
+			return err
+		}},
+	}
+	for b.Loop() {
+		times := map[string][]time.Duration{}
+		for r := range rounds {
+			for i := range sides {
+				s := sides[(i+r)%len(sides)]
+				start := time.Now()
+				require.NoError(b, s.run(), s.name)
+				times[s.name] = append(times[s.name], time.Since(start))
+			}
+		}
+		npy := median(times["npy"])
+		for _, s := range sides {
+			m := median(times[s.name])
+			b.ReportMetric(float64(rows)/m.Seconds(), s.name+"-samples/s")
+			b.ReportMetric(npy.Seconds()/m.Seconds(), s.name+"/npy")
+			b.Logf("%s: %v", s.name, times[s.name])
+		}
+	}
+}
+
+// writeListParquet writes rows of k floats as Parquet: an int64 id and a
+// list<float> "features", Snappy, row groups of 16,384 rows.
+func writeListParquet(b *testing.B, dir string, x []float32, rows, k int) string {
+	schema := arrow.NewSchema([]arrow.Field{
+		{Name: "id", Type: arrow.PrimitiveTypes.Int64},
+		{Name: "features", Type: arrow.ListOf(arrow.PrimitiveTypes.Float32)},
+	}, nil)
+	path := filepath.Join(dir, "rows.parquet")
+	f, err := os.Create(path)
+	require.NoError(b, err)
+	w, err := pqarrow.NewFileWriter(schema, f, parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Snappy),
+		parquet.WithMaxRowGroupLength(16384)), pqarrow.DefaultWriterProps())
+	require.NoError(b, err)
+	const batch = 8192
+	for start := 0; start < rows; start += batch {
+		n := min(batch, rows-start)
+		rb := array.NewRecordBuilder(memory.DefaultAllocator, schema)
+		ids := rb.Field(0).(*array.Int64Builder)
+		lists := rb.Field(1).(*array.ListBuilder)
+		vals := lists.ValueBuilder().(*array.Float32Builder)
+		for i := start; i < start+n; i++ {
+			ids.Append(int64(i))
+			lists.Append(true)
+			vals.AppendValues(x[i*k:(i+1)*k], nil)
+		}
+		rec := rb.NewRecordBatch()
+		require.NoError(b, w.WriteBuffered(rec))
+		rec.Release()
+		rb.Release()
+	}
+	require.NoError(b, w.Close())
+	return path
+}
+
+// writeCSV writes rows of k floats as a CSV with a header c0..c(k-1).
+func writeCSV(b *testing.B, dir string, x []float32, rows, k int) string {
+	path := filepath.Join(dir, "rows.csv")
+	f, err := os.Create(path)
+	require.NoError(b, err)
+	buf := make([]byte, 0, 1<<20)
+	for j := range k {
+		if j > 0 {
+			buf = append(buf, ',')
+		}
+		buf = fmt.Appendf(buf, "c%d", j)
+	}
+	buf = append(buf, '\n')
+	for i := range rows {
+		for j := range k {
+			if j > 0 {
+				buf = append(buf, ',')
+			}
+			buf = strconv.AppendFloat(buf, float64(x[i*k+j]), 'g', -1, 32)
+		}
+		buf = append(buf, '\n')
+		if len(buf) > 1<<19 {
+			_, err = f.Write(buf)
+			require.NoError(b, err)
+			buf = buf[:0]
+		}
+	}
+	_, err = f.Write(buf)
+	require.NoError(b, err)
+	require.NoError(b, f.Close())
+	return path
+}
