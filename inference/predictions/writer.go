@@ -162,7 +162,7 @@ func build(w io.Writer, kept []arrow.Field, outputs []Output, opts Options) (*Wr
 		kept:   kept,
 		outs:   outs,
 		opts:   opts,
-		props: parquet.NewWriterProperties(writerProps(kept, opts)...),
+		props:  parquet.NewWriterProperties(writerProps(kept, opts)...),
 		// The arrow schema in the file keeps kept columns' types exactly
 		// (timestamps' units and zones, large strings) and the outputs'
 		// shape metadata.
