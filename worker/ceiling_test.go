@@ -103,6 +103,50 @@ func (p pacedCheckpoints) PutObject(ctx context.Context, in *s3.PutObjectInput, 
 	return p.Objects.PutObject(ctx, in, opts...)
 }
 
+// pacedReads delays every ranged GET of key, or until the read is cancelled.
+type pacedReads struct {
+	worker.Objects
+	key   string
+	delay time.Duration
+}
+
+func (p pacedReads) GetObject(ctx context.Context, in *s3.GetObjectInput, opts ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
+	if aws.ToString(in.Key) == p.key && in.Range != nil {
+		select {
+		case <-time.After(p.delay):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return p.Objects.GetObject(ctx, in, opts...)
+}
+
+// A job that cannot finish one chunk before the ceiling is not handed over
+// to fresh copies for ever (each a first receive, never dead-lettered): each
+// such delivery counts as a receive, and the last one ends the job with an
+// error record and a dead letter saying why.
+func TestAJobWithoutProgressBeforeTheCeilingIsDeadLettered(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 3*time.Second)
+	slowJob(e)
+	q := &ceilingQueue{Queue: e.sqs, ceiling: 6 * time.Second, asked: map[string]time.Time{}}
+	cfg := e.cfg
+	cfg.VisibilityCeiling = q.ceiling
+	logs := &emulator.LockedBuffer{}
+	e.startWith(cfg, parts{queue: q, objects: pacedReads{Objects: e.s3, key: job.InputPrefix + "long.npy", delay: time.Minute},
+		log: slog.New(slog.NewJSONHandler(logs, nil))})
+	jobID := e.send(`{"filename": "long.npy"}`)
+
+	e.waitFor("the error record", 40*time.Second, func() bool { _, ok := e.get("errors/" + jobID + ".json"); return ok }, logs)
+	record, _ := e.get("errors/" + jobID + ".json")
+	require.Contains(t, string(record), "no chunk finished within the 6s visibility ceiling")
+	require.Contains(t, string(record), fmt.Sprintf("gave up after %d deliveries", cfg.MaxReceives))
+	receives, _ := q.deliveries()
+	require.Equal(t, []int{1, 2, 3, 4, 5}, receives, "each stalled delivery counted as a receive\n%s", logs)
+	require.NotContains(t, logs.String(), "job handed over to a fresh copy")
+	e.waitFor("the queue to drain", 30*time.Second, func() bool { return e.drained(e.queue) })
+}
+
 // A job longer than the visibility ceiling (6 s here, 12 h on SQS) runs on
 // across it: before each ceiling its worker stops at a chunk boundary and
 // replaces the message with a fresh copy, which one of the two workers

@@ -47,8 +47,9 @@ func (w *Worker) run(ctx, engine context.Context, req job.Request, status *statu
 	}
 
 	// The input is read ahead with concurrent ranged GETs (readahead.go);
-	// a restart from scratch reads it again from the start.
-	input := w.store.reader(ctx, inputKey, etag, aws.ToInt64(head.ContentLength), w.cfg.ReadPartBytes, w.cfg.ReadConcurrency)
+	// a restart from scratch reads it again from the start. Its reads are
+	// the engine's: a hand-over that stops the engine stops them too.
+	input := w.store.reader(engine, inputKey, etag, aws.ToInt64(head.ContentLength), w.cfg.ReadPartBytes, w.cfg.ReadConcurrency)
 	defer input.Close()
 	ej := inference.Job{
 		Model: model, Input: input, InputSize: aws.ToInt64(head.ContentLength),
@@ -57,6 +58,7 @@ func (w *Worker) run(ctx, engine context.Context, req job.Request, status *statu
 	}
 	var last time.Time
 	ej.Progress = func(doneSamples, total int64) {
+		status.progressed.Store(true)
 		if time.Since(last) >= w.cfg.StatusEvery || doneSamples == total {
 			last = time.Now()
 			status.set(job.StateRunning, func(s *job.Status) { s.SamplesDone, s.SamplesTotal = doneSamples, total })

@@ -3,6 +3,7 @@ package worker
 import (
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -20,6 +21,8 @@ type statusWriter struct {
 	w  *Worker
 	mu sync.Mutex
 	s  job.Status
+	// progressed says a chunk was written during this delivery.
+	progressed atomic.Bool
 }
 
 // newStatus starts the status of req, received as m at received.

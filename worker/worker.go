@@ -205,8 +205,19 @@ func (w *Worker) handle(soft context.Context, m sqstypes.Message, asked time.Tim
 		}
 		log.Error("job failed: a permission is missing", "err", err)
 		w.poison(m, status, err, log)
-	case errors.Is(context.Cause(engine), errCeiling) && ctx.Err() == nil:
+	case errors.Is(context.Cause(engine), errCeiling) && ctx.Err() == nil && status.progressed.Load():
 		w.handOver(m, log)
+	case errors.Is(context.Cause(engine), errCeiling) && ctx.Err() == nil:
+		// A fresh copy of a job that cannot finish a chunk before the
+		// ceiling would be handed over for ever, never dead-lettered: this
+		// delivery counts as a receive, as a failure does.
+		err := fmt.Errorf("no chunk finished within the %s visibility ceiling", w.cfg.ceiling())
+		if receives >= w.cfg.MaxReceives {
+			w.poison(m, status, fmt.Errorf("gave up after %d deliveries: %w", receives, err), log)
+			break
+		}
+		log.Warn("job handed back without a hand-over: it made no progress before the ceiling", "err", err)
+		w.release(m, 0, log)
 	case errors.Is(cause, errStopTimeout) || soft.Err() != nil && ctx.Err() != nil:
 		w.release(m, 0, log)
 		status.set(job.StateInterrupted, nil)

@@ -275,13 +275,21 @@ func (e *env) process(extra ...string) (*exec.Cmd, *emulator.LockedBuffer) {
 	return cmd, logs
 }
 
-func (e *env) waitFor(what string, timeout time.Duration, cond func() bool) {
+func (e *env) waitFor(what string, timeout time.Duration, cond func() bool, logs ...fmt.Stringer) {
 	e.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
-		require.True(e.t, time.Now().Before(deadline), "timed out after %s waiting for %s", timeout, what)
+		require.True(e.t, time.Now().Before(deadline), "timed out after %s waiting for %s%s", timeout, what, joinLogs(logs))
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+func joinLogs(logs []fmt.Stringer) string {
+	var b strings.Builder
+	for _, l := range logs {
+		b.WriteString("\n" + l.String())
+	}
+	return b.String()
 }
 
 func (e *env) manifest(jobID string) (*inference.Manifest, bool) {
