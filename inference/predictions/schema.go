@@ -80,7 +80,7 @@ func resolveOutput(o Output) (outputCol, error) {
 	shape, _ := json.Marshal(shapeOrEmpty(o.Shape))
 	md := arrow.NewMetadata([]string{ShapeKey}, []string{string(shape)})
 	f := arrow.Field{Name: o.Name, Type: o.Type, Metadata: md}
-	if !(len(o.Shape) == 0 || (len(o.Shape) == 1 && o.Shape[0] == 1)) {
+	if len(o.Shape) != 0 && (len(o.Shape) != 1 || o.Shape[0] != 1) {
 		f.Type = arrow.FixedSizeListOfNonNullable(int32(width), o.Type)
 	}
 	return outputCol{Output: o, width: int(width), rowBytes: width * int64(eb), field: f}, nil

@@ -2,6 +2,7 @@ package tables
 
 import (
 	"encoding/csv"
+	"errors"
 	"io"
 )
 
@@ -26,7 +27,7 @@ func openCSV(r io.ReaderAt, size int64, name string, opts Options) (Reader, erro
 	src := &csvSource{r: cr, head: append([]string(nil), head...), closeIn: closeIn}
 	t, err := newTextReader(name, opts, src, false)
 	if err != nil {
-		closeIn()
+		_ = closeIn() // already failing: the first error is the one to report
 		return nil, err
 	}
 	return &closingText{t, closeIn}, nil
@@ -63,6 +64,5 @@ type closingText struct {
 }
 
 func (c *closingText) Close() error {
-	c.textReader.Close()
-	return c.closeIn()
+	return errors.Join(c.textReader.Close(), c.closeIn())
 }

@@ -25,7 +25,7 @@ func openJSONL(r io.ReaderAt, size int64, name string, opts Options) (Reader, er
 	src := &jsonlSource{r: bufio.NewReaderSize(in, 64<<10), index: map[string]int{}, open: true}
 	t, err := newTextReader(name, opts, src, true)
 	if err != nil {
-		closeIn()
+		_ = closeIn() // already failing: the first error is the one to report
 		return nil, err
 	}
 	src.open = false // the header is fixed after the sample

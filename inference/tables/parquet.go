@@ -46,12 +46,12 @@ func openParquet(r io.ReaderAt, size int64, name string, opts Options) (Reader, 
 	}
 	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{BatchSize: int64(opts.BatchRows)}, opts.Alloc)
 	if err != nil {
-		pf.Close()
+		_ = pf.Close() // already failing: the first error is the one to report
 		return nil, badf("%s: Parquet schema: %v", name, err)
 	}
 	full, err := fr.Schema()
 	if err != nil {
-		pf.Close()
+		_ = pf.Close() // already failing: the first error is the one to report
 		return nil, badf("%s: Parquet schema: %v", name, err)
 	}
 	var have []string
@@ -60,11 +60,11 @@ func openParquet(r io.ReaderAt, size int64, name string, opts Options) (Reader, 
 	}
 	chosen, err := pickColumns(name, have, opts.Columns)
 	if err != nil {
-		pf.Close()
+		_ = pf.Close() // already failing: the first error is the one to report
 		return nil, err
 	}
 	if len(chosen) == 0 {
-		pf.Close()
+		_ = pf.Close() // already failing: the first error is the one to report
 		return nil, badf("%s: no columns chosen", name)
 	}
 	// A top-level field owns the leaves whose path starts with its name (a list has one leaf, a struct several).

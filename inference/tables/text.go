@@ -269,7 +269,7 @@ func isNum(s string) bool {
 		return false
 	}
 	d := strings.TrimPrefix(strings.TrimPrefix(s, "-"), "+")
-	return !(len(d) > 1 && d[0] == '0' && !strings.ContainsAny(d, ".eE"))
+	return len(d) <= 1 || d[0] != '0' || strings.ContainsAny(d, ".eE")
 }
 
 func isBoolWord(s string) bool {

@@ -12,7 +12,7 @@ func ParseFeed(s string) (input string, columns []string, err error) {
 	input, list, ok := strings.Cut(s, "=")
 	input = strings.TrimSpace(input)
 	if !ok || input == "" || strings.TrimSpace(list) == "" {
-		return "", nil, fmt.Errorf("feed %q: want INPUT=COLUMN or INPUT=COL1,COL2,...", s)
+		return "", nil, fmt.Errorf("feed %q: want INPUT=COLUMN or INPUT=COL1,COL2 (columns in order)", s)
 	}
 	for c := range strings.SplitSeq(list, ",") {
 		if c = strings.TrimSpace(c); c == "" {
