@@ -76,7 +76,7 @@ bench: setup-test ## run the benchmarks and write $(BENCH_OUT) (see docs/benchma
 	@# Micro-benchmarks at Go's default benchtime; the side-by-side ones run
 	@# their own alternating rounds once.
 	{ go test -run '^$$' -bench 'ToFloat32|ReadHeader|Decode|Handle' -count 1 ./inference/... ./functions/... && \
-	  go test -run '^$$' -bench 'EngineVsBareORT|CalibrationGain|FixedCosts|PeakRSS|TableVsNpy' -benchtime 1x -count 1 ./inference/ && \
+	  go test -run '^$$' -bench 'EngineVsBareORT|CalibrationGain|FixedCosts|PeakRSS|TableVsNpy|TablePeakRSS' -benchtime 1x -count 1 ./inference/ && \
 	  go test -run '^$$' -bench 'InvokeUnderEmulator' -benchtime 5x -count 1 ./functions/dispatch/ && \
 	  go test -run '^$$' -bench 'Preview' -benchtime 5x -count 1 ./tests/ && \
 	  go test -run '^$$' -bench 'JobOverhead|WorkerVsRun' -benchtime 10x -count 1 ./worker/ && \

@@ -1,8 +1,10 @@
 package inference
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -165,4 +167,34 @@ func writeCSV(b *testing.B, dir string, x []float32, rows, k int) string {
 	require.NoError(b, err)
 	require.NoError(b, f.Close())
 	return path
+}
+
+// BenchmarkTablePeakRSS: `inferstack run` over a 1 GiB Parquet input (an
+// id and a list<float> of 256, 64 row groups) into predictions.parquet
+// with the id kept; the process's peak RSS from its manifest. Target:
+// under 256 MiB.
+func BenchmarkTablePeakRSS(b *testing.B) {
+	const k, rows = 256, 1 << 20 // 1 KiB of floats a row, 1 GiB in all
+	dir := b.TempDir()
+	bin := filepath.Join(dir, "inferstack")
+	out, err := exec.Command("go", "build", "-o", bin, "../cmd/inferstack").CombinedOutput()
+	require.NoError(b, err, "%s", out)
+	data, err := onnxmodel.NewMLP(k, 32, 5, 3).Model()
+	require.NoError(b, err)
+	model := writeFile(b, dir, "mlp.onnx", data)
+	input := writeListParquet(b, dir, randomFloats(rows*k, 21), rows, k)
+	info, err := os.Stat(input)
+	require.NoError(b, err)
+	for b.Loop() {
+		cmd := exec.Command(bin, "run", "--model", model, "--input", input, "--feed", "x=features", "--keep", "id",
+			"--output", filepath.Join(dir, "out"), "--device", "cpu", "--batch-size", "1024", "--json")
+		out, err := cmd.Output()
+		require.NoError(b, err)
+		var m Manifest
+		require.NoError(b, json.Unmarshal(out, &m))
+		require.EqualValues(b, rows, m.Samples)
+		b.ReportMetric(float64(m.PeakRSSBytes)/(1<<20), "peak-RSS-MiB")
+		b.ReportMetric(float64(info.Size())/(1<<30), "input-GiB")
+		b.ReportMetric(m.SamplesPerSecond, "samples/s")
+	}
 }
