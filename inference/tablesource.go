@@ -67,7 +67,7 @@ func OpenTable(r io.ReaderAt, size int64, name string, model *Model, opts TableO
 	}
 	for in := range opts.Feed {
 		if !slices.ContainsFunc(inputs, func(i tables.Input) bool { return i.Name == in }) {
-			return nil, withKind(ErrBadInput, "--feed %s: the model has no input %q (its inputs: %v)", in, in, model.inputNames())
+			return nil, withKind(ErrBadInput, "feed %s: the model has no input %q (its inputs: %v)", in, in, model.inputNames())
 		}
 	}
 	columns := tables.NeededColumns(inputs, opts.Feed)
