@@ -467,9 +467,10 @@ func TestSIGTERMHandsTheJobBackInTimeAndItCompletesElsewhere(t *testing.T) {
 	e.waitFor("a checkpointed chunk", 60*time.Second, func() bool { return e.checkpointDone(jobID) >= 1 })
 	signalled := time.Now()
 	require.NoError(t, first.Process.Signal(syscall.SIGTERM))
-	state, err := first.Process.Wait()
-	require.NoError(t, err)
-	require.Equal(t, 0, state.ExitCode(), "%s", logs)
+	// cmd.Wait, not Process.Wait: it also waits for the copy of the
+	// worker's output into logs, which the checks below read.
+	require.NoError(t, first.Wait(), "%s", logs)
+	require.Equal(t, 0, first.ProcessState.ExitCode(), "%s", logs)
 	require.Less(t, time.Since(signalled), 5*time.Second, "stop timeout 500ms plus a 1s poll")
 	require.Contains(t, logs.String(), "handed back")
 	// Handed back at once, not after the 30 s visibility timeout.
@@ -680,10 +681,9 @@ func TestShutdownCleanupEndsWithinTheStopTimeout(t *testing.T) {
 	proxy.Cut()
 	signalled := time.Now()
 	require.NoError(t, first.Process.Signal(syscall.SIGTERM))
-	state, err := first.Process.Wait()
-	require.NoError(t, err)
+	require.NoError(t, first.Wait(), "%s", logs) // and for the copy of its output into logs
 	took := time.Since(signalled)
-	require.Equal(t, 0, state.ExitCode(), "%s", logs)
+	require.Equal(t, 0, first.ProcessState.ExitCode(), "%s", logs)
 	// ECS would SIGKILL at stopTimeout + StopMargin; a poll may take 1 s more to return.
 	require.Less(t, took, stopTimeout+runenv.StopMargin+time.Second, "cleanup outlived the stop timeout:\n%s", logs)
 	require.Contains(t, logs.String(), "cannot write status", "the status write was cut short, not retried for minutes")
