@@ -2,6 +2,7 @@ package worker
 
 import (
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -165,12 +166,16 @@ func (w *Worker) poison(m sqstypes.Message, status *statusWriter, cause error, l
 // its own could take another message while another worker takes the copy.
 // The copy goes first: a crash between the two leaves a duplicate
 // delivery, which ends as one result, where the other order could lose the job.
-func (w *Worker) handOver(m sqstypes.Message, log *slog.Logger) {
+func (w *Worker) handOver(m sqstypes.Message, stalls int, log *slog.Logger) {
 	ctx, cancel := w.cleanup()
 	defer cancel()
 	attrs := make(map[string]sqstypes.MessageAttributeValue, len(m.MessageAttributes))
 	for name, v := range m.MessageAttributes {
 		attrs[name] = sqstypes.MessageAttributeValue{DataType: v.DataType, StringValue: v.StringValue, BinaryValue: v.BinaryValue}
+	}
+	delete(attrs, job.AttrStalls)
+	if stalls > 0 {
+		attrs[job.AttrStalls] = sqstypes.MessageAttributeValue{DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(stalls))}
 	}
 	var copyID string
 	err := retry(ctx, func() error {

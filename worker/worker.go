@@ -205,19 +205,20 @@ func (w *Worker) handle(soft context.Context, m sqstypes.Message, asked time.Tim
 		}
 		log.Error("job failed: a permission is missing", "err", err)
 		w.poison(m, status, err, log)
-	case errors.Is(context.Cause(engine), errCeiling) && ctx.Err() == nil && status.progressed.Load():
-		w.handOver(m, log)
 	case errors.Is(context.Cause(engine), errCeiling) && ctx.Err() == nil:
-		// A fresh copy of a job that cannot finish a chunk before the
-		// ceiling would be handed over for ever, never dead-lettered: this
-		// delivery counts as a receive, as a failure does.
-		err := fmt.Errorf("no chunk finished within the %s visibility ceiling", w.cfg.ceiling())
-		if receives >= w.cfg.MaxReceives {
-			w.poison(m, status, fmt.Errorf("gave up after %d deliveries: %w", receives, err), log)
+		// Copies are first receives, so a job that never finishes a chunk
+		// would be handed over for ever: its copies count the stalls in a
+		// row, and the last one it is allowed ends it as a failure does.
+		stalls := 0
+		if !status.progressed.Load() {
+			stalls = stallsOf(m) + 1
+		}
+		if stalls >= w.cfg.MaxReceives {
+			w.poison(m, status, fmt.Errorf("gave up after %d deliveries in a row that finished no chunk within the %s visibility ceiling",
+				stalls, w.cfg.ceiling()), log)
 			break
 		}
-		log.Warn("job handed back without a hand-over: it made no progress before the ceiling", "err", err)
-		w.release(m, 0, log)
+		w.handOver(m, stalls, log)
 	case errors.Is(cause, errStopTimeout) || soft.Err() != nil && ctx.Err() != nil:
 		w.release(m, 0, log)
 		status.set(job.StateInterrupted, nil)
@@ -231,6 +232,12 @@ func (w *Worker) handle(soft context.Context, m sqstypes.Message, asked time.Tim
 		log.Warn("job failed, retrying later", "err", err, "retry_in", delay.String())
 		w.release(m, delay, log)
 	}
+}
+
+// stallsOf is the message's count of stalled hand-overs (job.AttrStalls).
+func stallsOf(m sqstypes.Message) int {
+	n, _ := strconv.Atoi(aws.ToString(m.MessageAttributes[job.AttrStalls].StringValue))
+	return n
 }
 
 // permanent errors can never succeed on a retry.

@@ -83,6 +83,10 @@ const (
 	AttrDispatchedAt    = "dispatched_at"
 	AttrOriginMessageID = "origin_message_id"
 	AttrReason          = "reason"
+	// AttrStalls counts the hand-overs at the visibility ceiling, in a
+	// row, of a job that finished no chunk in between (the worker's copies
+	// carry it; progress drops it).
+	AttrStalls = "stalls"
 )
 
 // MaxReasonBytes bounds a reason attribute: dead letters stay far below
