@@ -33,11 +33,8 @@ func NewDirSink(dir string) *DirSink { return &DirSink{Dir: dir} }
 
 // Start creates the output files with their final headers.
 func (d *DirSink) Start(plan Plan, outputs []OutputSpec) error {
-	if err := os.MkdirAll(d.Dir, 0o755); err != nil {
-		return withKind(ErrOutput, "create output directory: %w", err)
-	}
-	if err := os.Remove(filepath.Join(d.Dir, ManifestFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return withKind(ErrOutput, "remove stale manifest: %w", err)
+	if err := prepareDir(d.Dir); err != nil {
+		return err
 	}
 	files, headers := NpyOutputs(plan.Samples, outputs)
 	d.outputs = files
@@ -78,11 +75,28 @@ func (d *DirSink) Finish(m *Manifest) error {
 	}
 	d.files = nil
 	m.Outputs = d.outputs
+	return writeManifest(d.Dir, m)
+}
+
+// prepareDir creates an output directory and removes a stale manifest from
+// it before anything else is written.
+func prepareDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return withKind(ErrOutput, "create output directory: %w", err)
+	}
+	if err := os.Remove(filepath.Join(dir, ManifestFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return withKind(ErrOutput, "remove stale manifest: %w", err)
+	}
+	return nil
+}
+
+// writeManifest writes m into dir atomically: the last thing a sink writes.
+func writeManifest(dir string, m *Manifest) error {
 	data, err := m.JSON()
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(d.Dir, ManifestFile), data); err != nil {
+	if err := writeFileAtomic(filepath.Join(dir, ManifestFile), data); err != nil {
 		return withKind(ErrOutput, "write manifest: %w", err)
 	}
 	return nil

@@ -2,7 +2,6 @@ package inference
 
 import (
 	"errors"
-	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -51,11 +50,8 @@ func PredictionsOutputs(outputs []OutputSpec) ([]predictions.Output, error) {
 
 // Start creates the result file.
 func (d *ParquetDirSink) Start(plan Plan, outputs []OutputSpec) error {
-	if err := os.MkdirAll(d.Dir, 0o755); err != nil {
-		return withKind(ErrOutput, "create output directory: %w", err)
-	}
-	if err := os.Remove(filepath.Join(d.Dir, ManifestFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return withKind(ErrOutput, "remove stale manifest: %w", err)
+	if err := prepareDir(d.Dir); err != nil {
+		return err
 	}
 	cols, err := PredictionsOutputs(outputs)
 	if err != nil {
@@ -120,14 +116,7 @@ func (d *ParquetDirSink) Finish(m *Manifest) error {
 	}
 	d.f = nil
 	m.Outputs = d.files
-	data, err := m.JSON()
-	if err != nil {
-		return err
-	}
-	if err := writeFileAtomic(filepath.Join(d.Dir, ManifestFile), data); err != nil {
-		return withKind(ErrOutput, "write manifest: %w", err)
-	}
-	return nil
+	return writeManifest(d.Dir, m)
 }
 
 // Abort removes the result file.

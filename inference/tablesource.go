@@ -36,14 +36,15 @@ func IsTable(name, format string) bool {
 // the table, turned into one tensor per model input (tables.Plan) and, with
 // the kept columns, handed to the sink.
 type TableSource struct {
-	open    func(start int64) (tables.Reader, error)
-	name    string
-	format  string
-	plan    *tables.Plan
-	keep    []string
-	keepIdx []int
-	feeds   []Feed
-	samples int64
+	open       func(start int64) (tables.Reader, error)
+	name       string
+	format     string
+	plan       *tables.Plan
+	keep       []string
+	keepIdx    []int
+	keptSchema *arrow.Schema // the kept columns' schema
+	feeds      []Feed
+	samples    int64
 
 	reader  tables.Reader
 	cursor  int64 // the table row the next Read must start at to continue
@@ -93,9 +94,12 @@ func OpenTable(r io.ReaderAt, size int64, name string, model *Model, opts TableO
 		s.Close()
 		return nil, tableError(name, err)
 	}
+	var keptFields []arrow.Field
 	for _, k := range opts.Keep {
-		s.keepIdx = append(s.keepIdx, reader.Schema().FieldIndices(k)[0])
+		idx := reader.Schema().FieldIndices(k)[0]
+		s.keepIdx, keptFields = append(s.keepIdx, idx), append(keptFields, reader.Schema().Field(idx))
 	}
+	s.keptSchema = arrow.NewSchema(keptFields, nil)
 	if s.samples = reader.NumRows(); s.samples < 0 {
 		if s.samples, err = countRows(name, s.open); err != nil {
 			s.Close()
@@ -126,13 +130,7 @@ func OpenTable(r io.ReaderAt, size int64, name string, model *Model, opts TableO
 }
 
 // KeptFields are the kept columns as the result stores them.
-func (s *TableSource) KeptFields() []arrow.Field {
-	fields := make([]arrow.Field, len(s.keepIdx))
-	for i, idx := range s.keepIdx {
-		fields[i] = s.reader.Schema().Field(idx)
-	}
-	return fields
-}
+func (s *TableSource) KeptFields() []arrow.Field { return s.keptSchema.Fields() }
 
 func (s *TableSource) Samples() int64 { return s.samples }
 func (s *TableSource) Feeds() []Feed  { return s.feeds }
@@ -198,7 +196,7 @@ func (s *TableSource) Read(start, end int64, dst [][]byte) error {
 			for i, idx := range s.keepIdx {
 				cols[i] = rows.Column(idx)
 			}
-			s.kept = append(s.kept, array.NewRecordBatch(arrow.NewSchema(s.KeptFields(), nil), cols, n))
+			s.kept = append(s.kept, array.NewRecordBatch(s.keptSchema, cols, n))
 		}
 		rows.Release()
 		s.offset += int(n)
@@ -254,7 +252,7 @@ func (s *TableSource) Kept() arrow.RecordBatch {
 		cols[i] = col
 		defer col.Release()
 	}
-	return array.NewRecordBatch(arrow.NewSchema(s.KeptFields(), nil), cols, n)
+	return array.NewRecordBatch(s.keptSchema, cols, n)
 }
 
 func (s *TableSource) next() error {
