@@ -301,12 +301,19 @@ func BenchmarkDecode(b *testing.B) {
 
 // BenchmarkPeakRSS runs the real inferstack binary over a 1 GiB input and
 // reports the kernel's peak resident set size of that process.
-func BenchmarkPeakRSS(b *testing.B) {
-	const in, samples = 256, 1 << 20 // 1 KiB per sample, 1 GiB in all
-	dir := b.TempDir()
+// buildCLI builds the real inferstack binary into dir: peak RSS is the
+// process's own.
+func buildCLI(b *testing.B, dir string) string {
 	bin := filepath.Join(dir, "inferstack")
 	out, err := exec.Command("go", "build", "-o", bin, "../cmd/inferstack").CombinedOutput()
 	require.NoError(b, err, "%s", out)
+	return bin
+}
+
+func BenchmarkPeakRSS(b *testing.B) {
+	const in, samples = 256, 1 << 20 // 1 KiB per sample, 1 GiB in all
+	dir := b.TempDir()
+	bin := buildCLI(b, dir)
 	data, err := onnxmodel.NewMLP(in, 32, 5, 3).Model()
 	require.NoError(b, err)
 	model := writeFile(b, dir, "mlp.onnx", data)

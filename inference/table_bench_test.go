@@ -176,9 +176,7 @@ func writeCSV(b *testing.B, dir string, x []float32, rows, k int) string {
 func BenchmarkTablePeakRSS(b *testing.B) {
 	const k, rows = 256, 1 << 20 // 1 KiB of floats a row, 1 GiB in all
 	dir := b.TempDir()
-	bin := filepath.Join(dir, "inferstack")
-	out, err := exec.Command("go", "build", "-o", bin, "../cmd/inferstack").CombinedOutput()
-	require.NoError(b, err, "%s", out)
+	bin := buildCLI(b, dir)
 	data, err := onnxmodel.NewMLP(k, 32, 5, 3).Model()
 	require.NoError(b, err)
 	model := writeFile(b, dir, "mlp.onnx", data)
