@@ -26,16 +26,11 @@ func ParseFeed(s string) (input string, columns []string, err error) {
 // ParseColumns reads a comma-separated list of column names (--keep).
 func ParseColumns(s string) ([]string, error) {
 	var cols []string
-	seen := map[string]bool{}
 	for c := range strings.SplitSeq(s, ",") {
-		if c = strings.TrimSpace(c); c == "" {
-			return nil, fmt.Errorf("columns %q: an empty column name", s)
-		}
-		if seen[c] {
-			return nil, fmt.Errorf("columns %q: %q twice", s, c)
-		}
-		seen[c] = true
-		cols = append(cols, c)
+		cols = append(cols, strings.TrimSpace(c))
+	}
+	if err := checkNames(cols); err != nil {
+		return nil, fmt.Errorf("columns %q: %w", s, err)
 	}
 	return cols, nil
 }

@@ -11,7 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -52,7 +54,30 @@ type Request struct {
 	// Window and Hop cut a signal into samples (see inferstack run --window).
 	Window int64 `json:"window,omitempty"`
 	Hop    int64 `json:"hop,omitempty"`
+	// InputFormat names a table format where the key's extension does not
+	// (one of TableFormats).
+	InputFormat string `json:"input_format,omitempty"`
+	// Feed maps a model input to the table columns it reads, in order (by
+	// default an input reads the column of its own name).
+	Feed map[string][]string `json:"feed,omitempty"`
+	// Keep names the table columns copied to the result beside the predictions.
+	Keep []string `json:"keep,omitempty"`
+	// OutputFormat is parquet (a table's default) or npy (one file per output).
+	OutputFormat string `json:"output_format,omitempty"`
 }
+
+// TableFormats are the table formats a job reads; inference's table
+// readers register the same names.
+var TableFormats = []string{"csv", "jsonl", "parquet"}
+
+// The output formats of a job.
+const (
+	OutputNpy     = "npy"
+	OutputParquet = "parquet"
+)
+
+// MaxColumns bounds the columns a request names in feed and keep together.
+const MaxColumns = 4096
 
 // Limits of a request. The body limit is ours, far below SQS's own (256 KiB
 // by default, 1 MiB at most: the MaximumMessageSize queue attribute); a key
@@ -123,6 +148,87 @@ func (r *Request) validate() error {
 		return invalid(`"window" and "hop" go together`)
 	case r.Window < 0 || r.Hop < 0 || r.Window > MaxWindow || r.Hop > MaxWindow:
 		return invalid(`"window" and "hop" must be between 1 and %d`, MaxWindow)
+	}
+	return r.validateTable()
+}
+
+// validateTable checks the table fields as strictly as the rest: names that
+// a column can have, no name twice in one list, formats that exist.
+func (r *Request) validateTable() error {
+	if r.InputFormat != "" && !slices.Contains(TableFormats, r.InputFormat) {
+		return invalid(`"input_format" %q: want one of %s`, r.InputFormat, strings.Join(TableFormats, ", "))
+	}
+	switch r.OutputFormat {
+	case "", OutputNpy, OutputParquet:
+	default:
+		return invalid(`"output_format" %q: want npy or parquet`, r.OutputFormat)
+	}
+	if len(r.Keep) > 0 && r.OutputFormat == OutputNpy {
+		return invalid(`"keep" copies columns into the Parquet result: it cannot go with "output_format" npy`)
+	}
+	named := len(r.Keep)
+	for _, input := range slices.Sorted(maps.Keys(r.Feed)) {
+		cols := r.Feed[input]
+		if err := checkName(input); err != nil {
+			return invalid(`"feed": input %q: %v`, input, err)
+		}
+		if len(cols) == 0 {
+			return invalid(`"feed": input %q reads no column`, input)
+		}
+		if err := checkNames(cols); err != nil {
+			return invalid(`"feed": input %q: %v`, input, err)
+		}
+		named += len(cols)
+	}
+	if err := checkNames(r.Keep); err != nil {
+		return invalid(`"keep": %v`, err)
+	}
+	if named > MaxColumns {
+		return invalid(`"feed" and "keep" name %d columns, the limit is %d`, named, MaxColumns)
+	}
+	return nil
+}
+
+// tableExtensions are the extensions inference's table readers register
+// (a test holds the two equal), for code that does not link them.
+var tableExtensions = []string{".parquet", ".parq", ".csv", ".csv.gz", ".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz"}
+
+// IsTable says whether the request's input is a table, by its format or
+// its key's extension (as inference's readers choose).
+func (r Request) IsTable() bool {
+	name := strings.ToLower(r.Filename)
+	return r.InputFormat != "" || slices.ContainsFunc(tableExtensions, func(ext string) bool { return strings.HasSuffix(name, ext) })
+}
+
+// TableExtensions lists the extensions that make a key a table.
+func TableExtensions() []string { return slices.Clone(tableExtensions) }
+
+func checkNames(names []string) error {
+	seen := make(map[string]bool, len(names))
+	for _, n := range names {
+		if err := checkName(n); err != nil {
+			return fmt.Errorf("column %q: %w", n, err)
+		}
+		if seen[n] {
+			return fmt.Errorf("column %q named twice", n)
+		}
+		seen[n] = true
+	}
+	return nil
+}
+
+// checkName refuses names no column or model input has: empty, not UTF-8,
+// control characters, or longer than 255 bytes.
+func checkName(n string) error {
+	switch {
+	case n == "":
+		return errors.New("empty name")
+	case len(n) > 255:
+		return fmt.Errorf("name is %d bytes, the limit is 255", len(n))
+	case !utf8.ValidString(n):
+		return errors.New("name is not valid UTF-8")
+	case strings.ContainsFunc(n, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		return errors.New("name has control characters")
 	}
 	return nil
 }

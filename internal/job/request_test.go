@@ -24,6 +24,25 @@ func TestParseAcceptsTheClassicMessageAndOptionalFields(t *testing.T) {
 	full, err := Parse([]byte(`{"filename":"a/b.npy","job_id":"my-job_1","tier":"gpu","model":"m/v2.onnx","output_prefix":"runs/7/","window":256,"hop":128}`))
 	require.NoError(t, err)
 	require.Equal(t, Request{Filename: "a/b.npy", JobID: "my-job_1", Tier: TierGPU, Model: "m/v2.onnx", OutputPrefix: "runs/7/", Window: 256, Hop: 128}, full)
+
+	table, err := Parse([]byte(`{"filename":"t/part-0003.data","input_format":"parquet","feed":{"float_input":["a","b"],"cat":["c"]},"keep":["id","ts"],"output_format":"parquet"}`))
+	require.NoError(t, err)
+	require.Equal(t, map[string][]string{"float_input": {"a", "b"}, "cat": {"c"}}, table.Feed)
+	require.Equal(t, []string{"id", "ts"}, table.Keep)
+	require.True(t, table.IsTable(), "input_format names a table whatever the extension")
+	reordered, err := Parse([]byte(`{"output_format":"parquet","keep":["id","ts"],"feed":{"cat":["c"],"float_input":["a","b"]},"input_format":"parquet","filename":"t/part-0003.data"}`))
+	require.NoError(t, err)
+	require.Equal(t, table.JobID, reordered.JobID, "feed keys in another order name the same job")
+	swapped, err := Parse([]byte(`{"filename":"t/part-0003.data","input_format":"parquet","feed":{"float_input":["b","a"],"cat":["c"]},"keep":["id","ts"]}`))
+	require.NoError(t, err)
+	require.NotEqual(t, table.JobID, swapped.JobID, "columns in another order feed another tensor")
+}
+
+func TestIsTableByExtension(t *testing.T) {
+	t.Parallel()
+	for name, want := range map[string]bool{"a/part-0003.parquet": true, "x.CSV.gz": true, "y.ndjson": true, "z.jsonl.gz": true, "s.npy": false, "file_to_process.bin": false, "csv": false} {
+		require.Equal(t, want, Request{Filename: name}.IsTable(), name)
+	}
 }
 
 func TestParseRefusesBadRequestsWithAReason(t *testing.T) {
@@ -52,6 +71,16 @@ func TestParseRefusesBadRequestsWithAReason(t *testing.T) {
 		{"bad tier", `{"filename":"x","tier":"tpu"}`, `tier "tpu"`},
 		{"window without hop", `{"filename":"x","window":4}`, "go together"},
 		{"negative window", `{"filename":"x","window":-4,"hop":-1}`, "between 1 and"},
+		{"unknown input format", `{"filename":"x","input_format":"xlsx"}`, `"input_format" "xlsx": want one of csv, jsonl, parquet`},
+		{"unknown output format", `{"filename":"x.csv","output_format":"arrow"}`, `"output_format" "arrow": want npy or parquet`},
+		{"keep into npy", `{"filename":"x.csv","keep":["id"],"output_format":"npy"}`, `cannot go with "output_format" npy`},
+		{"feed reads nothing", `{"filename":"x.csv","feed":{"x":[]}}`, `input "x" reads no column`},
+		{"feed empty column", `{"filename":"x.csv","feed":{"x":["a",""]}}`, `input "x": column "": empty name`},
+		{"feed column twice", `{"filename":"x.csv","feed":{"x":["a","a"]}}`, `column "a" named twice`},
+		{"feed empty input", `{"filename":"x.csv","feed":{"":["a"]}}`, `input "": empty name`},
+		{"feed wrong type", `{"filename":"x.csv","feed":{"x":"a"}}`, `field "feed" must be a []string`},
+		{"keep twice", `{"filename":"x.csv","keep":["id","id"]}`, `"keep": column "id" named twice`},
+		{"keep control char", `{"filename":"x.csv","keep":["a\u0007"]}`, "control characters"},
 		{"huge body", `{"filename":"` + strings.Repeat("a/", MaxBodyBytes) + `"}`, "limit is 16384"},
 	}
 	for _, tc := range cases {
