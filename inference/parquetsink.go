@@ -21,6 +21,9 @@ const PredictionsFile = "predictions.parquet"
 type ParquetDirSink struct {
 	Dir  string
 	Kept []arrow.Field // the kept columns, as the source reads them
+	// Options tune the result's row groups (the zero value: the defaults,
+	// as the worker's unless its deployment says otherwise).
+	Options predictions.Options
 
 	f       *os.File
 	w       *predictions.Writer
@@ -61,20 +64,34 @@ func (d *ParquetDirSink) Start(plan Plan, outputs []OutputSpec) error {
 	if err != nil {
 		return withKind(ErrOutput, "create output: %w", err)
 	}
-	w, err := predictions.New(f, d.Kept, cols, predictions.Options{})
+	w, err := predictions.New(f, d.Kept, cols, d.Options)
 	if err != nil {
 		_ = f.Close()
 		_ = os.Remove(f.Name())
-		if errors.Is(err, predictions.ErrNameClash) {
-			return withKind(ErrBadInput, "%w", err)
-		}
-		return withKind(ErrOutput, "start %s: %w", PredictionsFile, err)
+		return PredictionsError(err)
 	}
 	d.f, d.w, d.started = f, w, true
-	for _, o := range outputs {
-		d.files = append(d.files, OutputFile{Name: o.Name, File: PredictionsFile, DType: o.DType, Shape: append([]int64{plan.Samples}, o.SampleShape...)})
-	}
+	d.files = ParquetOutputs(plan.Samples, outputs)
 	return nil
+}
+
+// ParquetOutputs are the outputs as the manifest lists them when they are
+// columns of PredictionsFile.
+func ParquetOutputs(samples int64, outputs []OutputSpec) []OutputFile {
+	files := make([]OutputFile, len(outputs))
+	for i, o := range outputs {
+		files[i] = OutputFile{Name: o.Name, File: PredictionsFile, DType: o.DType, Shape: append([]int64{samples}, o.SampleShape...)}
+	}
+	return files
+}
+
+// PredictionsError is how a sink reports a writer's refusal to start: a
+// kept column named as an output is the input's fault.
+func PredictionsError(err error) error {
+	if errors.Is(err, predictions.ErrNameClash) {
+		return withKind(ErrBadInput, "%w", err)
+	}
+	return withKind(ErrOutput, "start %s: %w", PredictionsFile, err)
 }
 
 // WriteChunk stores a chunk of a job without kept columns.

@@ -24,8 +24,11 @@ type Config struct {
 	// jobs stay byte-identical.
 	BatchSize    int64
 	ChunkSamples int64
-	WorkerID     string
-	ECSAgentURI  string // set by ECS; enables scale-in protection
+	// ResultRowGroupBytes sizes a table result's row groups (0: the
+	// predictions writer's default); a resumed job keeps its own.
+	ResultRowGroupBytes int64
+	WorkerID            string
+	ECSAgentURI         string // set by ECS; enables scale-in protection
 	// StatusEvery bounds how often a running job's status object is rewritten.
 	StatusEvery time.Duration
 	// PollWait is the long-poll wait (SQS allows up to 20 s); a soft stop
@@ -98,7 +101,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	for _, n := range []struct {
 		key string
 		dst *int64
-	}{{runenv.EnvBatchSize, &c.BatchSize}, {runenv.EnvChunkSamples, &c.ChunkSamples}} {
+	}{{runenv.EnvBatchSize, &c.BatchSize}, {runenv.EnvChunkSamples, &c.ChunkSamples}, {runenv.EnvResultRowGroupBytes, &c.ResultRowGroupBytes}} {
 		if v := getenv(n.key); v != "" {
 			parsed, err := strconv.ParseInt(v, 10, 64)
 			if err != nil || parsed < 1 {

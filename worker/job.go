@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/inferstack/inferstack/inference"
+	"github.com/inferstack/inferstack/inference/predictions"
 	"github.com/inferstack/inferstack/internal/job"
 )
 
@@ -56,6 +57,14 @@ func (w *Worker) run(ctx, engine context.Context, req job.Request, status *statu
 		InputName: inputKey, InputETag: etag, Windowing: inference.Windowing{Window: req.Window, Hop: req.Hop},
 		Device: inference.Device(w.cfg.Device), BatchSize: w.cfg.BatchSize, ChunkSamples: w.cfg.ChunkSamples, Threads: w.cfg.Threads, Logger: log,
 	}
+	if req.IsTable() {
+		src, err := inference.OpenTable(input, ej.InputSize, inputKey, model, inference.TableOptions{Format: req.InputFormat, Feed: req.Feed, Keep: req.Keep})
+		if err != nil {
+			return nil, false, err
+		}
+		defer src.Close()
+		ej.Source = src
+	}
 	var last time.Time
 	ej.Progress = func(doneSamples, total int64) {
 		status.progressed.Store(true)
@@ -67,11 +76,9 @@ func (w *Worker) run(ctx, engine context.Context, req job.Request, status *statu
 	prior := w.resumable(ctx, req.JobID, etag, model.SHA256, log)
 	for restarted := false; ; restarted = true {
 		attempt := ej
-		sink := &s3Sink{ctx: ctx, store: w.store, jobID: req.JobID, resultsPrefix: resultsPrefix,
-			cp: checkpoint{InputETag: etag, ModelSHA256: model.SHA256, Threads: w.cfg.Threads}}
+		sink := w.sink(ctx, req, ej.Source, checkpoint{InputETag: etag, ModelSHA256: model.SHA256, Threads: w.cfg.Threads}, prior)
 		if prior != nil {
 			attempt.BatchSize, attempt.ChunkSamples, attempt.StartChunk = prior.BatchSize, prior.ChunkSamples, prior.Done
-			sink.resume = prior
 			log.Info("resuming from checkpoint", "chunks_done", prior.Done)
 		}
 		status.set(job.StateRunning, func(s *job.Status) { s.ResumedAtChunk = attempt.StartChunk })
@@ -93,6 +100,23 @@ func (w *Worker) run(ctx, engine context.Context, req job.Request, status *statu
 		status.set(job.StateDone, doneFrom(m))
 		return m, true, nil
 	}
+}
+
+// resultSink is a job's results on their way to S3.
+type resultSink interface {
+	inference.Sink
+	// progress is where the sink got, for abandoning its uploads after it stopped.
+	progress() *checkpoint
+}
+
+// sink writes the job's results: a table's predictions.parquet, unless the
+// request asks for npy, else one .npy per output; resuming prior if set.
+func (w *Worker) sink(ctx context.Context, req job.Request, src inference.Source, cp checkpoint, prior *checkpoint) resultSink {
+	if table, ok := src.(*inference.TableSource); ok && req.OutputFormat != job.OutputNpy {
+		return &parquetSink{ctx: ctx, store: w.store, jobID: req.JobID, resultsPrefix: req.ResultsPrefix(), kept: table.KeptFields(),
+			opts: predictions.Options{RowGroupBytes: w.cfg.ResultRowGroupBytes}, cp: cp, resume: prior}
+	}
+	return &s3Sink{ctx: ctx, store: w.store, jobID: req.JobID, resultsPrefix: req.ResultsPrefix(), cp: cp, resume: prior}
 }
 
 // doneFrom is the status change of a job done as its manifest m says.

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/inferstack/inferstack/inference"
+	"github.com/inferstack/inferstack/inference/predictions"
 	"github.com/inferstack/inferstack/internal/job"
 )
 
@@ -29,6 +30,11 @@ type checkpoint struct {
 	Outputs      []string         `json:"outputs"`
 	Done         int64            `json:"chunks_done"`
 	Results      []resultProgress `json:"results,omitempty"`
+	// A Parquet result's: its writer's row-group size, and the writer as
+	// it stood after the last row group in the parts and tail (the chunk
+	// to resume at, Done, holds its next row).
+	RowGroupBytes int64              `json:"row_group_bytes,omitempty"`
+	Parquet       *predictions.State `json:"parquet,omitempty"`
 }
 
 // resultProgress is how far one output file got: the parts its upload has

@@ -44,8 +44,10 @@ const (
 	// for local runs and benchmarks.
 	EnvBatchSize    = "INFERSTACK_BATCH_SIZE"
 	EnvChunkSamples = "INFERSTACK_CHUNK_SAMPLES"
-	EnvStatusEvery  = "INFERSTACK_STATUS_EVERY"
-	EnvPollWait     = "INFERSTACK_POLL_WAIT"
+	// EnvResultRowGroupBytes sizes a table result's Parquet row groups.
+	EnvResultRowGroupBytes = "INFERSTACK_RESULT_ROW_GROUP_BYTES"
+	EnvStatusEvery         = "INFERSTACK_STATUS_EVERY"
+	EnvPollWait            = "INFERSTACK_POLL_WAIT"
 	// The input's read-ahead: ranged GETs of this many bytes, this many at once.
 	EnvReadPartBytes   = "INFERSTACK_READ_PART_BYTES"
 	EnvReadConcurrency = "INFERSTACK_READ_CONCURRENCY"

@@ -1,0 +1,374 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/apache/arrow-go/v18/arrow"
+
+	"github.com/inferstack/inferstack/inference"
+	"github.com/inferstack/inferstack/inference/predictions"
+	"github.com/inferstack/inferstack/internal/job"
+)
+
+// parquetSink streams a table job's predictions.parquet to S3 as one
+// multipart upload, through the same predictions.Writer that `inferstack
+// run` writes a local file with, so the two results are the same bytes.
+//
+// The writer hands over bytes a row group at a time. After each row group
+// the bytes since the last part either seal a part (once they reach the
+// part target) or, smaller than S3's part minimum, go up as the job's tail
+// object; then the checkpoint records the writer's State, the parts and
+// the upload. A redelivery resumes the writer from that State at the chunk
+// holding its next row, drops the rows of that chunk the file already has,
+// and rebuilds the open part from the tail object: the finished file is
+// byte-identical (predictions.Resume). Rows after the last row group are
+// written again, at most a row group's worth.
+//
+// Uploads run in order on one goroutine, one step behind the engine's
+// writer: at most two open parts in memory.
+type parquetSink struct {
+	ctx           context.Context
+	store         *store
+	jobID         string
+	resultsPrefix string
+	kept          []arrow.Field
+	opts          predictions.Options
+	resume        *checkpoint // from an earlier delivery, if compatible
+	cp            checkpoint  // what identifies the run
+
+	key     string
+	plan    inference.Plan
+	files   []inference.OutputFile
+	rowSize int64 // bytes of a row of the first output
+	w       *predictions.Writer
+	skip    int64 // rows before it are in the file already (a resume)
+	closing bool  // Close's last row group ends the file: no step for it
+
+	open bytes.Buffer // the file's bytes after its last part
+
+	// The uploader's, once it runs; Finish and progress read them after it
+	// stopped.
+	uploadID  string
+	parts     []partRecord
+	completed bool
+	last      *predictions.State // the last checkpointed
+
+	sealed  int // parts the writer has handed to the uploader
+	steps   chan step
+	stopped chan struct{}
+	run     context.Context
+	cancel  context.CancelFunc
+	once    sync.Once
+	failed  chan struct{}
+	err     error
+}
+
+var _ inference.RowsSink = (*parquetSink)(nil)
+
+// parquetPartTarget is the size at which the bytes after the last part are
+// sealed into part number n (from 1): S3's 5 MiB minimum, doubling every
+// 2,000 parts up to 80 MiB, so the 10,000 parts S3 allows hold at least
+// 310 GB (parts are sealed only at row-group boundaries, so they are at
+// least the target but their total is not known in advance).
+func parquetPartTarget(n int) int64 {
+	return minPartBytes << min((n-1)/2000, 4)
+}
+
+// parquetTailKey holds the file's bytes after its last part, as of the
+// checkpoint.
+func parquetTailKey(jobID string) string {
+	return job.CheckpointPrefix + jobID + "/tail-predictions.bin"
+}
+
+func (s *parquetSink) Start(plan inference.Plan, outputs []inference.OutputSpec) error {
+	cols, err := inference.PredictionsOutputs(outputs)
+	if err != nil {
+		return err
+	}
+	s.plan, s.files = plan, inference.ParquetOutputs(plan.Samples, outputs)
+	s.key = s.resultsPrefix + inference.PredictionsFile
+	s.rowSize = outputs[0].SampleBytes()
+	s.cp.BatchSize, s.cp.ChunkSamples, s.cp.Outputs = plan.BatchSize, plan.ChunkSamples, nil
+	s.cp.RowGroupBytes = s.opts.RowGroupBytes
+	for _, o := range outputs {
+		s.cp.Outputs = append(s.cp.Outputs, o.Name)
+	}
+	opts := s.opts
+	opts.OnRowGroup = s.rowGroup
+	if s.resume != nil {
+		if err := s.restore(*s.resume, cols, opts); err != nil {
+			return err
+		}
+	} else if s.w, err = predictions.New(&s.open, s.kept, cols, opts); err != nil {
+		return inference.PredictionsError(err)
+	}
+	s.run, s.cancel = context.WithCancel(s.ctx)
+	s.steps, s.stopped, s.failed = make(chan step, 1), make(chan struct{}), make(chan struct{})
+	go s.uploader()
+	return nil
+}
+
+// restore continues cp's file: its parts, the tail object's bytes after
+// them, and the writer at the State after them.
+func (s *parquetSink) restore(cp checkpoint, cols []predictions.Output, opts predictions.Options) error {
+	if len(cp.Results) != 1 || cp.Results[0].Key != s.key || cp.RowGroupBytes != s.opts.RowGroupBytes {
+		return fmt.Errorf("checkpoint of another result: %w", errUploadGone)
+	}
+	r := cp.Results[0]
+	s.uploadID, s.parts, s.completed, s.last = r.UploadID, r.Parts, r.Completed, cp.Parquet
+	s.sealed = len(s.parts)
+	if s.completed {
+		s.skip = s.plan.Samples
+		return nil
+	}
+	if cp.Parquet == nil {
+		return fmt.Errorf("checkpoint of %s has no writer state: %w", s.key, errUploadGone)
+	}
+	var partsEnd int64
+	for _, p := range s.parts {
+		partsEnd += p.Bytes
+	}
+	if tail := cp.Parquet.Offset - partsEnd; tail > 0 {
+		data, err := s.store.get(s.ctx, parquetTailKey(s.jobID))
+		if err != nil {
+			return fmt.Errorf("read the tail of %s: %w: %w", s.key, errUploadGone, err)
+		}
+		if int64(len(data)) != tail {
+			return fmt.Errorf("tail of %s holds %d bytes, the checkpoint %d: %w", s.key, len(data), tail, errUploadGone)
+		}
+		s.open.Write(data)
+	} else if tail < 0 {
+		return fmt.Errorf("checkpoint of %s: its parts end after its writer: %w", s.key, errUploadGone)
+	}
+	w, err := predictions.Resume(*cp.Parquet, &s.open, s.kept, cols, opts)
+	if err != nil {
+		return fmt.Errorf("resume %s: %w: %w", s.key, errUploadGone, err)
+	}
+	s.w, s.skip = w, cp.Parquet.Rows
+	return nil
+}
+
+// WriteChunk stores a chunk of a job without kept columns.
+func (s *parquetSink) WriteChunk(start int64, outputs [][]byte) error {
+	return s.WriteRows(start, outputs, nil)
+}
+
+// WriteRows appends the chunk's rows, less those a resumed file has.
+func (s *parquetSink) WriteRows(start int64, outputs [][]byte, kept arrow.RecordBatch) error {
+	select {
+	case <-s.failed:
+		return s.err
+	default:
+	}
+	n := int64(len(outputs[0])) / s.rowSize
+	if start+n <= s.skip {
+		return nil
+	}
+	if drop := s.skip - start; drop > 0 {
+		tail := make([][]byte, len(outputs))
+		for i, o := range outputs {
+			tail[i] = o[int64(len(o))/n*drop:]
+		}
+		if kept != nil {
+			kept = kept.NewSlice(drop, n)
+			defer kept.Release()
+		}
+		outputs, n = tail, n-drop
+	}
+	if err := s.w.Write(kept, outputs, int(n)); err != nil {
+		return s.writeError(err)
+	}
+	return nil
+}
+
+// writeError is the uploader's error where the writer stopped on it.
+func (s *parquetSink) writeError(err error) error {
+	select {
+	case <-s.failed:
+		return s.err
+	default:
+		return fmt.Errorf("write %s: %w", s.key, err)
+	}
+}
+
+// rowGroup runs after each row group the writer wrote into s.open: the
+// bytes since the last part are sealed into a part, or put as the tail,
+// and then state is checkpointed, in the background.
+func (s *parquetSink) rowGroup(state predictions.State) error {
+	if s.closing {
+		return nil
+	}
+	st := step{state: state, data: bytes.Clone(s.open.Bytes())}
+	if int64(s.open.Len()) >= parquetPartTarget(s.sealed+1) {
+		st.part = true
+		s.open.Reset()
+		s.sealed++
+	}
+	select {
+	case s.steps <- st:
+		return nil
+	case <-s.failed:
+		return s.err
+	}
+}
+
+// step is one row group's upload: a part, or the tail.
+type step struct {
+	state predictions.State
+	data  []byte
+	part  bool
+}
+
+// upload seals st's part, or puts its tail, then checkpoints st.state.
+// Only the uploader calls it: it owns the upload and its parts.
+func (s *parquetSink) upload(ctx context.Context, st step) error {
+	if !st.part {
+		if err := s.store.put(ctx, parquetTailKey(s.jobID), st.data, "application/octet-stream"); err != nil {
+			return fmt.Errorf("checkpoint %s: %w", s.key, err)
+		}
+	} else {
+		if s.uploadID == "" {
+			id, err := s.store.createUpload(ctx, s.key)
+			if err != nil {
+				return fmt.Errorf("start upload of %s: %w", s.key, err)
+			}
+			// Recorded before any part goes in, so that whoever ends the
+			// job for good can abort it; the progress before is kept.
+			s.uploadID = id
+			if err := s.write(ctx, s.at(s.last)); err != nil {
+				return err
+			}
+		}
+		p := partRecord{Number: int32(len(s.parts) + 1), Bytes: int64(len(st.data)), CRC32: crc32Base64(st.data)}
+		if err := s.store.uploadPart(ctx, s.key, s.uploadID, &p, st.data); err != nil {
+			return err
+		}
+		s.parts = append(s.parts, p)
+	}
+	s.last = &st.state
+	return s.write(ctx, s.at(s.last))
+}
+
+// at is the checkpoint of the file as the uploader has it, with the writer
+// at state (nil: none to resume from).
+func (s *parquetSink) at(state *predictions.State) checkpoint {
+	cp := s.cp
+	cp.Format, cp.Parquet = checkpointFormat, state
+	switch {
+	case s.completed:
+		cp.Done = s.plan.Chunks()
+	case state != nil:
+		cp.Done = state.Rows / s.plan.ChunkSamples
+	}
+	cp.Results = []resultProgress{{Key: s.key, UploadID: s.uploadID, Parts: slices.Clone(s.parts), Completed: s.completed}}
+	return cp
+}
+
+func (s *parquetSink) write(ctx context.Context, cp checkpoint) error {
+	if err := s.store.putJSON(ctx, job.CheckpointKey(s.jobID), cp); err != nil {
+		return fmt.Errorf("checkpoint %s: %w", s.key, err)
+	}
+	return nil
+}
+
+// uploader runs the steps in order; the first error stops the sink.
+func (s *parquetSink) uploader() {
+	defer close(s.stopped)
+	for st := range s.steps {
+		select {
+		case <-s.failed:
+			continue
+		default:
+		}
+		if err := s.upload(s.run, st); err != nil {
+			s.fail(err)
+		}
+	}
+}
+
+func (s *parquetSink) fail(err error) {
+	s.once.Do(func() {
+		s.err = err
+		close(s.failed)
+		s.cancel()
+	})
+}
+
+// drain waits for the steps in flight.
+func (s *parquetSink) drain() error {
+	if s.steps == nil {
+		return nil
+	}
+	close(s.steps)
+	<-s.stopped
+	s.steps = nil
+	select {
+	case <-s.failed:
+		return s.err
+	default:
+		return nil
+	}
+}
+
+// Finish ends the file (its last rows and footer), uploads what is left as
+// the last part, or the whole file in one PUT when it never filled a part,
+// completes the upload and writes the manifest last.
+func (s *parquetSink) Finish(m *inference.Manifest) error {
+	if !s.completed {
+		s.closing = true
+		if err := s.w.Close(); err != nil {
+			return s.writeError(err)
+		}
+	}
+	if err := s.drain(); err != nil {
+		return err
+	}
+	switch {
+	case s.completed:
+	case s.uploadID == "":
+		if err := s.store.putSlices(s.ctx, s.key, [][]byte{s.open.Bytes()}, "application/octet-stream"); err != nil {
+			return fmt.Errorf("upload %s: %w", s.key, err)
+		}
+	default:
+		data := s.open.Bytes()
+		p := partRecord{Number: int32(len(s.parts) + 1), Bytes: int64(len(data)), CRC32: crc32Base64(data)}
+		if err := s.store.uploadPart(s.ctx, s.key, s.uploadID, &p, data); err != nil {
+			return err
+		}
+		s.parts = append(s.parts, p)
+		if err := s.store.completeUpload(s.ctx, s.key, s.uploadID, s.parts); err != nil {
+			return err
+		}
+		s.completed = true
+		// A delivery that dies before the manifest resumes to it, rather
+		// than finding its upload gone (completed).
+		if err := s.write(s.ctx, s.at(nil)); err != nil {
+			return err
+		}
+	}
+	m.Outputs = s.files
+	data, err := m.JSON()
+	if err != nil {
+		return err
+	}
+	// Last: its presence says the result above is complete.
+	if err := s.store.put(s.ctx, s.resultsPrefix+inference.ManifestFile, data, "application/json"); err != nil {
+		return fmt.Errorf("upload manifest: %w", err)
+	}
+	return nil
+}
+
+// Abort waits for the steps in flight and keeps the upload and checkpoint:
+// a job handed back or taken back resumes from them. Only a job that ends
+// for good aborts its upload (Worker.abortUploads).
+func (s *parquetSink) Abort() { _ = s.drain() }
+
+// progress is where the sink got, for abandoning its upload after it stopped.
+func (s *parquetSink) progress() *checkpoint {
+	cp := s.at(nil)
+	return &cp
+}
