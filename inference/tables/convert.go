@@ -121,6 +121,10 @@ func put[S number](dst []byte, t ElemType, src []S, stride, off int) {
 }
 
 func putAs[D, S number](dst []D, src []S, stride, off int) {
+	if same, ok := any(dst).([]S); ok && stride == 1 && off == 0 {
+		copy(same, src) // a memmove, where the loop below converts value by value
+		return
+	}
 	if stride == 1 && off == 0 {
 		dst = dst[:len(src)]
 		for i, v := range src {

@@ -2,11 +2,14 @@ package tables
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"slices"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
@@ -16,20 +19,34 @@ func init() { RegisterFormat("parquet", []string{".parquet", ".parq"}, openParqu
 
 // parquetReader reads the chosen columns of a Parquet file one row group at a time, page by page
 // (BufferedStreamEnabled), so that memory holds one batch of the chosen columns and a page of each,
-// never a whole column chunk or row group, and never a column that was not chosen.
+// never a whole column chunk or row group, and never a column that was not chosen. Lists of numbers
+// are read by listLeaf (parquetlist.go), everything else by pqarrow.
 type parquetReader struct {
-	name   string
-	pf     *file.Reader
-	fr     *pqarrow.FileReader
-	leaves []int // parquet leaf column indices of the chosen columns
-	perm   []int // perm[i] = index in pqarrow's (file-ordered) record of the i-th chosen column
-	schema *arrow.Schema
-	starts []int64
-	start  int64 // Options.StartRow
+	name      string
+	pf        *file.Reader
+	fr        *pqarrow.FileReader
+	alloc     memory.Allocator
+	batchRows int64
+	cols      []parquetColumn // the chosen columns, in the chosen order
+	pqLeaves  []int           // parquet leaf column indices read through pqarrow
+	schema    *arrow.Schema
+	starts    []int64
+	start     int64 // Options.StartRow
 
-	rg  int // row group of rr
-	rr  pqarrow.RecordReader
-	row int64 // table row number of rr's next row
+	rg       int  // row group being read
+	inGroup  bool // its readers are open
+	rr       pqarrow.RecordReader
+	groupRow int64 // rows of rg already read
+	row      int64 // table row number of the next row
+}
+
+// parquetColumn is where a chosen column comes from: pqarrow's record (pqIndex) or its own list reader.
+type parquetColumn struct {
+	pqIndex int // index in pqarrow's (file-ordered) record, or -1
+	leaf    int // the list column's parquet leaf
+	typ     arrow.DataType
+	list    listLeaf             // this row group's, while clean
+	slow    pqarrow.RecordReader // pqarrow, for the rest of this row group once a batch was not clean
 }
 
 var (
@@ -69,20 +86,40 @@ func openParquet(r io.ReaderAt, size int64, name string, opts Options) (Reader, 
 	}
 	// A top-level field owns the leaves whose path starts with its name (a list has one leaf, a struct several).
 	sc := pf.MetaData().Schema
-	var leaves []int
-	for j := 0; j < sc.NumColumns(); j++ {
-		if slices.Contains(opts.Columns, sc.Column(j).ColumnPath()[0]) || opts.Columns == nil {
-			leaves = append(leaves, j)
+	leavesOf := func(field string) []int {
+		var leaves []int
+		for j := 0; j < sc.NumColumns(); j++ {
+			if sc.Column(j).ColumnPath()[0] == field {
+				leaves = append(leaves, j)
+			}
 		}
+		return leaves
 	}
 	// pqarrow returns the fields in file order; the records carry them in the chosen order.
-	sorted := slices.Clone(chosen)
-	slices.Sort(sorted)
 	fields := make([]arrow.Field, len(chosen))
-	perm := make([]int, len(chosen))
+	cols := make([]parquetColumn, len(chosen))
+	var viaPqarrow []int
 	for i, c := range chosen {
 		fields[i] = full.Field(c)
-		perm[i] = slices.Index(sorted, c)
+		cols[i] = parquetColumn{pqIndex: -1, typ: fields[i].Type}
+		if leaves := leavesOf(fields[i].Name); len(leaves) == 1 && directListType(fields[i].Type, sc.Column(leaves[0])) {
+			cols[i].leaf = leaves[0]
+			continue
+		}
+		viaPqarrow = append(viaPqarrow, c)
+	}
+	var pqLeaves []int
+	for j := 0; j < sc.NumColumns(); j++ {
+		if owner := full.FieldIndices(sc.Column(j).ColumnPath()[0]); len(owner) > 0 && slices.Contains(viaPqarrow, owner[0]) {
+			pqLeaves = append(pqLeaves, j)
+		}
+	}
+	sorted := slices.Clone(viaPqarrow)
+	slices.Sort(sorted)
+	for i, c := range chosen {
+		if k := slices.Index(sorted, c); k >= 0 {
+			cols[i].pqIndex = k
+		}
 	}
 	md := pf.MetaData()
 	starts := make([]int64, md.NumRowGroups())
@@ -92,7 +129,7 @@ func openParquet(r io.ReaderAt, size int64, name string, opts Options) (Reader, 
 		total += md.RowGroup(g).NumRows()
 	}
 	p := &parquetReader{
-		name: name, pf: pf, fr: fr, leaves: leaves, perm: perm,
+		name: name, pf: pf, fr: fr, alloc: opts.Alloc, batchRows: int64(opts.BatchRows), cols: cols, pqLeaves: pqLeaves,
 		schema: arrow.NewSchema(fields, nil), starts: starts, start: opts.StartRow,
 	}
 	// Resume: begin at the row group holding StartRow; Next drops the rows before it in that group.
@@ -118,39 +155,63 @@ func (p *parquetReader) RowGroupStarts() []int64 { return slices.Clone(p.starts)
 
 func (p *parquetReader) Next() (Batch, error) {
 	for {
-		if p.rr == nil {
+		if !p.inGroup {
 			if p.rg >= len(p.starts) {
 				return Batch{}, io.EOF
 			}
-			rr, err := p.fr.GetRecordReader(context.Background(), p.leaves, []int{p.rg})
-			if err != nil {
+			if err := p.openGroup(); err != nil {
 				return Batch{}, badf("%s: row group %d: %v", p.name, p.rg, err)
 			}
-			p.rr = rr
-			p.row = p.starts[p.rg]
 		}
-		if !p.rr.Next() {
-			err := p.rr.Err()
-			p.rr.Release()
-			p.rr = nil
-			if err != nil && err != io.EOF {
-				return Batch{}, badf("%s: row group %d: %v", p.name, p.rg, err)
+		n := min(p.batchRows, p.pf.MetaData().RowGroup(p.rg).NumRows()-p.groupRow)
+		var rec arrow.RecordBatch
+		if p.rr != nil {
+			if !p.rr.Next() {
+				n = 0
+				if err := p.rr.Err(); err != nil && err != io.EOF {
+					return Batch{}, badf("%s: row group %d: %v", p.name, p.rg, err)
+				}
+			} else {
+				rec = p.rr.RecordBatch()
+				n = rec.NumRows()
 			}
+		}
+		if n <= 0 {
+			p.closeGroup()
 			p.rg++
 			continue
 		}
-		rec := p.rr.RecordBatch()
-		n := rec.NumRows()
 		first := p.row
 		p.row += n
+		cols := make([]arrow.Array, len(p.cols))
+		release := func() {
+			for _, c := range cols {
+				if c != nil {
+					c.Release()
+				}
+			}
+		}
+		for i := range p.cols {
+			c := &p.cols[i]
+			if c.pqIndex >= 0 {
+				cols[i] = rec.Column(c.pqIndex)
+				cols[i].Retain()
+				continue
+			}
+			arr, err := p.readList(c, n)
+			if err != nil {
+				release()
+				return Batch{}, badf("%s: row group %d: %v", p.name, p.rg, err)
+			}
+			cols[i] = arr
+		}
+		p.groupRow += n
 		if p.row <= p.start {
+			release()
 			continue // wholly before the resume row
 		}
-		cols := make([]arrow.Array, len(p.perm))
-		for i, j := range p.perm {
-			cols[i] = rec.Column(j)
-		}
 		out := array.NewRecordBatch(p.schema, cols, n)
+		release()
 		if first < p.start {
 			sliced := out.NewSlice(p.start-first, n)
 			out.Release()
@@ -160,10 +221,91 @@ func (p *parquetReader) Next() (Batch, error) {
 	}
 }
 
-func (p *parquetReader) Close() error {
+// openGroup opens the readers of row group p.rg.
+func (p *parquetReader) openGroup() error {
+	p.groupRow, p.row = 0, p.starts[p.rg]
+	if len(p.pqLeaves) > 0 {
+		rr, err := p.fr.GetRecordReader(context.Background(), p.pqLeaves, []int{p.rg})
+		if err != nil {
+			return err
+		}
+		p.rr = rr
+	}
+	for i := range p.cols {
+		c := &p.cols[i]
+		if c.pqIndex >= 0 {
+			continue
+		}
+		cr, err := p.pf.RowGroup(p.rg).Column(c.leaf)
+		if err != nil {
+			p.closeGroup()
+			return err
+		}
+		c.list = newListLeaf(c.typ, cr, p.alloc)
+	}
+	p.inGroup = true
+	return nil
+}
+
+// readList reads the next n rows of a list column: through its listLeaf while the batches are clean,
+// through pqarrow from the first batch that is not.
+func (p *parquetReader) readList(c *parquetColumn, n int64) (arrow.Array, error) {
+	if c.slow == nil {
+		arr, err := c.list.read(int(n))
+		if !errors.Is(err, errNotClean) {
+			return arr, err
+		}
+		if err := c.list.close(); err != nil {
+			return nil, err
+		}
+		c.list = nil
+		rr, err := p.fr.GetRecordReader(context.Background(), []int{c.leaf}, []int{p.rg})
+		if err != nil {
+			return nil, err
+		}
+		c.slow = rr
+		// pqarrow's batches start at the row group's first row, as this reader's do: skip to this one.
+		for skipped := int64(0); skipped < p.groupRow; skipped += rr.RecordBatch().NumRows() {
+			if !rr.Next() {
+				return nil, fmt.Errorf("column %q ends at row %d of the row group: %w", c.typ, skipped, rr.Err())
+			}
+		}
+	}
+	if !c.slow.Next() {
+		if err := c.slow.Err(); err != nil && err != io.EOF {
+			return nil, err
+		}
+		return nil, fmt.Errorf("a list column ends at row %d of the row group", p.groupRow)
+	}
+	rec := c.slow.RecordBatch()
+	if rec.NumRows() != n {
+		return nil, fmt.Errorf("a list column has %d rows at row %d of the row group, the others %d", rec.NumRows(), p.groupRow, n)
+	}
+	arr := rec.Column(0)
+	arr.Retain()
+	return arr, nil
+}
+
+func (p *parquetReader) closeGroup() {
 	if p.rr != nil {
 		p.rr.Release()
 		p.rr = nil
 	}
+	for i := range p.cols {
+		c := &p.cols[i]
+		if c.list != nil {
+			_ = c.list.close() // read-only: nothing is lost
+			c.list = nil
+		}
+		if c.slow != nil {
+			c.slow.Release()
+			c.slow = nil
+		}
+	}
+	p.inGroup = false
+}
+
+func (p *parquetReader) Close() error {
+	p.closeGroup()
 	return p.pf.Close()
 }

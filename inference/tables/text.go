@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -35,6 +36,14 @@ type rowSource interface {
 	header() []string
 	// next returns the next row's cells (indexed like header; nil for absent) and its line number, or io.EOF.
 	next() (cells []any, line int64, err error)
+}
+
+// fieldSource is a rowSource whose cells are text fields (CSV): past the sample, the reader parses
+// them from the line's bytes, with no string or interface value per cell.
+type fieldSource interface {
+	rowSource
+	// nextFields is next with the cells as bytes, valid until the next call.
+	nextFields() (fields [][]byte, line int64, err error)
 }
 
 type sampledRow struct {
@@ -148,10 +157,24 @@ func (t *textReader) Next() (Batch, error) {
 	if t.done {
 		return Batch{}, io.EOF
 	}
+	fields, _ := t.src.(fieldSource)
+	for _, b := range t.bld {
+		b.b.Reserve(t.opts.BatchRows)
+	}
 	first := t.row
 	n := 0
 	for n < t.opts.BatchRows {
-		cells, line, err := t.nextRow()
+		var (
+			cells []any
+			raw   [][]byte
+			line  int64
+			err   error
+		)
+		if fields != nil && len(t.sample) == 0 {
+			raw, line, err = fields.nextFields()
+		} else {
+			cells, line, err = t.nextRow()
+		}
 		if err == io.EOF {
 			t.done = true
 			break
@@ -167,11 +190,20 @@ func (t *textReader) Next() (Batch, error) {
 			continue
 		}
 		for i, c := range t.cols {
-			var v any
-			if c < len(cells) {
-				v = cells[c]
+			if raw != nil {
+				var f []byte
+				if c < len(raw) {
+					f = raw[c]
+				}
+				err = t.bld[i].appendField(f)
+			} else {
+				var v any
+				if c < len(cells) {
+					v = cells[c]
+				}
+				err = t.bld[i].append(v)
 			}
-			if err := t.bld[i].append(v); err != nil {
+			if err != nil {
 				t.done = true
 				return Batch{}, t.rowErr(row, line, t.schema.Field(i).Name, err)
 			}
@@ -295,6 +327,36 @@ func textTypeOK(t arrow.DataType) bool {
 type colBuilder struct{ b array.Builder }
 
 func (c colBuilder) append(v any) error { return appendValue(c.b, v) }
+
+// appendField appends a CSV field as append would the same text as a string, without making one.
+func (c colBuilder) appendField(f []byte) error {
+	if len(f) == 0 {
+		c.b.AppendNull()
+		return nil
+	}
+	var err error
+	switch b := c.b.(type) {
+	case *array.Float32Builder:
+		var v float32
+		if v, err = parseFloat32(f); err == nil {
+			b.Append(v)
+		}
+	case *array.Float64Builder:
+		var v float64
+		if v, err = parseFloat64(f); err == nil {
+			b.Append(v)
+		}
+	case *array.StringBuilder:
+		b.BinaryBuilder.Append(f)
+	default:
+		// No copy: the string lives only through the parse (strconv's error, which holds it, is dropped below).
+		err = appendText(c.b, unsafe.String(unsafe.SliceData(f), len(f)))
+	}
+	if err != nil {
+		return fmt.Errorf("%q does not parse as %s", f, c.b.Type())
+	}
+	return nil
+}
 
 func appendValue(b array.Builder, v any) error {
 	if v == nil || v == "" {

@@ -1,0 +1,130 @@
+package tables
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"strconv"
+	"testing"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/compress"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+	"github.com/stretchr/testify/require"
+)
+
+// The tables of BenchmarkTableVsNpy (inference/table_bench_test.go), read and fed without a model:
+// what reading alone costs.
+const benchRows, benchWidth = 50_000, 256
+
+func benchFloats() []float32 {
+	r := rand.New(rand.NewPCG(23, 0))
+	x := make([]float32, benchRows*benchWidth)
+	for i := range x {
+		x[i] = r.Float32()*2 - 1
+	}
+	return x
+}
+
+func benchParquet(b *testing.B, x []float32) []byte {
+	schema := arrow.NewSchema([]arrow.Field{
+		{Name: "id", Type: arrow.PrimitiveTypes.Int64},
+		{Name: "features", Type: arrow.ListOf(arrow.PrimitiveTypes.Float32)},
+	}, nil)
+	var buf bytes.Buffer
+	w, err := pqarrow.NewFileWriter(schema, &buf, parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Snappy),
+		parquet.WithMaxRowGroupLength(16384)), pqarrow.DefaultWriterProps())
+	require.NoError(b, err)
+	for start := 0; start < benchRows; start += 8192 {
+		n := min(8192, benchRows-start)
+		rb := array.NewRecordBuilder(memory.DefaultAllocator, schema)
+		lists := rb.Field(1).(*array.ListBuilder)
+		vals := lists.ValueBuilder().(*array.Float32Builder)
+		for i := start; i < start+n; i++ {
+			rb.Field(0).(*array.Int64Builder).Append(int64(i))
+			lists.Append(true)
+			vals.AppendValues(x[i*benchWidth:(i+1)*benchWidth], nil)
+		}
+		rec := rb.NewRecordBatch()
+		require.NoError(b, w.WriteBuffered(rec))
+		rec.Release()
+		rb.Release()
+	}
+	require.NoError(b, w.Close())
+	return buf.Bytes()
+}
+
+func benchCSV(x []float32) []byte {
+	var buf []byte
+	for j := range benchWidth {
+		if j > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, 'c')
+		buf = strconv.AppendInt(buf, int64(j), 10)
+	}
+	buf = append(buf, '\n')
+	for i := range benchRows {
+		for j := range benchWidth {
+			if j > 0 {
+				buf = append(buf, ',')
+			}
+			buf = strconv.AppendFloat(buf, float64(x[i*benchWidth+j]), 'g', -1, 32)
+		}
+		buf = append(buf, '\n')
+	}
+	return buf
+}
+
+func readAndFill(b *testing.B, data []byte, name string, opts Options, inputs []Input, feed map[string][]string) {
+	br := bytes.NewReader(data)
+	r, err := Open(br, br.Size(), name, opts)
+	require.NoError(b, err)
+	defer r.Close()
+	plan, err := NewPlan(inputs, r.Schema(), feed)
+	require.NoError(b, err)
+	var ts []Tensor
+	n := 0
+	for {
+		bt, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		require.NoError(b, err)
+		ts, err = plan.Fill(bt, ts)
+		require.NoError(b, err)
+		n += int(bt.Rec.NumRows())
+		bt.Rec.Release()
+	}
+	require.Equal(b, benchRows, n)
+}
+
+// BenchmarkReadParquetList: an int64 id and a list<float> of 256, Snappy, row groups of 16,384.
+func BenchmarkReadParquetList(b *testing.B) {
+	data := benchParquet(b, benchFloats())
+	inputs := []Input{{Name: "x", Type: Float32, Shape: []int64{-1, benchWidth}}}
+	feed := map[string][]string{"x": {"features"}}
+	b.SetBytes(benchRows * benchWidth * 4)
+	for b.Loop() {
+		readAndFill(b, data, "b.parquet", Options{Columns: []string{"features", "id"}}, inputs, feed)
+	}
+}
+
+// BenchmarkReadCSVFloats: 256 float columns fed as one [N,256] input.
+func BenchmarkReadCSVFloats(b *testing.B) {
+	data := benchCSV(benchFloats())
+	cols := make([]string, benchWidth)
+	for i := range cols {
+		cols[i] = "c" + strconv.Itoa(i)
+	}
+	inputs := []Input{{Name: "x", Type: Float32, Shape: []int64{-1, benchWidth}}}
+	feed := map[string][]string{"x": cols}
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		readAndFill(b, data, "b.csv", Options{Columns: cols, Types: TextTypes(inputs, feed)}, inputs, feed)
+	}
+}
