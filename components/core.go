@@ -58,7 +58,8 @@ type CoreArgs struct {
 	TierCacheTTL       time.Duration
 	AllowTierOverride  bool
 	AutoGPUMinBytes    int64
-	DispatchTimeout    int // seconds
+	Keep               []string // columns an upload-started table job keeps
+	DispatchTimeout    int      // seconds
 	Tags               map[string]string
 }
 
@@ -467,6 +468,7 @@ func (c *Core) dispatch(ctx *pulumi.Context, parent pulumi.ResourceOption, tags 
 			Bucket: v[0].(string), InputPrefix: job.InputPrefix, TierParameter: v[1].(string), TierCacheTTL: c.args.TierCacheTTL,
 			CPUQueueURL: v[2].(string), GPUQueueURL: v[3].(string), DeadLetterURL: v[4].(string),
 			AutoGPUMin: c.args.AutoGPUMinBytes, AllowOverride: c.args.AllowTierOverride, EventsTopicARN: v[5].(string),
+			Keep: c.args.Keep,
 		}.Env()
 	}).(pulumi.StringMapOutput)
 	c.Dispatch, err = lambda.NewFunction(ctx, name, &lambda.FunctionArgs{

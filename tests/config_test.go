@@ -94,6 +94,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		"modelPath":          {"modelPath": "/nonexistent/model.onnx"},
 		"alarmEmail":         {"alarmEmail": "nobody"},
 		"uploadTriggers":     {"uploadTriggers": "sometimes"},
+		"keep":               {"keep": "id,,ts"},
 		"eventsSubscription": {"eventsSubscription": "arn:aws:sns:us-east-1:123456789012:topic"},
 		"availabilityZones":  {"availabilityZones": "0"},
 		"stopTimeout":        {"stopTimeout": "4"}, // the worker would get -1 s

@@ -116,7 +116,7 @@ func (c *clientFlags) client(ctx context.Context) (*client.Client, error) {
 }
 
 func (m *Main) submit(ctx context.Context, args []string) error {
-	c := newClientFlags(m, "submit", "Usage: inferstack submit FILE [--tier cpu|gpu|auto] [--output-prefix P] [--wait] [--part-size SIZE] [--concurrency N]\n\n"+
+	c := newClientFlags(m, "submit", "Usage: inferstack submit FILE [--tier cpu|gpu|auto] [--feed INPUT=COLS] [--keep COLS] [--output-prefix P] [--wait] [--part-size SIZE] [--concurrency N]\n\n"+
 		"Uploads FILE to the stack's inputs/ (in parts, several at once, with progress on stderr) and sends the intake message;\nprints the job id.\n")
 	c.transferFlags()
 	tier := c.fs.String("tier", "", "run on this tier (where the stack allows per-message tiers)")
@@ -125,8 +125,20 @@ func (m *Main) submit(ctx context.Context, args []string) error {
 	window := c.fs.Int64("window", 0, "cut a signal into windows of this many steps (with --hop)")
 	hop := c.fs.Int64("hop", 0, "steps between windows")
 	wait := c.fs.Bool("wait", false, "follow the job's progress until its results or error record appear")
+	feed := feedFlag{}
+	c.fs.Var(feed, "feed", "INPUT=COLUMN or INPUT=COL1,COL2,...: the table columns a model input reads (repeatable; default: the column of the input's name)")
+	keep := c.fs.String("keep", "", "table columns copied to predictions.parquet beside the predictions, e.g. id,ts")
+	inputFormat := c.fs.String("input-format", "", "parquet, csv or jsonl, where the file name does not say")
+	outputFormat := c.fs.String("output-format", "", "parquet (default for a table) or npy (one .npy per output, in row order)")
 	if err := c.parse(args, 1, 1, "a file", "bucket", "intake-queue-url"); err != nil {
 		return err
+	}
+	var keepColumns []string
+	if *keep != "" {
+		var err error
+		if keepColumns, err = job.ParseColumns(*keep); err != nil {
+			return &usageError{msg: "--keep: " + err.Error()}
+		}
 	}
 	if err := c.parseTransfer(); err != nil {
 		return err
@@ -137,7 +149,8 @@ func (m *Main) submit(ctx context.Context, args []string) error {
 	}
 	bars := newByteBars(m.Stderr, false, "upload")
 	cl.Transfer.Progress = bars.Update
-	req, err := cl.Submit(ctx, c.arg(0), *key, job.Request{Tier: job.Tier(*tier), Window: *window, Hop: *hop, OutputPrefix: *outputPrefix})
+	req, err := cl.Submit(ctx, c.arg(0), *key, job.Request{Tier: job.Tier(*tier), Window: *window, Hop: *hop, OutputPrefix: *outputPrefix,
+		InputFormat: *inputFormat, OutputFormat: *outputFormat, Keep: keepColumns, Feed: map[string][]string(feed)})
 	bars.Done()
 	if err != nil {
 		return err
@@ -213,6 +226,10 @@ func (m *Main) results(ctx context.Context, args []string) error {
 		return err
 	}
 	for _, o := range manifest.Outputs {
+		if filepath.Ext(o.File) == ".parquet" {
+			fmt.Fprintf(m.Stdout, "%s  column %s: %s %v\n", filepath.Join(*out, o.File), o.Name, o.DType, o.Shape)
+			continue
+		}
 		fmt.Fprintf(m.Stdout, "%s  %s %v\n", filepath.Join(*out, o.File), o.DType, o.Shape)
 	}
 	return nil

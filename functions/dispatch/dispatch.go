@@ -206,7 +206,7 @@ func (d *Dispatcher) plan(ctx context.Context, msg events.SQSMessage) (forward, 
 	}
 	for _, u := range uploads {
 		o := outgoing{msg: msg, jobID: u.JobID(), input: u.Key, record: "s3://" + u.Bucket + "/" + u.Key}
-		req, err := u.Request(d.cfg.Bucket, d.cfg.InputPrefix)
+		req, err := u.Request(d.cfg.Bucket, d.cfg.InputPrefix, d.cfg.Keep)
 		if err == nil {
 			o.body = req.Body()
 			// The event says the size: no HeadObject for tier auto.

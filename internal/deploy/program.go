@@ -52,7 +52,7 @@ func Program(ctx *pulumi.Context, cfg Config) error {
 		InputsExpireDays: cfg.InputsExpireDays, ResultsExpireDays: cfg.ResultsExpireDays,
 		AlarmEmail: cfg.AlarmEmail, UploadTriggers: cfg.UploadTriggers, EventsSubscription: cfg.EventsSubscription,
 		TierCacheTTL: cfg.TierCacheTTL, AllowTierOverride: cfg.AllowTierOverride,
-		AutoGPUMinBytes: cfg.AutoGPUMinBytes, DispatchTimeout: settings.DispatchTimeout, Tags: tags,
+		AutoGPUMinBytes: cfg.AutoGPUMinBytes, Keep: cfg.Keep, DispatchTimeout: settings.DispatchTimeout, Tags: tags,
 	})
 	if err != nil {
 		return err

@@ -118,8 +118,9 @@ func (u Upload) JobID() string {
 }
 
 // Request is the job an upload starts in bucket under inputPrefix, with the
-// deployment's defaults; an upload elsewhere is refused with the reason.
-func (u Upload) Request(bucket, inputPrefix string) (Request, error) {
+// deployment's defaults (a table keeps the columns keep names); an upload
+// elsewhere is refused with the reason.
+func (u Upload) Request(bucket, inputPrefix string, keep []string) (Request, error) {
 	if u.Bucket != bucket {
 		return Request{}, invalid("upload s3://%s/%s is in another bucket than this stack's (%s)", u.Bucket, u.Key, bucket)
 	}
@@ -128,6 +129,9 @@ func (u Upload) Request(bucket, inputPrefix string) (Request, error) {
 		return Request{}, invalid("upload s3://%s/%s is outside %s, where uploads start jobs", u.Bucket, u.Key, inputPrefix)
 	}
 	r := Request{Filename: name, JobID: u.JobID()}
+	if r.IsTable() {
+		r.Keep = keep
+	}
 	if err := r.validate(); err != nil {
 		return Request{}, err
 	}

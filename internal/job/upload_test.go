@@ -22,12 +22,27 @@ func TestParseNotificationDecodesKeysAsS3EncodesThem(t *testing.T) {
 	require.False(t, test)
 	require.Equal(t, []Upload{{Bucket: "b", Key: "inputs/a bé+c.npy", Size: 7, ETag: "e", Sequencer: "0A", EventName: "ObjectCreated:Put"}}, uploads)
 
-	req, err := uploads[0].Request("b", InputPrefix)
+	req, err := uploads[0].Request("b", InputPrefix, nil)
 	require.NoError(t, err)
 	require.Equal(t, Request{Filename: "a bé+c.npy", JobID: uploads[0].JobID()}, req)
 	back, err := Parse([]byte(req.Body()))
 	require.NoError(t, err, "the job message parses as one")
 	require.Equal(t, req, back)
+}
+
+func TestAnUploadedTableKeepsTheStacksColumns(t *testing.T) {
+	t.Parallel()
+	keep := []string{"id", "ts"}
+	table, err := Upload{Bucket: "b", Key: "inputs/day/part-0003.parquet"}.Request("b", InputPrefix, keep)
+	require.NoError(t, err)
+	require.Equal(t, keep, table.Keep)
+	back, err := Parse([]byte(table.Body()))
+	require.NoError(t, err)
+	require.Equal(t, table, back)
+
+	signal, err := Upload{Bucket: "b", Key: "inputs/signal.npy"}.Request("b", InputPrefix, keep)
+	require.NoError(t, err)
+	require.Empty(t, signal.Keep, "a .npy has no columns to keep")
 }
 
 func TestParseNotificationTellsTestEventsAndOtherBodiesApart(t *testing.T) {
@@ -93,11 +108,11 @@ func TestUploadRequestRefusesUploadsElsewhere(t *testing.T) {
 		"inputs/../x.npy": `".." segment`,
 		"inputs//x.npy":   "relative",
 	} {
-		_, err := Upload{Bucket: "b", Key: key}.Request("b", InputPrefix)
+		_, err := Upload{Bucket: "b", Key: key}.Request("b", InputPrefix, nil)
 		require.ErrorIs(t, err, ErrInvalid, key)
 		require.Contains(t, err.Error(), reason, key)
 	}
-	_, err := Upload{Bucket: "c", Key: "inputs/x.npy"}.Request("b", InputPrefix)
+	_, err := Upload{Bucket: "c", Key: "inputs/x.npy"}.Request("b", InputPrefix, nil)
 	require.ErrorIs(t, err, ErrInvalid)
 	require.Contains(t, err.Error(), "another bucket")
 }

@@ -158,7 +158,7 @@ func (s *Stack) create(ctx context.Context) error {
 		Bucket: s.Bucket, InputPrefix: job.InputPrefix, TierParameter: s.TierParam, TierCacheTTL: cfg.TierCacheTTL,
 		CPUQueueURL: s.Queues[job.TierQueue(job.TierCPU)], GPUQueueURL: s.Queues[job.TierQueue(job.TierGPU)],
 		DeadLetterURL: s.Queues[job.IntakeDeadLetterQueue], AutoGPUMin: cfg.AutoGPUMinBytes, AllowOverride: cfg.AllowTierOverride,
-		EventsTopicARN: s.EventsTopic,
+		EventsTopicARN: s.EventsTopic, Keep: cfg.Keep,
 	}
 	env := append(s.dispatch.Env(), runenv.List(fn.Env())...)
 	if s.lambda, err = emulator.StartLambda(ctx, s.opts.Bootstrap, env); err != nil {

@@ -62,6 +62,8 @@ const (
 	EnvGPUQueueURL   = "INFERSTACK_GPU_QUEUE_URL"
 	EnvAutoGPUMin    = "INFERSTACK_AUTO_GPU_MIN_BYTES"
 	EnvAllowOverride = "INFERSTACK_ALLOW_TIER_OVERRIDE"
+	// EnvKeep: columns an upload-started table job keeps, comma-separated.
+	EnvKeep = "INFERSTACK_KEEP"
 	// EnvBucket and EnvDeadLetterURL (the intake's DLQ) as for the worker.
 )
 
@@ -173,6 +175,9 @@ type Dispatch struct {
 	AllowOverride bool   // may a message choose its tier?
 	// EventsTopicARN is where the dispatcher publishes refused events.
 	EventsTopicARN string
+	// Keep names the columns an upload-started table job copies beside its
+	// predictions (none when empty).
+	Keep []string
 }
 
 // Env is the function's environment; a disabled gpu tier leaves its queue out.
@@ -185,6 +190,9 @@ func (d Dispatch) Env() map[string]string {
 	}
 	if d.GPUQueueURL != "" {
 		env[EnvGPUQueueURL] = d.GPUQueueURL
+	}
+	if len(d.Keep) > 0 {
+		env[EnvKeep] = strings.Join(d.Keep, ",")
 	}
 	return env
 }
@@ -202,6 +210,12 @@ func ParseDispatch(getenv func(string) string) (Dispatch, error) {
 	}
 	if p.err == nil && (job.CheckRelativeKey(d.InputPrefix) != nil || !strings.HasSuffix(d.InputPrefix, "/")) {
 		p.fail(EnvInputPrefix, fmt.Errorf("%q must be a relative key prefix ending in '/'", d.InputPrefix))
+	}
+	if keep := getenv(EnvKeep); keep != "" && p.err == nil {
+		var err error
+		if d.Keep, err = job.ParseColumns(keep); err != nil {
+			p.fail(EnvKeep, err)
+		}
 	}
 	return d, p.err
 }

@@ -33,6 +33,8 @@ func filled(t *testing.T, v any) {
 			f.SetInt(int64(i + 2))
 		case bool:
 			f.SetBool(true)
+		case []string:
+			f.Set(reflect.ValueOf([]string{s.Type().Field(i).Name + "-a", s.Type().Field(i).Name + "-b"}))
 		default:
 			t.Fatalf("field %s: add its type to filled", s.Type().Field(i).Name)
 		}
@@ -77,7 +79,7 @@ func TestEveryDeployedVariableIsRequired(t *testing.T) {
 	d := Dispatch{InputPrefix: "inputs/"}
 	filled(t, &d)
 	for key := range d.Env() {
-		if key == EnvGPUQueueURL {
+		if key == EnvGPUQueueURL || key == EnvKeep { // optional: empty means none
 			continue
 		}
 		env := d.Env()

@@ -60,6 +60,9 @@ type Config struct {
 	AlarmEmail        string
 	// UploadTriggers makes an upload under inputs/ start a job by itself.
 	UploadTriggers bool
+	// Keep names the columns an upload-started table job copies beside its
+	// predictions (a message says its own).
+	Keep []string
 	// EventsSubscription is an email address or an SQS queue ARN subscribed
 	// to the job events topic ("" for none).
 	EventsSubscription string
@@ -103,6 +106,7 @@ var Keys = []Key{
 	{"resultsExpireDays", "integer", "30", "days before results, status and error records expire"},
 	{"alarmEmail", "string", "", "email address subscribed to the alarm topic (optional)"},
 	{"uploadTriggers", "boolean", "true", "an upload under inputs/ starts a job by itself (an S3 event notification to the intake queue)"},
+	{"keep", "string", "", "table columns an upload-started table job copies beside its predictions, e.g. id,ts (optional; a message names its own)"},
 	{"eventsSubscription", "string", "", "email address or SQS queue ARN subscribed to the job events topic (optional)"},
 	{"visibilityTimeout", "integer", "300", "tier queue visibility timeout in seconds; the worker's heartbeat extends it (max 43200)"},
 	{"maxReceives", "integer", "5", "deliveries of a job before it is dead-lettered"},
@@ -157,6 +161,7 @@ func FromGetter(env string, get func(key string) (string, bool)) (Config, error)
 		ResultsExpireDays:  r.integer("resultsExpireDays"),
 		AlarmEmail:         r.str("alarmEmail"),
 		UploadTriggers:     r.boolean("uploadTriggers"),
+		Keep:               r.columns("keep"),
 		EventsSubscription: r.str("eventsSubscription"),
 		VisibilityTimeout:  r.integer("visibilityTimeout"),
 		MaxReceives:        r.integer("maxReceives"),
@@ -463,6 +468,19 @@ func (r *reader) array(key string) []string {
 	var v []string
 	if err := json.Unmarshal([]byte(r.raw(key)), &v); err != nil {
 		r.fail(key, errors.New("want a list of strings"))
+	}
+	return v
+}
+
+// columns reads a comma-separated list of column names ("" for none).
+func (r *reader) columns(key string) []string {
+	s := r.raw(key)
+	if strings.TrimSpace(s) == "" {
+		return nil
+	}
+	v, err := job.ParseColumns(s)
+	if err != nil {
+		r.fail(key, err)
 	}
 	return v
 }
