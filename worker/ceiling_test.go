@@ -172,7 +172,7 @@ func TestAJobRunsAcrossVisibilityCeilingsOnFreshMessages(t *testing.T) {
 	req, err := job.Parse([]byte(`{"filename": "long.npy"}`))
 	require.NoError(t, err)
 
-	e.waitFor("the manifest", 180*time.Second, func() bool { _, ok := e.manifest(req.JobID); return ok })
+	e.waitFor("the manifest", 180*time.Second, func() bool { _, ok := e.manifest(req.JobID); return ok }, logs)
 	e.waitFor("the queue to drain", 30*time.Second, func() bool { return e.drained(e.queue) })
 	m := e.requireResults(req.JobID, e.reference(input))
 	require.Greater(t, m.ResumedAt, int64(0), "the last delivery resumed from a checkpoint")

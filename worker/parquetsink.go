@@ -20,11 +20,12 @@ import (
 //
 // The writer hands over bytes a row group at a time. After each row group
 // the bytes since the last part either seal a part (once they reach the
-// part target) or, smaller than S3's part minimum, go up as the job's tail
-// object; then the checkpoint records the writer's State, the parts and
-// the upload. A redelivery resumes the writer from that State at the chunk
+// part target) or the row group's own bytes go up as its tail object, so
+// each byte goes up at most twice; then the checkpoint records the
+// writer's State, the parts, the upload and the first row group after
+// them. A redelivery resumes the writer from that State at the chunk
 // holding its next row, drops the rows of that chunk the file already has,
-// and rebuilds the open part from the tail object: the finished file is
+// and rebuilds the open part from the tail objects: the finished file is
 // byte-identical (predictions.Resume). Rows after the last row group are
 // written again, at most a row group's worth.
 //
@@ -56,8 +57,13 @@ type parquetSink struct {
 	parts     []partRecord
 	completed bool
 	last      *predictions.State // the last checkpointed
+	tailFrom  int                // its first row group after the parts
 
 	sealed  int // parts the writer has handed to the uploader
+	// The open part's bytes up to mark are in tail objects, of row groups
+	// openFrom on.
+	mark     int
+	openFrom int
 	steps   chan step
 	stopped chan struct{}
 	run     context.Context
@@ -78,10 +84,10 @@ func parquetPartTarget(n int) int64 {
 	return minPartBytes << min((n-1)/2000, 4)
 }
 
-// parquetTailKey holds the file's bytes after its last part, as of the
-// checkpoint.
-func parquetTailKey(jobID string) string {
-	return job.CheckpointPrefix + jobID + "/tail-predictions.bin"
+// parquetTailKey holds row group rowGroup's bytes until a part takes them
+// (with the file's header before the first).
+func parquetTailKey(jobID string, rowGroup int) string {
+	return fmt.Sprintf("%s%s/tail-predictions-%06d.bin", job.CheckpointPrefix, jobID, rowGroup)
 }
 
 func (s *parquetSink) Start(plan inference.Plan, outputs []inference.OutputSpec) error {
@@ -93,6 +99,10 @@ func (s *parquetSink) Start(plan inference.Plan, outputs []inference.OutputSpec)
 	s.key = s.resultsPrefix + inference.PredictionsFile
 	s.rowSize = outputs[0].SampleBytes()
 	s.cp.BatchSize, s.cp.ChunkSamples, s.cp.Outputs = plan.BatchSize, plan.ChunkSamples, nil
+	if s.resume != nil {
+		// The row groups so far fix where the next one ends.
+		s.opts.RowGroupBytes = s.resume.RowGroupBytes
+	}
 	s.cp.RowGroupBytes = s.opts.RowGroupBytes
 	for _, o := range outputs {
 		s.cp.Outputs = append(s.cp.Outputs, o.Name)
@@ -115,12 +125,12 @@ func (s *parquetSink) Start(plan inference.Plan, outputs []inference.OutputSpec)
 // restore continues cp's file: its parts, the tail object's bytes after
 // them, and the writer at the State after them.
 func (s *parquetSink) restore(cp checkpoint, cols []predictions.Output, opts predictions.Options) error {
-	if len(cp.Results) != 1 || cp.Results[0].Key != s.key || cp.RowGroupBytes != s.opts.RowGroupBytes {
+	if len(cp.Results) != 1 || cp.Results[0].Key != s.key {
 		return fmt.Errorf("checkpoint of another result: %w", errUploadGone)
 	}
 	r := cp.Results[0]
 	s.uploadID, s.parts, s.completed, s.last = r.UploadID, r.Parts, r.Completed, cp.Parquet
-	s.sealed = len(s.parts)
+	s.sealed, s.openFrom, s.tailFrom = len(s.parts), int(r.TailFrom), int(r.TailFrom)
 	if s.completed {
 		s.skip = s.plan.Samples
 		return nil
@@ -132,18 +142,18 @@ func (s *parquetSink) restore(cp checkpoint, cols []predictions.Output, opts pre
 	for _, p := range s.parts {
 		partsEnd += p.Bytes
 	}
-	if tail := cp.Parquet.Offset - partsEnd; tail > 0 {
-		data, err := s.store.get(s.ctx, parquetTailKey(s.jobID))
+	for rg := s.openFrom; rg < cp.Parquet.RowGroups; rg++ {
+		data, err := s.store.get(s.ctx, parquetTailKey(s.jobID, rg))
 		if err != nil {
-			return fmt.Errorf("read the tail of %s: %w: %w", s.key, errUploadGone, err)
-		}
-		if int64(len(data)) != tail {
-			return fmt.Errorf("tail of %s holds %d bytes, the checkpoint %d: %w", s.key, len(data), tail, errUploadGone)
+			return fmt.Errorf("read the tail of row group %d of %s: %w: %w", rg, s.key, errUploadGone, err)
 		}
 		s.open.Write(data)
-	} else if tail < 0 {
-		return fmt.Errorf("checkpoint of %s: its parts end after its writer: %w", s.key, errUploadGone)
 	}
+	if partsEnd+int64(s.open.Len()) != cp.Parquet.Offset {
+		return fmt.Errorf("checkpoint of %s: its parts and tails end at byte %d, its writer at %d: %w",
+			s.key, partsEnd+int64(s.open.Len()), cp.Parquet.Offset, errUploadGone)
+	}
+	s.mark = s.open.Len()
 	w, err := predictions.Resume(*cp.Parquet, &s.open, s.kept, cols, opts)
 	if err != nil {
 		return fmt.Errorf("resume %s: %w: %w", s.key, errUploadGone, err)
@@ -202,12 +212,16 @@ func (s *parquetSink) rowGroup(state predictions.State) error {
 	if s.closing {
 		return nil
 	}
-	st := step{state: state, data: bytes.Clone(s.open.Bytes())}
+	st := step{state: state}
 	if int64(s.open.Len()) >= parquetPartTarget(s.sealed+1) {
-		st.part = true
+		st.part, st.data = true, bytes.Clone(s.open.Bytes())
 		s.open.Reset()
-		s.sealed++
+		s.sealed, s.mark, s.openFrom = s.sealed+1, 0, state.RowGroups
+	} else {
+		st.data = bytes.Clone(s.open.Bytes()[s.mark:])
+		s.mark = s.open.Len()
 	}
+	st.tailFrom = s.openFrom
 	select {
 	case s.steps <- st:
 		return nil
@@ -216,18 +230,19 @@ func (s *parquetSink) rowGroup(state predictions.State) error {
 	}
 }
 
-// step is one row group's upload: a part, or the tail.
+// step is one row group's upload: a part, or the row group's tail.
 type step struct {
-	state predictions.State
-	data  []byte
-	part  bool
+	state    predictions.State
+	data     []byte
+	part     bool
+	tailFrom int // the first row group after the parts, once st is up
 }
 
 // upload seals st's part, or puts its tail, then checkpoints st.state.
 // Only the uploader calls it: it owns the upload and its parts.
 func (s *parquetSink) upload(ctx context.Context, st step) error {
 	if !st.part {
-		if err := s.store.put(ctx, parquetTailKey(s.jobID), st.data, "application/octet-stream"); err != nil {
+		if err := s.store.put(ctx, parquetTailKey(s.jobID, st.state.RowGroups-1), st.data, "application/octet-stream"); err != nil {
 			return fmt.Errorf("checkpoint %s: %w", s.key, err)
 		}
 	} else {
@@ -249,7 +264,7 @@ func (s *parquetSink) upload(ctx context.Context, st step) error {
 		}
 		s.parts = append(s.parts, p)
 	}
-	s.last = &st.state
+	s.last, s.tailFrom = &st.state, st.tailFrom
 	return s.write(ctx, s.at(s.last))
 }
 
@@ -264,7 +279,7 @@ func (s *parquetSink) at(state *predictions.State) checkpoint {
 	case state != nil:
 		cp.Done = state.Rows / s.plan.ChunkSamples
 	}
-	cp.Results = []resultProgress{{Key: s.key, UploadID: s.uploadID, Parts: slices.Clone(s.parts), Completed: s.completed}}
+	cp.Results = []resultProgress{{Key: s.key, UploadID: s.uploadID, Parts: slices.Clone(s.parts), TailFrom: int64(s.tailFrom), Completed: s.completed}}
 	return cp
 }
 

@@ -39,7 +39,8 @@ type checkpoint struct {
 
 // resultProgress is how far one output file got: the parts its upload has
 // (from the start of the file), then chunks TailFrom to Done, whose rows
-// are in tail objects until a part takes them.
+// are in tail objects until a part takes them (for a Parquet result, row
+// groups TailFrom to Parquet.RowGroups).
 type resultProgress struct {
 	Key       string       `json:"key"`
 	UploadID  string       `json:"upload_id,omitempty"`

@@ -209,7 +209,10 @@ func TestKillNineMidParquetJobResumesItsUpload(t *testing.T) {
 	require.Positive(t, cp.Done, "the checkpoint resumes past the first chunk")
 
 	counting := &countingS3{Objects: e.s3, parts: map[string][]int32{}}
-	e.start(e.cfg, nil, counting, nil)
+	// A worker deployed with other row groups resumes with the job's own.
+	resumer := e.cfg
+	resumer.ResultRowGroupBytes = 0
+	e.start(resumer, nil, counting, nil)
 	e.waitFor("the manifest", 120*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
 	m := e.requireResults(jobID, e.tableReference("rows.parquet", input,
 		inference.TableOptions{Feed: map[string][]string{"x": {"features"}}, Keep: []string{"id"}}, ""))
