@@ -1,6 +1,7 @@
 package worker_test
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,12 +10,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/compress"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
 
 	"github.com/inferstack/inferstack/inference"
 	"github.com/inferstack/inferstack/inference/npy"
+	"github.com/inferstack/inferstack/internal/onnxmodel"
 )
 
 // BenchmarkJobOverhead: the worker's cost per job against moto with no
@@ -148,4 +156,87 @@ func BenchmarkWorkerThreads(b *testing.B) {
 			b.ReportMetric(times[settings[0]][rounds/2]/times[settings[1]][rounds/2], "all-cores/all-but-one")
 		}
 	}
+}
+
+// BenchmarkTableWorkerVsRun: the same 50,000 rows (an int64 id and a
+// list<float> of 256, Snappy, 51 MB) through the MLP 256-256-10 of the
+// engine's table benchmark, as a worker job (S3 from memory, as above)
+// and as a local inferstack run, at batch 1,024 and the worker's threads,
+// both writing predictions.parquet with the id kept. A light model, so
+// the worker's reads and uploads weigh as much as they ever do.
+func BenchmarkTableWorkerVsRun(b *testing.B) {
+	const rows, k = 50_000, 256
+	e := newEnv(b, 30*time.Second)
+	useMemS3(b, e)
+	_, err := e.s3.CreateBucket(b.Context(), &s3.CreateBucketInput{Bucket: aws.String(e.bucket)})
+	require.NoError(b, err)
+	e.mlp = onnxmodel.NewMLP(k, 256, 10, 5)
+	model, err := e.mlp.Model()
+	require.NoError(b, err)
+	require.NoError(b, os.WriteFile(e.modelPath, model, 0o644))
+	e.put("models/mlp.onnx", model)
+	input := listTable(b, rows, k)
+	e.put("inputs/rows.parquet", input)
+	e.cfg.BatchSize, e.cfg.ChunkSamples = 1024, 0
+	stop := e.start(e.cfg, nil, e.s3, nil)
+	defer stop()
+	path := filepath.Join(b.TempDir(), "rows.parquet")
+	require.NoError(b, os.WriteFile(path, input, 0o644))
+	local, err := inference.LoadModel(e.modelPath)
+	require.NoError(b, err)
+	defer local.Close()
+	opts := inference.TableOptions{Feed: map[string][]string{"x": {"features"}}, Keep: []string{"id"}}
+	var workerTotal, runTotal float64
+	i := 0
+	for b.Loop() {
+		id := e.send(fmt.Sprintf(`{"filename": "rows.parquet", "job_id": "rows-%d", "feed": {"x": ["features"]}, "keep": ["id"]}`, i))
+		i++
+		e.waitFor("the manifest", 300*time.Second, func() bool { _, ok := e.manifest(id); return ok })
+		m, _ := e.manifest(id)
+		f, err := os.Open(path)
+		require.NoError(b, err)
+		src, err := inference.OpenTable(f, int64(len(input)), path, local, opts)
+		require.NoError(b, err)
+		lm, err := inference.Run(b.Context(), inference.Job{Model: local, Source: src, InputSize: int64(len(input)), InputName: path,
+			Device: inference.DeviceCPU, BatchSize: 1024, Threads: e.cfg.Threads}, inference.NewParquetDirSink(b.TempDir(), src.KeptFields()))
+		require.NoError(b, err)
+		src.Close()
+		f.Close()
+		workerTotal += m.Durations.Total
+		runTotal += lm.Durations.Total
+	}
+	b.ReportMetric(float64(rows*i)/workerTotal, "worker-samples/s")
+	b.ReportMetric(float64(rows*i)/runTotal, "run-samples/s")
+	b.ReportMetric(runTotal/workerTotal, "worker/run")
+}
+
+// listTable is rows of an int64 id and a list<float> of k, as Parquet
+// (Snappy, row groups of 16,384 rows, written by arrow-go).
+func listTable(b *testing.B, rows, k int) []byte {
+	schema := arrow.NewSchema([]arrow.Field{
+		{Name: "id", Type: arrow.PrimitiveTypes.Int64},
+		{Name: "features", Type: arrow.ListOf(arrow.PrimitiveTypes.Float32)},
+	}, nil)
+	var buf bytes.Buffer
+	w, err := pqarrow.NewFileWriter(schema, &buf, parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Snappy),
+		parquet.WithMaxRowGroupLength(16384)), pqarrow.DefaultWriterProps())
+	require.NoError(b, err)
+	rb := array.NewRecordBuilder(memory.DefaultAllocator, schema)
+	defer rb.Release()
+	for i := range rows {
+		rb.Field(0).(*array.Int64Builder).Append(int64(i))
+		lists := rb.Field(1).(*array.ListBuilder)
+		lists.Append(true)
+		vals := lists.ValueBuilder().(*array.Float32Builder)
+		for j := range k {
+			vals.Append(float32((i*k+j)%1000)/500 - 1)
+		}
+		if (i+1)%8192 == 0 || i == rows-1 {
+			rec := rb.NewRecordBatch()
+			require.NoError(b, w.WriteBuffered(rec))
+			rec.Release()
+		}
+	}
+	require.NoError(b, w.Close())
+	return buf.Bytes()
 }
