@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"unsafe"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -51,6 +52,7 @@ type TableSource struct {
 	pending tables.Batch
 	offset  int // rows of pending already used
 	tensors []tables.Tensor
+	spare   [][]byte // each feed's own buffer, for where Fill cannot write into the caller's
 	kept    []arrow.RecordBatch
 }
 
@@ -180,6 +182,7 @@ func (s *TableSource) Read(start, end int64, dst [][]byte) error {
 		n := min(end-start-filled, s.pending.Rec.NumRows()-int64(s.offset))
 		rows := s.pending.Rec.NewSlice(int64(s.offset), int64(s.offset)+n)
 		row := s.pending.Row + int64(s.offset)
+		s.fillTargets(dst, filled, n)
 		var err error
 		s.tensors, err = s.plan.Fill(tables.Batch{Rec: rows, Row: row}, s.tensors)
 		if err != nil {
@@ -206,7 +209,31 @@ func (s *TableSource) Read(start, end int64, dst [][]byte) error {
 	return nil
 }
 
-// copyInto copies the tensors of n rows from row on into dst at sample at.
+// fillTargets points each tensor at where its n rows go in dst from sample
+// at, so that Fill writes them there: exactly that room, so a batch of
+// another shape cannot write past it (Fill then takes a buffer of its own,
+// and copyInto refuses the batch). A feed whose room is not aligned for its
+// elements (Fill writes them as typed values) fills its own buffer.
+func (s *TableSource) fillTargets(dst [][]byte, at, n int64) {
+	if len(s.tensors) != len(s.feeds) {
+		s.tensors = make([]tables.Tensor, len(s.feeds))
+	}
+	if len(s.spare) != len(s.feeds) {
+		s.spare = make([][]byte, len(s.feeds))
+	}
+	for i, f := range s.feeds {
+		lo, hi := at*f.SampleBytes(), (at+n)*f.SampleBytes()
+		room := dst[i][lo:hi:hi]
+		if len(room) > 0 && uintptr(unsafe.Pointer(unsafe.SliceData(room)))%uintptr(elemSizes[f.DType]) == 0 {
+			s.tensors[i].Data = room
+		} else {
+			s.tensors[i].Data = s.spare[i]
+		}
+	}
+}
+
+// copyInto checks the tensors of n rows from row on against the feeds and
+// copies into dst at sample at those that Fill did not write there.
 func (s *TableSource) copyInto(dst [][]byte, at, n, row int64) error {
 	for i, t := range s.tensors {
 		f := s.feeds[i]
@@ -214,7 +241,12 @@ func (s *TableSource) copyInto(dst [][]byte, at, n, row int64) error {
 			return withKind(ErrBadInput, "input %s: rows from %d give input %q rows of shape %v; the first rows gave %v (the model needs one length)",
 				s.name, row, f.Name, t.Shape[1:], f.SampleShape)
 		}
-		copy(dst[i][at*f.SampleBytes():(at+n)*f.SampleBytes()], t.Data)
+		room := dst[i][at*f.SampleBytes() : (at+n)*f.SampleBytes()]
+		if len(t.Data) > 0 && unsafe.SliceData(t.Data) == unsafe.SliceData(room) {
+			continue
+		}
+		s.spare[i] = t.Data
+		copy(room, t.Data)
 	}
 	return nil
 }
@@ -295,13 +327,22 @@ func (s *TableSource) Close() {
 	}
 }
 
-// countRows reads a table whose format does not say how many rows it has.
+// countRows counts the rows of a table whose format does not store how many
+// it has: by its records where the reader can (text formats: cells are
+// parsed, and refused, by the run), else by reading it.
 func countRows(name string, open func(int64) (tables.Reader, error)) (int64, error) {
 	r, err := open(0)
 	if err != nil {
 		return 0, tableError(name, err)
 	}
 	defer r.Close() //nolint:errcheck // read-only
+	if c, ok := r.(tables.RowCounter); ok {
+		n, err := c.CountRows()
+		if err != nil {
+			return 0, tableError(name, err)
+		}
+		return n, nil
+	}
 	var n int64
 	for {
 		b, err := r.Next()

@@ -84,13 +84,37 @@ func (s *csvSource) readLine() ([]byte, error) {
 }
 
 func (s *csvSource) nextFields() ([][]byte, int64, error) {
+	body, quoted, line, err := s.nextRecord()
+	if err != nil || quoted != nil {
+		return quoted, line, err
+	}
+	s.fields = s.fields[:0]
+	for {
+		i := bytes.IndexByte(body, ',')
+		if i < 0 {
+			s.fields = append(s.fields, body)
+			break
+		}
+		s.fields = append(s.fields, body[:i])
+		body = body[i+1:]
+	}
+	if s.width > 0 && len(s.fields) != s.width {
+		return nil, line, csv.ErrFieldCount
+	}
+	return s.fields, line, nil
+}
+
+// nextRecord returns the next record and the line it starts on: a record without a quote as its
+// line's bytes (body, line ending dropped, fields not split or counted), one with a quote as its
+// fields (quoted, checked by encoding/csv). Either is valid until the next call.
+func (s *csvSource) nextRecord() (body []byte, quoted [][]byte, line int64, err error) {
 	for {
 		raw, err := s.readLine()
 		if len(raw) == 0 && err == io.EOF {
-			return nil, s.line, err
+			return nil, nil, s.line, err
 		}
 		if err != nil && err != io.EOF {
-			return nil, 0, err // as encoding/csv's reader errors were: no line
+			return nil, nil, 0, err // as encoding/csv's reader errors were: no line
 		}
 		s.line++
 		start := s.line
@@ -105,23 +129,20 @@ func (s *csvSource) nextFields() ([][]byte, int64, error) {
 			continue // encoding/csv skips empty lines
 		}
 		if bytes.IndexByte(body, '"') >= 0 {
-			return s.quoted(raw, start)
+			quoted, line, err := s.quoted(raw, start)
+			return nil, quoted, line, err
 		}
-		s.fields = s.fields[:0]
-		for {
-			i := bytes.IndexByte(body, ',')
-			if i < 0 {
-				s.fields = append(s.fields, body)
-				break
-			}
-			s.fields = append(s.fields, body[:i])
-			body = body[i+1:]
-		}
-		if s.width > 0 && len(s.fields) != s.width {
-			return nil, start, csv.ErrFieldCount
-		}
-		return s.fields, start, nil
+		return body, nil, start, nil
 	}
+}
+
+// skip reads the next record as nextFields does, with the same errors, but without splitting it.
+func (s *csvSource) skip() (int64, error) {
+	body, _, line, err := s.nextRecord()
+	if err == nil && body != nil && bytes.Count(body, []byte{','})+1 != s.width {
+		return line, csv.ErrFieldCount
+	}
+	return line, err
 }
 
 // quoted reads the record that starts with line first (a line holding a quote) through encoding/csv:

@@ -423,7 +423,16 @@ func (f *inputFeed) fillScalars(b Batch, n int, t *Tensor) error {
 				}
 			}
 		}
-		convertInto(t.Data, f.in.Type, arr, 0, n, k, j)
+	}
+	// Columns become rows a tile of rows at a time, so that the rows being written stay in cache
+	// while every column writes its value into each.
+	const tileRows = 64
+	rowBytes := k * f.in.Type.Size()
+	for lo := 0; lo < n; lo += tileRows {
+		hi := min(lo+tileRows, n)
+		for j, c := range f.cols {
+			convertInto(t.Data[lo*rowBytes:], f.in.Type, b.Rec.Column(c), lo, hi, k, j)
+		}
 	}
 	return nil
 }

@@ -67,6 +67,36 @@ func (s *jsonlSource) next() ([]any, int64, error) {
 	}
 }
 
+// skip reads the next row's line as next does, without decoding it.
+func (s *jsonlSource) skip() (int64, error) {
+	for {
+		blank, read := true, false
+		var err error
+		for {
+			var raw []byte
+			raw, err = s.r.ReadSlice('\n') // a long line comes in pieces (bufio.ErrBufferFull)
+			read = read || len(raw) > 0
+			blank = blank && len(bytes.TrimSpace(raw)) == 0
+			if err != bufio.ErrBufferFull {
+				break
+			}
+		}
+		if !read && err != nil {
+			return s.line, err
+		}
+		if err != nil && err != io.EOF {
+			return s.line, err
+		}
+		s.line++
+		if !blank {
+			return s.line, nil
+		}
+		if err == io.EOF {
+			return s.line, io.EOF
+		}
+	}
+}
+
 // parse decodes one object keeping its keys' order.
 func (s *jsonlSource) parse(raw []byte) ([]any, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))

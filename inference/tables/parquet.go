@@ -236,12 +236,19 @@ func (p *parquetReader) openGroup() error {
 		if c.pqIndex >= 0 {
 			continue
 		}
-		cr, err := p.pf.RowGroup(p.rg).Column(c.leaf)
+		rg := p.pf.RowGroup(p.rg)
+		cr, err := rg.Column(c.leaf)
 		if err != nil {
 			p.closeGroup()
 			return err
 		}
-		c.list = newListLeaf(c.typ, cr, p.alloc)
+		// The chunk's levels a row sizes the first batch's values buffer, which else grows from
+		// nothing by copies.
+		perRow := 0
+		if meta, err := rg.MetaData().ColumnChunk(c.leaf); err == nil && rg.NumRows() > 0 {
+			perRow = int((meta.NumValues() + rg.NumRows() - 1) / rg.NumRows())
+		}
+		c.list = newListLeaf(c.typ, cr, p.alloc, perRow)
 	}
 	p.inGroup = true
 	return nil

@@ -67,17 +67,18 @@ func directListType(t arrow.DataType, descr *schema.Column) bool {
 	return false
 }
 
-// newListLeaf returns a listLeaf over a column chunk reader of a column directListType accepted.
-func newListLeaf(t arrow.DataType, cr file.ColumnChunkReader, alloc memory.Allocator) listLeaf {
+// newListLeaf returns a listLeaf over a column chunk reader of a column directListType accepted;
+// perRow (0: unknown) is about how many values a row holds.
+func newListLeaf(t arrow.DataType, cr file.ColumnChunkReader, alloc memory.Allocator, perRow int) listLeaf {
 	switch r := cr.(type) {
 	case *file.Float32ColumnChunkReader:
-		return newTypedListLeaf(t, cr, r.ReadBatch, alloc)
+		return newTypedListLeaf(t, cr, r.ReadBatch, alloc, perRow)
 	case *file.Float64ColumnChunkReader:
-		return newTypedListLeaf(t, cr, r.ReadBatch, alloc)
+		return newTypedListLeaf(t, cr, r.ReadBatch, alloc, perRow)
 	case *file.Int32ColumnChunkReader:
-		return newTypedListLeaf(t, cr, r.ReadBatch, alloc)
+		return newTypedListLeaf(t, cr, r.ReadBatch, alloc, perRow)
 	case *file.Int64ColumnChunkReader:
-		return newTypedListLeaf(t, cr, r.ReadBatch, alloc)
+		return newTypedListLeaf(t, cr, r.ReadBatch, alloc, perRow)
 	}
 	panic(fmt.Sprintf("tables: no list leaf for %T", cr))
 }
@@ -97,8 +98,8 @@ type typedListLeaf[T float32 | float64 | int32 | int64] struct {
 }
 
 func newTypedListLeaf[T float32 | float64 | int32 | int64](t arrow.DataType, cr file.ColumnChunkReader,
-	readBatch func(int64, []T, []int16, []int16) (int64, int, error), alloc memory.Allocator) *typedListLeaf[T] {
-	l := &typedListLeaf[T]{typ: t, cr: cr, readBatch: readBatch, alloc: alloc,
+	readBatch func(int64, []T, []int16, []int16) (int64, int, error), alloc memory.Allocator, perRow int) *typedListLeaf[T] {
+	l := &typedListLeaf[T]{typ: t, cr: cr, readBatch: readBatch, alloc: alloc, perRow: perRow,
 		def: make([]int16, listLevels), rep: make([]int16, listLevels)}
 	switch lt := t.(type) {
 	case *arrow.ListType:
@@ -129,8 +130,20 @@ func (l *typedListLeaf[T]) read(n int) (arrow.Array, error) {
 	// take adds levels whose values are already at values[nv:] to the batch, up to the start of row
 	// n+1; it returns how many it took, or -1 where the levels do not start a row.
 	take := func(rep []int16) int {
-		for j, r := range rep {
-			if r != 0 {
+		for j := 0; j < len(rep); j++ {
+			if rows > 0 {
+				// Most levels go on with a row (1, the only repetition level below 0's new row):
+				// eight at a time, where all eight do.
+				for ; j+8 <= len(rep); j += 8 {
+					if r := rep[j : j+8 : j+8]; r[0]&r[1]&r[2]&r[3]&r[4]&r[5]&r[6]&r[7] == 0 {
+						break
+					}
+				}
+				if j == len(rep) {
+					break
+				}
+			}
+			if rep[j] != 0 {
 				if rows == 0 {
 					return -1
 				}

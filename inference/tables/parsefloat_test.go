@@ -40,3 +40,24 @@ func TestParseFloatAgreesWithStrconv(t *testing.T) {
 		}
 	}
 }
+
+// decimalPrefix reads eight digits at a time only where all eight are digits: a byte just outside
+// '0'..'9' ('/', ':', '.', 'e', ',') anywhere among them ends the number there, as byte by byte.
+func TestDecimalPrefixStopsAtTheFirstNonDigit(t *testing.T) {
+	t.Parallel()
+	for _, stop := range []byte("/:.eE,x \x00\xff") {
+		for at := range 12 {
+			digits := []byte("0.123456789012")
+			cell := append(append(append([]byte{}, digits[:2+at]...), stop), digits[2+at:]...)
+			mant, exp, neg, n, ok := decimalPrefix(cell)
+			wmant, wexp, wneg, wok := plainDecimal(cell[:2+at])
+			if stop == 'e' || stop == 'E' {
+				continue // an exponent follows: covered by TestParseFloatAgreesWithStrconv
+			}
+			require.Equal(t, 2+at, n, "%q", cell)
+			require.Equal(t, []any{wmant, wexp, wneg, wok}, []any{mant, exp, neg, ok}, "%q", cell)
+		}
+	}
+	mant, exp, _, n, ok := decimalPrefix([]byte("0.00000000123456789,1"))
+	require.Equal(t, []any{uint64(123456789), -17, 19, true}, []any{mant, exp, n, ok})
+}

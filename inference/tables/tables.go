@@ -95,6 +95,14 @@ type Reader interface {
 	Close() error
 }
 
+// RowCounter is implemented by readers of formats that do not store their row count (NumRows is -1).
+type RowCounter interface {
+	// CountRows reads a reader no Next has read from to the table's end and returns its row count.
+	// It checks the records (a malformed one is refused, naming its row and line) but not their
+	// cells: a cell that does not parse is refused by the Next whose batch holds it.
+	CountRows() (int64, error)
+}
+
 // RowGroups is implemented by readers whose tables come in independently readable groups of rows
 // (Parquet row groups): a resumable job can cut its chunks at these row numbers.
 type RowGroups interface {

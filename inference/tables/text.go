@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -28,7 +29,9 @@ import (
 // type is an error naming the file, the row (and line) and the column.
 //
 // Row counts: NumRows is -1 (unknown): counting would read, and for gzip inflate, the whole file
-// before the first batch. A caller that needs a count reads to the end.
+// before the first batch. A caller that needs a count calls CountRows (RowCounter), which reads the
+// records to the end but parses no cell: a cell that does not parse is refused by the Next whose
+// batch holds it.
 
 type rowSource interface {
 	// header returns the column names (CSV: the header row; JSON Lines: the keys of the sampled
@@ -36,6 +39,9 @@ type rowSource interface {
 	header() []string
 	// next returns the next row's cells (indexed like header; nil for absent) and its line number, or io.EOF.
 	next() (cells []any, line int64, err error)
+	// skip reads the next row as next does, refusing what next refuses of the row as a record (a
+	// malformed quote, a wrong field count), but does not decode its cells.
+	skip() (line int64, err error)
 }
 
 // fieldSource is a rowSource whose cells are text fields (CSV): past the sample, the reader parses
@@ -59,11 +65,15 @@ type textReader struct {
 	cols   []int // source cell index of each chosen column
 	bld    []colBuilder
 	sample []sampledRow // the inference rows, replayed first
+	block  *csvBlock    // parses every batch, where the source and columns allow (CSV, fixed-width columns)
 	row    int64        // table row number of the next row from src (or sample)
 	done   bool
 }
 
-var _ Reader = (*textReader)(nil)
+var (
+	_ Reader     = (*textReader)(nil)
+	_ RowCounter = (*textReader)(nil)
+)
 
 // maybeGunzip returns a reader of r's bytes, inflated when they start with the gzip magic.
 func maybeGunzip(r io.ReaderAt, size int64) (io.Reader, func() error, error) {
@@ -81,7 +91,17 @@ func maybeGunzip(r io.ReaderAt, size int64) (io.Reader, func() error, error) {
 
 func newTextReader(name string, opts Options, src rowSource, jsonTypes bool) (*textReader, error) {
 	t := &textReader{name: name, opts: opts, src: src}
-	for len(t.sample) < opts.InferRows {
+	inferRows := opts.InferRows
+	if _, ok := src.(recordSource); ok && !jsonTypes {
+		// A CSV header names the columns before any row: where every chosen column's type is given,
+		// there is nothing to infer, so no row is read (a bad record is refused by the reads that
+		// reach it, CountRows or Next, as it is past the sample).
+		if chosen, err := pickColumns(name, src.header(), opts.Columns); err == nil &&
+			!slices.ContainsFunc(chosen, func(c int) bool { return opts.Types[src.header()[c]] == nil }) {
+			inferRows = 0
+		}
+	}
+	for len(t.sample) < inferRows {
 		cells, line, err := src.next()
 		if err == io.EOF {
 			break
@@ -105,13 +125,19 @@ func newTextReader(name string, opts Options, src rowSource, jsonTypes bool) (*t
 				vals = append(vals, r.cells[c])
 			}
 		}
-		typ := inferType(vals)
-		if hint, ok := opts.Types[have[c]]; ok {
-			if _, isList := typ.(*arrow.ListType); isList && jsonTypes {
+		hint, hinted := opts.Types[have[c]]
+		var typ arrow.DataType
+		switch {
+		case hinted && !jsonTypes:
+			typ = hint // a CSV cell is never a list: nothing to infer
+		case hinted:
+			if _, isList := inferType(vals).(*arrow.ListType); isList {
 				typ = arrow.ListOf(hint)
 			} else {
 				typ = hint
 			}
+		default:
+			typ = inferType(vals)
 		}
 		fields[i] = arrow.Field{Name: have[c], Type: typ, Nullable: true}
 	}
@@ -121,6 +147,13 @@ func newTextReader(name string, opts Options, src rowSource, jsonTypes bool) (*t
 			return nil, badf("%s: column %q: type %s cannot be read from text", name, f.Name, f.Type)
 		}
 		t.bld = append(t.bld, colBuilder{b: array.NewBuilder(opts.Alloc, f.Type)})
+	}
+	if _, ok := src.(recordSource); ok {
+		types := make([]arrow.DataType, len(fields))
+		for i, f := range fields {
+			types[i] = f.Type
+		}
+		t.block = newCSVBlock(len(have), chosen, types)
 	}
 	return t, nil
 }
@@ -143,6 +176,22 @@ func (t *textReader) Close() error {
 	return nil
 }
 
+// CountRows counts the table's rows (from row 0, whatever StartRow says) on a reader no Next has
+// read from, reading it to its end.
+func (t *textReader) CountRows() (int64, error) {
+	n := t.row + int64(len(t.sample))
+	for {
+		line, err := t.src.skip()
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return 0, t.rowErr(n, line, "", err)
+		}
+		n++
+	}
+}
+
 func (t *textReader) nextRow() ([]any, int64, error) {
 	if len(t.sample) > 0 {
 		r := t.sample[0]
@@ -156,6 +205,9 @@ func (t *textReader) nextRow() ([]any, int64, error) {
 func (t *textReader) Next() (Batch, error) {
 	if t.done {
 		return Batch{}, io.EOF
+	}
+	if t.block != nil {
+		return t.nextBlock()
 	}
 	fields, _ := t.src.(fieldSource)
 	for _, b := range t.bld {
@@ -222,6 +274,88 @@ func (t *textReader) Next() (Batch, error) {
 		a.Release()
 	}
 	return Batch{Rec: rec, Row: first}, nil
+}
+
+// nextBlock is Next through t.block: the batch's records are read here, their cells parsed by
+// t.block.
+func (t *textReader) nextBlock() (Batch, error) {
+	src := t.src.(recordSource)
+	b := t.block
+	b.reset()
+	first := t.row
+	var (
+		readErr  error // a record that could not be read, after the block's
+		readRow  int64
+		readLine int64
+	)
+	for len(b.recs) < t.opts.BatchRows {
+		if len(t.sample) > 0 {
+			r := t.sample[0]
+			t.sample[0] = sampledRow{}
+			t.sample = t.sample[1:]
+			t.row++
+			if t.row <= t.opts.StartRow {
+				first = t.row
+				continue
+			}
+			b.addCells(r.cells, r.line)
+			continue
+		}
+		if t.row < t.opts.StartRow {
+			line, err := src.skip()
+			if err == io.EOF {
+				t.done = true
+				break
+			}
+			if err != nil {
+				t.done = true
+				return Batch{}, t.rowErr(t.row, line, "", err)
+			}
+			t.row++
+			first = t.row
+			continue
+		}
+		body, quoted, line, err := src.nextRecord()
+		if err == io.EOF {
+			t.done = true
+			break
+		}
+		if err != nil {
+			t.done = true
+			readErr, readRow, readLine = err, t.row, line
+			break
+		}
+		b.add(body, quoted, line)
+		t.row++
+	}
+	n := len(b.recs)
+	var arrs []arrow.Array
+	if n > 0 {
+		var (
+			rec, col int
+			err      error
+		)
+		if arrs, rec, col, err = b.parse(t.opts.Alloc); err != nil {
+			t.done = true
+			name := ""
+			if col >= 0 {
+				name = t.schema.Field(col).Name
+			}
+			return Batch{}, t.rowErr(first+int64(rec), b.recs[rec].line, name, err)
+		}
+	}
+	defer func() {
+		for _, a := range arrs {
+			a.Release()
+		}
+	}()
+	if readErr != nil {
+		return Batch{}, t.rowErr(readRow, readLine, "", readErr)
+	}
+	if n == 0 {
+		return Batch{}, io.EOF
+	}
+	return Batch{Rec: array.NewRecordBatch(t.schema, arrs, int64(n)), Row: first}, nil
 }
 
 // Cells are strings (CSV) or JSON values decoded with UseNumber: json.Number, string, bool, []any,
