@@ -32,10 +32,10 @@ import (
 const (
 	// DefaultRowGroupBytes bounds the rows buffered before a row group is
 	// written. Writing one also holds its compressed bytes and arrow-go's
-	// encoders' buffers (about one more row group at worst), so 32 MiB keeps
-	// the writer under ~100 MiB beside a Parquet reader within the job's
-	// 256 MiB, while staying in the range readers handle well.
-	DefaultRowGroupBytes = 32 << 20
+	// encoders' buffers (two to three row groups at the peak), so 8 MiB keeps
+	// a table job within 256 MiB beside its reader and pipeline
+	// (docs/benchmarks.md), in row groups readers still split well.
+	DefaultRowGroupBytes = 8 << 20
 	// DefaultRowGroupRows bounds the rows of a row group whatever their size
 	// (pyarrow's default), so a narrow result still has several row groups
 	// for readers to split on.
