@@ -218,6 +218,11 @@ func (wr *Writer) Write(kept arrow.RecordBatch, outputs [][]byte, n int) error {
 			wr.pendKept[c] = append(wr.pendKept[c], array.NewSlice(kept.Column(c), int64(start), int64(end)))
 		}
 		for i, o := range wr.outs {
+			if wr.pendOut[i] == nil {
+				// Room for a whole row group at once: grown by append, the
+				// buffer was copied over and over (a tenth of the writer's time).
+				wr.pendOut[i] = make([]byte, 0, wr.maxRows()*o.rowBytes)
+			}
 			wr.pendOut[i] = append(wr.pendOut[i], outputs[i][int64(start)*o.rowBytes:int64(end)*o.rowBytes]...)
 		}
 		wr.stats.BufferedRows = wr.pendRows
@@ -262,6 +267,15 @@ func (wr *Writer) check(kept arrow.RecordBatch, outputs [][]byte, n int) error {
 		}
 	}
 	return nil
+}
+
+// maxRows is the most rows a row group holds: the rows limit, or where the
+// fixed-size columns alone reach the bytes limit.
+func (wr *Writer) maxRows() int64 {
+	if wr.fixed == 0 {
+		return wr.opts.RowGroupRows
+	}
+	return min(wr.opts.RowGroupRows, (wr.opts.RowGroupBytes+wr.fixed-1)/wr.fixed)
 }
 
 // take counts rows from start into the pending row group, up to n or until
