@@ -1,5 +1,7 @@
 // Command inferstack runs ONNX models over large files: locally with
-// `inferstack run`, and (in later releases) as the worker of the cloud stack.
+// `inferstack run`, as the cloud stack's worker (`inferstack worker`), as a
+// client of a deployed stack (submit, status, results, tier), and as the
+// whole stack on one machine (`inferstack local up`).
 package main
 
 import (

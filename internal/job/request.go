@@ -1,6 +1,8 @@
-// Package job defines the intake message that starts a job: its schema, its
-// validation, and its job id. The dispatch function, the worker and the
-// client all speak it.
+// Package job is the contract the stack's parts exchange about a job: the
+// intake message (schema, validation, job id) and the S3 uploads that start
+// one, the bucket's layout and a job's keys, its status, error record and
+// events, and the queue and attribute names. The dispatch function, the
+// worker and the client all speak it; no cgo, no SDK.
 package job
 
 import (
