@@ -5,7 +5,8 @@ import "strings"
 // ForMoto returns d as moto, the AWS emulator the local stack and the tests
 // run on, can enforce it, so that a local principal is allowed what d allows
 // on AWS and is refused what d leaves out. moto 5.2.1 differs from IAM in
-// two ways that matter here (checked against it; see TOOLCHAIN.md):
+// two ways that matter here (internal/emulator's iam_test.go checks both
+// against moto itself):
 //
 //   - It checks the resource only for S3 (bucket and object ARNs) and SQS
 //     (queue ARNs). Every other request (SSM, CloudWatch Logs, ECS, SNS...)
