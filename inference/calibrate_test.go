@@ -4,10 +4,10 @@ import (
 	"runtime"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/inferstack/inferstack/inference/calibration"
 	"github.com/inferstack/inferstack/inference/manifest"
 )
 
@@ -17,29 +17,24 @@ func TestCalibrationRunsTheDefaultUntilItCanAffordAStep(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("INFERSTACK_CACHE", t.TempDir())
 	_, model := testMLP(t, dir)
-	setCalibrationShare(t, 0)
 	input := writeNpy(t, dir, "x.npy", []int64{5000, 24}, randomFloats(5000*24, 10))
 	var start int64
 	for i := range 2 {
-		m, _ := mustRun(t, Job{Model: model}, input)
+		m, _ := mustRun(t, Job{Model: model, calibrationShare: share(0)}, input)
 		require.Equal(t, "default", m.BatchChoice.Source, "run %d", i+1)
 		require.True(t, m.BatchChoice.Partial)
 		require.Empty(t, m.BatchChoice.Trials, "no budget, no measurement")
 		require.Equal(t, DefaultThreads(), m.Threads)
 		if i == 0 {
 			start = m.BatchSize
-			require.GreaterOrEqual(t, start, int64(midBatch), "the start batch")
+			require.GreaterOrEqual(t, start, int64(calibration.MidBatch), "the start batch")
 		}
 		require.Equal(t, start, m.BatchSize, "run %d: the start batch", i+1)
 	}
 }
 
-// setCalibrationShare sets the calibration's share of a job for the test.
-func setCalibrationShare(t *testing.T, share float64) {
-	old := calibrationShare
-	calibrationShare = share
-	t.Cleanup(func() { calibrationShare = old })
-}
+// share is a job's calibration share for a test.
+func share(s float64) *float64 { return &s }
 
 // comparedThreads says whether some batch size saw every thread count.
 func comparedThreads(trials []Trial) bool {
@@ -48,31 +43,11 @@ func comparedThreads(trials []Trial) bool {
 		byBatch[tr.BatchSize] = append(byBatch[tr.BatchSize], tr)
 	}
 	for _, at := range byBatch {
-		if slices.Equal(threadCandidates(runtime.NumCPU()), threadsTried(at)) {
+		if slices.Equal(calibration.ThreadCandidates(runtime.NumCPU()), threadsTried(at)) {
 			return true
 		}
 	}
 	return false
-}
-
-// The search starts at batch 16, or, for a model so light that 16 samples
-// run in under a millisecond, at a batch that takes that long.
-func TestStartBatch(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		probe time.Duration // for 16 samples
-		limit int64
-		want  int64
-	}{
-		{12 * time.Millisecond, 4096, 16}, // a classifier
-		{time.Millisecond, 4096, 16},
-		{300 * time.Microsecond, 4096, 64},
-		{20 * time.Microsecond, 4096, 1024}, // an MLP
-		{2 * time.Microsecond, 4096, 4096},  // never past the limit
-		{12 * time.Millisecond, 8, 8},
-	} {
-		require.Equal(t, tc.want, startBatch(16, tc.probe, tc.limit), "%v", tc)
-	}
 }
 
 // Calibration's batches stop at a power of two within the input, within
@@ -96,13 +71,6 @@ func TestMaxBatch(t *testing.T) {
 		layout := &Layout{Layout: manifest.Layout{Samples: tc.samples, SampleShape: tc.shape},
 			feed: Feed{Name: "x", DType: "float32", SampleShape: tc.shape}}
 		require.Equal(t, tc.want, maxBatch(layout, tc.device), "%+v", tc)
-	}
-}
-
-func TestThreadCandidates(t *testing.T) {
-	t.Parallel()
-	for cpus, want := range map[int][]int{1: {1}, 2: {1, 2}, 3: {1, 2, 3}, 4: {1, 2, 3, 4}, 16: {1, 8, 15, 16}} {
-		require.Equal(t, want, threadCandidates(cpus), "%d cpus", cpus)
 	}
 }
 

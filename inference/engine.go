@@ -11,6 +11,7 @@ import (
 	ort "github.com/yalue/onnxruntime_go"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/inferstack/inferstack/inference/calibration"
 	"github.com/inferstack/inferstack/inference/manifest"
 	"github.com/inferstack/inferstack/inference/npy"
 )
@@ -40,6 +41,10 @@ type Job struct {
 	// Progress, if set, is called after each chunk is written.
 	Progress func(done, total int64)
 	Logger   *slog.Logger
+
+	// calibrationShare, where set, replaces calibration.DefaultShare: tests
+	// grant a search all the budget it needs, or none.
+	calibrationShare *float64
 }
 
 // OutputSpec is one model output as the sink stores it: one row per sample.
@@ -87,120 +92,174 @@ const pipelineSlots = 3
 // file size. On error the sink is aborted and nothing is presented as complete.
 func Run(ctx context.Context, job Job, sink Sink) (*Manifest, error) {
 	started := time.Now()
-	log := job.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	if job.Device == "" {
-		job.Device = DeviceAuto
-	}
-	src := job.Source
-	if src == nil && IsTable(job.InputName, "") {
-		// Read as raw float32 it would give numbers, and wrong ones.
-		return nil, withKind(ErrBadInput, "input %s is a table: it needs a table source (OpenTable), which this runtime does not open yet", job.InputName)
-	}
-	if src == nil {
-		layout, err := NewLayout(job.Input, job.InputSize, job.InputName, job.Model.Inputs, job.Windowing)
-		if err != nil {
-			return nil, err
-		}
-		src = layout
-	}
-	feeds, samples := src.Feeds(), src.Samples()
-	batchDim := job.Model.BatchDim()
-
-	// A cached calibration names the thread count up front: the run's one
-	// session is then the one it keeps.
-	calibrating := needsCalibration(job, src)
-	var state *calibration
-	threads := job.Threads
-	if calibrating {
-		if state = loadCalibration(calibrationKey(job, src)); state != nil {
-			threads = state.Best.Threads
-		}
-	}
-	// The first sample (or the model's fixed batch, zero-padded) probes the
-	// outputs.
-	probeN := max(1, batchDim)
-	head := feedBuffers(feeds, probeN)
-	if err := src.Read(0, min(probeN, samples), head); err != nil {
+	job = withDefaults(job)
+	src, err := openSource(job)
+	if err != nil {
 		return nil, err
 	}
 	var d Durations
-	d.RuntimeLoad, d.ModelLoad = job.Model.takeLoadTimes()
-	mark := time.Now()
-	sess, err := job.Model.Session(job.Device, threads)
+	cached := cachedCalibration(job, src)
+	p, err := probe(job, src, cached, &d)
 	if err != nil {
 		return nil, err
 	}
-	d.Sessions = time.Since(mark).Seconds()
-	if sess.Fallback != "" {
-		log.Warn("cuda unavailable, running on cpu", "reason", sess.Fallback)
-	}
-	mark = time.Now()
-	outputs, err := probeOutputs(sess, job.Model, feeds, head, probeN)
+	choice, sess, err := chooseBatch(ctx, job, src, p, cached, &d)
 	if err != nil {
 		return nil, err
 	}
-	warm, warmTime := probeN, time.Since(mark)
-	probe := warmTime
-	if calibrating && state == nil && warmTime < minStartRun {
-		// A new search starts from a batch chosen by how long midBatch
-		// samples run. A model whose one sample runs minStartRun starts at
-		// midBatch on that alone (the classifier: 2-4 ms cold, where a cold
-		// batch of 16 takes 16-23 ms); a lighter one is timed at midBatch,
-		// cheaply, which also warms that setting up.
-		n := min(midBatch, samples)
-		batch := feedBuffers(feeds, n)
-		if err := src.Read(0, n, batch); err != nil {
-			return nil, err
-		}
-		mark = time.Now()
-		if _, err := probeOutputs(sess, job.Model, feeds, batch, n); err != nil {
-			return nil, err
-		}
-		warm, warmTime = n, time.Since(mark)
-		probe += warmTime
-	}
-	d.Probe = probe.Seconds()
-
-	choice := fixedChoice(job, src, sess.Threads)
-	if cached, ok := cachedChoice(state, sess.Device); calibrating && ok {
-		choice = cached
-	} else if calibrating {
-		mark = time.Now()
-		var sessions time.Duration
-		choice, sess, sessions, err = calibrate(ctx, job, src, outputs, sess, state, warm, warmTime)
-		if err != nil {
-			return nil, err
-		}
-		d.Sessions += sessions.Seconds()
-		d.Calibrate = (time.Since(mark) - sessions).Seconds()
-	}
-	log.Info("batch size chosen", "batch_size", choice.BatchSize, "threads", sess.Threads, "source", choice.Source)
-
-	plan := NewPlan(samples, choice.BatchSize, job.ChunkSamples, sampleBytes(feeds))
-	if job.StartChunk < 0 || job.StartChunk > plan.Chunks() {
-		return nil, fmt.Errorf("resume from chunk %d: the plan has %d chunks", job.StartChunk, plan.Chunks())
-	}
-	if err := sink.Start(plan, outputs); err != nil {
-		return nil, err
-	}
-	p := &pipeline{job: job, src: src, feeds: feeds, plan: plan, sess: sess, outputs: outputs, fixedBatch: batchDim > 0}
-	stats, err := p.run(ctx, sink)
+	job.Logger.Info("batch size chosen", "batch_size", choice.BatchSize, "threads", sess.Threads, "source", choice.Source)
+	plan := NewPlan(src.Samples(), choice.BatchSize, job.ChunkSamples, sampleBytes(src.Feeds()))
+	stats, err := stream(ctx, job, src, plan, sess, p.outputs, sink)
 	if err != nil {
-		sink.Abort()
 		return nil, err
 	}
 	finished := time.Now()
 	d.Total = finished.Sub(started).Seconds()
 	d.Read, d.Infer, d.Write = stats.read.Seconds(), stats.infer.Seconds(), stats.write.Seconds()
-	m := &Manifest{
+	m := newManifest(job, src, plan, sess, choice, d, started, finished)
+	if err := sink.Finish(m); err != nil {
+		sink.Abort()
+		return nil, err
+	}
+	return m, nil
+}
+
+// withDefaults fills in the job's optional fields.
+func withDefaults(job Job) Job {
+	if job.Logger == nil {
+		job.Logger = slog.New(slog.DiscardHandler)
+	}
+	if job.Device == "" {
+		job.Device = DeviceAuto
+	}
+	return job
+}
+
+// openSource is the job's input: its Source, else a layout over Input.
+func openSource(job Job) (Source, error) {
+	if job.Source != nil {
+		return job.Source, nil
+	}
+	if IsTable(job.InputName, "") {
+		// Read as raw float32 it would give numbers, and wrong ones.
+		return nil, withKind(ErrBadInput, "input %s is a table: it needs a table source (OpenTable), which this runtime does not open yet", job.InputName)
+	}
+	return NewLayout(job.Input, job.InputSize, job.InputName, job.Model.Inputs, job.Windowing)
+}
+
+// cachedCalibration is the job's cached search, nil where the job does not
+// calibrate or none is cached.
+func cachedCalibration(job Job, src Source) *calibration.State {
+	if !needsCalibration(job, src) {
+		return nil
+	}
+	return loadCalibration(calibrationKey(job, src))
+}
+
+// probed is what a run learns from its first samples: the outputs' shapes,
+// and for the search, the session's first rate.
+type probed struct {
+	sess     *Session
+	outputs  []OutputSpec
+	warm     int64         // samples of the last probe run: that batch is warm
+	warmTime time.Duration // how long they ran
+}
+
+// probe creates the run's session (at a cached search's thread count, which
+// is then the one it keeps) and runs the first sample, or the model's fixed
+// batch, zero-padded, to learn the outputs; d gets the fixed costs.
+func probe(job Job, src Source, cached *calibration.State, d *Durations) (probed, error) {
+	feeds := src.Feeds()
+	threads := job.Threads
+	if cached != nil {
+		threads = cached.Best.Threads
+	}
+	n := max(1, job.Model.BatchDim())
+	head := feedBuffers(feeds, n)
+	if err := src.Read(0, min(n, src.Samples()), head); err != nil {
+		return probed{}, err
+	}
+	d.RuntimeLoad, d.ModelLoad = job.Model.takeLoadTimes()
+	mark := time.Now()
+	sess, err := job.Model.Session(job.Device, threads)
+	if err != nil {
+		return probed{}, err
+	}
+	d.Sessions = time.Since(mark).Seconds()
+	if sess.Fallback != "" {
+		job.Logger.Warn("cuda unavailable, running on cpu", "reason", sess.Fallback)
+	}
+	mark = time.Now()
+	outputs, err := probeOutputs(sess, job.Model, feeds, head, n)
+	if err != nil {
+		return probed{}, err
+	}
+	p := probed{sess: sess, outputs: outputs, warm: n, warmTime: time.Since(mark)}
+	d.Probe = p.warmTime.Seconds()
+	if needsCalibration(job, src) && cached == nil && p.warmTime < calibration.MinStartRun {
+		// A new search starts from a batch chosen by how long MidBatch
+		// samples run: a model this light is timed at MidBatch, cheaply,
+		// which also warms that setting up.
+		n := min(calibration.MidBatch, src.Samples())
+		batch := feedBuffers(feeds, n)
+		if err := src.Read(0, n, batch); err != nil {
+			return probed{}, err
+		}
+		mark = time.Now()
+		if _, err := probeOutputs(sess, job.Model, feeds, batch, n); err != nil {
+			return probed{}, err
+		}
+		p.warm, p.warmTime = n, time.Since(mark)
+		d.Probe += p.warmTime.Seconds()
+	}
+	return p, nil
+}
+
+// chooseBatch picks the batch size and thread count: the model's, the
+// caller's, a completed search's, or the search's so far, which it goes on
+// with first. It returns the session to run with.
+func chooseBatch(ctx context.Context, job Job, src Source, p probed, cached *calibration.State, d *Durations) (BatchChoice, *Session, error) {
+	if !needsCalibration(job, src) {
+		return fixedChoice(job, src, p.sess.Threads), p.sess, nil
+	}
+	if choice, ok := cachedChoice(cached, p.sess.Device); ok {
+		return choice, p.sess, nil
+	}
+	mark := time.Now()
+	choice, sess, sessions, err := calibrate(ctx, job, src, p.outputs, p.sess, cached, p.warm, p.warmTime)
+	if err != nil {
+		return BatchChoice{}, nil, err
+	}
+	d.Sessions += sessions.Seconds()
+	d.Calibrate = (time.Since(mark) - sessions).Seconds()
+	return choice, sess, nil
+}
+
+// stream runs the plan through the pipeline into sink, aborting the sink on
+// error.
+func stream(ctx context.Context, job Job, src Source, plan Plan, sess *Session, outputs []OutputSpec, sink Sink) (stageTimes, error) {
+	if job.StartChunk < 0 || job.StartChunk > plan.Chunks() {
+		return stageTimes{}, fmt.Errorf("resume from chunk %d: the plan has %d chunks", job.StartChunk, plan.Chunks())
+	}
+	if err := sink.Start(plan, outputs); err != nil {
+		return stageTimes{}, err
+	}
+	p := &pipeline{job: job, src: src, feeds: src.Feeds(), plan: plan, sess: sess, outputs: outputs, fixedBatch: job.Model.BatchDim() > 0}
+	stats, err := p.run(ctx, sink)
+	if err != nil {
+		sink.Abort()
+	}
+	return stats, err
+}
+
+// newManifest is the record of a run that finished.
+func newManifest(job Job, src Source, plan Plan, sess *Session, choice BatchChoice, d Durations, started, finished time.Time) *Manifest {
+	return &Manifest{
 		Inferstack:       Version(),
 		ORT:              runtimeVersion(),
 		Input:            inputInfo(job, src),
 		Model:            job.Model.ModelInfo,
-		Samples:          samples,
+		Samples:          src.Samples(),
 		Chunks:           plan.Chunks(),
 		ResumedAt:        job.StartChunk,
 		ChunkSamples:     plan.ChunkSamples,
@@ -209,16 +268,11 @@ func Run(ctx context.Context, job Job, sink Sink) (*Manifest, error) {
 		BatchChoice:      choice,
 		Device:           DeviceInfo{Requested: job.Device, Used: sess.Device, Fallback: sess.Fallback},
 		Durations:        d,
-		SamplesPerSecond: float64(samples) / finished.Sub(started).Seconds(),
+		SamplesPerSecond: float64(src.Samples()) / finished.Sub(started).Seconds(),
 		PeakRSSBytes:     peakRSS(),
 		StartedAt:        started.UTC(),
 		FinishedAt:       finished.UTC(),
 	}
-	if err := sink.Finish(m); err != nil {
-		sink.Abort()
-		return nil, err
-	}
-	return m, nil
 }
 
 // inputInfo is how the manifest records the input.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/inferstack/inferstack/inference/calibration"
 	"github.com/inferstack/inferstack/inference/npy"
 	"github.com/inferstack/inferstack/internal/onnxmodel"
 )
@@ -220,13 +221,13 @@ func TestCalibrationChoosesAndCaches(t *testing.T) {
 	_, model := testMLP(t, dir)
 	// A share ten times the default, so that this test's small jobs (some
 	// 15 ms each) complete the search in tens of runs rather than hundreds.
-	setCalibrationShare(t, 0.2)
+	job := Job{Model: model, calibrationShare: share(0.2)}
 
 	// A small job spends its share, no more: the search goes on in later
 	// runs.
 	const rows = 200_000
 	small := writeNpy(t, dir, "small.npy", []int64{rows, 24}, randomFloats(rows*24, 9))
-	m, _ := mustRun(t, Job{Model: model}, small)
+	m, _ := mustRun(t, job, small)
 	require.Contains(t, []string{"calibrated", "default"}, m.BatchChoice.Source)
 	require.True(t, m.BatchChoice.Partial)
 	require.Less(t, m.Durations.Calibrate, 0.5*m.Durations.Total+0.01, "calibration dwarfs a small job")
@@ -236,15 +237,15 @@ func TestCalibrationChoosesAndCaches(t *testing.T) {
 	// Each uses the default or a setting it measured.
 	runs := 1
 	for m.BatchChoice.Partial {
-		m, _ = mustRun(t, Job{Model: model}, small)
+		m, _ = mustRun(t, job, small)
 		runs++
 		require.Less(t, runs, 200, "small jobs never complete the search: %+v", m.BatchChoice)
 		if m.BatchChoice.Source != "default" {
-			require.NotZero(t, rateOf(m.BatchChoice.Trials, m.BatchSize, m.Threads), "run %d uses a setting it did not measure: %+v", runs, m.BatchChoice)
+			require.NotZero(t, calibration.RateOf(m.BatchChoice.Trials, m.BatchSize, m.Threads), "run %d uses a setting it did not measure: %+v", runs, m.BatchChoice)
 		}
 	}
 	require.Greater(t, len(m.BatchChoice.Trials), 2)
-	require.NotZero(t, rateOf(m.BatchChoice.Trials, m.BatchSize, m.Threads), "the choice was measured")
+	require.NotZero(t, calibration.RateOf(m.BatchChoice.Trials, m.BatchSize, m.Threads), "the choice was measured")
 	require.True(t, comparedThreads(m.BatchChoice.Trials), "the search completed without comparing every thread count at one batch size: %+v", m.BatchChoice.Trials)
 	t.Logf("the search completed on run %d: %+v", runs, m.BatchChoice)
 	done := m.BatchChoice
@@ -264,13 +265,13 @@ func TestCalibrationChoosesAndCaches(t *testing.T) {
 
 	// Given the budget of a long job, one run completes the search.
 	t.Setenv("INFERSTACK_CACHE", t.TempDir())
-	setCalibrationShare(t, 1000) // a budget no step exceeds
+	job.calibrationShare = share(1000) // a budget no step exceeds
 	const n = 20_000
 	big := writeNpy(t, dir, "big.npy", []int64{n, 24}, randomFloats(n*24, 9))
-	first, _ := mustRun(t, Job{Model: model}, big)
+	first, _ := mustRun(t, job, big)
 	require.Equal(t, "calibrated", first.BatchChoice.Source)
 	require.False(t, first.BatchChoice.Partial, "trials: %+v", first.BatchChoice.Trials)
-	second, _ := mustRun(t, Job{Model: model}, big)
+	second, _ := mustRun(t, job, big)
 	require.Equal(t, "cached", second.BatchChoice.Source)
 	require.Equal(t, first.BatchSize, second.BatchSize)
 	require.Equal(t, first.Threads, second.Threads)

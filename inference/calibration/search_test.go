@@ -1,0 +1,375 @@
+package calibration
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/inferstack/inferstack/inference/manifest"
+)
+
+// fakeBench runs settings on a fake clock: a batch at a setting takes
+// batch/speed milliseconds, opening a session sessionMs.
+type fakeBench struct {
+	// speed is a setting's samples per millisecond in its n-th timed or
+	// warm-up measurement (from 1).
+	speed     func(s Setting, n int) float64
+	sessionMs float64
+
+	now          time.Duration
+	open         map[int]bool
+	measurements map[Setting]int
+	prepared     bool // Prepare ran since the last measurement started
+}
+
+func newFakeBench(speed func(s Setting, n int) float64, open ...int) *fakeBench {
+	b := &fakeBench{speed: speed, open: map[int]bool{}, measurements: map[Setting]int{}}
+	for _, t := range open {
+		b.open[t] = true
+	}
+	return b
+}
+
+func (b *fakeBench) Now() time.Duration { return b.now }
+
+func (b *fakeBench) OpenSession(threads int) error {
+	if !b.open[threads] {
+		b.now += ms(b.sessionMs)
+		b.open[threads] = true
+	}
+	return nil
+}
+
+func (b *fakeBench) SessionCost(threads int) time.Duration {
+	if b.open[threads] {
+		return 0
+	}
+	return ms(b.sessionMs)
+}
+
+func (b *fakeBench) Prepare(int64) error {
+	b.prepared = true
+	return nil
+}
+
+func (b *fakeBench) Run(s Setting) error {
+	if !b.open[s.Threads] {
+		return fmt.Errorf("run %+v: session not open", s)
+	}
+	if b.prepared {
+		b.measurements[s]++
+		b.prepared = false
+	}
+	b.now += ms(float64(s.Batch) / b.speed(s, b.measurements[s]))
+	return nil
+}
+
+func ms(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
+
+// steady is a model whose settings run at the same speed in every
+// measurement; a setting it does not list fails the test.
+func steady(t *testing.T, speeds map[Setting]float64) func(Setting, int) float64 {
+	return func(s Setting, _ int) float64 {
+		v, ok := speeds[s]
+		if !ok {
+			t.Fatalf("the search timed %+v, which the case does not expect", s)
+		}
+		return v
+	}
+}
+
+// trialsOf lists trials' settings in the order the search first timed them.
+func trialsOf(trials []manifest.Trial) []Setting {
+	s := make([]Setting, len(trials))
+	for i, tr := range trials {
+		s[i] = Setting{tr.Threads, tr.BatchSize}
+	}
+	return s
+}
+
+// newSearch is a new search at all of 2 cores from a probe that ran 16
+// samples in probe (a cold run, slower than the batch then runs).
+func newSearch(probe time.Duration) *State {
+	state, _ := Resume(nil, "cpu", 2, 16, probe, 4096)
+	return state
+}
+
+// coldProbe is a probe that starts the search at batch 16.
+const coldProbe = 2 * time.Millisecond
+
+// Given all the budget it needs, one run completes the search: the batch
+// first, down then up, one step past a miss, then threads at the batch found.
+func TestSearchSteps(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name       string
+		candidates []int
+		maxBatch   int64
+		speeds     map[Setting]float64 // samples per millisecond
+		timed      []Setting           // in the order first timed
+		best       Setting
+		compared   bool
+	}{
+		{
+			name:       "down loses, up climbs one step past a miss, threads keep all cores",
+			candidates: []int{1, 2},
+			maxBatch:   4096,
+			speeds: map[Setting]float64{
+				{2, 16}: 100, {2, 8}: 90, // down loses 10%: up from 16
+				{2, 32}: 110, // +10%: taken
+				{2, 64}: 112, // +2%: a miss, but the climb looks one step further
+				{2, 128}: 125, // +14% over 32: taken
+				{2, 256}: 126, {2, 512}: 127, // two misses: the climb ends
+				{1, 128}: 70,
+			},
+			timed:    []Setting{{2, 16}, {2, 8}, {2, 32}, {2, 64}, {2, 128}, {2, 256}, {2, 512}, {1, 128}},
+			best:     Setting{2, 128},
+			compared: true,
+		},
+		{
+			name:       "a step down that loses under 1% is taken, then up from there",
+			candidates: []int{1, 2},
+			maxBatch:   4096,
+			speeds: map[Setting]float64{
+				{2, 16}: 100, {2, 8}: 99.5, {2, 4}: 80,
+				{2, 16 + 0}: 100, {2, 32}: 101,
+				{1, 8}: 60,
+			},
+			timed:    []Setting{{2, 16}, {2, 8}, {2, 4}, {2, 32}, {1, 8}},
+			best:     Setting{2, 8},
+			compared: true,
+		},
+		{
+			name:       "another thread count wins: the batch climbs again at it, threads not compared again",
+			candidates: []int{1, 2},
+			maxBatch:   4096,
+			speeds: map[Setting]float64{
+				{2, 16}: 100, {2, 8}: 90, {2, 32}: 100, {2, 64}: 100,
+				{1, 16}: 120, {1, 8}: 100, {1, 32}: 130, {1, 64}: 131, {1, 128}: 132,
+			},
+			timed:    []Setting{{2, 16}, {2, 8}, {2, 32}, {2, 64}, {1, 16}, {1, 8}, {1, 32}, {1, 64}, {1, 128}},
+			best:     Setting{1, 32},
+			compared: true,
+		},
+		{
+			name:       "one candidate (the job sets its threads): no thread comparison",
+			candidates: []int{2},
+			maxBatch:   4096,
+			speeds:     map[Setting]float64{{2, 16}: 100, {2, 8}: 90, {2, 32}: 100, {2, 64}: 100},
+			timed:      []Setting{{2, 16}, {2, 8}, {2, 32}, {2, 64}},
+			best:       Setting{2, 16},
+		},
+		{
+			name:       "no batch past maxBatch",
+			candidates: []int{1, 2},
+			maxBatch:   32,
+			speeds:     map[Setting]float64{{2, 16}: 100, {2, 8}: 90, {2, 32}: 200, {1, 32}: 100},
+			timed:      []Setting{{2, 16}, {2, 8}, {2, 32}, {1, 32}},
+			best:       Setting{2, 32},
+			compared:   true,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			state := newSearch(coldProbe)
+			bench := newFakeBench(steady(t, tc.speeds), 2)
+			search := Search{Samples: 1e6, Share: 1000, MaxBatch: tc.maxBatch, Candidates: tc.candidates, Warm: Setting{2, 16}}
+			measured, changed, err := search.Run(state, bench)
+			require.NoError(t, err)
+			require.True(t, measured)
+			require.True(t, changed)
+			require.True(t, state.Done(), "%+v", state)
+			require.Equal(t, tc.timed, trialsOf(state.Trials))
+			require.Equal(t, tc.best, Setting{state.Best.Threads, state.Best.BatchSize})
+			require.InEpsilon(t, tc.speeds[tc.best]*1000, state.Best.SamplesPerSec, 1e-5, "the rate the fake clock gives")
+			require.Equal(t, tc.compared, state.Compared)
+			require.Zero(t, state.Bank, "a completed search banks nothing")
+		})
+	}
+}
+
+// A step that finds nothing costs a warm-up of the new setting and two
+// rounds of both; a move is confirmed by a third round.
+func TestAMoveIsConfirmedByAThirdRound(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		speed float64 // of batch 8, against 100 at 16
+		want  map[Setting]int
+	}{
+		{"a miss", 90, map[Setting]int{{2, 16}: 2, {2, 8}: 3}},
+		{"a move", 100, map[Setting]int{{2, 16}: 3, {2, 8}: 4}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			state := newSearch(coldProbe)
+			bench := newFakeBench(func(s Setting, _ int) float64 {
+				if s.Batch == 8 {
+					return tc.speed
+				}
+				return 100
+			}, 2)
+			r := &searcher{Search: Search{Samples: 1e6, Share: 1000, MaxBatch: 4096, Candidates: []int{1, 2}, Warm: Setting{2, 16}},
+				state: state, bench: bench, warm: map[Setting]bool{{2, 16}: true}}
+			require.NoError(t, r.takeStep(8))
+			require.Equal(t, tc.want, bench.measurements, "measurements per setting, warm-ups included")
+		})
+	}
+}
+
+// Each setting is scored by its fastest measurement so far, so that an
+// incumbent that times slow beside a step (a neighbour's burst) does not hand
+// the step a win by noise.
+func TestASettingIsScoredByItsFastestMeasurement(t *testing.T) {
+	t.Parallel()
+	state := newSearch(coldProbe)
+	bench := newFakeBench(func(s Setting, n int) float64 {
+		switch {
+		case s == Setting{2, 16} && n > 2: // slow from the second step on
+			return 60
+		case s.Batch == 8:
+			return 90
+		case s.Batch == 32:
+			return 103 // would beat 60 by far, but not 100 by 5%
+		}
+		return 100
+	}, 2)
+	r := &searcher{Search: Search{Samples: 1e6, Share: 1000, MaxBatch: 4096, Candidates: []int{1, 2}, Warm: Setting{2, 16}},
+		state: state, bench: bench, warm: map[Setting]bool{{2, 16}: true}}
+	require.NoError(t, r.takeStep(8))
+	require.Equal(t, stepUp, state.Step)
+	require.NoError(t, r.takeStep(32))
+	require.Equal(t, Setting{2, 16}, Setting{state.Best.Threads, state.Best.BatchSize})
+	require.InDelta(t, 100_000, state.Best.SamplesPerSec, 1e-3)
+	require.Equal(t, 1, state.Misses)
+	require.EqualValues(t, 32, state.Tried)
+}
+
+// A run spends at most its share of the job (at the best rate so far) plus
+// what earlier runs banked: without a share it measures nothing, and a series
+// of small jobs completes the search a share at a time.
+func TestSearchBudget(t *testing.T) {
+	t.Parallel()
+	speeds := map[Setting]float64{
+		{2, 16}: 100, {2, 8}: 90, {2, 32}: 110, {2, 64}: 112, {2, 128}: 125, {2, 256}: 126, {2, 512}: 127, {1, 128}: 70,
+	}
+	for _, tc := range []struct {
+		name    string
+		samples int64 // 100 per millisecond once measured
+		share   float64
+		runs    int // to complete the search; 0: never
+	}{
+		{"no share", 1e6, 0, 0},
+		{"a share of a 10 s job completes in one run", 1e6, DefaultShare, 1},
+		{"a share of a 1 s job takes some runs", 1e5, DefaultShare, 7},
+		{"a share of a 0.1 s job banks for many", 1e4, DefaultShare, 63},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			state := newSearch(coldProbe)
+			bench := newFakeBench(steady(t, speeds), 2) // one process: sessions stay open
+			bench.sessionMs = 25
+			search := Search{Samples: tc.samples, Share: tc.share, MaxBatch: 4096, Candidates: []int{1, 2}, Warm: Setting{2, 16}}
+			runs := 0
+			for !state.Done() && runs < 100 {
+				runs++
+				grant := min(tc.share*float64(tc.samples)/state.Best.SamplesPerSec+state.Bank, MaxGrant.Seconds())
+				before := len(state.Trials)
+				start := bench.now
+				measured, changed, err := search.Run(state, bench)
+				require.NoError(t, err)
+				spent := (bench.now - start).Seconds()
+				require.Equal(t, len(state.Trials) > before, measured, "run %d", runs)
+				if tc.share == 0 {
+					require.False(t, changed, "nothing to measure, nothing to bank")
+					require.Zero(t, spent)
+				}
+				// The estimate only grows as the best rate does, so the
+				// grant at the start bounds the spending within a step's
+				// overrun (a measurement ends on a whole batch).
+				require.LessOrEqual(t, spent, grant+0.01, "run %d", runs)
+				if !state.Done() {
+					require.InDelta(t, max(0, grant-spent), state.Bank, grant, "run %d banks the rest", runs)
+					require.LessOrEqual(t, state.Bank, MaxGrant.Seconds())
+				}
+			}
+			if tc.runs == 0 {
+				require.False(t, state.Done())
+				require.Empty(t, state.Trials)
+				return
+			}
+			require.True(t, state.Done())
+			require.Equal(t, tc.runs, runs)
+			require.Equal(t, Setting{2, 128}, Setting{state.Best.Threads, state.Best.BatchSize}, "the same choice at any pace")
+		})
+	}
+}
+
+// What one run may spend, and bank, is capped by MaxGrant.
+func TestGrantIsCapped(t *testing.T) {
+	t.Parallel()
+	state := newSearch(coldProbe)
+	state.Bank = 60
+	bench := newFakeBench(func(Setting, int) float64 { return 100 }, 2)
+	search := Search{Samples: 1e9, Share: DefaultShare, MaxBatch: 1, Candidates: []int{2}, Warm: Setting{2, 16}}
+	// No batch to try: the climb ends at once, the search completes and
+	// banks nothing.
+	_, changed, err := search.Run(state, bench)
+	require.NoError(t, err)
+	require.True(t, changed)
+	require.True(t, state.Done())
+	require.Zero(t, state.Bank)
+
+	state = newSearch(time.Hour) // so slow a rate that no step is affordable, and a job of days
+	state.Bank = 60
+	_, changed, err = Search{Samples: 1e6, Share: DefaultShare, MaxBatch: 4096, Candidates: []int{1, 2}}.Run(state, bench)
+	require.NoError(t, err)
+	require.True(t, changed)
+	require.Equal(t, MaxGrant.Seconds(), state.Bank)
+}
+
+// A search resumes where it ran on the same device; otherwise a new one
+// starts from the probe: all cores at the start batch, at the probe's rate.
+func TestResume(t *testing.T) {
+	t.Parallel()
+	cached := &State{Device: "cpu", Step: stepUp, Start: 16, Best: manifest.Trial{BatchSize: 32, Threads: 1, SamplesPerSec: 5}}
+	state, fresh := Resume(cached, "cpu", 2, 16, ms(0.16), 4096)
+	require.False(t, fresh)
+	require.Same(t, cached, state)
+
+	for _, other := range []*State{nil, {Device: "cuda", Step: stepUp, Start: 16}, {Device: "cpu", Step: stepUp}} {
+		state, fresh := Resume(other, "cpu", 2, 16, 12*time.Millisecond, 4096)
+		require.True(t, fresh)
+		require.Equal(t, &State{Device: "cpu", Step: stepDown, Start: 16,
+			Best: manifest.Trial{BatchSize: 16, Threads: 2, SamplesPerSec: 16 / 0.012}}, state)
+	}
+}
+
+// The search starts at batch 16, or, for a model so light that 16 samples
+// run in under a millisecond, at a batch that takes that long.
+func TestStartBatch(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		probe time.Duration // for 16 samples
+		limit int64
+		want  int64
+	}{
+		{12 * time.Millisecond, 4096, 16}, // a classifier
+		{time.Millisecond, 4096, 16},
+		{300 * time.Microsecond, 4096, 64},
+		{20 * time.Microsecond, 4096, 1024}, // an MLP
+		{2 * time.Microsecond, 4096, 4096},  // never past the limit
+		{12 * time.Millisecond, 8, 8},
+	} {
+		require.Equal(t, tc.want, StartBatch(16, tc.probe, tc.limit), "%v", tc)
+	}
+}
+
+func TestThreadCandidates(t *testing.T) {
+	t.Parallel()
+	for cpus, want := range map[int][]int{1: {1}, 2: {1, 2}, 3: {1, 2, 3}, 4: {1, 2, 3, 4}, 16: {1, 8, 15, 16}} {
+		require.Equal(t, want, ThreadCandidates(cpus), "%d cpus", cpus)
+	}
+}
