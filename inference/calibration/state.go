@@ -1,5 +1,6 @@
 // Package calibration is the search for a job's batch size and thread count:
 // pure rules over the timings a Bench reports, with no ONNX Runtime in it.
+// The measurements behind each rule are in docs/benchmarks.md.
 package calibration
 
 import (
