@@ -219,8 +219,8 @@ func TestCalibrationChoosesAndCaches(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("INFERSTACK_CACHE", t.TempDir())
 	_, model := testMLP(t, dir)
-	// A share ten times the default, so that this test's small jobs (some
-	// 15 ms each) complete the search in tens of runs rather than hundreds.
+	// A share ten times the default, so that the first small job may take a
+	// step.
 	job := Job{Model: model, calibrationShare: share(0.2)}
 
 	// A small job spends its share, no more: the search goes on in later
@@ -234,7 +234,10 @@ func TestCalibrationChoosesAndCaches(t *testing.T) {
 
 	// Later small jobs go on from where it stopped, each spending its share,
 	// until the search completes; from then on the choice is cached.
-	// Each uses the default or a setting it measured.
+	// Each uses the default or a setting it measured. A share the size of
+	// the job keeps this to a few runs (TestSearchBudget has the pace at the
+	// default share, on a fake clock).
+	job.calibrationShare = share(1)
 	runs := 1
 	for m.BatchChoice.Partial {
 		m, _ = mustRun(t, job, small)
