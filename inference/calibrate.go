@@ -105,7 +105,7 @@ func calibrate(ctx context.Context, job Job, src Source, outputs []OutputSpec, s
 		choice.Source = "default"
 	}
 	if fresh || changed {
-		saveCalibration(calibrationKey(job, src), state, job)
+		saveCalibration(calibrationKey(job, src), state, job.Logger)
 	}
 	chosen, err := bench.session(best.Threads)
 	return choice, chosen, bench.sessTime, err

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -41,14 +42,15 @@ func loadCalibrations() map[string]calibration.State {
 	return cache
 }
 
-// saveCalibration writes the cache atomically; failing to cache is not an error.
-func saveCalibration(key string, state *calibration.State, job Job) {
+// saveCalibration writes the cache atomically; failing to cache is not an
+// error, only a warning on log.
+func saveCalibration(key string, state *calibration.State, log *slog.Logger) {
 	cache := loadCalibrations()
 	cache[key] = *state
 	data, _ := json.MarshalIndent(cache, "", "  ")
 	// Not synced: a cache lost in a crash costs one recalibration, an fsync
 	// costs every calibrating run.
 	if err := replaceFile(calibrationFile(), data, false); err != nil {
-		job.Logger.Warn("cannot cache calibration", "err", err)
+		log.Warn("cannot cache calibration", "err", err)
 	}
 }

@@ -1,6 +1,7 @@
 package inference
 
 import (
+	"log/slog"
 	"runtime"
 	"slices"
 	"testing"
@@ -110,4 +111,17 @@ func TestManifestReportsFixedCostsOncePerModel(t *testing.T) {
 	require.Less(t, d.Sessions, first.Durations.Sessions/10, "the model's sessions are kept: a lookup, not a creation")
 	require.Zero(t, d.RuntimeLoad, "the process's ONNX Runtime load is reported by one run at most")
 	require.Positive(t, d.Probe)
+}
+
+// The cache keeps each search under its key, so a later run resumes it; an
+// entry without a best setting is no search.
+func TestCalibrationCacheKeepsTheSearch(t *testing.T) {
+	t.Setenv("INFERSTACK_CACHE", t.TempDir())
+	require.Nil(t, loadCalibration("a"))
+	best := Trial{BatchSize: 64, Threads: 2, SamplesPerSec: 1500}
+	state := &calibration.State{Device: DeviceCPU, Best: best, Trials: []Trial{best}, Start: 16, Bank: 0.25}
+	saveCalibration("a", state, slog.New(slog.DiscardHandler))
+	saveCalibration("b", &calibration.State{Device: DeviceCPU}, slog.New(slog.DiscardHandler))
+	require.Equal(t, state, loadCalibration("a"))
+	require.Nil(t, loadCalibration("b"))
 }
