@@ -1,7 +1,8 @@
-// Package awserr classifies AWS errors by what to do about them. A call IAM
-// refuses is a configuration fault: retrying cannot help, so the job or
-// message it belongs to ends at once with an error record naming the
-// denied action and resource, instead of being retried until it is dropped.
+// Package awserr classifies AWS errors by what to do about them: retry a
+// transient one (Retry), end at once on a denied one. A call IAM refuses is
+// a configuration fault: retrying cannot help, so the job or message it
+// belongs to ends at once with an error record naming the denied action and
+// resource, instead of being retried until it is dropped.
 package awserr
 
 import (

@@ -1,6 +1,7 @@
 package awserr
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -51,4 +52,24 @@ func TestDeniedNamesTheActionOnce(t *testing.T) {
 	require.Contains(t, err.Error(), "access denied: s3:GetObject on s3://b/inputs/x (grant it to this role)")
 	again := Denied(err, "sqs:SendMessage", "q")
 	require.Same(t, err, again, "the innermost call names the action")
+}
+
+func TestTransientIsWhatARetryCanCure(t *testing.T) {
+	t.Parallel()
+	for err, want := range map[error]bool{
+		errors.New("connection refused"):                true, // no response at all
+		response(500, "InternalError"):                  true,
+		response(503, "SlowDown"):                       true,
+		response(429, "TooManyRequests"):                true,
+		response(408, "RequestTimeout"):                 true,
+		response(404, "NoSuchKey"):                      false,
+		response(403, "AccessDenied"):                   false,
+		response(400, "InvalidParameterValue"):          false,
+		context.Canceled:                                false,
+		fmt.Errorf("get: %w", context.DeadlineExceeded): false,
+	} {
+		require.Equal(t, want, Transient(err), "%v", err)
+	}
+	require.False(t, Transient(nil))
+	require.Equal(t, 503, HTTPStatus(fmt.Errorf("wrapped: %w", response(503, "SlowDown"))))
 }
