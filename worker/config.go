@@ -1,7 +1,3 @@
-// Package worker runs inference jobs from a tier's SQS queue: it streams each
-// input from S3 through the engine, checkpoints every chunk so a redelivered
-// job resumes, writes results and the manifest last, and only then deletes
-// the message. Poison is dead-lettered at once with an error record.
 package worker
 
 import (
@@ -13,6 +9,7 @@ import (
 	"github.com/inferstack/inferstack/inference"
 	"github.com/inferstack/inferstack/internal/configerr"
 	"github.com/inferstack/inferstack/internal/runenv"
+	"github.com/inferstack/inferstack/internal/s3io"
 )
 
 // Config is the worker's settings: what its deployment sets (runenv.Worker,
@@ -41,7 +38,7 @@ type Config struct {
 	ReadConcurrency int
 	// VisibilityCeiling is how long after its ReceiveMessage request a
 	// message's visibility can be extended (0: SQS's limit). Before it, a
-	// running job hands over to a fresh copy of its message (worker.go).
+	// running job hands over to a fresh copy of its message (heartbeat.go).
 	VisibilityCeiling time.Duration
 }
 
@@ -81,7 +78,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		Worker:      deployed,
 		WorkerID:    fmt.Sprintf("%s-%d", host, os.Getpid()),
 		ECSAgentURI: getenv("ECS_AGENT_URI"), StatusEvery: 2 * time.Second, PollWait: 20 * time.Second,
-		ReadPartBytes: DefaultReadPartBytes, ReadConcurrency: DefaultReadConcurrency,
+		ReadPartBytes: s3io.DefaultReadPartBytes, ReadConcurrency: s3io.DefaultReadConcurrency,
 	}
 	for _, d := range []struct {
 		key string

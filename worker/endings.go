@@ -1,10 +1,9 @@
 package worker
 
 import (
+	"context"
 	"log/slog"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -13,72 +12,27 @@ import (
 
 	"github.com/inferstack/inferstack/internal/awserr"
 	"github.com/inferstack/inferstack/internal/job"
+	"github.com/inferstack/inferstack/internal/runenv"
+	"github.com/inferstack/inferstack/worker/results"
 )
 
-// statusWriter keeps a job's status object (job.Status, the type clients
-// read) and rewrites status/<job>.json with each change; a client draws its
-// progress bar from it and finds the results through it.
-type statusWriter struct {
-	w  *Worker
-	mu sync.Mutex
-	s  job.Status
-	// progressed says a chunk was written during this delivery.
-	progressed atomic.Bool
-}
-
-// newStatus starts the status of req, received as m at received.
-func (w *Worker) newStatus(req job.Request, m sqstypes.Message, received time.Time) *statusWriter {
-	received = received.UTC()
-	s := job.Status{JobID: req.JobID, Tier: w.cfg.Tier, Worker: w.cfg.WorkerID, Input: req.InputKey(),
-		Results: req.ResultsPrefix(), Timings: job.Timings{ReceivedAt: &received}}
-	if v := m.MessageAttributes[job.AttrDispatchedAt].StringValue; v != nil {
-		if at, err := time.Parse(time.RFC3339Nano, *v); err == nil {
-			s.DispatchedAt = &at
-		}
+// endingContext is the context of what a job's ending writes (status, error
+// record, dead letter, delete, hand-back). Normally transient failures get
+// awserr.MaxOutage of retries; after a soft stop, it ends within ECS's stop
+// timeout (the job's StopTimeout plus half the margin the deployment leaves
+// after it), so a poison path during shutdown cannot outlive the SIGKILL.
+func (w *Worker) endingContext() (context.Context, context.CancelFunc) {
+	if at := w.stopping.Load(); at != 0 {
+		return context.WithDeadline(context.Background(), time.Unix(0, at).Add(w.cfg.StopTimeout+runenv.StopMargin/2))
 	}
-	return &statusWriter{w: w, s: s}
-}
-
-// set changes the state (and what change says) and writes the object.
-// A status that cannot be written is logged, not fatal: it is advisory.
-func (sw *statusWriter) set(state job.State, change func(*job.Status)) {
-	sw.mu.Lock()
-	defer sw.mu.Unlock()
-	sw.s.State, sw.s.UpdatedAt = state, time.Now().UTC()
-	if change != nil {
-		change(&sw.s)
-	}
-	ctx, cancel := sw.w.cleanup()
-	defer cancel()
-	if err := sw.w.store.putJSON(ctx, job.StatusKey(sw.s.JobID), sw.s); err != nil {
-		sw.w.log.Warn("cannot write status", "job_id", sw.s.JobID, "err", err)
-	}
-}
-
-// adopt makes s, an earlier delivery's, the status this writer keeps.
-func (sw *statusWriter) adopt(s job.Status) {
-	sw.mu.Lock()
-	defer sw.mu.Unlock()
-	sw.s = s
-}
-
-// announced records that the job's ending is on the events topic.
-func (sw *statusWriter) announced() {
-	sw.set(sw.snapshot().State, func(s *job.Status) { s.Announced = true })
-}
-
-// snapshot is a copy of the status as last written.
-func (sw *statusWriter) snapshot() job.Status {
-	sw.mu.Lock()
-	defer sw.mu.Unlock()
-	return sw.s
+	return context.WithTimeout(context.Background(), awserr.MaxOutage)
 }
 
 // finish deletes the message: its manifest is in S3.
 func (w *Worker) finish(m sqstypes.Message, log *slog.Logger) {
-	ctx, cancel := w.cleanup()
+	ctx, cancel := w.endingContext()
 	defer cancel()
-	err := retry(ctx, func() error {
+	err := awserr.Retry(ctx, func() error {
 		_, err := w.queue.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(w.cfg.QueueURL), ReceiptHandle: m.ReceiptHandle})
 		return err
 	})
@@ -94,7 +48,7 @@ func (w *Worker) finish(m sqstypes.Message, log *slog.Logger) {
 
 // release makes the message visible again after delay (0: at once).
 func (w *Worker) release(m sqstypes.Message, delay time.Duration, log *slog.Logger) {
-	ctx, cancel := w.cleanup()
+	ctx, cancel := w.endingContext()
 	defer cancel()
 	_, err := w.queue.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
 		QueueUrl: aws.String(w.cfg.QueueURL), ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: int32(delay.Seconds()),
@@ -114,11 +68,11 @@ func (w *Worker) poison(m sqstypes.Message, status *statusWriter, cause error, l
 		jobID = status.s.JobID
 	}
 	reason := cause.Error()
-	ctx, cancel := w.cleanup()
+	ctx, cancel := w.endingContext()
 	defer cancel()
 	record := job.ErrorRecord{JobID: jobID, State: job.StateFailed, Reason: reason, Stage: job.StageWorker,
 		MessageID: aws.ToString(m.MessageId), Body: aws.ToString(m.Body), Tier: w.cfg.Tier, Worker: w.cfg.WorkerID, FailedAt: time.Now().UTC()}
-	if err := w.store.putJSON(ctx, job.ErrorKey(jobID), record); err != nil {
+	if err := w.store.PutJSON(ctx, job.ErrorKey(jobID), record); err != nil {
 		log.Error("cannot write error record; leaving the message for redelivery", "err", err)
 		return
 	}
@@ -135,9 +89,9 @@ func (w *Worker) poison(m sqstypes.Message, status *statusWriter, cause error, l
 	}
 	if status != nil {
 		// The job ends for good: its multipart uploads would only be billed.
-		w.abortUploads(ctx, jobID, log)
+		results.AbortUploads(ctx, w.store, jobID, log)
 	}
-	err := retry(ctx, func() error {
+	err := awserr.Retry(ctx, func() error {
 		_, err := w.queue.SendMessage(ctx, &sqs.SendMessageInput{
 			QueueUrl: aws.String(w.cfg.DeadLetterURL), MessageBody: m.Body,
 			MessageAttributes: map[string]sqstypes.MessageAttributeValue{
@@ -167,7 +121,7 @@ func (w *Worker) poison(m sqstypes.Message, status *statusWriter, cause error, l
 // The copy goes first: a crash between the two leaves a duplicate
 // delivery, which ends as one result, where the other order could lose the job.
 func (w *Worker) handOver(m sqstypes.Message, stalls int, log *slog.Logger) {
-	ctx, cancel := w.cleanup()
+	ctx, cancel := w.endingContext()
 	defer cancel()
 	attrs := make(map[string]sqstypes.MessageAttributeValue, len(m.MessageAttributes))
 	for name, v := range m.MessageAttributes {
@@ -178,7 +132,7 @@ func (w *Worker) handOver(m sqstypes.Message, stalls int, log *slog.Logger) {
 		attrs[job.AttrStalls] = sqstypes.MessageAttributeValue{DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(stalls))}
 	}
 	var copyID string
-	err := retry(ctx, func() error {
+	err := awserr.Retry(ctx, func() error {
 		out, err := w.queue.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(w.cfg.QueueURL), MessageBody: m.Body,
 			MessageAttributes: attrs, DelaySeconds: 0})
 		if err == nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/inferstack/inferstack/inference"
 	"github.com/inferstack/inferstack/internal/awserr"
 	"github.com/inferstack/inferstack/internal/job"
+	"github.com/inferstack/inferstack/internal/s3io"
 )
 
 // Events is the SNS API the worker publishes job events with; *sns.Client
@@ -49,15 +50,15 @@ func (w *Worker) failedEvent(jobID, reason string, status *statusWriter) job.Eve
 // read counts as unannounced: a duplicate event is acceptable, a lost one
 // is not.
 func (w *Worker) unannounced(req job.Request, status *statusWriter, m *inference.Manifest, log *slog.Logger) bool {
-	ctx, cancel := w.cleanup()
+	ctx, cancel := w.endingContext()
 	defer cancel()
 	var stored job.Status
-	switch err := w.store.getJSON(ctx, job.StatusKey(req.JobID), &stored); {
+	switch err := w.store.GetJSON(ctx, job.StatusKey(req.JobID), &stored); {
 	case err == nil && stored.Announced:
 		return false
 	case err == nil:
 		status.adopt(stored)
-	case !errors.Is(err, errNotFound):
+	case !errors.Is(err, s3io.ErrNotFound):
 		log.Warn("cannot read the job's status: announcing it, perhaps again", "err", err)
 	}
 	log.Info("job done by an earlier delivery that did not announce it: announcing it now")
@@ -74,9 +75,9 @@ func (w *Worker) publish(ev job.Event, log *slog.Logger) bool {
 	for name, value := range ev.Attributes() {
 		attrs[name] = snstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(value)}
 	}
-	ctx, cancel := w.cleanup()
+	ctx, cancel := w.endingContext()
 	defer cancel()
-	err := retry(ctx, func() error {
+	err := awserr.Retry(ctx, func() error {
 		_, err := w.events.Publish(ctx, &sns.PublishInput{
 			TopicArn: aws.String(w.cfg.EventsTopicARN), Message: aws.String(ev.Body()), MessageAttributes: attrs,
 		})

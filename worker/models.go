@@ -17,7 +17,7 @@ func (w *Worker) model(ctx context.Context, key string) (*inference.Model, error
 	if m, ok := w.models[key]; ok {
 		return m, nil
 	}
-	data, err := w.store.get(ctx, key)
+	data, err := w.store.Get(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}

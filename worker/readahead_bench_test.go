@@ -1,7 +1,7 @@
 package worker_test
 
-// The worker's input reader over HTTP with the real SDK: against moto, and
-// against an object served from memory, directly and through a proxy shaped
+// The worker's input reader (s3io.RangeReader) over HTTP with the real SDK:
+// against moto, and against an object served from memory, directly and through a proxy shaped
 // like S3 connections across a network, where its read-ahead is measured.
 
 import (
@@ -18,8 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
 
+	"github.com/inferstack/inferstack/internal/s3io"
 	"github.com/inferstack/inferstack/internal/testenv"
-	"github.com/inferstack/inferstack/worker"
 )
 
 // The reader reads what moto holds, every GET pinned to the version it
@@ -36,7 +36,7 @@ func TestInputReaderAgainstMotoStaysOnItsVersion(t *testing.T) {
 	e.put("inputs/big.npy", data)
 	head, err := e.s3.HeadObject(t.Context(), &s3.HeadObjectInput{Bucket: aws.String(e.bucket), Key: aws.String("inputs/big.npy")})
 	require.NoError(t, err)
-	r := worker.OpenInput(t.Context(), e.s3, e.bucket, "inputs/big.npy", aws.ToString(head.ETag), int64(len(data)), part, 2)
+	r := (&s3io.Store{S3: e.s3, Bucket: e.bucket}).Reader(t.Context(), "inputs/big.npy", aws.ToString(head.ETag), int64(len(data)), part, 2)
 	defer r.Close()
 	for _, rd := range [][2]int64{{0, 10}, {10, 4000}, {128, 3*part + 5}} { // header, probe, a chunk
 		p := make([]byte, rd[1])
@@ -53,7 +53,7 @@ func TestInputReaderAgainstMotoStaysOnItsVersion(t *testing.T) {
 // benchObject is a 128 MiB object served from memory, reached directly
 // (loopback) or through a shaped proxy.
 type benchObject struct {
-	objects      worker.Objects
+	objects      s3io.Objects
 	bucket, key  string
 	etag         string
 	size         int64
@@ -93,7 +93,7 @@ func newBenchObject(b *testing.B) *benchObject {
 }
 
 // client is an S3 client with the SDK's default HTTP client, as the worker's.
-func (o *benchObject) client(b *testing.B, endpoint string) worker.Objects {
+func (o *benchObject) client(b *testing.B, endpoint string) s3io.Objects {
 	cfg, err := moto.Config(b.Context()) // its credentials and region; not its endpoint
 	require.NoError(b, err)
 	return s3.NewFromConfig(cfg, func(o *s3.Options) {
@@ -106,11 +106,11 @@ func (o *benchObject) client(b *testing.B, endpoint string) worker.Objects {
 // read reads the object as the engine does, with a fresh reader and a fresh
 // SDK client (no warm connections), and returns how long it took: the
 // header, then 8 MiB chunks (the engine's default) front to back.
-func (o *benchObject) read(b *testing.B, objects worker.Objects, partBytes int64, concurrency int) time.Duration {
+func (o *benchObject) read(b *testing.B, objects s3io.Objects, partBytes int64, concurrency int) time.Duration {
 	ctx, cancel := context.WithCancel(b.Context())
 	defer cancel()
 	start := time.Now()
-	r := worker.OpenInput(ctx, objects, o.bucket, o.key, o.etag, o.size, partBytes, concurrency)
+	r := (&s3io.Store{S3: objects, Bucket: o.bucket}).Reader(ctx, o.key, o.etag, o.size, partBytes, concurrency)
 	defer r.Close()
 	_, err := r.ReadAt(make([]byte, 128), 0)
 	require.NoError(b, err)
@@ -135,7 +135,7 @@ func BenchmarkInputThroughShapedProxy(b *testing.B) {
 	o := newBenchObject(b)
 	var single, ahead time.Duration
 	for b.Loop() {
-		single += o.read(b, o.client(b, o.proxy), worker.DefaultReadPartBytes, 1)
+		single += o.read(b, o.client(b, o.proxy), s3io.DefaultReadPartBytes, 1)
 		ahead += o.read(b, o.client(b, o.proxy), 0, 0)
 	}
 	n := int64(b.N) * o.size

@@ -1,4 +1,4 @@
-package worker
+package s3io
 
 import (
 	"context"
@@ -33,9 +33,9 @@ const headBytes = 1 << 20
 // errReaderClosed answers a read after Close.
 var errReaderClosed = errors.New("input reader closed")
 
-// rangeReader is the engine's view of its input: one version of an object
-// (every GET is If-Match its ETag) read through a window of parts that
-// concurrent ranged GETs fetch ahead of the engine.
+// RangeReader is one version of an object (every GET is If-Match its ETag)
+// read through a window of parts that concurrent ranged GETs fetch ahead of
+// its reader, shaped for how the inference engine reads its input.
 //
 // The engine reads a few small pieces at the start, then the input front to
 // back, a chunk (about 8 MiB by default) per call, from its first chunk or,
@@ -52,12 +52,12 @@ var errReaderClosed = errors.New("input reader closed")
 // read outside the window (a resume, a read back to the start) abandons its
 // parts: their GETs are cancelled, their buffers freed as they unwind.
 //
-// A part's error is returned by the reads that need it, after retry() has
-// given up on it. ReadAt is safe for concurrent use. The GETs stop when ctx
+// A part's error is returned by the reads that need it, after awserr.Retry
+// has given up on it. ReadAt is safe for concurrent use. The GETs stop when ctx
 // ends or at Close.
-type rangeReader struct {
+type RangeReader struct {
 	ctx  context.Context
-	s    *store
+	s    *Store
 	key  string
 	etag string
 	size int64
@@ -73,9 +73,10 @@ type rangeReader struct {
 	free  [][]byte        // buffers of dropped parts (all partBytes long)
 }
 
-// reader opens one version of an object for the engine.
-func (s *store) reader(ctx context.Context, key, etag string, size, partBytes int64, concurrency int) *rangeReader {
-	return &rangeReader{ctx: ctx, s: s, key: key, etag: etag, size: size, partBytes: partBytes, concurrency: concurrency}
+// Reader opens one version of an object (etag) of size bytes for reads at
+// any offset, fetched ahead in parts of partBytes, concurrency at once.
+func (s *Store) Reader(ctx context.Context, key, etag string, size, partBytes int64, concurrency int) *RangeReader {
+	return &RangeReader{ctx: ctx, s: s, key: key, etag: etag, size: size, partBytes: partBytes, concurrency: concurrency}
 }
 
 // part is a range of the object, fetched by one goroutine.
@@ -84,7 +85,7 @@ type part struct {
 	data []byte
 	done chan struct{} // closed once data or err is set
 
-	// Under rangeReader.mu:
+	// Under RangeReader.mu:
 	err      error
 	finished bool
 	cancel   context.CancelFunc
@@ -92,10 +93,10 @@ type part struct {
 	dropped  bool // out of the window: its buffer goes back once finished and unused
 }
 
-var _ io.ReaderAt = (*rangeReader)(nil)
+var _ io.ReaderAt = (*RangeReader)(nil)
 
 // ReadAt reads len(p) bytes at off, or up to the end of the object with io.EOF.
-func (r *rangeReader) ReadAt(p []byte, off int64) (int, error) {
+func (r *RangeReader) ReadAt(p []byte, off int64) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
@@ -128,7 +129,7 @@ func (r *rangeReader) ReadAt(p []byte, off int64) (int, error) {
 }
 
 // Close stops the reader's GETs and drops its parts; reads fail after it.
-func (r *rangeReader) Close() {
+func (r *RangeReader) Close() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.init()
@@ -139,7 +140,7 @@ func (r *rangeReader) Close() {
 }
 
 // init settles the defaults on first use. Under mu.
-func (r *rangeReader) init() {
+func (r *RangeReader) init() {
 	if r.base != nil {
 		return
 	}
@@ -156,7 +157,7 @@ func (r *rangeReader) init() {
 // acquire returns the part holding pos for a read that ends at end: the head
 // when the whole read lies in it, else the window's part, moving the window
 // there. The caller must release it.
-func (r *rangeReader) acquire(pos, end int64) (*part, error) {
+func (r *RangeReader) acquire(pos, end int64) (*part, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.init()
@@ -178,7 +179,7 @@ func (r *rangeReader) acquire(pos, end int64) (*part, error) {
 
 // window makes parts [i, i+concurrency) the window, dropping any others and
 // fetching those missing, and returns part i. Under mu.
-func (r *rangeReader) window(i int64) *part {
+func (r *RangeReader) window(i int64) *part {
 	last := min(i+int64(r.concurrency), (r.size+r.partBytes-1)/r.partBytes)
 	for j, pt := range r.parts {
 		if j < i || j >= last {
@@ -195,7 +196,7 @@ func (r *rangeReader) window(i int64) *part {
 }
 
 // buffer returns n bytes for a part, reusing a dropped part's. Under mu.
-func (r *rangeReader) buffer(n int64) []byte {
+func (r *RangeReader) buffer(n int64) []byte {
 	if n == r.partBytes && len(r.free) > 0 {
 		b := r.free[len(r.free)-1]
 		r.free = r.free[:len(r.free)-1]
@@ -205,7 +206,7 @@ func (r *rangeReader) buffer(n int64) []byte {
 }
 
 // start fetches data's length of bytes at off into data. Under mu.
-func (r *rangeReader) start(off int64, data []byte) *part {
+func (r *RangeReader) start(off int64, data []byte) *part {
 	ctx, cancel := context.WithCancel(r.base)
 	pt := &part{off: off, data: data, done: make(chan struct{}), cancel: cancel}
 	go func() {
@@ -221,7 +222,7 @@ func (r *rangeReader) start(off int64, data []byte) *part {
 }
 
 // drop takes part i out of the window; its GET stops unless a read waits on it. Under mu.
-func (r *rangeReader) drop(i int64, pt *part) {
+func (r *RangeReader) drop(i int64, pt *part) {
 	delete(r.parts, i)
 	pt.dropped = true
 	if pt.users == 0 {
@@ -232,7 +233,7 @@ func (r *rangeReader) drop(i int64, pt *part) {
 
 // recycle keeps a dropped part's buffer for the next part once nothing
 // writes or reads it any more. Under mu.
-func (r *rangeReader) recycle(pt *part) {
+func (r *RangeReader) recycle(pt *part) {
 	if pt.dropped && pt.finished && pt.users == 0 && pt.data != nil {
 		if int64(len(pt.data)) == r.partBytes && len(r.free) < r.concurrency {
 			r.free = append(r.free, pt.data)
@@ -243,7 +244,7 @@ func (r *rangeReader) recycle(pt *part) {
 
 // wait blocks until the part is fetched or the reader stops; a part that
 // failed because the reader stopped reports why it stopped.
-func (r *rangeReader) wait(pt *part) error {
+func (r *RangeReader) wait(pt *part) error {
 	select {
 	case <-pt.done:
 		if pt.err == nil || r.base.Err() == nil {
@@ -255,7 +256,7 @@ func (r *rangeReader) wait(pt *part) error {
 }
 
 // stopped says why the reader stopped: the job's end, or Close.
-func (r *rangeReader) stopped() error {
+func (r *RangeReader) stopped() error {
 	if r.ctx.Err() != nil {
 		return context.Cause(r.ctx)
 	}
@@ -263,7 +264,7 @@ func (r *rangeReader) stopped() error {
 }
 
 // release ends a read's use of a part.
-func (r *rangeReader) release(pt *part) {
+func (r *RangeReader) release(pt *part) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	pt.users--
@@ -275,11 +276,11 @@ func (r *rangeReader) release(pt *part) {
 
 // fetch reads len(p) bytes at off with one ranged GET, retried as every S3
 // call is.
-func (r *rangeReader) fetch(ctx context.Context, p []byte, off int64) error {
+func (r *RangeReader) fetch(ctx context.Context, p []byte, off int64) error {
 	rng := fmt.Sprintf("bytes=%d-%d", off, off+int64(len(p))-1)
-	err := retry(ctx, func() error {
-		out, err := r.s.s3.GetObject(ctx, &s3.GetObjectInput{
-			Bucket: aws.String(r.s.bucket), Key: aws.String(r.key), IfMatch: aws.String(r.etag), Range: aws.String(rng),
+	err := awserr.Retry(ctx, func() error {
+		out, err := r.s.S3.GetObject(ctx, &s3.GetObjectInput{
+			Bucket: aws.String(r.s.Bucket), Key: aws.String(r.key), IfMatch: aws.String(r.etag), Range: aws.String(rng),
 		})
 		if err != nil {
 			return err
@@ -292,5 +293,5 @@ func (r *rangeReader) fetch(ctx context.Context, p []byte, off int64) error {
 		}
 		return nil
 	})
-	return awserr.Denied(err, "s3:GetObject", r.s.uri(r.key))
+	return awserr.Denied(err, "s3:GetObject", r.s.URI(r.key))
 }

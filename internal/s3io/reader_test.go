@@ -1,8 +1,9 @@
-package worker
+package s3io
 
 // The input reader against a hand fake of S3's GetObject, for what S3
 // emulators cannot do on cue: hold GETs to count them in flight, fail one
-// part, break a body half way. readahead_bench_test.go runs it over HTTP.
+// part, break a body half way. worker/readahead_bench_test.go runs it over
+// HTTP.
 
 import (
 	"bytes"
@@ -24,18 +25,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/inferstack/inferstack/internal/awserr"
-	"github.com/inferstack/inferstack/internal/configerr"
-	"github.com/inferstack/inferstack/internal/runenv"
 )
-
-// OpenInput is the worker's input reader, for the external test package's
-// benchmarks over HTTP.
-func OpenInput(ctx context.Context, objects Objects, bucket, key, etag string, size, partBytes int64, concurrency int) interface {
-	io.ReaderAt
-	Close()
-} {
-	return (&store{s3: objects, bucket: bucket}).reader(ctx, key, etag, size, partBytes, concurrency)
-}
 
 // fakeObject serves one object's ranged GETs as S3 does (If-Match checked)
 // and records them. Objects' other methods are not used by the reader.
@@ -55,7 +45,7 @@ type fakeObject struct {
 	inFlight, max int              // GETs whose body is not closed yet
 	buffers       map[uintptr]bool // the reader's buffers the bodies were read into, by last byte
 	maxParts      int              // the most parts the reader held at once, seen from GETs
-	reader        *rangeReader     // set by the test, to look into
+	reader        *RangeReader     // set by the test, to look into
 }
 
 func newFake(size int) *fakeObject {
@@ -66,8 +56,8 @@ func newFake(size int) *fakeObject {
 	return &fakeObject{data: data, etag: `"v1"`, buffers: map[uintptr]bool{}}
 }
 
-func (f *fakeObject) open(ctx context.Context, partBytes int64, concurrency int) *rangeReader {
-	r := (&store{s3: f, bucket: "b"}).reader(ctx, "inputs/x.npy", f.etag, int64(len(f.data)), partBytes, concurrency)
+func (f *fakeObject) open(ctx context.Context, partBytes int64, concurrency int) *RangeReader {
+	r := (&Store{S3: f, Bucket: "b"}).Reader(ctx, "inputs/x.npy", f.etag, int64(len(f.data)), partBytes, concurrency)
 	f.mu.Lock()
 	f.reader = r
 	f.mu.Unlock()
@@ -318,7 +308,7 @@ func TestReadAheadSurfacesAPartsErrorToTheReadThatNeedsIt(t *testing.T) {
 			require.Equal(t, "s3://b/inputs/x.npy", d.Resource)
 		}},
 		{"replaced: the ETag no longer matches", responseError(http.StatusPreconditionFailed, "PreconditionFailed"), func(t *testing.T, err error) {
-			require.Equal(t, http.StatusPreconditionFailed, status(err))
+			require.Equal(t, http.StatusPreconditionFailed, awserr.HTTPStatus(err))
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -473,45 +463,5 @@ func TestReadAheadConcurrentRandomReads(t *testing.T) {
 	}
 	for range cap(errs) {
 		require.NoError(t, <-errs)
-	}
-}
-
-func TestReadAheadSettingsFromEnv(t *testing.T) {
-	t.Parallel()
-	base := runenv.Worker{Region: "us-east-1", Tier: "cpu", Device: "cpu", QueueURL: "q", DeadLetterURL: "d", Bucket: "b",
-		ModelKey: "models/m.onnx", Visibility: time.Minute, MaxReceives: 5, StopTimeout: time.Minute,
-		EventsTopicARN: "arn:aws:sns:us-east-1:123456789012:events", Threads: 1}.Env()
-	for _, c := range []struct {
-		set         map[string]string
-		part        int64
-		concurrency int
-		badKey      string
-	}{
-		{set: nil, part: DefaultReadPartBytes, concurrency: DefaultReadConcurrency},
-		{set: map[string]string{runenv.EnvReadPartBytes: "16777216", runenv.EnvReadConcurrency: "16"}, part: 16 << 20, concurrency: 16},
-		{set: map[string]string{runenv.EnvReadPartBytes: "65536", runenv.EnvReadConcurrency: "1"}, part: 64 << 10, concurrency: 1},
-		{set: map[string]string{runenv.EnvReadPartBytes: "8MiB"}, badKey: runenv.EnvReadPartBytes},
-		{set: map[string]string{runenv.EnvReadPartBytes: "1000"}, badKey: runenv.EnvReadPartBytes},
-		{set: map[string]string{runenv.EnvReadPartBytes: "2147483648"}, badKey: runenv.EnvReadPartBytes},
-		{set: map[string]string{runenv.EnvReadConcurrency: "0"}, badKey: runenv.EnvReadConcurrency},
-		{set: map[string]string{runenv.EnvReadConcurrency: "65"}, badKey: runenv.EnvReadConcurrency},
-	} {
-		env := map[string]string{}
-		for k, v := range base {
-			env[k] = v
-		}
-		for k, v := range c.set {
-			env[k] = v
-		}
-		cfg, err := ConfigFromEnv(func(k string) string { return env[k] })
-		if c.badKey != "" {
-			var ce *configerr.Error
-			require.ErrorAs(t, err, &ce, "%v", c.set)
-			require.Equal(t, c.badKey, ce.Key)
-			continue
-		}
-		require.NoError(t, err)
-		require.Equal(t, c.part, cfg.ReadPartBytes)
-		require.Equal(t, c.concurrency, cfg.ReadConcurrency)
 	}
 }

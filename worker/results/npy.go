@@ -1,4 +1,4 @@
-package worker
+package results
 
 import (
 	"context"
@@ -8,64 +8,26 @@ import (
 	"sync/atomic"
 
 	"github.com/inferstack/inferstack/inference"
-	"github.com/inferstack/inferstack/inference/predictions"
 	"github.com/inferstack/inferstack/internal/job"
+	"github.com/inferstack/inferstack/internal/s3io"
 )
 
-// checkpointFormat marks checkpoints of multipart results. Those of earlier
-// releases (format 0: every chunk kept as an object) are not resumed.
-const checkpointFormat = 2
-
-// checkpoint records how far a job got. A redelivered job whose input and
-// model are unchanged resumes after Done chunks with the same batch size,
-// chunk size and threads, so its outputs are byte-identical, continuing the
-// multipart uploads recorded in Results.
-type checkpoint struct {
-	Format       int              `json:"format"`
-	InputETag    string           `json:"input_etag"`
-	ModelSHA256  string           `json:"model_sha256"`
-	BatchSize    int64            `json:"batch_size"`
-	ChunkSamples int64            `json:"chunk_samples"`
-	Threads      int              `json:"threads"`
-	Outputs      []string         `json:"outputs"`
-	Done         int64            `json:"chunks_done"`
-	Results      []resultProgress `json:"results,omitempty"`
-	// A Parquet result's: its writer's row-group size, and the writer as
-	// it stood after the last row group in the parts and tail (the chunk
-	// to resume at, Done, holds its next row).
-	RowGroupBytes int64              `json:"row_group_bytes,omitempty"`
-	Parquet       *predictions.State `json:"parquet,omitempty"`
+// partTarget is the size at which an output's open part is sealed and
+// uploaded: S3's minimum, or more for an output so large that parts of the
+// minimum would be more than s3io.MaxParts. Parts are sealed at chunk boundaries
+// once they hold at least the target, so all but the last are at least the
+// target: at most s3io.MaxParts-1 of them, and the last.
+func partTarget(fileBytes int64) int64 {
+	return max(s3io.MinPartBytes, (fileBytes+s3io.MaxParts-2)/(s3io.MaxParts-1))
 }
 
-// resultProgress is how far one output file got: the parts its upload has
-// (from the start of the file), then chunks TailFrom to Done, whose rows
-// are in tail objects until a part takes them (for a Parquet result, row
-// groups TailFrom to Parquet.RowGroups).
-type resultProgress struct {
-	Key       string       `json:"key"`
-	UploadID  string       `json:"upload_id,omitempty"`
-	Parts     []partRecord `json:"parts,omitempty"`
-	TailFrom  int64        `json:"tail_from"`
-	Completed bool         `json:"completed,omitempty"`
-}
-
-// partRecord is one uploaded part and the chunks [first, end) whose rows
-// it ends with (the first part starts with the .npy header).
-type partRecord struct {
-	Number int32    `json:"number"`
-	ETag   string   `json:"etag"`
-	CRC32  string   `json:"crc32"`
-	Bytes  int64    `json:"bytes"`
-	Chunks [2]int64 `json:"chunks"`
-}
-
-func (cp *checkpoint) hasUploads() bool {
-	for _, r := range cp.Results {
-		if r.UploadID != "" {
-			return true
-		}
+// partCapacity is the most an open part can hold: the header, then whole
+// chunks of chunkRows bytes until they reach the target.
+func partCapacity(target, header, chunkRows, fileBytes int64) int64 {
+	if chunkRows <= 0 {
+		return min(fileBytes, header)
 	}
-	return false
+	return min(fileBytes, header+(target+chunkRows-1)/chunkRows*chunkRows)
 }
 
 // tailKey holds chunk's rows of the outputs whose open part they went into.
@@ -73,7 +35,7 @@ func tailKey(jobID string, chunk int64) string {
 	return fmt.Sprintf("%s%s/tail-%06d.bin", job.CheckpointPrefix, jobID, chunk)
 }
 
-// s3Sink streams each output file to S3 as a multipart upload, with no
+// npySink streams each .npy output file to S3 as a multipart upload, with no
 // local files and no output ever whole in memory. A file's bytes collect in
 // its open part; at the first chunk boundary where the open part reaches
 // partTarget it is sealed and uploaded in the background, so a chunk's rows
@@ -83,13 +45,13 @@ func tailKey(jobID string, chunk int64) string {
 // twice, and none at all when a chunk's rows fill a part. Finish uploads
 // the last parts (or, for an output that never filled one, the whole file
 // in one PUT), completes the uploads, and writes the manifest last.
-type s3Sink struct {
+type npySink struct {
 	ctx           context.Context
-	store         *store
+	store         *s3io.Store
 	jobID         string
 	resultsPrefix string
-	resume        *checkpoint // from an earlier delivery, if compatible
-	cp            checkpoint  // what identifies the run; the rest is filled per write
+	resume        *Checkpoint // from an earlier delivery, if compatible
+	cp            Checkpoint  // what identifies the run; the rest is filled per write
 
 	plan    inference.Plan
 	files   []inference.OutputFile
@@ -116,7 +78,7 @@ const maxUploads = 4
 // maxPendingCheckpoints bounds the chunks whose checkpoint waits for their uploads.
 const maxPendingCheckpoints = 8
 
-var _ inference.Sink = (*s3Sink)(nil)
+var _ inference.Sink = (*npySink)(nil)
 
 // resultStream is one output file on its way to S3. Only the engine's writer
 // (Start, WriteChunk, Finish, one at a time) touches it.
@@ -203,7 +165,7 @@ type streamState struct {
 	completed bool
 }
 
-func (s *s3Sink) Start(plan inference.Plan, outputs []inference.OutputSpec) error {
+func (s *npySink) Start(plan inference.Plan, outputs []inference.OutputSpec) error {
 	files, headers := inference.NpyOutputs(plan.Samples, outputs)
 	s.plan, s.files = plan, files
 	s.cp.BatchSize, s.cp.ChunkSamples, s.cp.Outputs = plan.BatchSize, plan.ChunkSamples, nil
@@ -214,7 +176,7 @@ func (s *s3Sink) Start(plan inference.Plan, outputs []inference.OutputSpec) erro
 		chunkRows := plan.ChunkSamples * st.rowBytes
 		st.target = partTarget(st.fileBytes)
 		st.capacity = partCapacity(st.target, st.header, chunkRows, st.fileBytes)
-		if st.capacity > maxPartBytes {
+		if st.capacity > s3io.MaxPartBytes {
 			return fmt.Errorf("output %s: %w: parts of %d bytes (chunks of %d bytes, %d in all) exceed S3's 5 GiB; use smaller chunks",
 				o.Name, inference.ErrBadInput, st.capacity, chunkRows, st.fileBytes)
 		}
@@ -236,18 +198,18 @@ func (s *s3Sink) Start(plan inference.Plan, outputs []inference.OutputSpec) erro
 
 // restore continues cp's uploads: their parts, then the open parts rebuilt
 // from the tail objects of chunks after them.
-func (s *s3Sink) restore(cp checkpoint) error {
+func (s *npySink) restore(cp Checkpoint) error {
 	if len(cp.Results) != len(s.streams) {
-		return fmt.Errorf("checkpoint records %d outputs, the run has %d: %w", len(cp.Results), len(s.streams), errUploadGone)
+		return fmt.Errorf("checkpoint records %d outputs, the run has %d: %w", len(cp.Results), len(s.streams), s3io.ErrUploadGone)
 	}
 	first := cp.Done
 	for i, st := range s.streams {
 		r := cp.Results[i]
 		switch {
 		case r.Key != st.key:
-			return fmt.Errorf("checkpoint writes %s, the run %s: %w", r.Key, st.key, errUploadGone)
+			return fmt.Errorf("checkpoint writes %s, the run %s: %w", r.Key, st.key, s3io.ErrUploadGone)
 		case r.Completed && cp.Done != s.plan.Chunks(), r.TailFrom > cp.Done, len(r.Parts) > 0 && r.UploadID == "":
-			return fmt.Errorf("checkpoint of %s is inconsistent: %w", st.key, errUploadGone)
+			return fmt.Errorf("checkpoint of %s is inconsistent: %w", st.key, s3io.ErrUploadGone)
 		}
 		st.uploadID, st.completed, st.openFrom = r.UploadID, r.Completed, r.TailFrom
 		var partsEnd int64
@@ -263,14 +225,14 @@ func (s *s3Sink) restore(cp checkpoint) error {
 		if !st.completed {
 			first = min(first, st.openFrom)
 			if want := st.offset(s.plan, st.openFrom); partsEnd != want {
-				return fmt.Errorf("checkpoint of %s: its parts end at byte %d, chunk %d starts at %d: %w", st.key, partsEnd, st.openFrom, want, errUploadGone)
+				return fmt.Errorf("checkpoint of %s: its parts end at byte %d, chunk %d starts at %d: %w", st.key, partsEnd, st.openFrom, want, s3io.ErrUploadGone)
 			}
 		}
 	}
 	for c := first; c < cp.Done; c++ {
-		data, err := s.store.get(s.ctx, tailKey(s.jobID, c))
+		data, err := s.store.Get(s.ctx, tailKey(s.jobID, c))
 		if err != nil {
-			return fmt.Errorf("read tail of chunk %d: %w: %w", c, errUploadGone, err)
+			return fmt.Errorf("read tail of chunk %d: %w: %w", c, s3io.ErrUploadGone, err)
 		}
 		start, end := s.plan.Chunk(c)
 		for _, st := range s.streams {
@@ -279,18 +241,18 @@ func (s *s3Sink) restore(cp checkpoint) error {
 			}
 			n := (end - start) * st.rowBytes
 			if int64(len(data)) < n {
-				return fmt.Errorf("tail of chunk %d is short: %w", c, errUploadGone)
+				return fmt.Errorf("tail of chunk %d is short: %w", c, s3io.ErrUploadGone)
 			}
 			st.open.b, data = append(st.open.b, data[:n]...), data[n:]
 		}
 		if len(data) != 0 {
-			return fmt.Errorf("tail of chunk %d is long: %w", c, errUploadGone)
+			return fmt.Errorf("tail of chunk %d is long: %w", c, s3io.ErrUploadGone)
 		}
 	}
 	return nil
 }
 
-func (s *s3Sink) WriteChunk(start int64, rows [][]byte) error {
+func (s *npySink) WriteChunk(start int64, rows [][]byte) error {
 	select {
 	case <-s.failed:
 		return s.err
@@ -304,7 +266,7 @@ func (s *s3Sink) WriteChunk(start int64, rows [][]byte) error {
 	var recorded chan struct{}
 	for i, st := range s.streams {
 		if st.uploadID == "" && int64(len(st.open.b)+len(rows[i])) >= st.target {
-			id, err := s.store.createUpload(s.run, st.key)
+			id, err := s.store.CreateUpload(s.run, st.key)
 			if err != nil {
 				return fmt.Errorf("start upload of %s: %w", st.key, err)
 			}
@@ -341,7 +303,7 @@ func (s *s3Sink) WriteChunk(start int64, rows [][]byte) error {
 					b.release()
 				}
 			}()
-			if err := s.store.putSlices(ctx, tailKey(s.jobID, c), tail, "application/octet-stream"); err != nil {
+			if err := s.store.PutSlices(ctx, tailKey(s.jobID, c), tail, "application/octet-stream"); err != nil {
 				return fmt.Errorf("checkpoint chunk %d: %w", c, err)
 			}
 			return nil
@@ -353,7 +315,7 @@ func (s *s3Sink) WriteChunk(start int64, rows [][]byte) error {
 
 // seal uploads st's open part (after the record `after`, if any, is
 // written) and opens the next one at chunk next.
-func (s *s3Sink) seal(st *resultStream, next int64, after <-chan struct{}) *resultPart {
+func (s *npySink) seal(st *resultStream, next int64, after <-chan struct{}) *resultPart {
 	buf := st.open
 	p := &resultPart{partRecord: partRecord{Number: int32(len(st.parts) + 1), Bytes: int64(len(buf.b)), Chunks: [2]int64{st.openFrom, next}}}
 	st.parts = append(st.parts, p)
@@ -370,14 +332,15 @@ func (s *s3Sink) seal(st *resultStream, next int64, after <-chan struct{}) *resu
 				return ctx.Err()
 			}
 		}
-		p.CRC32 = crc32Base64(buf.b)
-		return s.store.uploadPart(ctx, key, id, &p.partRecord, buf.b)
+		up, err := s.store.UploadPart(ctx, key, id, p.Number, buf.b)
+		p.ETag, p.CRC32 = up.ETag, up.CRC32
+		return err
 	})
 	return p
 }
 
 // launch runs fn in the background once a slot is free.
-func (s *s3Sink) launch(fn func(context.Context) error) *uploadTask {
+func (s *npySink) launch(fn func(context.Context) error) *uploadTask {
 	t := &uploadTask{done: make(chan struct{})}
 	select {
 	case s.slots <- struct{}{}:
@@ -399,7 +362,7 @@ func (s *s3Sink) launch(fn func(context.Context) error) *uploadTask {
 	return t
 }
 
-func (s *s3Sink) fail(err error) {
+func (s *npySink) fail(err error) {
 	s.once.Do(func() {
 		s.err = err
 		close(s.failed)
@@ -407,7 +370,7 @@ func (s *s3Sink) fail(err error) {
 	})
 }
 
-func (s *s3Sink) enqueue(r *chunkRecord) error {
+func (s *npySink) enqueue(r *chunkRecord) error {
 	select {
 	case s.records <- r:
 		return nil
@@ -417,7 +380,7 @@ func (s *s3Sink) enqueue(r *chunkRecord) error {
 }
 
 // states snapshots the streams for a checkpoint.
-func (s *s3Sink) states() []streamState {
+func (s *npySink) states() []streamState {
 	states := make([]streamState, len(s.streams))
 	for i, st := range s.streams {
 		states[i] = streamState{uploadID: st.uploadID, parts: st.parts[:len(st.parts):len(st.parts)], openFrom: st.openFrom, completed: st.completed}
@@ -427,7 +390,7 @@ func (s *s3Sink) states() []streamState {
 
 // at is the checkpoint of chunks before done in states, whose parts are
 // uploaded.
-func (s *s3Sink) at(done int64, states []streamState) checkpoint {
+func (s *npySink) at(done int64, states []streamState) Checkpoint {
 	cp := s.cp
 	cp.Format, cp.Done, cp.Results = checkpointFormat, done, make([]resultProgress, len(states))
 	for i, st := range states {
@@ -451,7 +414,7 @@ const (
 )
 
 // checkpointer writes each record's checkpoint once its uploads are done.
-func (s *s3Sink) checkpointer() {
+func (s *npySink) checkpointer() {
 	defer close(s.stopped)
 	var since int64 // bytes uploaded since the last checkpoint
 	size := 0       // of the last checkpoint
@@ -478,16 +441,16 @@ func (s *s3Sink) checkpointer() {
 }
 
 // write puts a checkpoint, compact (it can be large), and says how large.
-func (s *s3Sink) write(cp checkpoint) (int, error) {
+func (s *npySink) write(cp Checkpoint) (int, error) {
 	data, err := json.Marshal(cp)
 	if err != nil {
 		return 0, err
 	}
-	return len(data), s.store.put(s.run, job.CheckpointKey(s.jobID), data, "application/json")
+	return len(data), s.store.Put(s.run, job.CheckpointKey(s.jobID), data, "application/json")
 }
 
 // drain waits for the uploads and checkpoints in flight.
-func (s *s3Sink) drain() error {
+func (s *npySink) drain() error {
 	if s.records == nil {
 		return nil
 	}
@@ -503,7 +466,7 @@ func (s *s3Sink) drain() error {
 	}
 }
 
-func (s *s3Sink) Finish(m *inference.Manifest) error {
+func (s *npySink) Finish(m *inference.Manifest) error {
 	if err := s.drain(); err != nil {
 		return err
 	}
@@ -516,7 +479,7 @@ func (s *s3Sink) Finish(m *inference.Manifest) error {
 			// Never as large as a part: the whole file in one PUT.
 			key, whole := st.key, st.open.b
 			tasks = append(tasks, s.launch(func(ctx context.Context) error {
-				if err := s.store.putSlices(ctx, key, [][]byte{whole}, "application/octet-stream"); err != nil {
+				if err := s.store.PutSlices(ctx, key, [][]byte{whole}, "application/octet-stream"); err != nil {
 					return fmt.Errorf("upload %s: %w", key, err)
 				}
 				return nil
@@ -537,11 +500,11 @@ func (s *s3Sink) Finish(m *inference.Manifest) error {
 	multipart := false
 	for _, st := range s.streams {
 		if st.uploadID != "" && !st.completed {
-			parts := make([]partRecord, len(st.parts))
+			parts := make([]s3io.Part, len(st.parts))
 			for i, p := range st.parts {
-				parts[i] = p.partRecord
+				parts[i] = p.part()
 			}
-			if err := s.store.completeUpload(s.run, st.key, st.uploadID, parts); err != nil {
+			if err := s.store.CompleteUpload(s.run, st.key, st.uploadID, parts); err != nil {
 				return err
 			}
 			multipart = true
@@ -555,25 +518,16 @@ func (s *s3Sink) Finish(m *inference.Manifest) error {
 			return fmt.Errorf("checkpoint completed uploads: %w", err)
 		}
 	}
-	m.Outputs = s.files
-	data, err := m.JSON()
-	if err != nil {
-		return err
-	}
-	// Last: its presence says the results above are complete.
-	if err := s.store.put(s.run, s.resultsPrefix+inference.ManifestFile, data, "application/json"); err != nil {
-		return fmt.Errorf("upload manifest: %w", err)
-	}
-	return nil
+	return putManifest(s.run, s.store, s.resultsPrefix, m, s.files)
 }
 
 // Abort waits for what is in flight and keeps the uploads and checkpoints:
 // a job handed back or taken back resumes from them. Only a job that ends
-// for good aborts its uploads (Worker.abortUploads).
-func (s *s3Sink) Abort() { _ = s.drain() }
+// for good aborts its uploads (AbortUploads).
+func (s *npySink) Abort() { _ = s.drain() }
 
-// progress is where the sink got, for abandoning its uploads after it stopped.
-func (s *s3Sink) progress() *checkpoint {
+// Progress is where the sink got, for abandoning its uploads after it stopped.
+func (s *npySink) Progress() *Checkpoint {
 	cp := s.at(0, s.states())
 	return &cp
 }

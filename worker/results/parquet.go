@@ -1,4 +1,4 @@
-package worker
+package results
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"github.com/inferstack/inferstack/inference"
 	"github.com/inferstack/inferstack/inference/predictions"
 	"github.com/inferstack/inferstack/internal/job"
+	"github.com/inferstack/inferstack/internal/s3io"
 )
 
 // parquetSink streams a table job's predictions.parquet to S3 as one
@@ -33,13 +34,13 @@ import (
 // writer: at most two open parts in memory.
 type parquetSink struct {
 	ctx           context.Context
-	store         *store
+	store         *s3io.Store
 	jobID         string
 	resultsPrefix string
 	kept          []arrow.Field
 	opts          predictions.Options
-	resume        *checkpoint // from an earlier delivery, if compatible
-	cp            checkpoint  // what identifies the run
+	resume        *Checkpoint // from an earlier delivery, if compatible
+	cp            Checkpoint  // what identifies the run
 
 	key     string
 	plan    inference.Plan
@@ -51,7 +52,7 @@ type parquetSink struct {
 
 	open bytes.Buffer // the file's bytes after its last part
 
-	// The uploader's, once it runs; Finish and progress read them after it
+	// The uploader's, once it runs; Finish and Progress read them after it
 	// stopped.
 	uploadID  string
 	parts     []partRecord
@@ -59,18 +60,18 @@ type parquetSink struct {
 	last      *predictions.State // the last checkpointed
 	tailFrom  int                // its first row group after the parts
 
-	sealed  int // parts the writer has handed to the uploader
+	sealed int // parts the writer has handed to the uploader
 	// The open part's bytes up to mark are in tail objects, of row groups
 	// openFrom on.
 	mark     int
 	openFrom int
-	steps   chan step
-	stopped chan struct{}
-	run     context.Context
-	cancel  context.CancelFunc
-	once    sync.Once
-	failed  chan struct{}
-	err     error
+	steps    chan step
+	stopped  chan struct{}
+	run      context.Context
+	cancel   context.CancelFunc
+	once     sync.Once
+	failed   chan struct{}
+	err      error
 }
 
 var _ inference.RowsSink = (*parquetSink)(nil)
@@ -81,7 +82,7 @@ var _ inference.RowsSink = (*parquetSink)(nil)
 // 310 GB (parts are sealed only at row-group boundaries, so they are at
 // least the target but their total is not known in advance).
 func parquetPartTarget(n int) int64 {
-	return minPartBytes << min((n-1)/2000, 4)
+	return s3io.MinPartBytes << min((n-1)/2000, 4)
 }
 
 // parquetTailKey holds row group rowGroup's bytes until a part takes them
@@ -124,9 +125,9 @@ func (s *parquetSink) Start(plan inference.Plan, outputs []inference.OutputSpec)
 
 // restore continues cp's file: its parts, the tail object's bytes after
 // them, and the writer at the State after them.
-func (s *parquetSink) restore(cp checkpoint, cols []predictions.Output, opts predictions.Options) error {
+func (s *parquetSink) restore(cp Checkpoint, cols []predictions.Output, opts predictions.Options) error {
 	if len(cp.Results) != 1 || cp.Results[0].Key != s.key {
-		return fmt.Errorf("checkpoint of another result: %w", errUploadGone)
+		return fmt.Errorf("checkpoint of another result: %w", s3io.ErrUploadGone)
 	}
 	r := cp.Results[0]
 	s.uploadID, s.parts, s.completed, s.last = r.UploadID, r.Parts, r.Completed, cp.Parquet
@@ -136,27 +137,27 @@ func (s *parquetSink) restore(cp checkpoint, cols []predictions.Output, opts pre
 		return nil
 	}
 	if cp.Parquet == nil {
-		return fmt.Errorf("checkpoint of %s has no writer state: %w", s.key, errUploadGone)
+		return fmt.Errorf("checkpoint of %s has no writer state: %w", s.key, s3io.ErrUploadGone)
 	}
 	var partsEnd int64
 	for _, p := range s.parts {
 		partsEnd += p.Bytes
 	}
 	for rg := s.openFrom; rg < cp.Parquet.RowGroups; rg++ {
-		data, err := s.store.get(s.ctx, parquetTailKey(s.jobID, rg))
+		data, err := s.store.Get(s.ctx, parquetTailKey(s.jobID, rg))
 		if err != nil {
-			return fmt.Errorf("read the tail of row group %d of %s: %w: %w", rg, s.key, errUploadGone, err)
+			return fmt.Errorf("read the tail of row group %d of %s: %w: %w", rg, s.key, s3io.ErrUploadGone, err)
 		}
 		s.open.Write(data)
 	}
 	if partsEnd+int64(s.open.Len()) != cp.Parquet.Offset {
 		return fmt.Errorf("checkpoint of %s: its parts and tails end at byte %d, its writer at %d: %w",
-			s.key, partsEnd+int64(s.open.Len()), cp.Parquet.Offset, errUploadGone)
+			s.key, partsEnd+int64(s.open.Len()), cp.Parquet.Offset, s3io.ErrUploadGone)
 	}
 	s.mark = s.open.Len()
 	w, err := predictions.Resume(*cp.Parquet, &s.open, s.kept, cols, opts)
 	if err != nil {
-		return fmt.Errorf("resume %s: %w: %w", s.key, errUploadGone, err)
+		return fmt.Errorf("resume %s: %w: %w", s.key, s3io.ErrUploadGone, err)
 	}
 	s.w, s.skip = w, cp.Parquet.Rows
 	return nil
@@ -242,12 +243,12 @@ type step struct {
 // Only the uploader calls it: it owns the upload and its parts.
 func (s *parquetSink) upload(ctx context.Context, st step) error {
 	if !st.part {
-		if err := s.store.put(ctx, parquetTailKey(s.jobID, st.state.RowGroups-1), st.data, "application/octet-stream"); err != nil {
+		if err := s.store.Put(ctx, parquetTailKey(s.jobID, st.state.RowGroups-1), st.data, "application/octet-stream"); err != nil {
 			return fmt.Errorf("checkpoint %s: %w", s.key, err)
 		}
 	} else {
 		if s.uploadID == "" {
-			id, err := s.store.createUpload(ctx, s.key)
+			id, err := s.store.CreateUpload(ctx, s.key)
 			if err != nil {
 				return fmt.Errorf("start upload of %s: %w", s.key, err)
 			}
@@ -258,11 +259,11 @@ func (s *parquetSink) upload(ctx context.Context, st step) error {
 				return err
 			}
 		}
-		p := partRecord{Number: int32(len(s.parts) + 1), Bytes: int64(len(st.data)), CRC32: crc32Base64(st.data)}
-		if err := s.store.uploadPart(ctx, s.key, s.uploadID, &p, st.data); err != nil {
+		up, err := s.store.UploadPart(ctx, s.key, s.uploadID, int32(len(s.parts)+1), st.data)
+		if err != nil {
 			return err
 		}
-		s.parts = append(s.parts, p)
+		s.parts = append(s.parts, partRecord{Number: up.Number, ETag: up.ETag, CRC32: up.CRC32, Bytes: int64(len(st.data))})
 	}
 	s.last, s.tailFrom = &st.state, st.tailFrom
 	return s.write(ctx, s.at(s.last))
@@ -270,7 +271,7 @@ func (s *parquetSink) upload(ctx context.Context, st step) error {
 
 // at is the checkpoint of the file as the uploader has it, with the writer
 // at state (nil: none to resume from).
-func (s *parquetSink) at(state *predictions.State) checkpoint {
+func (s *parquetSink) at(state *predictions.State) Checkpoint {
 	cp := s.cp
 	cp.Format, cp.Parquet = checkpointFormat, state
 	switch {
@@ -283,8 +284,8 @@ func (s *parquetSink) at(state *predictions.State) checkpoint {
 	return cp
 }
 
-func (s *parquetSink) write(ctx context.Context, cp checkpoint) error {
-	if err := s.store.putJSON(ctx, job.CheckpointKey(s.jobID), cp); err != nil {
+func (s *parquetSink) write(ctx context.Context, cp Checkpoint) error {
+	if err := s.store.PutJSON(ctx, job.CheckpointKey(s.jobID), cp); err != nil {
 		return fmt.Errorf("checkpoint %s: %w", s.key, err)
 	}
 	return nil
@@ -345,17 +346,17 @@ func (s *parquetSink) Finish(m *inference.Manifest) error {
 	switch {
 	case s.completed:
 	case s.uploadID == "":
-		if err := s.store.putSlices(s.ctx, s.key, [][]byte{s.open.Bytes()}, "application/octet-stream"); err != nil {
+		if err := s.store.PutSlices(s.ctx, s.key, [][]byte{s.open.Bytes()}, "application/octet-stream"); err != nil {
 			return fmt.Errorf("upload %s: %w", s.key, err)
 		}
 	default:
 		data := s.open.Bytes()
-		p := partRecord{Number: int32(len(s.parts) + 1), Bytes: int64(len(data)), CRC32: crc32Base64(data)}
-		if err := s.store.uploadPart(s.ctx, s.key, s.uploadID, &p, data); err != nil {
+		up, err := s.store.UploadPart(s.ctx, s.key, s.uploadID, int32(len(s.parts)+1), data)
+		if err != nil {
 			return err
 		}
-		s.parts = append(s.parts, p)
-		if err := s.store.completeUpload(s.ctx, s.key, s.uploadID, s.parts); err != nil {
+		s.parts = append(s.parts, partRecord{Number: up.Number, ETag: up.ETag, CRC32: up.CRC32, Bytes: int64(len(data))})
+		if err := s.store.CompleteUpload(s.ctx, s.key, s.uploadID, completedParts(s.parts)); err != nil {
 			return err
 		}
 		s.completed = true
@@ -365,25 +366,16 @@ func (s *parquetSink) Finish(m *inference.Manifest) error {
 			return err
 		}
 	}
-	m.Outputs = s.files
-	data, err := m.JSON()
-	if err != nil {
-		return err
-	}
-	// Last: its presence says the result above is complete.
-	if err := s.store.put(s.ctx, s.resultsPrefix+inference.ManifestFile, data, "application/json"); err != nil {
-		return fmt.Errorf("upload manifest: %w", err)
-	}
-	return nil
+	return putManifest(s.ctx, s.store, s.resultsPrefix, m, s.files)
 }
 
 // Abort waits for the steps in flight and keeps the upload and checkpoint:
 // a job handed back or taken back resumes from them. Only a job that ends
-// for good aborts its upload (Worker.abortUploads).
+// for good aborts its upload (AbortUploads).
 func (s *parquetSink) Abort() { _ = s.drain() }
 
-// progress is where the sink got, for abandoning its upload after it stopped.
-func (s *parquetSink) progress() *checkpoint {
+// Progress is where the sink got, for abandoning its upload after it stopped.
+func (s *parquetSink) Progress() *Checkpoint {
 	cp := s.at(nil)
 	return &cp
 }
