@@ -19,15 +19,15 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/inferstack/inferstack/internal/awserr"
+	"github.com/inferstack/inferstack/internal/s3io"
 )
 
-// S3's multipart limits (Amazon S3 user guide, "Amazon S3 multipart upload
-// limits"): every part but the last is 5 MiB to 5 GiB, and an upload has at
-// most 10,000 parts.
+// S3's multipart limits, as s3io defines them for the worker too: every
+// part but the last is 5 MiB to 5 GiB, and an upload has at most 10,000 parts.
 const (
-	MinPartSize = 5 << 20
-	MaxPartSize = 5 << 30
-	MaxParts    = 10_000
+	MinPartSize = s3io.MinPartBytes
+	MaxPartSize = s3io.MaxPartBytes
+	MaxParts    = s3io.MaxParts
 )
 
 // Transfer defaults: 8 MiB parts (the AWS CLI's and the transfer manager's
