@@ -77,7 +77,7 @@ func BenchmarkEngineVsBareORT(b *testing.B) {
 	sess, err := model.NewSession(DeviceCPU, threads)
 	require.NoError(b, err)
 	defer sess.Close()
-	job := Job{Model: model, BatchSize: batch, Threads: threads}
+	job := Pass{Model: model, BatchSize: batch, Threads: threads}
 	for b.Loop() {
 		var engine, bare []time.Duration
 		for range benchRounds {
@@ -136,7 +136,7 @@ func BenchmarkCalibrationGain(b *testing.B) {
 		b.Run(cm.name, func(b *testing.B) {
 			type side struct {
 				name  string
-				job   Job
+				job   Pass
 				fresh bool // calibrate into an empty cache
 			}
 			sides := []side{{name: "first", fresh: true}, {name: "cached"}}
@@ -145,13 +145,13 @@ func BenchmarkCalibrationGain(b *testing.B) {
 				for _, batch := range []int64{1, 4, 16, 64} {
 					name := fmt.Sprintf("t%d-b%d", threads, batch)
 					cells[name] = true
-					sides = append(sides, side{name: name, job: Job{BatchSize: batch, Threads: threads}})
+					sides = append(sides, side{name: name, job: Pass{BatchSize: batch, Threads: threads}})
 				}
 			}
 			oldThreads := max(1, runtime.NumCPU()-1) // the default before calibration compared threads
 			old := fmt.Sprintf("t%d-b64", oldThreads)
 			if !cells[old] {
-				sides = append(sides, side{name: old, job: Job{BatchSize: 64, Threads: oldThreads}})
+				sides = append(sides, side{name: old, job: Pass{BatchSize: 64, Threads: oldThreads}})
 			}
 			cached := b.TempDir()
 			timed := func(s side) (time.Duration, *Manifest) {

@@ -17,14 +17,14 @@ type Trial = manifest.Trial
 // needsCalibration says whether the engine, not the model or the caller, sets
 // the batch size: a small input runs as one batch, calibrating would cost
 // more than the whole job.
-func needsCalibration(job Job, src Source) bool {
+func needsCalibration(job Pass, src Source) bool {
 	return job.Model.BatchDim() <= 0 && job.BatchSize == 0 && src.Samples() > smallInput
 }
 
 const smallInput = 32
 
 // fixedChoice is the batch choice of a run that does not calibrate.
-func fixedChoice(job Job, src Source, threads int) BatchChoice {
+func fixedChoice(job Pass, src Source, threads int) BatchChoice {
 	switch {
 	case job.Model.BatchDim() > 0:
 		return BatchChoice{BatchSize: job.Model.BatchDim(), Threads: threads, Source: "model"}
@@ -36,7 +36,7 @@ func fixedChoice(job Job, src Source, threads int) BatchChoice {
 
 // calibrationShare is the share of the job's time its run may spend on the
 // search: job.calibrationShare where a test set it.
-func calibrationShare(job Job) float64 {
+func calibrationShare(job Pass) float64 {
 	if job.calibrationShare != nil {
 		return *job.calibrationShare
 	}
@@ -81,7 +81,7 @@ func cachedChoice(state *calibration.State, device Device) (BatchChoice, bool) {
 // already has, among its candidates; the run's probe ran warm samples in
 // probe. It returns the choice, the session for it and the time spent
 // creating sessions.
-func calibrate(ctx context.Context, job Job, src Source, outputs []OutputSpec, sess *Session, cached *calibration.State, warm int64, probe time.Duration) (BatchChoice, *Session, time.Duration, error) {
+func calibrate(ctx context.Context, job Pass, src Source, outputs []OutputSpec, sess *Session, cached *calibration.State, warm int64, probe time.Duration) (BatchChoice, *Session, time.Duration, error) {
 	bench := newORTBench(ctx, job, src, outputs, sess)
 	defer bench.close()
 	search := calibration.Search{

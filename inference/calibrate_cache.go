@@ -16,7 +16,7 @@ import (
 // calibrationKey names what a calibration depends on: the model, the sample
 // shape, the device asked for, the thread setting, the machine and the
 // search's rules.
-func calibrationKey(job Job, src Source) string {
+func calibrationKey(job Pass, src Source) string {
 	host, _ := os.Hostname()
 	h := sha256.New()
 	fmt.Fprintf(h, "%s|%v|%s|%d|%d|%s|%s|%d", job.Model.SHA256, src.Feeds(), job.Device, job.Threads, runtime.NumCPU(), host, runtimeVersion(), calibration.Version)

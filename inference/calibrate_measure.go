@@ -15,7 +15,7 @@ import (
 // the calibration.Bench the engine searches with.
 type ortBench struct {
 	ctx     context.Context
-	job     Job
+	job     Pass
 	src     Source
 	outputs []OutputSpec
 	epoch   time.Time
@@ -32,7 +32,7 @@ var _ calibration.Bench = (*ortBench)(nil)
 
 // newORTBench is a bench for job with sess, the session the run already has:
 // the only candidate where the job sets its threads.
-func newORTBench(ctx context.Context, job Job, src Source, outputs []OutputSpec, sess *Session) *ortBench {
+func newORTBench(ctx context.Context, job Pass, src Source, outputs []OutputSpec, sess *Session) *ortBench {
 	b := &ortBench{ctx: ctx, job: job, src: src, outputs: outputs, epoch: time.Now(),
 		candidates: []int{sess.Threads}, sessions: map[int]*Session{}, setups: map[int64]*batchSetup{}}
 	if job.Threads == 0 {

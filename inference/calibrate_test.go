@@ -21,7 +21,7 @@ func TestCalibrationRunsTheDefaultUntilItCanAffordAStep(t *testing.T) {
 	input := writeNpy(t, dir, "x.npy", []int64{5000, 24}, randomFloats(5000*24, 10))
 	var start int64
 	for i := range 2 {
-		m, _ := mustRun(t, Job{Model: model, calibrationShare: share(0)}, input)
+		m, _ := mustRun(t, Pass{Model: model, calibrationShare: share(0)}, input)
 		require.Equal(t, "default", m.BatchChoice.Source, "run %d", i+1)
 		require.True(t, m.BatchChoice.Partial)
 		require.Empty(t, m.BatchChoice.Trials, "no budget, no measurement")
@@ -97,7 +97,7 @@ func TestManifestReportsFixedCostsOncePerModel(t *testing.T) {
 	t.Cleanup(model.Close)
 	input := writeNpy(t, dir, "x.npy", []int64{5000, 24}, randomFloats(5000*24, 11))
 
-	first, _ := mustRun(t, Job{Model: model}, input)
+	first, _ := mustRun(t, Pass{Model: model}, input)
 	d := first.Durations
 	require.Positive(t, d.ModelLoad, "the first run of a model reports its load")
 	require.Positive(t, d.Sessions)
@@ -105,7 +105,7 @@ func TestManifestReportsFixedCostsOncePerModel(t *testing.T) {
 	require.Positive(t, d.Calibrate)
 	require.Less(t, d.Sessions+d.Probe+d.Calibrate, d.Total, "set-up is part of the run's total")
 
-	second, _ := mustRun(t, Job{Model: model}, input)
+	second, _ := mustRun(t, Pass{Model: model}, input)
 	d = second.Durations
 	require.Zero(t, d.ModelLoad, "loaded once, reported once")
 	require.Less(t, d.Sessions, first.Durations.Sessions/10, "the model's sessions are kept: a lookup, not a creation")

@@ -16,8 +16,9 @@ import (
 	"github.com/inferstack/inferstack/inference/npy"
 )
 
-// Job is one pass of a model over an input file.
-type Job struct {
+// Pass is one pass of a model over an input file: what Run runs (a
+// worker's job runs one, as `inferstack run` does).
+type Pass struct {
 	Model *Model
 	// Source is the input, opened; nil opens Input by its name's extension,
 	// as a .npy file or raw float32.
@@ -90,7 +91,7 @@ const pipelineSlots = 3
 // Run streams the input through the model into sink and returns the manifest
 // it finished the sink with. Memory is bounded by three chunks whatever the
 // file size. On error the sink is aborted and nothing is presented as complete.
-func Run(ctx context.Context, job Job, sink Sink) (*Manifest, error) {
+func Run(ctx context.Context, job Pass, sink Sink) (*Manifest, error) {
 	started := time.Now()
 	job = withDefaults(job)
 	src, err := openSource(job)
@@ -125,7 +126,7 @@ func Run(ctx context.Context, job Job, sink Sink) (*Manifest, error) {
 }
 
 // withDefaults fills in the job's optional fields.
-func withDefaults(job Job) Job {
+func withDefaults(job Pass) Pass {
 	if job.Logger == nil {
 		job.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -136,7 +137,7 @@ func withDefaults(job Job) Job {
 }
 
 // openSource is the job's input: its Source, else a layout over Input.
-func openSource(job Job) (Source, error) {
+func openSource(job Pass) (Source, error) {
 	if job.Source != nil {
 		return job.Source, nil
 	}
@@ -149,7 +150,7 @@ func openSource(job Job) (Source, error) {
 
 // cachedCalibration is the job's cached search, nil where the job does not
 // calibrate or none is cached.
-func cachedCalibration(job Job, src Source) *calibration.State {
+func cachedCalibration(job Pass, src Source) *calibration.State {
 	if !needsCalibration(job, src) {
 		return nil
 	}
@@ -168,7 +169,7 @@ type probed struct {
 // probe creates the run's session (at a cached search's thread count, which
 // is then the one it keeps) and runs the first sample, or the model's fixed
 // batch, zero-padded, to learn the outputs; d gets the fixed costs.
-func probe(job Job, src Source, cached *calibration.State, d *Durations) (probed, error) {
+func probe(job Pass, src Source, cached *calibration.State, d *Durations) (probed, error) {
 	feeds := src.Feeds()
 	threads := job.Threads
 	if cached != nil {
@@ -218,7 +219,7 @@ func probe(job Job, src Source, cached *calibration.State, d *Durations) (probed
 // chooseBatch picks the batch size and thread count: the model's, the
 // caller's, a completed search's, or the search's so far, which it goes on
 // with first. It returns the session to run with.
-func chooseBatch(ctx context.Context, job Job, src Source, p probed, cached *calibration.State, d *Durations) (BatchChoice, *Session, error) {
+func chooseBatch(ctx context.Context, job Pass, src Source, p probed, cached *calibration.State, d *Durations) (BatchChoice, *Session, error) {
 	if !needsCalibration(job, src) {
 		return fixedChoice(job, src, p.sess.Threads), p.sess, nil
 	}
@@ -237,7 +238,7 @@ func chooseBatch(ctx context.Context, job Job, src Source, p probed, cached *cal
 
 // stream runs the plan through the pipeline into sink, aborting the sink on
 // error.
-func stream(ctx context.Context, job Job, src Source, plan Plan, sess *Session, outputs []OutputSpec, sink Sink) (stageTimes, error) {
+func stream(ctx context.Context, job Pass, src Source, plan Plan, sess *Session, outputs []OutputSpec, sink Sink) (stageTimes, error) {
 	if job.StartChunk < 0 || job.StartChunk > plan.Chunks() {
 		return stageTimes{}, fmt.Errorf("resume from chunk %d: the plan has %d chunks", job.StartChunk, plan.Chunks())
 	}
@@ -253,7 +254,7 @@ func stream(ctx context.Context, job Job, src Source, plan Plan, sess *Session, 
 }
 
 // newManifest is the record of a run that finished.
-func newManifest(job Job, src Source, plan Plan, sess *Session, choice BatchChoice, d Durations, started, finished time.Time) *Manifest {
+func newManifest(job Pass, src Source, plan Plan, sess *Session, choice BatchChoice, d Durations, started, finished time.Time) *Manifest {
 	return &Manifest{
 		Inferstack:       Version(),
 		ORT:              runtimeVersion(),
@@ -276,7 +277,7 @@ func newManifest(job Job, src Source, plan Plan, sess *Session, choice BatchChoi
 }
 
 // inputInfo is how the manifest records the input.
-func inputInfo(job Job, src Source) InputInfo {
+func inputInfo(job Pass, src Source) InputInfo {
 	in := InputInfo{Name: job.InputName, Bytes: job.InputSize, ETag: job.InputETag, Layout: src.Describe()}
 	if t, ok := src.(interface{ Table() *manifest.Table }); ok {
 		in.Table = t.Table()
@@ -372,7 +373,7 @@ func (s *slot) destroy() {
 }
 
 type pipeline struct {
-	job        Job
+	job        Pass
 	src        Source
 	feeds      []Feed
 	plan       Plan

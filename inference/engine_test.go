@@ -26,7 +26,7 @@ func TestOutputsMatchPureGoReference(t *testing.T) {
 	x := randomFloats(1000*24, 2)
 	input := writeNpy(t, dir, "x.npy", []int64{1000, 24}, x)
 
-	m, out := mustRun(t, Job{Model: model, BatchSize: 64, ChunkSamples: 128}, input)
+	m, out := mustRun(t, Pass{Model: model, BatchSize: 64, ChunkSamples: 128}, input)
 
 	wantLogits, wantProbs := mlp.Reference(x)
 	shape, logits := readFloats(t, filepath.Join(out, "logits.npy"))
@@ -52,7 +52,7 @@ func TestOutputsAreByteIdenticalAcrossChunkingsAndSplits(t *testing.T) {
 	const n, batch = 1003, 16
 	x := randomFloats(n*24, 3)
 	input := writeNpy(t, dir, "x.npy", []int64{n, 24}, x)
-	job := Job{Model: model, BatchSize: batch, Threads: 1}
+	job := Pass{Model: model, BatchSize: batch, Threads: 1}
 
 	_, ref := mustRun(t, job, input)
 	_, refProbs := readNpy(t, filepath.Join(ref, "probs.npy"))
@@ -84,7 +84,7 @@ func TestOutputsAgreeAcrossBatchSizes(t *testing.T) {
 	input := writeNpy(t, dir, "x.npy", []int64{777, 24}, x)
 	_, want := mlp.Reference(x)
 	for _, batch := range []int64{1, 7, 64, 777, 4096} {
-		_, out := mustRun(t, Job{Model: model, BatchSize: batch}, input)
+		_, out := mustRun(t, Pass{Model: model, BatchSize: batch}, input)
 		_, probs := readFloats(t, filepath.Join(out, "probs.npy"))
 		requireClose(t, want, probs, tol, "probs")
 	}
@@ -101,7 +101,7 @@ func TestInputFormatsAndDTypes(t *testing.T) {
 	for i := range x {
 		x[i] = float32(i%23 - 11)
 	}
-	job := Job{Model: model, BatchSize: 32, Threads: 1}
+	job := Pass{Model: model, BatchSize: 32, Threads: 1}
 	_, ref := mustRun(t, job, writeNpy(t, dir, "f4.npy", []int64{n, 24}, x))
 	_, want := readNpy(t, filepath.Join(ref, "probs.npy"))
 
@@ -158,7 +158,7 @@ func TestWindowingASignal(t *testing.T) {
 		if name == "signal.bin" {
 			path = writeFile(t, dir, name, npy.FromFloat32(signal))
 		}
-		m, out := mustRun(t, Job{Model: model, Windowing: Windowing{Window: 64, Hop: hop}, BatchSize: 10, ChunkSamples: 30}, path)
+		m, out := mustRun(t, Pass{Model: model, Windowing: Windowing{Window: 64, Hop: hop}, BatchSize: 10, ChunkSamples: 30}, path)
 		require.EqualValues(t, windows, m.Samples)
 		shape, probs := readFloats(t, filepath.Join(out, "probs.npy"))
 		require.Equal(t, []int64{int64(windows), 2}, shape)
@@ -179,7 +179,7 @@ func TestDynamicDimsAndMultichannelWindows(t *testing.T) {
 	model := writeModel(t, dir, "mean.onnx", data, err)
 
 	signal := randomFloats(500*3, 6)
-	m, out := mustRun(t, Job{Model: model, Windowing: Windowing{Window: 20, Hop: 20}, BatchSize: 4}, writeNpy(t, dir, "sig.npy", []int64{500, 3}, signal))
+	m, out := mustRun(t, Pass{Model: model, Windowing: Windowing{Window: 20, Hop: 20}, BatchSize: 4}, writeNpy(t, dir, "sig.npy", []int64{500, 3}, signal))
 	require.Equal(t, []int64{20, 3}, m.Input.SampleShape)
 	_, mean := readFloats(t, filepath.Join(out, "mean.npy"))
 	want := make([]float64, 0, 25*3)
@@ -195,7 +195,7 @@ func TestDynamicDimsAndMultichannelWindows(t *testing.T) {
 	requireClose(t, want, mean, tol, "window means")
 
 	samples := randomFloats(7*11*3, 7)
-	m, _ = mustRun(t, Job{Model: model, BatchSize: 2}, writeNpy(t, dir, "x.npy", []int64{7, 11, 3}, samples))
+	m, _ = mustRun(t, Pass{Model: model, BatchSize: 2}, writeNpy(t, dir, "x.npy", []int64{7, 11, 3}, samples))
 	require.Equal(t, []int64{11, 3}, m.Input.SampleShape)
 	require.Equal(t, []int64{7, 3}, m.Outputs[0].Shape)
 }
@@ -207,7 +207,7 @@ func TestFixedBatchModelPadsTheLastBatch(t *testing.T) {
 	data, err := mlp.ModelWithBatch(8)
 	model := writeModel(t, dir, "fixed.onnx", data, err)
 	x := randomFloats(21*24, 8)
-	m, out := mustRun(t, Job{Model: model}, writeNpy(t, dir, "x.npy", []int64{21, 24}, x))
+	m, out := mustRun(t, Pass{Model: model}, writeNpy(t, dir, "x.npy", []int64{21, 24}, x))
 	require.Equal(t, "model", m.BatchChoice.Source)
 	require.EqualValues(t, 8, m.BatchSize)
 	_, want := mlp.Reference(x)
@@ -221,7 +221,7 @@ func TestCalibrationChoosesAndCaches(t *testing.T) {
 	_, model := testMLP(t, dir)
 	// A share ten times the default, so that the first small job may take a
 	// step.
-	job := Job{Model: model, calibrationShare: share(0.2)}
+	job := Pass{Model: model, calibrationShare: share(0.2)}
 
 	// A small job spends its share, no more: the search goes on in later
 	// runs.
@@ -258,7 +258,7 @@ func TestCalibrationChoosesAndCaches(t *testing.T) {
 	fresh, err := LoadModel(model.Path)
 	require.NoError(t, err)
 	t.Cleanup(fresh.Close)
-	cached, _ := mustRun(t, Job{Model: fresh}, small)
+	cached, _ := mustRun(t, Pass{Model: fresh}, small)
 	require.Equal(t, "cached", cached.BatchChoice.Source)
 	require.Equal(t, done.BatchSize, cached.BatchSize)
 	require.Equal(t, done.Threads, cached.Threads)
@@ -291,7 +291,7 @@ func TestPretrainedClassifierGivesProbabilities(t *testing.T) {
 	dir := t.TempDir()
 	const n = 37
 	x := randomFloats(n*3*48*192, 10)
-	m, out := mustRun(t, Job{Model: model, BatchSize: 8}, writeNpy(t, dir, "crops.npy", []int64{n, 3, 48, 192}, x))
+	m, out := mustRun(t, Pass{Model: model, BatchSize: 8}, writeNpy(t, dir, "crops.npy", []int64{n, 3, 48, 192}, x))
 	require.Len(t, m.Outputs, 1)
 	shape, probs := readFloats(t, filepath.Join(out, m.Outputs[0].File))
 	require.Equal(t, []int64{n, 2}, shape)
@@ -343,7 +343,7 @@ func TestBadInputsFailCleanly(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeFile(t, dir, tc.file, tc.data)
-			_, out, err := runFile(t, Job{Model: model, BatchSize: 4, Windowing: tc.windowing}, path)
+			_, out, err := runFile(t, Pass{Model: model, BatchSize: 4, Windowing: tc.windowing}, path)
 			require.ErrorIs(t, err, tc.kind)
 			require.Contains(t, err.Error(), tc.message)
 			require.NotContains(t, err.Error(), "\n")
@@ -384,7 +384,7 @@ func TestFailedRunLeavesNoManifestNorPartialOutputs(t *testing.T) {
 	const n = 4000
 	input := writeNpy(t, dir, "x.npy", []int64{n, 24}, randomFloats(n*24, 12))
 	out := filepath.Join(dir, "out")
-	job := Job{Model: model, BatchSize: 16, ChunkSamples: 256}
+	job := Pass{Model: model, BatchSize: 16, ChunkSamples: 256}
 	_, err := runInto(t, job, input, NewDirSink(out))
 	require.NoError(t, err)
 	require.FileExists(t, filepath.Join(out, ManifestFile))
@@ -406,7 +406,7 @@ func TestUnwritableOutput(t *testing.T) {
 	_, model := testMLP(t, dir)
 	good := writeNpy(t, dir, "good.npy", []int64{10, 24}, randomFloats(240, 13))
 	blocker := writeFile(t, dir, "file", []byte("x"))
-	_, err := runInto(t, Job{Model: model, BatchSize: 4}, good, NewDirSink(filepath.Join(blocker, "out")))
+	_, err := runInto(t, Pass{Model: model, BatchSize: 4}, good, NewDirSink(filepath.Join(blocker, "out")))
 	require.ErrorIs(t, err, ErrOutput)
 }
 
@@ -443,7 +443,7 @@ func TestResumeWritesTheRemainingChunksIdentically(t *testing.T) {
 	dir := t.TempDir()
 	_, model := testMLP(t, dir)
 	input := writeNpy(t, dir, "x.npy", []int64{1000, 24}, randomFloats(1000*24, 14))
-	job := Job{Model: model, BatchSize: 16, ChunkSamples: 128, Threads: 1}
+	job := Pass{Model: model, BatchSize: 16, ChunkSamples: 128, Threads: 1}
 	full := &memSink{}
 	_, err := runInto(t, job, input, full)
 	require.NoError(t, err)

@@ -109,7 +109,7 @@ func testMLP(t testing.TB, dir string) (*onnxmodel.MLP, *Model) {
 }
 
 // runFile runs the engine over the file at path into a fresh directory.
-func runFile(t testing.TB, job Job, path string) (*Manifest, string, error) {
+func runFile(t testing.TB, job Pass, path string) (*Manifest, string, error) {
 	t.Helper()
 	out := t.TempDir()
 	m, err := runInto(t, job, path, NewDirSink(out))
@@ -118,7 +118,7 @@ func runFile(t testing.TB, job Job, path string) (*Manifest, string, error) {
 
 // runInto runs the engine over the file at path into sink, on the CPU unless
 // the job says otherwise.
-func runInto(t testing.TB, job Job, path string, sink Sink) (*Manifest, error) {
+func runInto(t testing.TB, job Pass, path string, sink Sink) (*Manifest, error) {
 	t.Helper()
 	f, err := os.Open(path)
 	require.NoError(t, err)
@@ -132,7 +132,7 @@ func runInto(t testing.TB, job Job, path string, sink Sink) (*Manifest, error) {
 	return Run(context.Background(), job, sink)
 }
 
-func mustRun(t testing.TB, job Job, path string) (*Manifest, string) {
+func mustRun(t testing.TB, job Pass, path string) (*Manifest, string) {
 	t.Helper()
 	m, out, err := runFile(t, job, path)
 	require.NoError(t, err)

@@ -63,7 +63,7 @@ func TestSeveralTypedInputsFeedTheirOwnTensors(t *testing.T) {
 		{Name: "category", DType: "int64", SampleShape: []int64{}},
 	}}
 	out := filepath.Join(dir, "out")
-	m, err := Run(t.Context(), Job{Model: model, Source: src, InputName: "rows", Device: DeviceCPU, BatchSize: 64, ChunkSamples: 256}, NewDirSink(out))
+	m, err := Run(t.Context(), Pass{Model: model, Source: src, InputName: "rows", Device: DeviceCPU, BatchSize: 64, ChunkSamples: 256}, NewDirSink(out))
 	require.NoError(t, err)
 	require.Equal(t, int64(n), m.Samples)
 	require.Equal(t, "memory", m.Input.Format)
@@ -105,7 +105,7 @@ func TestInputsAndOutputsOfOtherTypes(t *testing.T) {
 		{Name: "offset", DType: "int32", SampleShape: []int64{}},
 	}}
 	out := filepath.Join(dir, "out")
-	_, err = Run(t.Context(), Job{Model: model, Source: src, InputName: "rows", Device: DeviceCPU, BatchSize: 32}, NewDirSink(out))
+	_, err = Run(t.Context(), Pass{Model: model, Source: src, InputName: "rows", Device: DeviceCPU, BatchSize: 32}, NewDirSink(out))
 	require.NoError(t, err)
 
 	wantY, wantPositive, err := mixed.Reference(x, flag, offset)
@@ -130,7 +130,7 @@ func TestSeveralInputsFromANpyFileAreRefused(t *testing.T) {
 	dir := t.TempDir()
 	data, err := onnxmodel.NewTabular(4, 5, 7).Model()
 	model := writeModel(t, dir, "tabular.onnx", data, err)
-	_, _, err = runFile(t, Job{Model: model, Device: DeviceCPU}, writeNpy(t, dir, "x.npy", []int64{10, 4}, randomFloats(40, 1)))
+	_, _, err = runFile(t, Pass{Model: model, Device: DeviceCPU}, writeNpy(t, dir, "x.npy", []int64{10, 4}, randomFloats(40, 1)))
 	require.ErrorIs(t, err, ErrBadInput)
 	require.ErrorContains(t, err, "the model has 2 inputs (float_input, category)")
 	require.ErrorContains(t, err, "give a table")
@@ -150,7 +150,7 @@ func TestANpyOfTheInputsTypeFeedsIt(t *testing.T) {
 		ids[i] = int64(i*31%1000) - 500
 	}
 	in := writeFile(t, dir, "ids.npy", npy.EncodeHeader(npy.DType{Kind: 'i', Size: 8}, []int64{n, k}), le(ids))
-	m, out := mustRun(t, Job{Model: model, Device: DeviceCPU, BatchSize: 8}, in)
+	m, out := mustRun(t, Pass{Model: model, Device: DeviceCPU, BatchSize: 8}, in)
 	require.Equal(t, "<i8", m.Input.DType)
 	shape, raw := readNpy(t, filepath.Join(out, "sum.npy"))
 	require.Equal(t, []int64{n}, shape)
@@ -163,11 +163,11 @@ func TestANpyOfTheInputsTypeFeedsIt(t *testing.T) {
 	}
 
 	narrow := writeFile(t, dir, "ids32.npy", npy.EncodeHeader(npy.DType{Kind: 'i', Size: 4}, []int64{n, k}), make([]byte, n*k*4))
-	_, _, err = runFile(t, Job{Model: model, Device: DeviceCPU}, narrow)
+	_, _, err = runFile(t, Pass{Model: model, Device: DeviceCPU}, narrow)
 	require.ErrorIs(t, err, ErrBadInput)
 	require.ErrorContains(t, err, `dtype <i4 does not feed model input "ids", which is int64`)
 	rawFile := writeFile(t, dir, "ids.bin", le(ids))
-	_, _, err = runFile(t, Job{Model: model, Device: DeviceCPU}, rawFile)
+	_, _, err = runFile(t, Pass{Model: model, Device: DeviceCPU}, rawFile)
 	require.ErrorIs(t, err, ErrBadInput)
 	require.ErrorContains(t, err, "a raw file is float32")
 }

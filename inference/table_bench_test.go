@@ -57,7 +57,7 @@ func BenchmarkTableVsNpy(b *testing.B) {
 		require.NoError(b, err)
 		return src, f, info.Size()
 	}
-	base := Job{Model: model, Device: DeviceCPU, BatchSize: 1024, Threads: 2}
+	base := Pass{Model: model, Device: DeviceCPU, BatchSize: 1024, Threads: 2}
 	sides := []side{
 		{"npy", func() error {
 			_, _, err := runFile(b, base, npyPath)

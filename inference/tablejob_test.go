@@ -61,7 +61,7 @@ func TestATableFeedsAModelAndKeepsItsRows(t *testing.T) {
 	require.NoError(t, err)
 	defer src.Close()
 	out := filepath.Join(dir, "out")
-	m, err := Run(t.Context(), Job{Model: model, Source: src, InputName: duckdbTable, Device: DeviceCPU, BatchSize: 256, ChunkSamples: 1500}, // chunks across batches and row groups
+	m, err := Run(t.Context(), Pass{Model: model, Source: src, InputName: duckdbTable, Device: DeviceCPU, BatchSize: 256, ChunkSamples: 1500}, // chunks across batches and row groups
 		NewParquetDirSink(out, src.KeptFields()))
 	require.NoError(t, err)
 	require.Equal(t, int64(rows), m.Samples)
@@ -132,7 +132,7 @@ func TestTableRefusals(t *testing.T) {
 			src, err := OpenTable(f, info.Size(), duckdbTable, model, c.opts)
 			if err == nil {
 				defer src.Close()
-				_, err = Run(t.Context(), Job{Model: model, Source: src, InputName: duckdbTable, Device: DeviceCPU, BatchSize: 256}, NewParquetDirSink(out, src.KeptFields()))
+				_, err = Run(t.Context(), Pass{Model: model, Source: src, InputName: duckdbTable, Device: DeviceCPU, BatchSize: 256}, NewParquetDirSink(out, src.KeptFields()))
 			}
 			require.ErrorIs(t, err, ErrBadInput)
 			require.ErrorContains(t, err, c.want)
@@ -149,7 +149,7 @@ func TestATableWithoutATableSourceIsRefused(t *testing.T) {
 	dir := t.TempDir()
 	data, err := onnxmodel.NewTabular(4, 200, 11).Model()
 	model := writeModel(t, dir, "tabular.onnx", data, err)
-	_, _, err = runFile(t, Job{Model: model, Device: DeviceCPU}, duckdbTable)
+	_, _, err = runFile(t, Pass{Model: model, Device: DeviceCPU}, duckdbTable)
 	require.ErrorIs(t, err, ErrBadInput)
 	require.ErrorContains(t, err, "is a table")
 }

@@ -104,7 +104,7 @@ func BenchmarkWorkerVsRun(b *testing.B) {
 		m, _ := e.manifest(id)
 		f, err := os.Open(path)
 		require.NoError(b, err)
-		lm, err := inference.Run(b.Context(), inference.Job{Model: local, Input: f, InputSize: int64(len(input)), InputName: path,
+		lm, err := inference.Run(b.Context(), inference.Pass{Model: local, Input: f, InputSize: int64(len(input)), InputName: path,
 			Device: inference.DeviceCPU, BatchSize: 16, Threads: e.cfg.Threads}, inference.NewDirSink(b.TempDir()))
 		require.NoError(b, err)
 		f.Close()
@@ -197,7 +197,7 @@ func BenchmarkTableWorkerVsRun(b *testing.B) {
 		require.NoError(b, err)
 		src, err := inference.OpenTable(f, int64(len(input)), path, local, opts)
 		require.NoError(b, err)
-		lm, err := inference.Run(b.Context(), inference.Job{Model: local, Source: src, InputSize: int64(len(input)), InputName: path,
+		lm, err := inference.Run(b.Context(), inference.Pass{Model: local, Source: src, InputSize: int64(len(input)), InputName: path,
 			Device: inference.DeviceCPU, BatchSize: 1024, Threads: e.cfg.Threads}, inference.NewParquetDirSink(b.TempDir(), src.KeptFields()))
 		require.NoError(b, err)
 		src.Close()

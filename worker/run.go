@@ -53,7 +53,7 @@ func (w *Worker) run(ctx, engine context.Context, req job.Request, status *statu
 	// the engine's: a hand-over that stops the engine stops them too.
 	input := w.store.Reader(engine, inputKey, etag, aws.ToInt64(head.ContentLength), w.cfg.ReadPartBytes, w.cfg.ReadConcurrency)
 	defer input.Close()
-	ej := inference.Job{
+	ej := inference.Pass{
 		Model: model, Input: input, InputSize: aws.ToInt64(head.ContentLength),
 		InputName: inputKey, InputETag: etag, Windowing: inference.Windowing{Window: req.Window, Hop: req.Hop},
 		Device: inference.Device(w.cfg.Device), BatchSize: w.cfg.BatchSize, ChunkSamples: w.cfg.ChunkSamples, Threads: w.cfg.Threads, Logger: log,

@@ -90,7 +90,7 @@ func (e *env) tableReference(name string, input []byte, opts inference.TableOpti
 	if outputFormat != job.OutputNpy {
 		sink = &inference.ParquetDirSink{Dir: out, Kept: src.KeptFields(), Options: predictions.Options{RowGroupBytes: e.cfg.ResultRowGroupBytes}}
 	}
-	_, err = inference.Run(e.t.Context(), inference.Job{Model: model, Source: src, InputSize: int64(len(input)), InputName: path,
+	_, err = inference.Run(e.t.Context(), inference.Pass{Model: model, Source: src, InputSize: int64(len(input)), InputName: path,
 		Device: inference.DeviceCPU, BatchSize: e.cfg.BatchSize, ChunkSamples: e.cfg.ChunkSamples, Threads: e.cfg.Threads}, sink)
 	require.NoError(e.t, err)
 	files := map[string][]byte{}

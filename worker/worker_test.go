@@ -340,7 +340,7 @@ func (e *env) reference(input []byte) map[string][]byte {
 	require.NoError(e.t, err)
 	defer f.Close()
 	out := e.t.TempDir()
-	_, err = inference.Run(e.t.Context(), inference.Job{Model: model, Input: f, InputSize: int64(len(input)), InputName: path,
+	_, err = inference.Run(e.t.Context(), inference.Pass{Model: model, Input: f, InputSize: int64(len(input)), InputName: path,
 		Device: inference.DeviceCPU, BatchSize: e.cfg.BatchSize, ChunkSamples: e.cfg.ChunkSamples, Threads: e.cfg.Threads}, inference.NewDirSink(out))
 	require.NoError(e.t, err)
 	files := map[string][]byte{}

@@ -124,7 +124,7 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 		return badInput(fmt.Errorf("input %s is not a regular file", c.input))
 	}
 
-	job := inference.Job{
+	job := inference.Pass{
 		Model: model, Input: f, InputSize: info.Size(), InputName: c.input,
 		Windowing: inference.Windowing{Window: c.window, Hop: c.hop},
 		Device:    device, BatchSize: c.batchSize, Threads: c.threads, ChunkSamples: c.chunkSamples,
