@@ -1,12 +1,12 @@
 // Command inferstack (the Pulumi program) deploys the batch inference stack:
 // `pulumi up` per environment stack, `pulumi config set inferstack:tier gpu`
-// to switch tiers. The composition lives in internal/deploy.
+// to switch tiers. The composition lives in deploy/.
 package main
 
 import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
-	"github.com/inferstack/inferstack/internal/deploy"
+	"github.com/inferstack/inferstack/deploy"
 )
 
 func main() {

@@ -1,7 +1,7 @@
 package tests
 
 // These tests drive the real Pulumi engine through the Automation API: an
-// inline program (internal/deploy), a file:// backend, and the mock provider
+// inline program (package deploy), a file:// backend, and the mock provider
 // plugin (tests/mockprovider) installed as aws and awsx.
 
 import (
@@ -22,7 +22,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"github.com/stretchr/testify/require"
 
-	"github.com/inferstack/inferstack/internal/deploy"
+	"github.com/inferstack/inferstack/deploy"
 	"github.com/inferstack/inferstack/tests/fakeaws"
 )
 

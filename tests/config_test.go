@@ -10,8 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"gopkg.in/yaml.v3"
 
+	"github.com/inferstack/inferstack/deploy/settings"
 	"github.com/inferstack/inferstack/internal/configerr"
-	"github.com/inferstack/inferstack/internal/settings"
 )
 
 var update = flag.Bool("update", false, "rewrite Pulumi.yaml from settings.Keys")
@@ -28,7 +28,7 @@ func stackConfig(t testing.TB, env string) map[string]string {
 // program uses; `go test ./tests -run PulumiYAML -update` rewrites it.
 func TestPulumiYAMLDeclaresEveryKey(t *testing.T) {
 	var b strings.Builder
-	b.WriteString("# Generated from internal/settings.Keys: go test ./tests -run PulumiYAML -update\n")
+	b.WriteString("# Generated from deploy/settings.Keys: go test ./tests -run PulumiYAML -update\n")
 	b.WriteString("name: inferstack\nruntime: go\ndescription: Batch ML inference on AWS that scales CPU and GPU workers from zero and back.\nconfig:\n")
 	for _, k := range settings.Keys {
 		fmt.Fprintf(&b, "  %s:\n    type: %s\n", k.Name, k.Type)

@@ -8,8 +8,8 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/stretchr/testify/require"
 
-	"github.com/inferstack/inferstack/components"
-	"github.com/inferstack/inferstack/internal/settings"
+	"github.com/inferstack/inferstack/deploy"
+	"github.com/inferstack/inferstack/deploy/settings"
 	"github.com/inferstack/inferstack/tests/fakeaws"
 )
 
@@ -154,7 +154,7 @@ func TestFailedLaunchesReachTheAlarmTopic(t *testing.T) {
 	}
 	for _, tier := range cfg.Tiers() {
 		rule := d.named("inferstack-" + tier.Name + "-launch-failed")
-		require.Equal(t, components.LaunchFailureRuleName(cfg.Environment, tier.Name), str(rule.Inputs, "name"))
+		require.Equal(t, deploy.LaunchFailureRuleName(cfg.Environment, tier.Name), str(rule.Inputs, "name"))
 		var pattern struct {
 			Source     []string `json:"source"`
 			DetailType []string `json:"detail-type"`

@@ -10,8 +10,8 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"github.com/stretchr/testify/require"
 
-	"github.com/inferstack/inferstack/internal/deploy"
-	"github.com/inferstack/inferstack/internal/settings"
+	"github.com/inferstack/inferstack/deploy"
+	"github.com/inferstack/inferstack/deploy/settings"
 	"github.com/inferstack/inferstack/tests/fakeaws"
 )
 

@@ -10,7 +10,7 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/stretchr/testify/require"
 
-	"github.com/inferstack/inferstack/components"
+	"github.com/inferstack/inferstack/deploy"
 	"github.com/inferstack/inferstack/internal/job"
 	"github.com/inferstack/inferstack/internal/policy"
 )
@@ -51,8 +51,8 @@ func TestInventoryPerConfiguration(t *testing.T) {
 	noGPU := run(t, config(t, "dev", map[string]string{"gpuEnabled": "false"}))
 
 	c := dev.counts()
-	require.Equal(t, 1, c[components.CoreType])
-	require.Equal(t, 2, c[components.ComputeTierType])
+	require.Equal(t, 1, c[deploy.CoreType])
+	require.Equal(t, 2, c[deploy.ComputeTierType])
 	require.Equal(t, 1, c["awsx:ec2:Vpc"])
 	require.Equal(t, 6, c["aws:sqs/queue:Queue"], "intake, intake DLQ, and a queue and DLQ per tier")
 	require.Equal(t, 2, c["aws:ecs/capacityProvider:CapacityProvider"])
@@ -104,13 +104,13 @@ func TestEveryChildHasItsComponentAsParentAndAPrefixedUniqueName(t *testing.T) {
 		seen[r.Name] = true
 		require.True(t, strings.HasPrefix(r.Name, "inferstack"), "unprefixed name %s", r.Name)
 		switch r.Type {
-		case components.CoreType, components.ComputeTierType:
+		case deploy.CoreType, deploy.ComputeTierType:
 			require.True(t, strings.HasSuffix(r.Parent, "pulumi:pulumi:Stack::inferstack-dev"), "%s parent %s", r.Name, r.Parent)
 		default:
-			owner := components.CoreType + "::inferstack"
+			owner := deploy.CoreType + "::inferstack"
 			for _, tier := range []string{"cpu", "gpu"} {
 				if strings.HasPrefix(r.Name, "inferstack-"+tier) {
-					owner = components.ComputeTierType + "::inferstack-" + tier
+					owner = deploy.ComputeTierType + "::inferstack-" + tier
 				}
 			}
 			require.True(t, strings.HasSuffix(r.Parent, owner), "%s %s has parent %q, want %s", r.Type, r.Name, r.Parent, owner)
@@ -210,9 +210,9 @@ func TestGPUTierAloneGetsTheGPUAMIAndAGPU(t *testing.T) {
 	t.Parallel()
 	d := run(t, config(t, "dev", nil))
 	cpuLT, gpuLT := d.named("inferstack-cpu-lt"), d.named("inferstack-gpu-lt")
-	require.Equal(t, "resolve:ssm:"+components.CPUAMIParameter, str(cpuLT.Inputs, "imageId"))
-	require.Equal(t, "resolve:ssm:"+components.GPUAMIParameter, str(gpuLT.Inputs, "imageId"))
-	require.Contains(t, components.GPUAMIParameter, "/amazon-linux-2023/gpu/")
+	require.Equal(t, "resolve:ssm:"+deploy.CPUAMIParameter, str(cpuLT.Inputs, "imageId"))
+	require.Equal(t, "resolve:ssm:"+deploy.GPUAMIParameter, str(gpuLT.Inputs, "imageId"))
+	require.Contains(t, deploy.GPUAMIParameter, "/amazon-linux-2023/gpu/")
 
 	for tier, wantGPU := range map[string]bool{"cpu": false, "gpu": true} {
 		var defs []map[string]any

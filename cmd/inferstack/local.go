@@ -11,10 +11,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/inferstack/inferstack/deploy/settings"
 	"github.com/inferstack/inferstack/inference"
 	"github.com/inferstack/inferstack/internal/job"
 	"github.com/inferstack/inferstack/internal/localstack"
-	"github.com/inferstack/inferstack/internal/settings"
 )
 
 const localUsage = `Usage: inferstack local up [--stack dev] [--model FILE]... [--bootstrap bin/bootstrap-local] [--idle 30s]

@@ -1,6 +1,6 @@
 // Package settings is the stack's configuration: every `pulumi config` key
 // with its default, one validated Config, and the limits AWS enforces. The
-// Pulumi program (internal/deploy) and the local stack (internal/localstack)
+// Pulumi program (package deploy) and the local stack (internal/localstack)
 // both build from it, so they cannot drift apart. It imports no Pulumi code.
 package settings
 

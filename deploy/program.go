@@ -1,13 +1,16 @@
-// Package deploy composes the stack from its settings: a Core and a
-// ComputeTier per enabled tier. main.go and the tests both drive it.
+// Package deploy is the Pulumi program: it reads `pulumi config` once into
+// validated settings (package deploy/settings) and composes the stack from
+// them: the Core (network, bucket, intake, image repository, observability),
+// a ComputeTier per enabled tier (queue, cluster, instances, capacity
+// provider, service, autoscaling), then the dispatch function that routes
+// intake to the tiers. main.go and the tests both drive it.
 package deploy
 
 import (
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi/config"
 
-	"github.com/inferstack/inferstack/components"
-	"github.com/inferstack/inferstack/internal/settings"
+	"github.com/inferstack/inferstack/deploy/settings"
 )
 
 // Config is the stack's settings (package settings).
@@ -23,12 +26,12 @@ func LoadConfig(ctx *pulumi.Context) (Config, error) {
 }
 
 // tierArgs are a tier's component args from its settings.
-func tierArgs(c Config, t settings.Tier, core *components.Core) *components.ComputeTierArgs {
+func tierArgs(c Config, t settings.Tier, core *Core) *ComputeTierArgs {
 	root := 30
 	if t.GPU {
 		root = 60 // the GPU AMI carries the NVIDIA driver and CUDA runtime
 	}
-	args := &components.ComputeTierArgs{
+	args := &ComputeTierArgs{
 		Core: core, Tier: t.Name, GPU: t.GPU,
 		InstanceTypes: t.InstanceTypes, Spot: t.Spot, OnDemandBase: t.OnDemandBase,
 		Scaling: t.Scaling(), TaskCPU: t.TaskCPU, TaskMemory: t.TaskMemory, RootVolumeGiB: root,
@@ -41,9 +44,9 @@ func tierArgs(c Config, t settings.Tier, core *components.Core) *components.Comp
 // Program creates the stack described by cfg and exports what clients need.
 func Program(ctx *pulumi.Context, cfg Config) error {
 	tags := map[string]string{"inferstack:environment": cfg.Environment, "inferstack:managed-by": "pulumi"}
-	core, err := components.NewCore(ctx, "inferstack", &components.CoreArgs{
+	core, err := NewCore(ctx, "inferstack", &CoreArgs{
 		Environment: cfg.Environment, Tier: string(cfg.Tier),
-		Network: components.NetworkArgs{
+		Network: NetworkArgs{
 			ExistingVpcID: cfg.VpcID, ExistingSubnetIDs: cfg.SubnetIDs,
 			AvailabilityZones: cfg.AvailabilityZones, NatGatewayPerAZ: cfg.NatGatewayPerAZ,
 		},
@@ -57,9 +60,9 @@ func Program(ctx *pulumi.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	var tiers []*components.ComputeTier
+	var tiers []*ComputeTier
 	for _, spec := range cfg.Tiers() {
-		t, err := components.NewComputeTier(ctx, "inferstack-"+spec.Name, tierArgs(cfg, spec, core))
+		t, err := NewComputeTier(ctx, "inferstack-"+spec.Name, tierArgs(cfg, spec, core))
 		if err != nil {
 			return err
 		}

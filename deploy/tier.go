@@ -1,4 +1,4 @@
-package components
+package deploy
 
 import (
 	"encoding/base64"
@@ -17,9 +17,9 @@ import (
 	awsxecr "github.com/pulumi/pulumi-awsx/sdk/v2/go/awsx/ecr"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/inferstack/inferstack/deploy/settings"
 	"github.com/inferstack/inferstack/internal/policy"
 	"github.com/inferstack/inferstack/internal/scaling"
-	"github.com/inferstack/inferstack/internal/settings"
 )
 
 // ComputeTierType is the ComputeTier component's type token.

@@ -1,8 +1,4 @@
-// Package components holds inferstack's Pulumi component resources: the
-// Core (network, bucket, intake, dispatch, image repository, observability)
-// and the ComputeTier (one per tier: queue, cluster, instances, capacity
-// provider, service, autoscaling), with the pure functions they are built from.
-package components
+package deploy
 
 import (
 	"path/filepath"
@@ -20,10 +16,10 @@ import (
 	awsxec2 "github.com/pulumi/pulumi-awsx/sdk/v2/go/awsx/ec2"
 	"github.com/pulumi/pulumi/sdk/v3/go/pulumi"
 
+	"github.com/inferstack/inferstack/deploy/settings"
 	"github.com/inferstack/inferstack/internal/job"
 	"github.com/inferstack/inferstack/internal/policy"
 	"github.com/inferstack/inferstack/internal/runenv"
-	"github.com/inferstack/inferstack/internal/settings"
 )
 
 // CoreType is the Core component's type token.

@@ -1,4 +1,4 @@
-package components
+package deploy
 
 import (
 	"encoding/json"
