@@ -11,7 +11,7 @@ import (
 
 func main() {
 	pulumi.Run(func(ctx *pulumi.Context) error {
-		cfg, err := deploy.LoadConfig(ctx)
+		cfg, err := deploy.ParseConfig(ctx)
 		if err != nil {
 			return err
 		}

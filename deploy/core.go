@@ -2,13 +2,10 @@ package deploy
 
 import (
 	"path/filepath"
-	"time"
 
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/cloudwatch"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/ecr"
-	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/iam"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/kms"
-	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/lambda"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/s3"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/sns"
 	"github.com/pulumi/pulumi-aws/sdk/v6/go/aws/sqs"
@@ -19,51 +16,34 @@ import (
 	"github.com/inferstack/inferstack/deploy/settings"
 	"github.com/inferstack/inferstack/internal/job"
 	"github.com/inferstack/inferstack/internal/policy"
-	"github.com/inferstack/inferstack/internal/runenv"
 )
 
 // CoreType is the Core component's type token.
 const CoreType = "inferstack:index:Core"
 
-// NetworkArgs choose the VPC: a new one (awsx) unless ExistingVpcID is set.
-type NetworkArgs struct {
-	ExistingVpcID     string
-	ExistingSubnetIDs []string // private subnets of the existing VPC
-	AvailabilityZones int      // for a new VPC
-	NatGatewayPerAZ   bool     // one NAT per AZ (prod) or one in all (dev)
+// StackArgs are what every component shares: the environment it deploys,
+// the tags on everything it creates, and how long its logs are kept.
+type StackArgs struct {
+	Environment      string
+	Tags             map[string]string
+	LogRetentionDays int
 }
 
-// CoreArgs configure the Core.
+// CoreArgs configure the Core: the stack's, the Core's own settings, and
+// its queues as settings defines them (the local stack creates the same).
 type CoreArgs struct {
-	Environment       string
-	Tier              string // initial value of the tier parameter: cpu, gpu or auto
-	Network           NetworkArgs
-	ModelPath         string // local ONNX file, uploaded to models/
-	DispatchZip       string // dist/dispatch/bootstrap.zip (make build)
-	LogRetentionDays  int
-	ForceDestroy      bool // let `pulumi destroy` delete a bucket holding objects
-	InputsExpireDays  int
-	ResultsExpireDays int
-	AlarmEmail        string // optional subscription to the alarm topic
-	// UploadTriggers sends the bucket's object-created events under
-	// job.InputPrefix to the intake queue: an upload starts a job by itself.
-	UploadTriggers bool
-	// EventsSubscription is an email address or an SQS queue ARN subscribed
-	// to the job events topic ("" for none).
-	EventsSubscription string
-	TierCacheTTL       time.Duration
-	AllowTierOverride  bool
-	AutoGPUMinBytes    int64
-	Keep               []string // columns an upload-started table job keeps
-	DispatchTimeout    int      // seconds
-	Tags               map[string]string
+	Stack StackArgs
+	settings.Core
+	// Intake is the queue the dispatch function reads, IntakeDeadLetter its
+	// dead-letter queue (settings.IntakeQueue, settings.IntakeDeadLetterQueue).
+	Intake, IntakeDeadLetter settings.Queue
 }
 
-// Core is the shared half of a stack: everything but the compute tiers, plus
-// the dispatch function and dashboard that Connect adds once tiers exist.
-// Each tier has a cluster of its own (see ComputeTier), so that its service
-// can depend on its cluster's capacity provider association and a tier can
-// be removed without touching another's.
+// Core is the shared half of a stack: everything but the compute tiers and
+// the dispatch function that routes to them (see Dispatch). Each tier has a
+// cluster of its own (see ComputeTier), so that its service can depend on
+// its cluster's capacity provider association and a tier can be removed
+// without touching another's.
 type Core struct {
 	pulumi.ResourceState
 
@@ -77,32 +57,26 @@ type Core struct {
 	Repository       *ecr.Repository
 	AlarmTopic       *sns.Topic
 	EventsKey        *kms.Key
-	EventsTopic      *sns.Topic // job events: finished, failed, refused
-	// EventsTopicPolicy lets only the dispatch role and the tiers' worker
-	// task roles publish; Connect creates it, once the tiers exist.
-	EventsTopicPolicy *sns.TopicPolicy
+	EventsTopic      *sns.Topic // job events: finished, failed, refused; its policy comes with Dispatch
 	// IntakePolicy and Uploads exist with UploadTriggers only.
 	IntakePolicy *sqs.QueuePolicy
 	Uploads      *s3.BucketNotification
-	Dispatch     *lambda.Function
-	Dashboard    *cloudwatch.Dashboard
 
-	name         string
-	args         CoreArgs
-	dispatchRole *iam.Role // a publisher of job events (Connect)
+	name string
+	args CoreArgs
 }
 
-// NewCore creates the Core's resources; call Connect with the tiers to finish it.
+// NewCore creates the Core.
 func NewCore(ctx *pulumi.Context, name string, args *CoreArgs, opts ...pulumi.ResourceOption) (*Core, error) {
 	c := &Core{name: name, args: *args}
 	// The tier is left out of the recorded inputs: switching it must change
 	// only the parameter, not show the Core itself as updated.
-	recorded := pulumi.Map{"environment": pulumi.String(args.Environment), "modelPath": pulumi.String(args.ModelPath)}
+	recorded := pulumi.Map{"environment": pulumi.String(args.Stack.Environment), "modelPath": pulumi.String(args.ModelPath)}
 	if err := ctx.RegisterComponentResourceV2(CoreType, name, recorded, c, opts...); err != nil {
 		return nil, err
 	}
 	parent := pulumi.Parent(c)
-	tags := pulumi.ToStringMap(args.Tags)
+	tags := pulumi.ToStringMap(args.Stack.Tags)
 	var err error
 
 	if err := c.network(ctx, parent, tags); err != nil {
@@ -115,9 +89,9 @@ func NewCore(ctx *pulumi.Context, name string, args *CoreArgs, opts ...pulumi.Re
 		return nil, err
 	}
 	c.TierParameter, err = ssm.NewParameter(ctx, name+"-tier", &ssm.ParameterArgs{
-		Name:        pulumi.String(job.TierParameterName(args.Environment)),
+		Name:        pulumi.String(job.TierParameterName(args.Stack.Environment)),
 		Type:        pulumi.String("String"),
-		Value:       pulumi.String(args.Tier),
+		Value:       pulumi.String(string(args.Tier)),
 		Description: pulumi.String("active inferstack tier: cpu, gpu or auto (set with pulumi config set inferstack:tier)"),
 		Tags:        tags,
 	}, parent)
@@ -136,7 +110,7 @@ func NewCore(ctx *pulumi.Context, name string, args *CoreArgs, opts ...pulumi.Re
 	}
 	account := c.Intake.Arn.ApplyT(func(arn string) string { return policy.ARNField(arn, 4) }).(pulumi.StringOutput)
 	alarmKey, err := kms.NewKey(ctx, name+"-alarms-key", &kms.KeyArgs{
-		Description:       pulumi.Sprintf("inferstack %s alarm topic", args.Environment),
+		Description:       pulumi.Sprintf("inferstack %s alarm topic", args.Stack.Environment),
 		EnableKeyRotation: pulumi.Bool(true),
 		Policy:            account.ApplyT(func(a string) string { return policy.AlarmKey(a).JSON() }).(pulumi.StringOutput),
 		Tags:              tags,
@@ -154,7 +128,7 @@ func NewCore(ctx *pulumi.Context, name string, args *CoreArgs, opts ...pulumi.Re
 	if _, err := sns.NewTopicPolicy(ctx, name+"-alarms-policy", &sns.TopicPolicyArgs{
 		Arn: c.AlarmTopic.Arn,
 		Policy: pulumi.All(c.AlarmTopic.Arn, account).ApplyT(func(v []any) string {
-			return policy.AlarmTopic(v[0].(string), v[1].(string), launchFailureRulePrefix(args.Environment)).JSON()
+			return policy.AlarmTopic(v[0].(string), v[1].(string), launchFailureRulePrefix(args.Stack.Environment)).JSON()
 		}).(pulumi.StringOutput),
 	}, parent); err != nil {
 		return nil, err
@@ -177,17 +151,25 @@ func NewCore(ctx *pulumi.Context, name string, args *CoreArgs, opts ...pulumi.Re
 			return nil, err
 		}
 	}
+	if err := ctx.RegisterResourceOutputs(c, pulumi.Map{
+		"bucket":        c.Bucket.Bucket,
+		"intakeQueue":   c.Intake.Url,
+		"tierParameter": c.TierParameter.Name,
+		"eventsTopic":   c.EventsTopic.Arn,
+	}); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
 // events creates the job events topic, encrypted with a key of its own, and
 // its optional subscription. Its policy waits for the publishers' roles
-// (Connect).
+// (Dispatch).
 func (c *Core) events(ctx *pulumi.Context, parent pulumi.ResourceOption, tags pulumi.StringMap, account pulumi.StringOutput) error {
 	name := c.name + "-events"
 	var err error
 	c.EventsKey, err = kms.NewKey(ctx, name+"-key", &kms.KeyArgs{
-		Description:       pulumi.Sprintf("inferstack %s job events topic", c.args.Environment),
+		Description:       pulumi.Sprintf("inferstack %s job events topic", c.args.Stack.Environment),
 		EnableKeyRotation: pulumi.Bool(true),
 		Policy:            account.ApplyT(func(a string) string { return policy.EventsKey(a).JSON() }).(pulumi.StringOutput),
 		Tags:              tags,
@@ -199,16 +181,12 @@ func (c *Core) events(ctx *pulumi.Context, parent pulumi.ResourceOption, tags pu
 	if err != nil {
 		return err
 	}
-	endpoint := c.args.EventsSubscription
-	if endpoint == "" {
+	subscriber := c.args.EventsSubscription
+	if subscriber.Endpoint == "" {
 		return nil
 	}
-	protocol, err := settings.EventsProtocol(endpoint)
-	if err != nil {
-		return err
-	}
-	sub := &sns.TopicSubscriptionArgs{Topic: c.EventsTopic.Arn, Protocol: pulumi.String(protocol), Endpoint: pulumi.String(endpoint)}
-	if protocol == "sqs" {
+	sub := &sns.TopicSubscriptionArgs{Topic: c.EventsTopic.Arn, Protocol: pulumi.String(subscriber.Protocol), Endpoint: pulumi.String(subscriber.Endpoint)}
+	if subscriber.Protocol == "sqs" {
 		// The subscriber queue is not this stack's: its own policy must let
 		// sns.amazonaws.com send to it with aws:SourceArn this topic (and a
 		// queue encrypted with a customer managed key must let SNS use the
@@ -257,10 +235,10 @@ func (c *Core) uploadTriggers(ctx *pulumi.Context, parent pulumi.ResourceOption,
 }
 
 func (c *Core) network(ctx *pulumi.Context, parent pulumi.ResourceOption, tags pulumi.StringMap) error {
-	n := c.args.Network
-	if n.ExistingVpcID != "" {
-		c.VpcID = pulumi.String(n.ExistingVpcID).ToStringOutput()
-		c.PrivateSubnetIDs = pulumi.ToStringArray(n.ExistingSubnetIDs).ToStringArrayOutput()
+	n := c.args.Core
+	if n.VpcID != "" {
+		c.VpcID = pulumi.String(n.VpcID).ToStringOutput()
+		c.PrivateSubnetIDs = pulumi.ToStringArray(n.SubnetIDs).ToStringArrayOutput()
 		return nil
 	}
 	strategy := awsxec2.NatGatewayStrategySingle
@@ -345,24 +323,26 @@ func (c *Core) storage(ctx *pulumi.Context, parent pulumi.ResourceOption, tags p
 
 func (c *Core) queues(ctx *pulumi.Context, parent pulumi.ResourceOption, tags pulumi.StringMap) error {
 	var err error
-	c.IntakeDLQ, err = sqs.NewQueue(ctx, c.name+"-intake-dlq", &sqs.QueueArgs{
-		SqsManagedSseEnabled: pulumi.Bool(true), MessageRetentionSeconds: pulumi.Int(settings.MaxRetentionSeconds), Tags: tags,
-	}, parent)
-	if err != nil {
+	if c.IntakeDLQ, err = newQueue(ctx, c.args.IntakeDeadLetter, nil, tags, parent); err != nil {
 		return err
 	}
-	c.Intake, err = sqs.NewQueue(ctx, c.name+"-intake", &sqs.QueueArgs{
-		SqsManagedSseEnabled:     pulumi.Bool(true),
-		VisibilityTimeoutSeconds: pulumi.Int(settings.LambdaVisibilityFactor * c.args.DispatchTimeout),
-		MessageRetentionSeconds:  pulumi.Int(settings.IntakeRetention),
-		RedrivePolicy:            redrivePolicy(c.IntakeDLQ, settings.IntakeMaxReceives),
-		Tags:                     tags,
-	}, parent)
+	c.Intake, err = newQueue(ctx, c.args.Intake, c.IntakeDLQ, tags, parent)
 	return err
 }
 
-func redrivePolicy(dlq *sqs.Queue, maxReceives int) pulumi.StringOutput {
-	return dlq.Arn.ApplyT(func(arn string) string { return job.RedrivePolicy(arn, maxReceives) }).(pulumi.StringOutput)
+// newQueue creates queue q as settings defines it, named q.Name and
+// encrypted with SSE-SQS: a dead-letter queue when dlq is nil, otherwise a
+// queue whose messages go to dlq after q.MaxReceives deliveries.
+func newQueue(ctx *pulumi.Context, q settings.Queue, dlq *sqs.Queue, tags pulumi.StringMap, parent pulumi.ResourceOption) (*sqs.Queue, error) {
+	args := &sqs.QueueArgs{SqsManagedSseEnabled: pulumi.Bool(true), MessageRetentionSeconds: pulumi.Int(q.RetentionSeconds), Tags: tags}
+	if dlq != nil {
+		args.VisibilityTimeoutSeconds = pulumi.Int(q.VisibilitySeconds)
+		args.RedrivePolicy = dlq.Arn.ApplyT(func(arn string) string { return job.RedrivePolicy(arn, q.MaxReceives) }).(pulumi.StringOutput)
+	}
+	if q.WaitSeconds > 0 {
+		args.ReceiveWaitTimeSeconds = pulumi.Int(q.WaitSeconds)
+	}
+	return sqs.NewQueue(ctx, q.Name, args, parent)
 }
 
 // dlqAlarm alarms as soon as a dead-letter queue holds a message.
@@ -382,113 +362,6 @@ func dlqAlarm(ctx *pulumi.Context, name string, dlq *sqs.Queue, topic *sns.Topic
 		OkActions:          pulumi.Array{topic.Arn},
 		Tags:               tags,
 	}, parent)
-}
-
-// Connect adds what needs the tiers: the dispatch function routing to their
-// queues, the events topic's policy naming their publishers, and the
-// dashboard. A disabled tier is simply not passed.
-func (c *Core) Connect(ctx *pulumi.Context, tiers ...*ComputeTier) error {
-	parent := pulumi.Parent(c)
-	tags := pulumi.ToStringMap(c.args.Tags)
-	queueURL := map[string]pulumi.StringOutput{}
-	var queueARNs pulumi.StringArray
-	for _, t := range tiers {
-		queueURL[t.Tier] = t.Queue.Url
-		queueARNs = append(queueARNs, t.Queue.Arn)
-	}
-	if err := c.dispatch(ctx, parent, tags, queueURL, queueARNs); err != nil {
-		return err
-	}
-	publishers := pulumi.StringArray{c.dispatchRole.Arn}
-	for _, t := range tiers {
-		publishers = append(publishers, t.TaskRole.Arn)
-	}
-	account := c.Intake.Arn.ApplyT(func(arn string) string { return policy.ARNField(arn, 4) }).(pulumi.StringOutput)
-	var err error
-	c.EventsTopicPolicy, err = sns.NewTopicPolicy(ctx, c.name+"-events-policy", &sns.TopicPolicyArgs{
-		Arn: c.EventsTopic.Arn,
-		Policy: pulumi.All(c.EventsTopic.Arn, account, publishers).ApplyT(func(v []any) string {
-			return policy.EventsTopic(v[0].(string), v[1].(string), v[2].([]string)).JSON()
-		}).(pulumi.StringOutput),
-	}, parent)
-	if err != nil {
-		return err
-	}
-	c.Dashboard, err = cloudwatch.NewDashboard(ctx, c.name+"-dashboard", &cloudwatch.DashboardArgs{
-		DashboardName: pulumi.Sprintf("inferstack-%s", c.args.Environment),
-		DashboardBody: dashboardBody(c, tiers),
-	}, parent)
-	if err != nil {
-		return err
-	}
-	return ctx.RegisterResourceOutputs(c, pulumi.Map{
-		"bucket":        c.Bucket.Bucket,
-		"intakeQueue":   c.Intake.Url,
-		"tierParameter": c.TierParameter.Name,
-		"eventsTopic":   c.EventsTopic.Arn,
-	})
-}
-
-func (c *Core) dispatch(ctx *pulumi.Context, parent pulumi.ResourceOption, tags pulumi.StringMap, queueURL map[string]pulumi.StringOutput, queueARNs pulumi.StringArray) error {
-	name := c.name + "-dispatch"
-	logs, err := cloudwatch.NewLogGroup(ctx, name+"-logs", &cloudwatch.LogGroupArgs{
-		Name: pulumi.Sprintf("/inferstack/%s/dispatch", c.args.Environment), RetentionInDays: pulumi.Int(c.args.LogRetentionDays), Tags: tags,
-	}, parent)
-	if err != nil {
-		return err
-	}
-	role, err := iam.NewRole(ctx, name+"-role", &iam.RoleArgs{AssumeRolePolicy: pulumi.String(policy.AssumeRole("lambda.amazonaws.com").JSON()), Tags: tags}, parent)
-	if err != nil {
-		return err
-	}
-	c.dispatchRole = role
-	doc := pulumi.All(c.Intake.Arn, c.IntakeDLQ.Arn, queueARNs, c.TierParameter.Arn, c.Bucket.Arn, logs.Arn,
-		c.EventsTopic.Arn, c.EventsKey.Arn).ApplyT(func(v []any) string {
-		return policy.Dispatch(policy.DispatchArgs{
-			IntakeQueueARN: v[0].(string), DeadLetterARN: v[1].(string), TierQueueARNs: v[2].([]string),
-			TierParameterARN: v[3].(string), BucketARN: v[4].(string), LogGroupARN: v[5].(string),
-			Events: policy.EventsArgs{TopicARN: v[6].(string), KeyARN: v[7].(string)},
-		}).JSON()
-	}).(pulumi.StringOutput)
-	rolePolicy, err := iam.NewRolePolicy(ctx, name+"-policy", &iam.RolePolicyArgs{Role: role.ID(), Policy: doc}, parent)
-	if err != nil {
-		return err
-	}
-	gpuQueueURL := pulumi.String("").ToStringOutput() // a disabled gpu tier: no queue
-	if url, ok := queueURL[string(job.TierGPU)]; ok {
-		gpuQueueURL = url
-	}
-	env := pulumi.All(c.Bucket.Bucket, c.TierParameter.Name, queueURL[string(job.TierCPU)], gpuQueueURL, c.IntakeDLQ.Url,
-		c.EventsTopic.Arn).ApplyT(func(v []any) map[string]string {
-		return runenv.Dispatch{
-			Bucket: v[0].(string), InputPrefix: job.InputPrefix, TierParameter: v[1].(string), TierCacheTTL: c.args.TierCacheTTL,
-			CPUQueueURL: v[2].(string), GPUQueueURL: v[3].(string), DeadLetterURL: v[4].(string),
-			AutoGPUMin: c.args.AutoGPUMinBytes, AllowOverride: c.args.AllowTierOverride, EventsTopicARN: v[5].(string),
-			Keep: c.args.Keep,
-		}.Env()
-	}).(pulumi.StringMapOutput)
-	c.Dispatch, err = lambda.NewFunction(ctx, name, &lambda.FunctionArgs{
-		Runtime:       pulumi.String("provided.al2023"),
-		Architectures: pulumi.StringArray{pulumi.String("arm64")},
-		Handler:       pulumi.String("bootstrap"),
-		Code:          pulumi.NewFileArchive(c.args.DispatchZip),
-		Role:          role.Arn,
-		Timeout:       pulumi.Int(c.args.DispatchTimeout),
-		MemorySize:    pulumi.Int(256),
-		Environment:   &lambda.FunctionEnvironmentArgs{Variables: env},
-		LoggingConfig: &lambda.FunctionLoggingConfigArgs{LogFormat: pulumi.String("JSON"), LogGroup: logs.Name},
-		Tags:          tags,
-	}, parent, pulumi.DependsOn([]pulumi.Resource{rolePolicy}))
-	if err != nil {
-		return err
-	}
-	_, err = lambda.NewEventSourceMapping(ctx, name+"-intake", &lambda.EventSourceMappingArgs{
-		EventSourceArn:        c.Intake.Arn,
-		FunctionName:          c.Dispatch.Arn,
-		BatchSize:             pulumi.Int(10),
-		FunctionResponseTypes: pulumi.StringArray{pulumi.String("ReportBatchItemFailures")},
-	}, parent)
-	return err
 }
 
 // Region is the stack's region, read off one of its ARNs.

@@ -1,9 +1,11 @@
 // Package deploy is the Pulumi program: it reads `pulumi config` once into
 // validated settings (package deploy/settings) and composes the stack from
-// them: the Core (network, bucket, intake, image repository, observability),
-// a ComputeTier per enabled tier (queue, cluster, instances, capacity
-// provider, service, autoscaling), then the dispatch function that routes
-// intake to the tiers. main.go and the tests both drive it.
+// them: the Core (network, bucket, intake, image repository, alarms, events
+// topic), a ComputeTier per enabled tier (queue, cluster, instances,
+// capacity provider, service, autoscaling), then the Dispatch (the function
+// routing the intake to the tiers, the events topic's policy, the
+// dashboard). Components take typed args only. main.go and the tests both
+// drive it.
 package deploy
 
 import (
@@ -13,56 +15,47 @@ import (
 	"github.com/inferstack/inferstack/deploy/settings"
 )
 
-// Config is the stack's settings (package settings).
-type Config = settings.Config
-
-// LoadConfig reads the stack's `pulumi config` into a validated Config.
-func LoadConfig(ctx *pulumi.Context) (Config, error) {
+// ParseConfig reads the stack's `pulumi config` into validated settings.
+// (`pulumi up` itself refuses a key Pulumi.yaml does not declare.)
+func ParseConfig(ctx *pulumi.Context) (settings.Config, error) {
 	cfg := config.New(ctx, settings.Namespace)
-	return settings.FromGetter(ctx.Stack(), func(key string) (string, bool) {
-		v, err := cfg.Try(key)
-		return v, err == nil
-	})
+	values := map[string]string{}
+	for _, k := range settings.Keys {
+		if v, err := cfg.Try(k.Name); err == nil {
+			values[k.Name] = v
+		}
+	}
+	return settings.Parse(ctx.Stack(), values)
 }
 
-// tierArgs are a tier's component args from its settings.
-func tierArgs(c Config, t settings.Tier, core *Core) *ComputeTierArgs {
-	root := 30
-	if t.GPU {
-		root = 60 // the GPU AMI carries the NVIDIA driver and CUDA runtime
+// rootVolumeGiB is a tier's instance root volume.
+func rootVolumeGiB(gpu bool) int {
+	if gpu {
+		return 60 // the GPU AMI carries the NVIDIA driver and CUDA runtime
 	}
-	args := &ComputeTierArgs{
-		Core: core, Tier: t.Name, GPU: t.GPU,
-		InstanceTypes: t.InstanceTypes, Spot: t.Spot, OnDemandBase: t.OnDemandBase,
-		Scaling: t.Scaling(), TaskCPU: t.TaskCPU, TaskMemory: t.TaskMemory, RootVolumeGiB: root,
-		VisibilitySecs: c.VisibilityTimeout, MaxReceives: c.MaxReceives, RetentionSecs: c.QueueRetentionDays * 24 * 3600,
-		StopTimeout: c.StopTimeout, BuildImage: c.BuildImages, ImageContext: ".", Image: t.Image,
-	}
-	return args
+	return 30
 }
 
-// Program creates the stack described by cfg and exports what clients need.
-func Program(ctx *pulumi.Context, cfg Config) error {
-	tags := map[string]string{"inferstack:environment": cfg.Environment, "inferstack:managed-by": "pulumi"}
-	core, err := NewCore(ctx, "inferstack", &CoreArgs{
-		Environment: cfg.Environment, Tier: string(cfg.Tier),
-		Network: NetworkArgs{
-			ExistingVpcID: cfg.VpcID, ExistingSubnetIDs: cfg.SubnetIDs,
-			AvailabilityZones: cfg.AvailabilityZones, NatGatewayPerAZ: cfg.NatGatewayPerAZ,
-		},
-		ModelPath: cfg.ModelPath, DispatchZip: cfg.DispatchZip,
-		LogRetentionDays: cfg.LogRetentionDays, ForceDestroy: cfg.ForceDestroy,
-		InputsExpireDays: cfg.InputsExpireDays, ResultsExpireDays: cfg.ResultsExpireDays,
-		AlarmEmail: cfg.AlarmEmail, UploadTriggers: cfg.UploadTriggers, EventsSubscription: cfg.EventsSubscription,
-		TierCacheTTL: cfg.TierCacheTTL, AllowTierOverride: cfg.AllowTierOverride,
-		AutoGPUMinBytes: cfg.AutoGPUMinBytes, Keep: cfg.Keep, DispatchTimeout: settings.DispatchTimeout, Tags: tags,
-	})
+// Program creates the stack described by cfg (from settings.Parse) and
+// exports what clients need.
+func Program(ctx *pulumi.Context, cfg settings.Config) error {
+	stack := StackArgs{
+		Environment:      cfg.Environment,
+		Tags:             map[string]string{"inferstack:environment": cfg.Environment, "inferstack:managed-by": "pulumi"},
+		LogRetentionDays: cfg.LogRetentionDays,
+	}
+	core, err := NewCore(ctx, "inferstack", &CoreArgs{Stack: stack, Core: cfg.Core,
+		Intake: settings.IntakeQueue(), IntakeDeadLetter: settings.IntakeDeadLetterQueue()})
 	if err != nil {
 		return err
 	}
 	var tiers []*ComputeTier
 	for _, spec := range cfg.Tiers() {
-		t, err := NewComputeTier(ctx, "inferstack-"+spec.Name, tierArgs(cfg, spec, core))
+		t, err := NewComputeTier(ctx, "inferstack-"+spec.Name, &ComputeTierArgs{
+			Stack: stack, Core: core, Tier: spec, Workers: cfg.Workers,
+			Queue: cfg.TierQueue(spec.Name), DeadLetter: settings.TierDeadLetterQueue(spec.Name),
+			RootVolumeGiB: rootVolumeGiB(spec.GPU), ImageContext: ".",
+		})
 		if err != nil {
 			return err
 		}
@@ -71,7 +64,9 @@ func Program(ctx *pulumi.Context, cfg Config) error {
 		ctx.Export(spec.Name+"DeadLetterQueueUrl", t.DeadLetter.Url)
 		ctx.Export(spec.Name+"ClusterName", t.Cluster.Name)
 	}
-	if err := core.Connect(ctx, tiers...); err != nil {
+	dispatch, err := NewDispatch(ctx, "inferstack-dispatcher", &DispatchArgs{Stack: stack, Dispatch: cfg.Dispatch,
+		Timeout: settings.DispatchTimeout, Core: core, Tiers: tiers})
+	if err != nil {
 		return err
 	}
 	ctx.Export("bucket", core.Bucket.Bucket)
@@ -81,6 +76,6 @@ func Program(ctx *pulumi.Context, cfg Config) error {
 	ctx.Export("eventsTopic", core.EventsTopic.Arn)
 	ctx.Export("repositoryUrl", core.Repository.RepositoryUrl)
 	ctx.Export("dashboardUrl", pulumi.Sprintf("https://console.aws.amazon.com/cloudwatch/home?region=%s#dashboards:name=%s",
-		core.Region(), core.Dashboard.DashboardName))
+		core.Region(), dispatch.Dashboard.DashboardName))
 	return nil
 }

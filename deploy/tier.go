@@ -35,30 +35,30 @@ const (
 	GPUAMIParameter = "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id"
 )
 
-// ComputeTierArgs configure one tier. Everything the tier needs from the
-// Core comes through Core.
+// ComputeTierArgs configure one tier: the stack's, the tier's own settings
+// and those every tier shares, and its queues as settings defines them (the
+// local stack creates the same).
 type ComputeTierArgs struct {
-	Core           *Core
-	Tier           string // cpu or gpu: names, env and the worker's device
-	GPU            bool   // GPU AMI, GPU resource requirement, device auto
-	InstanceTypes  []string
-	Spot           bool // mixed instances with spot above OnDemandBase
-	OnDemandBase   int
-	Scaling        scaling.Config
-	TaskCPU        int // CPU units (1024 = 1 vCPU)
-	TaskMemory     int // MiB
-	RootVolumeGiB  int
-	VisibilitySecs int // tier queue visibility; the worker's heartbeat extends it
-	MaxReceives    int // deliveries before a message is dead-lettered
-	RetentionSecs  int // how long the queue keeps a waiting job: less than its DLQ
-	StopTimeout    int // seconds ECS waits after SIGTERM before SIGKILL
-	// BuildImage builds images/<tier>.Dockerfile from ImageContext, pushes
-	// it to the Core's repository (needs Docker where Pulumi runs) and runs
-	// it by digest; otherwise the tier runs Image, an ECR image by digest.
-	// Either way the task definition names what was pushed, never a tag.
-	BuildImage   bool
-	ImageContext string
-	Image        string
+	Stack StackArgs
+	// Core is the stack's Core; the tier uses its outputs: network, bucket,
+	// model key, repository, alarm and events topics.
+	Core *Core
+	// Tier names the tier (cpu or gpu: names, env and the worker's device),
+	// says whether it runs on GPUs (AMI, resource requirement, device auto),
+	// and holds its instances, scaling, task size and image.
+	settings.Tier
+	// Workers are the settings every tier shares: visibility, receives,
+	// stop timeout, and whether to build the image. With BuildImages the
+	// tier builds images/<tier>.Dockerfile from ImageContext, pushes it to
+	// the Core's repository (needs Docker where Pulumi runs) and runs it by
+	// digest; otherwise it runs Image, an ECR image by digest. Either way
+	// the task definition names what was pushed, never a tag.
+	settings.Workers
+	// Queue is the tier's queue, DeadLetter its dead-letter queue
+	// (settings.Workers.TierQueue, settings.TierDeadLetterQueue).
+	Queue, DeadLetter settings.Queue
+	RootVolumeGiB     int
+	ImageContext      string
 }
 
 // ComputeTier is one autoscaled tier: its queue, its cluster with the
@@ -92,36 +92,21 @@ type ComputeTier struct {
 	LaunchFailures *cloudwatch.EventRule
 }
 
-// Validate checks a tier's settings against what AWS accepts.
-func (a *ComputeTierArgs) Validate() error {
-	if !a.BuildImage {
-		if _, err := settings.ParseECRImage(a.Image); err != nil {
-			return fmt.Errorf("tier %s: image: %w", a.Tier, err)
-		}
-	}
-	if a.RetentionSecs < 60 || a.RetentionSecs >= settings.DeadLetterRetention {
-		return fmt.Errorf("tier %s: queue retention %d s: want 60 s to under the %d s its dead-letter queue keeps", a.Tier, a.RetentionSecs, settings.DeadLetterRetention)
-	}
-	return settings.CheckTier(a.Tier, a.InstanceTypes, a.VisibilitySecs, a.MaxReceives, a.StopTimeout, a.OnDemandBase, a.TaskCPU, a.TaskMemory)
-}
-
-// NewComputeTier creates a tier on the Core's cluster.
+// NewComputeTier creates a tier beside the Core. Its settings were
+// validated once, when they were parsed (settings.Parse).
 func NewComputeTier(ctx *pulumi.Context, name string, args *ComputeTierArgs, opts ...pulumi.ResourceOption) (*ComputeTier, error) {
-	if err := args.Validate(); err != nil {
-		return nil, err
-	}
-	policy, err := scaling.New(args.Scaling)
+	policy, err := scaling.New(args.Scaling())
 	if err != nil {
-		return nil, fmt.Errorf("tier %s: %w", args.Tier, err)
+		return nil, fmt.Errorf("tier %s: %w", args.Name, err)
 	}
-	t := &ComputeTier{Tier: args.Tier, Policy: policy}
-	recorded := pulumi.Map{"tier": pulumi.String(args.Tier), "gpu": pulumi.Bool(args.GPU), "maxTasks": pulumi.Int(args.Scaling.MaxTasks)}
+	t := &ComputeTier{Tier: args.Name, Policy: policy}
+	recorded := pulumi.Map{"tier": pulumi.String(args.Name), "gpu": pulumi.Bool(args.GPU), "maxTasks": pulumi.Int(args.MaxTasks)}
 	if err := ctx.RegisterComponentResourceV2(ComputeTierType, name, recorded, t, opts...); err != nil {
 		return nil, err
 	}
 	b := &tierBuilder{ctx: ctx, t: t, a: args, name: name, core: args.Core, parent: pulumi.Parent(t),
-		tags: pulumi.ToStringMap(args.Core.args.Tags)}
-	b.tags["inferstack:tier"] = pulumi.String(args.Tier)
+		tags: pulumi.ToStringMap(args.Stack.Tags)}
+	b.tags["inferstack:tier"] = pulumi.String(args.Name)
 	for _, step := range []func() error{b.queues, b.cluster, b.logs, b.roles, b.instances, b.launchFailures, b.service, b.autoscaling} {
 		if err := step(); err != nil {
 			return nil, err
@@ -156,21 +141,10 @@ type tierBuilder struct {
 
 func (b *tierBuilder) queues() error {
 	var err error
-	b.t.DeadLetter, err = sqs.NewQueue(b.ctx, b.name+"-dlq", &sqs.QueueArgs{
-		SqsManagedSseEnabled: pulumi.Bool(true), MessageRetentionSeconds: pulumi.Int(settings.DeadLetterRetention), Tags: b.tags,
-	}, b.parent)
-	if err != nil {
+	if b.t.DeadLetter, err = newQueue(b.ctx, b.a.DeadLetter, nil, b.tags, b.parent); err != nil {
 		return err
 	}
-	b.t.Queue, err = sqs.NewQueue(b.ctx, b.name+"-queue", &sqs.QueueArgs{
-		SqsManagedSseEnabled:     pulumi.Bool(true),
-		VisibilityTimeoutSeconds: pulumi.Int(b.a.VisibilitySecs),
-		ReceiveWaitTimeSeconds:   pulumi.Int(20), // long polling: fewer empty receives
-		MessageRetentionSeconds:  pulumi.Int(b.a.RetentionSecs),
-		RedrivePolicy:            redrivePolicy(b.t.DeadLetter, b.a.MaxReceives),
-		Tags:                     b.tags,
-	}, b.parent)
-	if err != nil {
+	if b.t.Queue, err = newQueue(b.ctx, b.a.Queue, b.t.DeadLetter, b.tags, b.parent); err != nil {
 		return err
 	}
 	_, err = dlqAlarm(b.ctx, b.name+"-dlq-alarm", b.t.DeadLetter, b.core.AlarmTopic, b.tags, b.parent)
@@ -189,8 +163,8 @@ func (b *tierBuilder) cluster() error {
 func (b *tierBuilder) logs() error {
 	var err error
 	b.logGroup, err = cloudwatch.NewLogGroup(b.ctx, b.name+"-logs", &cloudwatch.LogGroupArgs{
-		Name:            pulumi.Sprintf("/inferstack/%s/worker-%s", b.core.args.Environment, b.a.Tier),
-		RetentionInDays: pulumi.Int(b.core.args.LogRetentionDays),
+		Name:            pulumi.Sprintf("/inferstack/%s/worker-%s", b.a.Stack.Environment, b.a.Name),
+		RetentionInDays: pulumi.Int(b.a.Stack.LogRetentionDays),
 		Tags:            b.tags,
 	}, b.parent)
 	return err
@@ -212,8 +186,8 @@ func (b *tierBuilder) roles() error {
 	core := b.core
 	var err error
 	repository := core.Repository.Arn
-	if !b.a.BuildImage {
-		img, _ := settings.ParseECRImage(b.a.Image) // checked by Validate
+	if !b.a.BuildImages {
+		img, _ := settings.ParseECRImage(b.a.Image) // checked by settings.Config.Validate
 		repository = pulumi.String(img.RepositoryARN()).ToStringOutput()
 	}
 	b.executionRole, err = b.role("execution", "ecs-tasks.amazonaws.com",
@@ -266,7 +240,7 @@ func (b *tierBuilder) instances() error {
 	var err error
 	// Egress only: workers call AWS APIs; nothing calls them.
 	b.securityGroup, err = ec2.NewSecurityGroup(b.ctx, b.name+"-sg", &ec2.SecurityGroupArgs{
-		Description: pulumi.Sprintf("inferstack %s %s workers: egress only", core.args.Environment, a.Tier),
+		Description: pulumi.Sprintf("inferstack %s %s workers: egress only", a.Stack.Environment, a.Name),
 		VpcId:       core.VpcID,
 		Egress: ec2.SecurityGroupEgressArray{&ec2.SecurityGroupEgressArgs{
 			Protocol: pulumi.String("-1"), FromPort: pulumi.Int(0), ToPort: pulumi.Int(0), CidrBlocks: pulumi.StringArray{pulumi.String("0.0.0.0/0")},
@@ -320,7 +294,7 @@ func (b *tierBuilder) instances() error {
 		Tags: autoscaling.GroupTagArray{
 			// ECS adds this tag for managed scaling; declaring it keeps Pulumi from removing it.
 			&autoscaling.GroupTagArgs{Key: pulumi.String("AmazonECSManaged"), Value: pulumi.String("true"), PropagateAtLaunch: pulumi.Bool(true)},
-			&autoscaling.GroupTagArgs{Key: pulumi.String("inferstack:tier"), Value: pulumi.String(a.Tier), PropagateAtLaunch: pulumi.Bool(true)},
+			&autoscaling.GroupTagArgs{Key: pulumi.String("inferstack:tier"), Value: pulumi.String(a.Name), PropagateAtLaunch: pulumi.Bool(true)},
 		},
 	}
 	// Always a mixed instances policy, so every listed type is tried when
@@ -408,11 +382,11 @@ func LaunchFailurePattern(group string) string {
 // launchFailures tells the alarm topic when the group cannot launch: without
 // it, queued jobs wait for capacity that never comes and nothing says why.
 func (b *tierBuilder) launchFailures() error {
-	env := b.core.args.Environment
+	env := b.a.Stack.Environment
 	var err error
 	b.t.LaunchFailures, err = cloudwatch.NewEventRule(b.ctx, b.name+"-launch-failed", &cloudwatch.EventRuleArgs{
-		Name:         pulumi.String(LaunchFailureRuleName(env, b.a.Tier)),
-		Description:  pulumi.Sprintf("inferstack %s %s tier: an instance failed to launch", env, b.a.Tier),
+		Name:         pulumi.String(LaunchFailureRuleName(env, b.a.Name)),
+		Description:  pulumi.Sprintf("inferstack %s %s tier: an instance failed to launch", env, b.a.Name),
 		EventPattern: b.t.Group.Name.ApplyT(LaunchFailurePattern).(pulumi.StringOutput),
 		Tags:         b.tags,
 	}, b.parent)
@@ -424,7 +398,7 @@ func (b *tierBuilder) launchFailures() error {
 		InputTransformer: &cloudwatch.EventTargetInputTransformerArgs{
 			InputPaths: pulumi.StringMap{"group": pulumi.String("$.detail.AutoScalingGroupName"), "cause": pulumi.String("$.detail.StatusMessage")},
 			InputTemplate: pulumi.Sprintf(`"inferstack %s %s tier: Auto Scaling group <group> could not launch an instance: <cause> `+
-				`(check the tier's EC2 vCPU quotas; see the README's Quotas section)"`, env, b.a.Tier),
+				`(check the tier's EC2 vCPU quotas; see the README's Quotas section)"`, env, b.a.Name),
 		},
 	}, b.parent)
 	return err
@@ -461,15 +435,15 @@ func (b *tierBuilder) service() error {
 	a, core := b.a, b.core
 	region := core.Region()
 	image := pulumi.String(a.Image).ToStringOutput()
-	if a.BuildImage {
+	if a.BuildImages {
 		// Its imageUri names the pushed digest, so a new build is a new
 		// task definition revision, and the tag only labels it in ECR.
 		built, err := awsxecr.NewImage(b.ctx, b.name+"-image", &awsxecr.ImageArgs{
 			RepositoryUrl: core.Repository.RepositoryUrl,
 			Context:       pulumi.String(a.ImageContext),
-			Dockerfile:    pulumi.String(filepath.Join(a.ImageContext, "images", a.Tier+".Dockerfile")),
+			Dockerfile:    pulumi.String(filepath.Join(a.ImageContext, "images", a.Name+".Dockerfile")),
 			Platform:      pulumi.String("linux/amd64"),
-			ImageTag:      pulumi.String(a.Tier),
+			ImageTag:      pulumi.String(a.Name),
 		}, b.parent)
 		if err != nil {
 			return err
@@ -477,7 +451,7 @@ func (b *tierBuilder) service() error {
 		image = built.ImageUri
 	}
 	defs := pulumi.All(image, b.logGroup.Name, region, b.t.Queue.Url, b.t.DeadLetter.Url, core.Bucket.Bucket, core.EventsTopic.Arn).ApplyT(func(v []any) string {
-		env := settings.WorkerRuntime(a.Tier, a.GPU, a.TaskCPU, a.VisibilitySecs, a.MaxReceives, a.StopTimeout, settings.Location{
+		env := a.Runtime(a.Tier, settings.Location{
 			Region: v[2].(string), Bucket: v[5].(string), ModelKey: core.ModelKey, QueueURL: v[3].(string), DeadLetterURL: v[4].(string),
 			EventsTopicARN: v[6].(string),
 		}).Env()
@@ -485,7 +459,7 @@ func (b *tierBuilder) service() error {
 	}).(pulumi.StringOutput)
 	var err error
 	b.t.TaskDefinition, err = ecs.NewTaskDefinition(b.ctx, b.name+"-task", &ecs.TaskDefinitionArgs{
-		Family:                  pulumi.Sprintf("inferstack-%s-%s", core.args.Environment, a.Tier),
+		Family:                  pulumi.Sprintf("inferstack-%s-%s", a.Stack.Environment, a.Name),
 		NetworkMode:             pulumi.String("awsvpc"),
 		RequiresCompatibilities: pulumi.StringArray{pulumi.String("EC2")},
 		Cpu:                     pulumi.String(fmt.Sprint(a.TaskCPU)),
@@ -580,7 +554,7 @@ func (b *tierBuilder) autoscaling() error {
 		return err
 	}
 	if _, err := cloudwatch.NewMetricAlarm(b.ctx, b.name+"-backlog-alarm", &cloudwatch.MetricAlarmArgs{
-		AlarmDescription:   pulumi.Sprintf("%s tier: jobs waiting or running: scale tasks to the backlog", b.a.Tier),
+		AlarmDescription:   pulumi.Sprintf("%s tier: jobs waiting or running: scale tasks to the backlog", b.a.Name),
 		MetricQueries:      backlogQueries(b.t.Queue.Name, p.PeriodSeconds),
 		ComparisonOperator: pulumi.String("GreaterThanOrEqualToThreshold"),
 		Threshold:          pulumi.Float64(p.ScaleOutThreshold),
@@ -593,7 +567,7 @@ func (b *tierBuilder) autoscaling() error {
 	}
 	// SQS stops publishing metrics for a queue idle for hours: missing data is idle.
 	_, err = cloudwatch.NewMetricAlarm(b.ctx, b.name+"-idle-alarm", &cloudwatch.MetricAlarmArgs{
-		AlarmDescription:   pulumi.Sprintf("%s tier: no jobs for %d minutes: scale to zero", b.a.Tier, p.ScaleInPeriods),
+		AlarmDescription:   pulumi.Sprintf("%s tier: no jobs for %d minutes: scale to zero", b.a.Name, p.ScaleInPeriods),
 		MetricQueries:      backlogQueries(b.t.Queue.Name, p.PeriodSeconds),
 		ComparisonOperator: pulumi.String("LessThanThreshold"),
 		Threshold:          pulumi.Float64(p.ScaleOutThreshold),

@@ -547,13 +547,13 @@ func devSettings(t testing.TB, overrides map[string]string) settings.Config {
 	modelPath, zip := filepath.Join(dir, "mlp.onnx"), filepath.Join(dir, "bootstrap.zip")
 	require.NoError(t, os.WriteFile(modelPath, model, 0o644))
 	require.NoError(t, os.WriteFile(zip, []byte("unused locally"), 0o644))
-	values, err := settings.StackValues("../Pulumi.dev.yaml")
+	values, err := settings.ParseStackFile("../Pulumi.dev.yaml")
 	require.NoError(t, err)
 	values["modelPath"], values["dispatchZip"] = modelPath, zip
 	for k, v := range overrides {
 		values[k] = v
 	}
-	cfg, err := settings.FromGetter("dev", func(k string) (string, bool) { v, ok := values[k]; return v, ok })
+	cfg, err := settings.Parse("dev", values)
 	require.NoError(t, err)
 	return cfg
 }

@@ -92,7 +92,7 @@ func newEngine(t testing.TB) *engine {
 }
 
 func program(ctx *pulumi.Context) error {
-	cfg, err := deploy.LoadConfig(ctx)
+	cfg, err := deploy.ParseConfig(ctx)
 	if err != nil {
 		return err
 	}

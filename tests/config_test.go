@@ -19,7 +19,7 @@ var update = flag.Bool("update", false, "rewrite Pulumi.yaml from settings.Keys"
 // stackConfig reads ../Pulumi.<env>.yaml as `pulumi config` would hand it to the program.
 func stackConfig(t testing.TB, env string) map[string]string {
 	t.Helper()
-	values, err := settings.StackValues("../Pulumi." + env + ".yaml")
+	values, err := settings.ParseStackFile("../Pulumi." + env + ".yaml")
 	require.NoError(t, err)
 	return values
 }
@@ -115,7 +115,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 			for k, v := range values {
 				all[k] = v
 			}
-			_, err := settings.FromGetter("dev", func(k string) (string, bool) { v, ok := all[k]; return v, ok })
+			_, err := settings.Parse("dev", all)
 			var ce *configerr.Error
 			require.ErrorAs(t, err, &ce)
 			require.Equal(t, settings.Namespace+":"+key, ce.Key, "error: %v", err)
@@ -123,8 +123,6 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		})
 	}
 	// Stack settings the tests do not override still hold.
-	_, err := settings.FromGetter("dev", func(k string) (string, bool) {
-		return map[string]string{"tier": "gpu", "gpuEnabled": "false", "modelPath": ".", "dispatchZip": "."}[k], k == "tier" || k == "gpuEnabled" || k == "modelPath" || k == "dispatchZip"
-	})
+	_, err := settings.Parse("dev", map[string]string{"tier": "gpu", "gpuEnabled": "false", "modelPath": ".", "dispatchZip": "."})
 	require.ErrorContains(t, err, "gpuEnabled is false")
 }

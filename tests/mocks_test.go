@@ -20,6 +20,7 @@ type registered struct {
 	Type, Name, Parent string
 	Custom             bool
 	Deps               []string // URNs it depends on
+	AliasParents       []string // the parent URNs its aliases name: where it was before a move
 	Inputs             resource.PropertyMap
 	Outputs            resource.PropertyMap
 }
@@ -33,9 +34,15 @@ type mocks struct {
 
 func (m *mocks) NewResource(args pulumi.MockResourceArgs) (string, resource.PropertyMap, error) {
 	id, outs := fakeaws.Outputs(args.TypeToken, args.Name, args.Inputs)
+	var aliasParents []string
+	for _, a := range args.RegisterRPC.GetAliases() { // the provider SDK's own aliases (old type tokens) name no parent
+		if parent := a.GetSpec().GetParentUrn(); parent != "" {
+			aliasParents = append(aliasParents, parent)
+		}
+	}
 	m.mu.Lock()
 	m.all = append(m.all, registered{Type: args.TypeToken, Name: args.Name, Parent: args.RegisterRPC.GetParent(), Custom: args.Custom,
-		Deps: args.RegisterRPC.GetDependencies(), Inputs: args.Inputs, Outputs: outs})
+		Deps: args.RegisterRPC.GetDependencies(), AliasParents: aliasParents, Inputs: args.Inputs, Outputs: outs})
 	m.mu.Unlock()
 	return id, outs, nil
 }
@@ -75,7 +82,7 @@ func (d deployment) counts() map[string]int {
 }
 
 // run runs the program against the mocks.
-func run(t *testing.T, cfg deploy.Config) deployment {
+func run(t *testing.T, cfg settings.Config) deployment {
 	t.Helper()
 	m := &mocks{}
 	err := pulumi.RunErr(func(ctx *pulumi.Context) error { return deploy.Program(ctx, cfg) },
@@ -86,7 +93,7 @@ func run(t *testing.T, cfg deploy.Config) deployment {
 
 // config returns the validated config of an environment, with stack
 // settings as in Pulumi.<env>.yaml plus overrides, and a real model and zip.
-func config(t *testing.T, env string, overrides map[string]string) deploy.Config {
+func config(t *testing.T, env string, overrides map[string]string) settings.Config {
 	t.Helper()
 	dir := t.TempDir()
 	model := filepath.Join(dir, "detector.onnx")
@@ -98,7 +105,7 @@ func config(t *testing.T, env string, overrides map[string]string) deploy.Config
 	for k, v := range overrides {
 		values[k] = v
 	}
-	cfg, err := settings.FromGetter(env, func(k string) (string, bool) { v, ok := values[k]; return v, ok })
+	cfg, err := settings.Parse(env, values)
 	require.NoError(t, err)
 	return cfg
 }

@@ -104,7 +104,7 @@ func TestEveryChildHasItsComponentAsParentAndAPrefixedUniqueName(t *testing.T) {
 		seen[r.Name] = true
 		require.True(t, strings.HasPrefix(r.Name, "inferstack"), "unprefixed name %s", r.Name)
 		switch r.Type {
-		case deploy.CoreType, deploy.ComputeTierType:
+		case deploy.CoreType, deploy.ComputeTierType, deploy.DispatchType:
 			require.True(t, strings.HasSuffix(r.Parent, "pulumi:pulumi:Stack::inferstack-dev"), "%s parent %s", r.Name, r.Parent)
 		default:
 			owner := deploy.CoreType + "::inferstack"
@@ -113,9 +113,42 @@ func TestEveryChildHasItsComponentAsParentAndAPrefixedUniqueName(t *testing.T) {
 					owner = deploy.ComputeTierType + "::inferstack-" + tier
 				}
 			}
+			if dispatchChildren[r.Name] {
+				owner = deploy.DispatchType + "::inferstack-dispatcher"
+			}
 			require.True(t, strings.HasSuffix(r.Parent, owner), "%s %s has parent %q, want %s", r.Type, r.Name, r.Parent, owner)
 		}
 	}
+}
+
+// dispatchChildren are the Dispatch component's resources: the Core's
+// children before the Core stopped being built in two phases.
+var dispatchChildren = map[string]bool{
+	"inferstack-dispatch-logs": true, "inferstack-dispatch-role": true, "inferstack-dispatch-policy": true,
+	"inferstack-dispatch": true, "inferstack-dispatch-intake": true, "inferstack-events-policy": true, "inferstack-dashboard": true,
+}
+
+// The resources that moved from the Core to the Dispatch component keep
+// their names and carry an alias to their old parent, the Core: a stack
+// deployed before moves them (same URN history) instead of replacing them.
+// Nothing else has an alias.
+func TestMovedResourcesAliasTheirOldParent(t *testing.T) {
+	t.Parallel()
+	d := run(t, config(t, "dev", nil))
+	core := d.ofType(deploy.CoreType)
+	require.Len(t, core, 1)
+	moved := 0
+	for _, r := range d.all {
+		if !dispatchChildren[r.Name] {
+			require.Empty(t, r.AliasParents, "%s %s", r.Type, r.Name)
+			continue
+		}
+		moved++
+		require.True(t, strings.HasSuffix(r.Parent, deploy.DispatchType+"::inferstack-dispatcher"), "%s parent %s", r.Name, r.Parent)
+		require.Len(t, r.AliasParents, 1, r.Name)
+		require.True(t, strings.HasSuffix(r.AliasParents[0], "::"+deploy.CoreType+"::inferstack"), "%s alias parent %s", r.Name, r.AliasParents[0])
+	}
+	require.Equal(t, len(dispatchChildren), moved)
 }
 
 func TestQueuesRedriveEncryptAndTimeOutWithinLimits(t *testing.T) {

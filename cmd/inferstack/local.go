@@ -140,11 +140,11 @@ func (m *Main) runLocal(ctx context.Context, args []string) error {
 		printUsage(m.Stderr)
 		return &usageError{msg: err.Error()}
 	}
-	values, err := settings.StackValues("Pulumi." + *stack + ".yaml")
+	values, err := settings.ParseStackFile("Pulumi." + *stack + ".yaml")
 	if err != nil {
 		return &usageError{msg: fmt.Sprintf("stack settings: %v (run from the repository root)", err)}
 	}
-	cfg, err := settings.FromGetter(*stack, func(k string) (string, bool) { v, ok := values[k]; return v, ok })
+	cfg, err := settings.Parse(*stack, values)
 	if err != nil {
 		return &usageError{msg: err.Error()}
 	}

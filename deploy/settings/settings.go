@@ -1,26 +1,80 @@
 // Package settings is the stack's configuration: every `pulumi config` key
-// with its default, one validated Config, and the limits AWS enforces. The
-// Pulumi program (package deploy) and the local stack (internal/localstack)
-// both build from it, so they cannot drift apart. It imports no Pulumi code.
+// with its default (Keys, which Pulumi.yaml is generated from), the one
+// validated Config they parse into, the limits AWS enforces, and the queues
+// and worker environments they imply. The Pulumi program (package deploy)
+// and the local stack (internal/localstack) both build from it, so they
+// cannot drift apart. It imports no Pulumi code.
 package settings
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/inferstack/inferstack/internal/configerr"
 	"github.com/inferstack/inferstack/internal/job"
 	"github.com/inferstack/inferstack/internal/runenv"
 	"github.com/inferstack/inferstack/internal/scaling"
 )
 
-// Namespace is the config namespace: keys are inferstack:<key>.
-const Namespace = "inferstack"
+// Config is the whole stack's settings, parsed and validated once (Parse).
+// Its groups are what each component takes: Core the Core's, Dispatch the
+// dispatch function's, Workers the settings every tier shares, CPU and GPU
+// each tier's own.
+type Config struct {
+	Environment string // the stack's name, not a key
+	Core
+	Dispatch
+	Workers
+	GPUEnabled       bool
+	LogRetentionDays int
+	CPU, GPU         TierConfig
+}
+
+// Core is the Core component's settings: network, bucket, topics, intake.
+type Core struct {
+	// Tier is the tier parameter's first value: cpu, gpu or auto.
+	Tier              job.Tier
+	ModelPath         string // local ONNX file, uploaded to models/
+	VpcID             string // an existing VPC (then SubnetIDs), or "" for a new one
+	SubnetIDs         []string
+	AvailabilityZones int  // of a new VPC
+	NatGatewayPerAZ   bool // one NAT per AZ (resilient) or one in all (cheap)
+	ForceDestroy      bool // let `pulumi destroy` delete a bucket holding objects
+	InputsExpireDays  int
+	ResultsExpireDays int
+	AlarmEmail        string // optional subscription to the alarm topic
+	// UploadTriggers makes an upload under inputs/ start a job by itself.
+	UploadTriggers bool
+	// EventsSubscription subscribes an email address or an SQS queue to the
+	// job events topic (none when its Endpoint is empty).
+	EventsSubscription Subscription
+}
+
+// Dispatch is the dispatch function's settings.
+type Dispatch struct {
+	DispatchZip       string        // dist/dispatch/bootstrap.zip (make build)
+	TierCacheTTL      time.Duration // how long a read of the tier parameter is trusted
+	AllowTierOverride bool
+	AutoGPUMinBytes   int64
+	// Keep names the columns an upload-started table job copies beside its
+	// predictions (a message says its own).
+	Keep []string
+}
+
+// Workers are the settings every tier's queue and workers share.
+type Workers struct {
+	VisibilityTimeout int // seconds; the worker's heartbeat extends it
+	MaxReceives       int // deliveries before a job is dead-lettered
+	// QueueRetentionDays is how long a tier queue keeps a waiting job;
+	// shorter than its dead-letter queue keeps one (DeadLetterRetention).
+	QueueRetentionDays int
+	StopTimeout        int // seconds ECS waits after SIGTERM before SIGKILL
+	// BuildImages builds each tier's image on `pulumi up`; otherwise each
+	// tier runs its TierConfig.Image.
+	BuildImages bool
+}
 
 // TierConfig is one tier's settings.
 type TierConfig struct {
@@ -39,145 +93,54 @@ type TierConfig struct {
 	Image string
 }
 
-// Config is the whole stack's settings, read once from `pulumi config`.
-type Config struct {
-	Environment       string
-	Tier              job.Tier
-	GPUEnabled        bool
-	AllowTierOverride bool
-	AutoGPUMinBytes   int64
-	TierCacheTTL      time.Duration
-	ModelPath         string
-	DispatchZip       string
-	VpcID             string
-	SubnetIDs         []string
-	AvailabilityZones int
-	NatGatewayPerAZ   bool
-	LogRetentionDays  int
-	ForceDestroy      bool
-	InputsExpireDays  int
-	ResultsExpireDays int
-	AlarmEmail        string
-	// UploadTriggers makes an upload under inputs/ start a job by itself.
-	UploadTriggers bool
-	// Keep names the columns an upload-started table job copies beside its
-	// predictions (a message says its own).
-	Keep []string
-	// EventsSubscription is an email address or an SQS queue ARN subscribed
-	// to the job events topic ("" for none).
-	EventsSubscription string
-	VisibilityTimeout  int
-	MaxReceives        int
-	// QueueRetentionDays is how long a tier queue keeps a waiting job;
-	// shorter than its dead-letter queue keeps one (DeadLetterRetention).
-	QueueRetentionDays int
-	StopTimeout        int
-	BuildImages        bool
-	CPU, GPU           TierConfig
+// Subscription is an events topic subscriber: an email address (protocol
+// email) or an SQS queue ARN (protocol sqs).
+type Subscription struct {
+	Protocol, Endpoint string
 }
 
-// keyError names config key (inferstack:key) as the setting that is wrong.
-func keyError(key string, err error) error {
-	return &configerr.Error{Key: Namespace + ":" + key, Err: err}
-}
-
-// Key describes one config key: Pulumi.yaml declares the same keys, types,
-// defaults and descriptions, and a test holds the two together.
-type Key struct {
-	Name, Type, Default, Description string
-}
-
-// Keys is every config key with its default.
-var Keys = []Key{
-	{"tier", "string", "cpu", "active tier the dispatch function routes to: cpu, gpu or auto (by input size)"},
-	{"gpuEnabled", "boolean", "true", "create the gpu tier; when false its work goes to the cpu tier"},
-	{"allowTierOverride", "boolean", "false", "let a message choose its tier with a \"tier\" field"},
-	{"autoGpuMinBytes", "integer", "1073741824", "with tier auto, inputs of at least this many bytes go to the gpu tier"},
-	{"tierCacheTtl", "string", "30s", "how long the dispatch function trusts a read of the tier parameter"},
-	{"modelPath", "string", "out/demo/detector.onnx", "local ONNX model uploaded to models/ (make demo writes the default)"},
-	{"dispatchZip", "string", "dist/dispatch/bootstrap.zip", "the dispatch function's zip (make build writes it)"},
-	{"vpcId", "string", "", "an existing VPC to use instead of creating one (then set subnetIds)"},
-	{"subnetIds", "array", "[]", "private subnets of vpcId, with a route to the internet or VPC endpoints"},
-	{"availabilityZones", "integer", "2", "availability zones of a new VPC"},
-	{"natGatewayPerAz", "boolean", "false", "one NAT gateway per availability zone (resilient) instead of one in all (cheap)"},
-	{"logRetentionDays", "integer", "14", "CloudWatch Logs retention"},
-	{"forceDestroy", "boolean", "false", "let pulumi destroy delete the bucket and image repository with their contents"},
-	{"inputsExpireDays", "integer", "7", "days before inputs and checkpoints expire"},
-	{"resultsExpireDays", "integer", "30", "days before results, status and error records expire"},
-	{"alarmEmail", "string", "", "email address subscribed to the alarm topic (optional)"},
-	{"uploadTriggers", "boolean", "true", "an upload under inputs/ starts a job by itself (an S3 event notification to the intake queue)"},
-	{"keep", "string", "", "table columns an upload-started table job copies beside its predictions, e.g. id,ts (optional; a message names its own)"},
-	{"eventsSubscription", "string", "", "email address or SQS queue ARN subscribed to the job events topic (optional)"},
-	{"visibilityTimeout", "integer", "300", "tier queue visibility timeout in seconds; the worker's heartbeat extends it (max 43200)"},
-	{"maxReceives", "integer", "5", "deliveries of a job before it is dead-lettered"},
-	{"queueRetentionDays", "integer", "7", "days a tier queue keeps a job waiting for capacity (1 to 13: its dead-letter queue keeps 14)"},
-	{"stopTimeout", "integer", "110", "seconds ECS waits after SIGTERM before SIGKILL (10 to 120); the worker stops 5 s earlier"},
-	{"buildImages", "boolean", "true", "build images/<tier>.Dockerfile and push it to the stack's repository on pulumi up (needs Docker where pulumi runs); false: set cpuImage and gpuImage"},
-	{"cpuInstanceTypes", "array", `["c7i.large","c6i.large","m7i.large"]`, "cpu tier instance types (x86_64), first preferred"},
-	{"cpuSpot", "boolean", "false", "run the cpu tier on spot above cpuOnDemandBase"},
-	{"cpuOnDemandBase", "integer", "0", "cpu tier on-demand instances before spot"},
-	{"cpuMaxTasks", "integer", "4", "cpu tier tasks at full backlog"},
-	{"cpuBacklogPerTask", "integer", "2", "cpu tier jobs per task the scaling aims for"},
-	{"cpuIdleMinutes", "integer", "10", "minutes without jobs before the cpu tier returns to zero"},
-	{"cpuTasksPerInstance", "integer", "2", "cpu tier tasks that fit one instance"},
-	{"cpuWarmupSeconds", "integer", "180", "cpu tier instance warm-up for managed scaling"},
-	{"cpuTaskCpu", "integer", "1024", "cpu tier task CPU units (1024 = 1 vCPU)"},
-	{"cpuTaskMemory", "integer", "1536", "cpu tier task memory in MiB"},
-	{"cpuImage", "string", "", "with buildImages false: the cpu worker image in ECR by digest (ACCOUNT.dkr.ecr.REGION.amazonaws.com/NAME@sha256:...)"},
-	{"gpuInstanceTypes", "array", `["g4dn.xlarge","g5.xlarge","g6.xlarge"]`, "gpu tier instance types, first preferred"},
-	{"gpuSpot", "boolean", "false", "run the gpu tier on spot above gpuOnDemandBase"},
-	{"gpuOnDemandBase", "integer", "0", "gpu tier on-demand instances before spot"},
-	{"gpuMaxTasks", "integer", "2", "gpu tier tasks at full backlog"},
-	{"gpuBacklogPerTask", "integer", "4", "gpu tier jobs per task the scaling aims for"},
-	{"gpuIdleMinutes", "integer", "10", "minutes without jobs before the gpu tier returns to zero"},
-	{"gpuTasksPerInstance", "integer", "1", "gpu tier tasks per instance (one GPU each)"},
-	{"gpuWarmupSeconds", "integer", "300", "gpu tier instance warm-up for managed scaling"},
-	{"gpuTaskCpu", "integer", "2048", "gpu tier task CPU units"},
-	{"gpuTaskMemory", "integer", "12288", "gpu tier task memory in MiB"},
-	{"gpuImage", "string", "", "with buildImages false: the gpu worker image in ECR by digest"},
-}
-
-// FromGetter builds and validates the Config of stack env from get, which
-// returns a key's configured value (or false: the default applies). Arrays
-// come as JSON, as `pulumi config set --path` stores them.
-func FromGetter(env string, get func(key string) (string, bool)) (Config, error) {
-	r := reader{get: get}
-	c := Config{
-		Environment:        env,
-		Tier:               job.Tier(r.str("tier")),
-		GPUEnabled:         r.boolean("gpuEnabled"),
-		AllowTierOverride:  r.boolean("allowTierOverride"),
-		AutoGPUMinBytes:    int64(r.integer("autoGpuMinBytes")),
-		TierCacheTTL:       r.duration("tierCacheTtl"),
-		ModelPath:          r.str("modelPath"),
-		DispatchZip:        r.str("dispatchZip"),
-		VpcID:              r.str("vpcId"),
-		SubnetIDs:          r.array("subnetIds"),
-		AvailabilityZones:  r.integer("availabilityZones"),
-		NatGatewayPerAZ:    r.boolean("natGatewayPerAz"),
-		LogRetentionDays:   r.integer("logRetentionDays"),
-		ForceDestroy:       r.boolean("forceDestroy"),
-		InputsExpireDays:   r.integer("inputsExpireDays"),
-		ResultsExpireDays:  r.integer("resultsExpireDays"),
-		AlarmEmail:         r.str("alarmEmail"),
-		UploadTriggers:     r.boolean("uploadTriggers"),
-		Keep:               r.columns("keep"),
-		EventsSubscription: r.str("eventsSubscription"),
-		VisibilityTimeout:  r.integer("visibilityTimeout"),
-		MaxReceives:        r.integer("maxReceives"),
-		QueueRetentionDays: r.integer("queueRetentionDays"),
-		StopTimeout:        r.integer("stopTimeout"),
-		BuildImages:        r.boolean("buildImages"),
-		CPU:                r.tier(string(job.TierCPU)),
-		GPU:                r.tier(string(job.TierGPU)),
+// UnmarshalText reads an endpoint ("" for none) and finds its protocol.
+func (s *Subscription) UnmarshalText(text []byte) error {
+	*s = Subscription{Endpoint: string(text)}
+	if s.Endpoint == "" {
+		return nil
 	}
-	if r.err != nil {
-		return Config{}, r.err
-	}
-	return c, c.Validate()
+	var err error
+	s.Protocol, err = EventsProtocol(s.Endpoint)
+	return err
 }
 
-// Validate checks the values against each other and against AWS's limits.
+// Limits AWS enforces, and the stack's own fixed settings. The SQS limits a
+// worker parses its environment against live in runenv, defined once there.
+const (
+	MaxVisibilitySeconds = int(runenv.MaxVisibility / time.Second)         // SQS: 0 to 43,200 seconds
+	MinVisibilitySeconds = int(runenv.MinDeployedVisibility / time.Second) // the worker's heartbeat ticks every third of it
+	MaxStopTimeout       = int(runenv.MaxStopTimeout / time.Second)        // ECS container stopTimeout: at most 120 seconds
+	// MinStopTimeout leaves the worker at least 5 s of its own after its
+	// margin (runenv.StopMargin) for a job to reach a chunk boundary.
+	MinStopTimeout      = 10
+	MaxRetentionSeconds = 14 * 24 * 3600 // SQS keeps a message 14 days at most
+	// DeadLetterRetention is every dead-letter queue's: the most SQS keeps.
+	// A message SQS moves to a DLQ keeps its first enqueue time, so its
+	// source queue must keep messages for less (SQS developer guide,
+	// "Using dead-letter queues": "always set the retention period of a
+	// dead-letter queue to be longer than the retention period of the
+	// original queue").
+	DeadLetterRetention = MaxRetentionSeconds
+	IntakeRetention     = 4 * 24 * 3600 // intake messages: dispatched in seconds, kept 4 days
+	IntakeMaxReceives   = 5             // dispatch attempts before the intake DLQ
+	DispatchTimeout     = 30            // seconds: a batch of 10 with SDK retries; Lambda allows 900
+	// LambdaVisibilityFactor: Lambda's documentation asks for an SQS event
+	// source's visibility timeout of at least six times the function timeout.
+	LambdaVisibilityFactor = 6
+	// TierQueueWaitSeconds is a tier queue's long polling: fewer empty receives.
+	TierQueueWaitSeconds = 20
+	// MinTaskCPU and MinTaskMemory are the smallest task ONNX Runtime runs in.
+	MinTaskCPU, MinTaskMemory = 256, 512
+)
+
+// Validate checks the values against each other and against AWS's limits;
+// Parse calls it, and nothing after it checks them again.
 func (c Config) Validate() error {
 	bad := func(key, format string, args ...any) error {
 		return keyError(key, fmt.Errorf(format, args...))
@@ -215,11 +178,6 @@ func (c Config) Validate() error {
 	if c.AlarmEmail != "" && !strings.Contains(c.AlarmEmail, "@") {
 		return bad("alarmEmail", "%q is not an email address", c.AlarmEmail)
 	}
-	if _, err := EventsProtocol(c.EventsSubscription); c.EventsSubscription != "" && err != nil {
-		return keyError("eventsSubscription", err)
-	}
-	// The tier queues' and workers' settings, under their own keys (CheckTier
-	// below checks them again for the components' own callers).
 	if c.VisibilityTimeout < MinVisibilitySeconds || c.VisibilityTimeout > MaxVisibilitySeconds {
 		return bad("visibilityTimeout", "%d s: want %d to %d (SQS allows at most 12 h; under %d s the heartbeat cannot keep up)",
 			c.VisibilityTimeout, MinVisibilitySeconds, MaxVisibilitySeconds, MinVisibilitySeconds)
@@ -245,58 +203,19 @@ func (c Config) Validate() error {
 				return bad(t.Name+"Image", "buildImages is false, so the %s tier needs its image by digest: %v", t.Name, err)
 			}
 		}
-		if err := CheckTier(t.Name, t.InstanceTypes, c.VisibilityTimeout, c.MaxReceives, c.StopTimeout, t.OnDemandBase, t.TaskCPU, t.TaskMemory); err != nil {
-			return bad(t.Name+"MaxTasks", "%v", err)
+		switch {
+		case len(t.InstanceTypes) == 0:
+			return bad(t.Name+"InstanceTypes", "tier %s: no instance types", t.Name)
+		case t.OnDemandBase < 0:
+			return bad(t.Name+"OnDemandBase", "tier %s: on-demand base %d must not be negative", t.Name, t.OnDemandBase)
+		case t.TaskCPU < MinTaskCPU:
+			return bad(t.Name+"TaskCpu", "tier %s: task size %d CPU units / %d MiB is too small for ONNX Runtime", t.Name, t.TaskCPU, t.TaskMemory)
+		case t.TaskMemory < MinTaskMemory:
+			return bad(t.Name+"TaskMemory", "tier %s: task size %d CPU units / %d MiB is too small for ONNX Runtime", t.Name, t.TaskCPU, t.TaskMemory)
 		}
 		if _, err := scaling.New(t.Scaling()); err != nil {
 			return bad(t.Name+"MaxTasks", "%v", err)
 		}
-	}
-	return nil
-}
-
-// Limits AWS enforces, and the stack's own fixed settings.
-const (
-	MaxVisibilitySeconds = 12 * 3600 // SQS: 0 to 43,200 seconds
-	MinVisibilitySeconds = 30        // the worker's heartbeat ticks every third of it
-	MaxStopTimeout       = 120       // ECS container stopTimeout: at most 120 seconds
-	// MinStopTimeout leaves the worker at least 5 s of its own after its
-	// margin (runenv.StopMargin) for a job to reach a chunk boundary.
-	MinStopTimeout      = 10
-	MaxRetentionSeconds = 14 * 24 * 3600 // SQS keeps a message 14 days at most
-	// DeadLetterRetention is every dead-letter queue's: the most SQS keeps.
-	// A message SQS moves to a DLQ keeps its first enqueue time, so its
-	// source queue must keep messages for less (SQS developer guide,
-	// "Using dead-letter queues": "always set the retention period of a
-	// dead-letter queue to be longer than the retention period of the
-	// original queue").
-	DeadLetterRetention = MaxRetentionSeconds
-	IntakeRetention     = 4 * 24 * 3600 // intake messages: dispatched in seconds, kept 4 days
-	IntakeMaxReceives   = 5             // dispatch attempts before the intake DLQ
-	DispatchTimeout     = 30            // seconds: a batch of 10 with SDK retries; Lambda allows 900
-	// LambdaVisibilityFactor: Lambda's documentation asks for an SQS event
-	// source's visibility timeout of at least six times the function timeout.
-	LambdaVisibilityFactor = 6
-)
-
-// CheckTier checks one tier's settings against what AWS accepts.
-func CheckTier(tier string, instanceTypes []string, visibility, maxReceives, stopTimeout, onDemandBase, taskCPU, taskMemory int) error {
-	switch {
-	case tier != string(job.TierCPU) && tier != string(job.TierGPU):
-		return fmt.Errorf("tier %q: want cpu or gpu", tier)
-	case len(instanceTypes) == 0:
-		return fmt.Errorf("tier %s: no instance types", tier)
-	case visibility < MinVisibilitySeconds || visibility > MaxVisibilitySeconds:
-		return fmt.Errorf("tier %s: visibility timeout %ds: SQS allows at most %d (12 h), and under 30 s the heartbeat cannot keep up", tier, visibility, MaxVisibilitySeconds)
-	case maxReceives < 1 || maxReceives > runenv.MaxReceives:
-		return fmt.Errorf("tier %s: max receives %d: SQS allows 1 to 1000", tier, maxReceives)
-	case stopTimeout < MinStopTimeout || stopTimeout > MaxStopTimeout:
-		return fmt.Errorf("tier %s: stop timeout %ds: want %d to %d s (ECS allows at most %d; the worker stops %s earlier and needs some of it)",
-			tier, stopTimeout, MinStopTimeout, MaxStopTimeout, MaxStopTimeout, runenv.StopMargin)
-	case onDemandBase < 0:
-		return fmt.Errorf("tier %s: on-demand base %d must not be negative", tier, onDemandBase)
-	case taskCPU < 256 || taskMemory < 512:
-		return fmt.Errorf("tier %s: task size %d CPU units / %d MiB is too small for ONNX Runtime", tier, taskCPU, taskMemory)
 	}
 	return nil
 }
@@ -334,23 +253,41 @@ type Queue struct {
 	RetentionSeconds  int
 	DeadLetter        string // logical name of its DLQ, "" for a DLQ
 	MaxReceives       int
+	// WaitSeconds is the queue's default long polling (0: none). The local
+	// stack leaves it to its receivers, which each ask for their own wait.
+	WaitSeconds int
 }
 
 // Queues lists the stack's queues: the intake and each enabled tier's, each
 // with its dead-letter queue, DLQs first.
 func (c Config) Queues() []Queue {
-	queues := []Queue{
-		{Name: job.IntakeDeadLetterQueue, RetentionSeconds: DeadLetterRetention},
-		{Name: job.IntakeQueue, VisibilitySeconds: LambdaVisibilityFactor * DispatchTimeout, RetentionSeconds: IntakeRetention,
-			DeadLetter: job.IntakeDeadLetterQueue, MaxReceives: IntakeMaxReceives},
-	}
+	queues := []Queue{IntakeDeadLetterQueue(), IntakeQueue()}
 	for _, t := range c.Tiers() {
-		queues = append(queues,
-			Queue{Name: job.TierDeadLetterQueue(job.Tier(t.Name)), RetentionSeconds: DeadLetterRetention},
-			Queue{Name: job.TierQueue(job.Tier(t.Name)), VisibilitySeconds: c.VisibilityTimeout, RetentionSeconds: c.QueueRetentionDays * 24 * 3600,
-				DeadLetter: job.TierDeadLetterQueue(job.Tier(t.Name)), MaxReceives: c.MaxReceives})
+		queues = append(queues, TierDeadLetterQueue(t.Name), c.TierQueue(t.Name))
 	}
 	return queues
+}
+
+// IntakeDeadLetterQueue is where intake messages go after IntakeMaxReceives dispatch attempts.
+func IntakeDeadLetterQueue() Queue {
+	return Queue{Name: job.IntakeDeadLetterQueue, RetentionSeconds: DeadLetterRetention}
+}
+
+// IntakeQueue is the queue the dispatch function reads.
+func IntakeQueue() Queue {
+	return Queue{Name: job.IntakeQueue, VisibilitySeconds: LambdaVisibilityFactor * DispatchTimeout, RetentionSeconds: IntakeRetention,
+		DeadLetter: job.IntakeDeadLetterQueue, MaxReceives: IntakeMaxReceives}
+}
+
+// TierDeadLetterQueue is the dead-letter queue of tier.
+func TierDeadLetterQueue(tier string) Queue {
+	return Queue{Name: job.TierDeadLetterQueue(job.Tier(tier)), RetentionSeconds: DeadLetterRetention}
+}
+
+// TierQueue is the queue of tier, where its workers take jobs.
+func (w Workers) TierQueue(tier string) Queue {
+	return Queue{Name: job.TierQueue(job.Tier(tier)), VisibilitySeconds: w.VisibilityTimeout, RetentionSeconds: w.QueueRetentionDays * 24 * 3600,
+		DeadLetter: job.TierDeadLetterQueue(job.Tier(tier)), MaxReceives: w.MaxReceives, WaitSeconds: TierQueueWaitSeconds}
 }
 
 // checkDeadLetterRetention refuses a queue that keeps messages as long as
@@ -414,93 +351,6 @@ func validDigest(d string) bool {
 var validRetention = map[int]bool{1: true, 3: true, 5: true, 7: true, 14: true, 30: true, 60: true, 90: true, 120: true, 150: true,
 	180: true, 365: true, 400: true, 545: true, 731: true, 1096: true, 1827: true, 2192: true, 2557: true, 2922: true, 3288: true, 3653: true}
 
-// reader reads keys with their defaults and keeps the first error.
-type reader struct {
-	get func(string) (string, bool)
-	err error
-}
-
-func (r *reader) raw(key string) string {
-	if v, ok := r.get(key); ok {
-		return v
-	}
-	for _, k := range Keys {
-		if k.Name == key {
-			return k.Default
-		}
-	}
-	panic("deploy: undeclared config key " + key)
-}
-
-func (r *reader) fail(key string, err error) {
-	if r.err == nil {
-		r.err = keyError(key, err)
-	}
-}
-
-func (r *reader) str(key string) string { return r.raw(key) }
-
-func (r *reader) integer(key string) int {
-	v, err := strconv.Atoi(strings.TrimSpace(r.raw(key)))
-	if err != nil {
-		r.fail(key, fmt.Errorf("%q is not an integer", r.raw(key)))
-	}
-	return v
-}
-
-func (r *reader) duration(key string) time.Duration {
-	v, err := time.ParseDuration(strings.TrimSpace(r.raw(key)))
-	if err != nil {
-		r.fail(key, fmt.Errorf("%q is not a duration like 30s", r.raw(key)))
-	}
-	return v
-}
-
-func (r *reader) boolean(key string) bool {
-	v, err := strconv.ParseBool(strings.TrimSpace(r.raw(key)))
-	if err != nil {
-		r.fail(key, fmt.Errorf("%q is not true or false", r.raw(key)))
-	}
-	return v
-}
-
-func (r *reader) array(key string) []string {
-	var v []string
-	if err := json.Unmarshal([]byte(r.raw(key)), &v); err != nil {
-		r.fail(key, errors.New("want a list of strings"))
-	}
-	return v
-}
-
-// columns reads a comma-separated list of column names ("" for none).
-func (r *reader) columns(key string) []string {
-	s := r.raw(key)
-	if strings.TrimSpace(s) == "" {
-		return nil
-	}
-	v, err := job.ParseColumns(s)
-	if err != nil {
-		r.fail(key, err)
-	}
-	return v
-}
-
-func (r *reader) tier(prefix string) TierConfig {
-	return TierConfig{
-		InstanceTypes:    r.array(prefix + "InstanceTypes"),
-		Spot:             r.boolean(prefix + "Spot"),
-		OnDemandBase:     r.integer(prefix + "OnDemandBase"),
-		MaxTasks:         r.integer(prefix + "MaxTasks"),
-		BacklogPerTask:   r.integer(prefix + "BacklogPerTask"),
-		IdleMinutes:      r.integer(prefix + "IdleMinutes"),
-		TasksPerInstance: r.integer(prefix + "TasksPerInstance"),
-		WarmupSeconds:    r.integer(prefix + "WarmupSeconds"),
-		TaskCPU:          r.integer(prefix + "TaskCpu"),
-		TaskMemory:       r.integer(prefix + "TaskMemory"),
-		Image:            r.str(prefix + "Image"),
-	}
-}
-
 // EventsProtocol is the SNS protocol of an events subscription endpoint:
 // email for an address, sqs for a queue ARN.
 func EventsProtocol(endpoint string) (string, error) {
@@ -523,20 +373,20 @@ type Location struct {
 	Region, Bucket, ModelKey, QueueURL, DeadLetterURL, EventsTopicARN string
 }
 
-// WorkerRuntime is what a tier's worker is told (its task definition's
+// Runtime is what tier t's worker is told (its task definition's
 // environment): its tier, its queue's visibility and max receives, the ECS
 // stop timeout less the worker's margin, and threads from the task's CPU
 // units. The Pulumi program and the local stack both build the worker's
 // environment with it.
-func WorkerRuntime(tier string, gpu bool, taskCPU, visibilitySecs, maxReceives, ecsStopTimeout int, at Location) runenv.Worker {
+func (w Workers) Runtime(t Tier, at Location) runenv.Worker {
 	device := "cpu"
-	if gpu {
+	if t.GPU {
 		device = "auto" // CUDA, falling back to the CPU with the reason in the manifest
 	}
 	return runenv.Worker{
-		Region: at.Region, Tier: tier, Device: device, QueueURL: at.QueueURL, DeadLetterURL: at.DeadLetterURL,
-		Bucket: at.Bucket, ModelKey: at.ModelKey, Visibility: time.Duration(visibilitySecs) * time.Second,
-		MaxReceives: maxReceives, StopTimeout: runenv.WorkerStopTimeout(ecsStopTimeout), EventsTopicARN: at.EventsTopicARN,
-		Threads: runenv.TaskThreads(taskCPU),
+		Region: at.Region, Tier: t.Name, Device: device, QueueURL: at.QueueURL, DeadLetterURL: at.DeadLetterURL,
+		Bucket: at.Bucket, ModelKey: at.ModelKey, Visibility: time.Duration(w.VisibilityTimeout) * time.Second,
+		MaxReceives: w.MaxReceives, StopTimeout: runenv.WorkerStopTimeout(w.StopTimeout), EventsTopicARN: at.EventsTopicARN,
+		Threads: runenv.TaskThreads(t.TaskCPU),
 	}
 }

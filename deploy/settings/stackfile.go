@@ -9,9 +9,10 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// StackValues reads a stack file (Pulumi.<stack>.yaml) as `pulumi config`
-// hands it to the program: the inferstack keys only, arrays as JSON.
-func StackValues(path string) (map[string]string, error) {
+// ParseStackFile reads a stack file (Pulumi.<stack>.yaml) into the values
+// Parse takes, as `pulumi config` hands them to the program: the inferstack
+// keys only, without the namespace, arrays as JSON.
+func ParseStackFile(path string) (map[string]string, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err

@@ -114,7 +114,7 @@ func (s *Stack) create(ctx context.Context) error {
 		return fmt.Errorf("create bucket: %w", err)
 	}
 	arns := map[string]string{}
-	for _, q := range cfg.Queues() { // DLQs come first
+	for _, q := range cfg.Queues() { // DLQs come first; long polling (q.WaitSeconds) is left to the receivers, which ask for their own
 		attrs := map[string]string{"MessageRetentionPeriod": fmt.Sprint(q.RetentionSeconds)}
 		if q.DeadLetter != "" {
 			attrs["VisibilityTimeout"] = fmt.Sprint(q.VisibilitySeconds)
@@ -312,7 +312,7 @@ func (s *Stack) uploadModels(ctx context.Context) error {
 // library and a short poll (quick stops).
 func (s *Stack) workerEnv(t settings.Tier) []string {
 	cfg := s.opts.Config
-	w := settings.WorkerRuntime(t.Name, t.GPU, t.TaskCPU, cfg.VisibilityTimeout, cfg.MaxReceives, cfg.StopTimeout, settings.Location{
+	w := cfg.Runtime(t, settings.Location{
 		Region: emulator.Region, Bucket: s.Bucket, ModelKey: s.modelKey(),
 		QueueURL: s.Queues[job.TierQueue(job.Tier(t.Name))], DeadLetterURL: s.Queues[job.TierDeadLetterQueue(job.Tier(t.Name))],
 		EventsTopicARN: s.EventsTopic,

@@ -67,11 +67,21 @@ const (
 	// EnvBucket and EnvDeadLetterURL (the intake's DLQ) as for the worker.
 )
 
-// Limits the parsers enforce, as AWS does.
+// Limits the parsers enforce, as AWS does, and the deployment's own
+// (deploy/settings takes its limits from here: each is defined once).
 const (
 	MaxVisibility = 12 * time.Hour // SQS: a visibility timeout of 0 to 43,200 s
+	// MinVisibility is the shortest visibility a worker runs with: its
+	// heartbeat ticks every third of it (tests and local stacks use 3 s).
 	MinVisibility = 3 * time.Second
-	MaxReceives   = 1000 // SQS redrive policy: maxReceiveCount 1 to 1,000
+	// MinDeployedVisibility is the shortest a deployed stack may set: on AWS
+	// a heartbeat's ChangeMessageVisibility call must land well within a
+	// third of it, whatever the API's latency and retries.
+	MinDeployedVisibility = 30 * time.Second
+	MaxReceives           = 1000 // SQS redrive policy: maxReceiveCount 1 to 1,000
+	// MaxStopTimeout is ECS's longest container stopTimeout; a worker's own
+	// stop timeout (WorkerStopTimeout) is shorter by StopMargin.
+	MaxStopTimeout = 120 * time.Second
 )
 
 // LambdaReserved are the variables Lambda sets itself and refuses in a
@@ -151,7 +161,7 @@ func ParseWorker(getenv func(string) string) (Worker, error) {
 		QueueURL: p.str(EnvQueueURL), DeadLetterURL: p.str(EnvDeadLetterURL), Bucket: p.str(EnvBucket), ModelKey: p.str(EnvModelKey),
 		Visibility:     p.duration(EnvVisibility, MinVisibility, MaxVisibility),
 		MaxReceives:    p.integer(EnvMaxReceives, 1, MaxReceives),
-		StopTimeout:    p.duration(EnvStopTimeout, time.Millisecond, 120*time.Second), // positive: a job gets some time
+		StopTimeout:    p.duration(EnvStopTimeout, time.Millisecond, MaxStopTimeout), // positive: a job gets some time
 		EventsTopicARN: p.str(EnvEventsTopic),
 		Threads:        p.integer(EnvThreads, 1, 1024),
 	}
