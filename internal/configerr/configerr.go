@@ -1,5 +1,5 @@
 // Package configerr is the one error type for a setting that is wrong: a
-// `pulumi config` key (internal/settings) or a variable of a runtime's
+// `pulumi config` key (deploy/settings) or a variable of a runtime's
 // environment (internal/runenv, read by the worker and the dispatcher).
 // Each names the setting, so the message says what to fix.
 package configerr
