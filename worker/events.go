@@ -6,13 +6,12 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
-	snstypes "github.com/aws/aws-sdk-go-v2/service/sns/types"
 
 	"github.com/inferstack/inferstack/inference"
 	"github.com/inferstack/inferstack/internal/awserr"
 	"github.com/inferstack/inferstack/internal/job"
+	"github.com/inferstack/inferstack/internal/jobevents"
 	"github.com/inferstack/inferstack/internal/s3io"
 )
 
@@ -71,16 +70,10 @@ func (w *Worker) unannounced(req job.Request, status *statusWriter, m *inference
 // announces it: an event that cannot be sent is logged, and never fails or
 // re-runs the job.
 func (w *Worker) publish(ev job.Event, log *slog.Logger) bool {
-	attrs := map[string]snstypes.MessageAttributeValue{}
-	for name, value := range ev.Attributes() {
-		attrs[name] = snstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(value)}
-	}
 	ctx, cancel := w.endingContext()
 	defer cancel()
 	err := awserr.Retry(ctx, func() error {
-		_, err := w.events.Publish(ctx, &sns.PublishInput{
-			TopicArn: aws.String(w.cfg.EventsTopicARN), Message: aws.String(ev.Body()), MessageAttributes: attrs,
-		})
+		_, err := w.events.Publish(ctx, jobevents.PublishInput(w.cfg.EventsTopicARN, ev))
 		return err
 	})
 	if err != nil {

@@ -16,13 +16,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
-	snstypes "github.com/aws/aws-sdk-go-v2/service/sns/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/inferstack/inferstack/internal/awserr"
 	"github.com/inferstack/inferstack/internal/job"
+	"github.com/inferstack/inferstack/internal/jobevents"
 )
 
 // The AWS calls the dispatcher makes, one interface per client, with the
@@ -250,11 +250,7 @@ func (d *Dispatcher) announce(ctx context.Context, o outgoing) {
 	id := o.recordID()
 	ev := job.Event{State: job.EventRefused, JobID: id, Bucket: d.cfg.Bucket, Input: o.input, Reason: o.why,
 		Stage: job.StageDispatch, ErrorRecord: job.ErrorKey(id), At: d.now().UTC()}
-	attrs := map[string]snstypes.MessageAttributeValue{}
-	for k, v := range ev.Attributes() {
-		attrs[k] = snstypes.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
-	}
-	_, err := d.events.Publish(ctx, &sns.PublishInput{TopicArn: aws.String(d.cfg.EventsTopicARN), Message: aws.String(ev.Body()), MessageAttributes: attrs})
+	_, err := d.events.Publish(ctx, jobevents.PublishInput(d.cfg.EventsTopicARN, ev))
 	if err != nil {
 		d.logFor(o).Error("cannot publish the refused event; its error record and dead letter stand", "topic", d.cfg.EventsTopicARN,
 			"err", awserr.Denied(err, "sns:Publish", d.cfg.EventsTopicARN))
