@@ -11,6 +11,7 @@ import (
 	"runtime"
 
 	"github.com/inferstack/inferstack/inference/calibration"
+	"github.com/inferstack/inferstack/internal/atomicfile"
 )
 
 // calibrationKey names what a calibration depends on: the model, the sample
@@ -50,7 +51,7 @@ func saveCalibration(key string, state *calibration.State, log *slog.Logger) {
 	data, _ := json.MarshalIndent(cache, "", "  ")
 	// Not synced: a cache lost in a crash costs one recalibration, an fsync
 	// costs every calibrating run.
-	if err := replaceFile(calibrationFile(), data, false); err != nil {
+	if err := atomicfile.Write(calibrationFile(), data, false); err != nil {
 		log.Warn("cannot cache calibration", "err", err)
 	}
 }

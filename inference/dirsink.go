@@ -10,6 +10,7 @@ import (
 
 	"github.com/inferstack/inferstack/inference/manifest"
 	"github.com/inferstack/inferstack/inference/npy"
+	"github.com/inferstack/inferstack/internal/atomicfile"
 )
 
 // ManifestFile is the name of the manifest in an output directory.
@@ -96,7 +97,7 @@ func writeManifest(dir string, m *Manifest) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, ManifestFile), data); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, ManifestFile), data, true); err != nil {
 		return withKind(ErrOutput, "write manifest: %w", err)
 	}
 	return nil

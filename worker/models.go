@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/inferstack/inferstack/inference"
+	"github.com/inferstack/inferstack/internal/atomicfile"
 )
 
 // model returns the model at key, downloaded once per process and kept loaded.
@@ -21,26 +22,10 @@ func (w *Worker) model(ctx context.Context, key string) (*inference.Model, error
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
-	dir := filepath.Join(os.TempDir(), "inferstack-models")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
 	// Written aside and renamed: other workers on this machine may be
 	// loading the same model at the same moment.
-	tmp, err := os.CreateTemp(dir, ".model-*")
-	if err != nil {
-		return nil, err
-	}
-	_, err = tmp.Write(data)
-	if closeErr := tmp.Close(); err == nil {
-		err = closeErr
-	}
-	path := filepath.Join(dir, strings.ReplaceAll(key, "/", "_"))
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp.Name())
+	path := filepath.Join(os.TempDir(), "inferstack-models", strings.ReplaceAll(key, "/", "_"))
+	if err := atomicfile.Write(path, data, false); err != nil {
 		return nil, err
 	}
 	m, err := inference.LoadModel(path)

@@ -1,16 +1,16 @@
-package inference
+// Package atomicfile replaces a file's contents so that readers see the old
+// file or the new, never a part of either.
+package atomicfile
 
 import (
 	"os"
 	"path/filepath"
 )
 
-// writeFileAtomic writes data to a temporary file beside path, syncs it and
-// renames it into place, so readers see the old file or the new, never a part.
-func writeFileAtomic(path string, data []byte) error { return replaceFile(path, data, true) }
-
-// replaceFile is writeFileAtomic with the sync optional.
-func replaceFile(path string, data []byte, sync bool) error {
+// Write writes data to a temporary file beside path (creating its
+// directory), syncs it to disk when sync is set, and renames it into place.
+// Without sync a crash may leave the new file empty, never half-written.
+func Write(path string, data []byte, sync bool) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
