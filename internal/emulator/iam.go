@@ -57,7 +57,7 @@ type Principal struct {
 var ErrNoIAM = errors.New("moto does not enforce IAM: start it WithIAM")
 
 // Principal creates the IAM user name whose only permissions are doc made
-// for moto (doc.ForMoto: the same actions, with resources where moto checks
+// for moto (forMoto: the same actions, with resources where moto checks
 // them), and an access key for it.
 func (m *Moto) Principal(ctx context.Context, name string, doc policy.Document) (Principal, error) {
 	if !m.iam {
@@ -67,7 +67,7 @@ func (m *Moto) Principal(ctx context.Context, name string, doc policy.Document) 
 	if err != nil {
 		return Principal{}, err
 	}
-	c, err := createUser(ctx, cfg, name, doc.ForMoto())
+	c, err := createUser(ctx, cfg, name, forMoto(doc))
 	if err != nil {
 		return Principal{}, fmt.Errorf("principal %s: %w", name, err)
 	}

@@ -87,7 +87,7 @@ func TestPrincipalsGetExactlyTheirDocument(t *testing.T) {
 
 	p, err := m.Principal(ctx, "reader", doc(
 		allow("ReadResults", []string{"s3:GetObject"}, BucketARN("bucket")+"/results/*"),
-		allow("ReadTier", []string{"ssm:GetParameter"}, ParameterARN(param)), // ForMoto: any parameter
+		allow("ReadTier", []string{"ssm:GetParameter"}, ParameterARN(param)), // forMoto: any parameter
 		allow("Send", []string{"sqs:SendMessage"}, QueueARN("mine")),
 	))
 	require.NoError(t, err)

@@ -1,19 +1,23 @@
-package policy
+package emulator
 
-import "strings"
+import (
+	"strings"
 
-// ForMoto returns d as moto, the AWS emulator the local stack and the tests
+	"github.com/inferstack/inferstack/internal/policy"
+)
+
+// forMoto returns d as moto, the AWS emulator the local stack and the tests
 // run on, can enforce it, so that a local principal is allowed what d allows
 // on AWS and is refused what d leaves out. moto 5.2.1 differs from IAM in
-// two ways that matter here (internal/emulator's iam_test.go checks both
-// against moto itself):
+// two ways that matter here (iam_test.go checks both against moto
+// itself):
 //
 //   - It checks the resource only for S3 (bucket and object ARNs) and SQS
 //     (queue ARNs). Every other request (SSM, CloudWatch Logs, ECS, SNS...)
 //     is evaluated against the resource "*", so a statement scoped to
 //     arn:aws:ssm:...:parameter/x would refuse even GetParameter on /x.
 //     Such statements get Resource "*" here and keep their actions: the
-//     action is still enforced, the scope is asserted by this package's
+//     action is still enforced, the scope is asserted by internal/policy's
 //     unit tests. A statement mixing S3 or SQS actions with others is split
 //     in two, the S3 and SQS part keeping its resources.
 //   - It names an SQS batch call's action after the operation
@@ -22,8 +26,8 @@ import "strings"
 //
 // Conditions are kept; moto evaluates only StringEquals, so the s3:prefix
 // limit on s3:ListBucket (StringLike) is also left to the unit tests.
-func (d Document) ForMoto() Document {
-	out := Document{Version: d.Version}
+func forMoto(d policy.Document) policy.Document {
+	out := policy.Document{Version: d.Version}
 	for _, s := range d.Statement {
 		if len(s.Resource) == 0 { // a trust policy's statement: no resource to widen
 			out.Statement = append(out.Statement, clone(s, s.Action, s.Resource))
@@ -72,7 +76,7 @@ var sqsBatchTwins = map[string]string{
 // clone copies s with the given actions and resources, sharing no slice or
 // map with s, so that editing the result cannot change the document it came
 // from.
-func clone(s Statement, actions, resources []string) Statement {
+func clone(s policy.Statement, actions, resources []string) policy.Statement {
 	c := s
 	c.Action = append([]string(nil), actions...)
 	if resources != nil {
