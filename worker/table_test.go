@@ -158,7 +158,7 @@ func TestTableJobsMatchALocalRunByteForByte(t *testing.T) {
 			m := e.requireResults(jobID, want)
 			require.EqualValues(t, 3000, m.Samples)
 			require.NotNil(t, m.Input.Table)
-			require.Equal(t, "parquet", m.Input.Layout.Format)
+			require.Equal(t, "parquet", m.Input.Format)
 			require.Equal(t, map[string][]string{"x": {"features"}}, m.Input.Table.Feed)
 			for _, f := range c.files {
 				require.True(t, strings.HasSuffix(f, ".npy") || m.Outputs[0].File == f)

@@ -42,10 +42,10 @@ func writeListTable(t *testing.T) []byte {
 		for i := g * 1000; i < (g+1)*1000; i++ {
 			b.Field(0).(*array.Int64Builder).Append(int64(i))
 			n := 5
-			switch {
-			case g == 1:
+			switch g {
+			case 1:
 				n = i%7 + 1
-			case g == 2:
+			case 2:
 				n = 8
 			}
 			f := b.Field(1).(*array.ListBuilder)
