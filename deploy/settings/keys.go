@@ -13,6 +13,7 @@ import (
 
 	"github.com/inferstack/inferstack/internal/configerr"
 	"github.com/inferstack/inferstack/internal/job"
+	nearestname "github.com/inferstack/inferstack/internal/nearest"
 )
 
 // Namespace is the config namespace: keys are inferstack:<key>.
@@ -164,48 +165,13 @@ func declared(name string) (Key, bool) {
 	return Keys[i], true
 }
 
-// nearest is the declared key closest to name: the fewest single-letter
-// edits, ignoring case (cpuMaxTask: cpuMaxTasks), and of those the one
-// sharing the longest start with it (gpuTaskMem: gpuTaskMemory).
+// nearest is the declared key closest to name.
 func nearest(name string) string {
-	name = strings.ToLower(name)
-	best, bestDist, bestPrefix := "", -1, 0
-	for _, k := range Keys {
-		key := strings.ToLower(k.Name)
-		d, p := editDistance(name, key), commonPrefix(name, key)
-		if bestDist < 0 || d < bestDist || d == bestDist && p > bestPrefix {
-			best, bestDist, bestPrefix = k.Name, d, p
-		}
+	names := make([]string, len(Keys))
+	for i, k := range Keys {
+		names[i] = k.Name
 	}
-	return best
-}
-
-func commonPrefix(a, b string) int {
-	n := 0
-	for n < len(a) && n < len(b) && a[n] == b[n] {
-		n++
-	}
-	return n
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev, cur := make([]int, len(b)+1), make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
+	return nearestname.Names(name, names, 1)[0]
 }
 
 // keyError names config key (inferstack:key) as the setting that is wrong.

@@ -9,6 +9,8 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+
+	"github.com/inferstack/inferstack/internal/nearest"
 )
 
 // ElemType is a tensor element type a model input may take.
@@ -291,7 +293,7 @@ func planInput(in Input, schema *arrow.Schema, have, cols []string) (inputFeed, 
 	for _, c := range cols {
 		i := slices.Index(have, c)
 		if i < 0 {
-			near := nearest(c, have, 3)
+			near := nearest.Names(c, have, 3)
 			return f, badf("input %q: no column %q (nearest: %s)", in.Name, c, strings.Join(near, ", "))
 		}
 		typ := schema.Field(i).Type

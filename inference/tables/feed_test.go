@@ -3,7 +3,6 @@ package tables
 import (
 	"errors"
 	"io"
-	"math"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -337,12 +336,4 @@ func TestFeedFromDuckDBParquet(t *testing.T) {
 			require.Equal(t, 5000, rows)
 		})
 	}
-}
-
-func TestNearest(t *testing.T) {
-	t.Parallel()
-	require.Equal(t, []string{"feature_1", "feature_2"}, nearest("Feature1", []string{"id", "feature_2", "feature_1"}, 2))
-	require.Empty(t, nearest("x", nil, 3))
-	require.Equal(t, 3, editDistance("kitten", "sitting"))
-	require.False(t, math.IsNaN(0))
 }

@@ -23,6 +23,8 @@ import (
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/memory"
+
+	"github.com/inferstack/inferstack/internal/nearest"
 )
 
 // ErrBadTable marks a table that cannot be read as the model's inputs. The engine wraps it as its
@@ -189,50 +191,11 @@ func Open(r io.ReaderAt, size int64, name string, opts Options) (Reader, error) 
 
 // missingColumn is the error for a column the table lacks, naming the nearest column names.
 func missingColumn(file, col string, have []string) error {
-	near := nearest(col, have, 3)
+	near := nearest.Names(col, have, 3)
 	if len(near) == 0 {
 		return badf("%s: no column %q (the table has none)", file, col)
 	}
 	return badf("%s: no column %q (nearest: %s)", file, col, strings.Join(near, ", "))
-}
-
-// nearest returns up to n names of have closest to want by edit distance (case-insensitive), closest first.
-func nearest(want string, have []string, n int) []string {
-	type cand struct {
-		name string
-		d    int
-	}
-	cands := make([]cand, 0, len(have))
-	for _, h := range have {
-		cands = append(cands, cand{h, editDistance(strings.ToLower(want), strings.ToLower(h))})
-	}
-	sort.SliceStable(cands, func(i, j int) bool { return cands[i].d < cands[j].d })
-	var out []string
-	for _, c := range cands[:min(n, len(cands))] {
-		out = append(out, c.name)
-	}
-	return out
-}
-
-func editDistance(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(rb)]
 }
 
 // pickColumns resolves wanted column names against a table's column names: the indices in the order
