@@ -30,6 +30,7 @@ import (
 	"github.com/inferstack/inferstack/functions/dispatch"
 	"github.com/inferstack/inferstack/inference"
 	"github.com/inferstack/inferstack/inference/npy"
+	"github.com/inferstack/inferstack/internal/awsenv"
 	"github.com/inferstack/inferstack/internal/emulator"
 	"github.com/inferstack/inferstack/internal/eventsource"
 	"github.com/inferstack/inferstack/internal/job"
@@ -119,9 +120,7 @@ func newStack(t *testing.T, workers bool, opts ...stackOption) *stack {
 	cfg, err := moto.Config(ctx)
 	require.NoError(t, err)
 	s := &stack{t: t, sqs: sqs.NewFromConfig(cfg), ssm: ssm.NewFromConfig(cfg), queues: map[string]string{}, dropped: map[string][]string{},
-		s3: s3.NewFromConfig(cfg, func(o *s3.Options) {
-			o.UsePathStyle, o.ResponseChecksumValidation = true, aws.ResponseChecksumValidationWhenRequired
-		}), bucket: fmt.Sprintf("e2e-%.40s-%d", strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")), stackSeq.Add(1))}
+		s3: s3.NewFromConfig(cfg, awsenv.EmulatorS3Options), bucket: fmt.Sprintf("e2e-%.40s-%d", strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")), stackSeq.Add(1))}
 	for _, o := range opts {
 		o(s)
 	}
@@ -219,9 +218,7 @@ func (s *stack) workerArgs(tier string) policy.WorkerArgs {
 func (s *stack) clients(p emulator.Principal) (*s3.Client, *sqs.Client, *ssm.Client) {
 	cfg, err := p.Config(s.t.Context())
 	require.NoError(s.t, err)
-	return s3.NewFromConfig(cfg, func(o *s3.Options) {
-		o.UsePathStyle, o.ResponseChecksumValidation = true, aws.ResponseChecksumValidationWhenRequired
-	}), sqs.NewFromConfig(cfg), ssm.NewFromConfig(cfg)
+	return s3.NewFromConfig(cfg, awsenv.EmulatorS3Options), sqs.NewFromConfig(cfg), ssm.NewFromConfig(cfg)
 }
 
 // cli runs the real inferstack against the stack, as a user with the

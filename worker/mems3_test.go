@@ -18,6 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
+
+	"github.com/inferstack/inferstack/internal/awsenv"
 )
 
 // useMemS3 serves a new memS3 on loopback and points e's S3 client at it
@@ -28,9 +30,8 @@ func useMemS3(b *testing.B, e *env) (*memS3, string) {
 	b.Cleanup(srv.Close)
 	cfg, err := moto.Config(b.Context())
 	require.NoError(b, err)
-	e.s3 = s3.NewFromConfig(cfg, func(o *s3.Options) {
-		o.BaseEndpoint, o.UsePathStyle = aws.String(srv.URL), true
-		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+	e.s3 = s3.NewFromConfig(cfg, awsenv.EmulatorS3Options, func(o *s3.Options) {
+		o.BaseEndpoint = aws.String(srv.URL)
 		o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired // plain bodies
 	})
 	return fake, srv.URL

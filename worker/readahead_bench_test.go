@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
 
+	"github.com/inferstack/inferstack/internal/awsenv"
 	"github.com/inferstack/inferstack/internal/s3io"
 	"github.com/inferstack/inferstack/internal/testenv"
 )
@@ -96,11 +97,7 @@ func newBenchObject(b *testing.B) *benchObject {
 func (o *benchObject) client(b *testing.B, endpoint string) s3io.Objects {
 	cfg, err := moto.Config(b.Context()) // its credentials and region; not its endpoint
 	require.NoError(b, err)
-	return s3.NewFromConfig(cfg, func(o *s3.Options) {
-		o.BaseEndpoint = aws.String(endpoint)
-		o.UsePathStyle = true
-		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
-	})
+	return s3.NewFromConfig(cfg, awsenv.EmulatorS3Options, func(o *s3.Options) { o.BaseEndpoint = aws.String(endpoint) })
 }
 
 // read reads the object as the engine does, with a fresh reader and a fresh

@@ -33,6 +33,7 @@ import (
 
 	"github.com/inferstack/inferstack/inference"
 	"github.com/inferstack/inferstack/inference/npy"
+	"github.com/inferstack/inferstack/internal/awsenv"
 	"github.com/inferstack/inferstack/internal/emulator"
 	"github.com/inferstack/inferstack/internal/job"
 	"github.com/inferstack/inferstack/internal/onnxmodel"
@@ -89,10 +90,7 @@ func newEnv(t testing.TB, visibility time.Duration) *env {
 	ctx := t.Context()
 	cfg, err := moto.Config(ctx)
 	require.NoError(t, err)
-	// moto sends no checksums: validate them only where S3 requires it.
-	e := &env{t: t, s3: s3.NewFromConfig(cfg, func(o *s3.Options) {
-		o.UsePathStyle, o.ResponseChecksumValidation = true, aws.ResponseChecksumValidationWhenRequired
-	}), sqs: sqs.NewFromConfig(cfg), sns: sns.NewFromConfig(cfg)}
+	e := &env{t: t, s3: s3.NewFromConfig(cfg, awsenv.EmulatorS3Options), sqs: sqs.NewFromConfig(cfg), sns: sns.NewFromConfig(cfg)}
 	name := fmt.Sprintf("%s-%d", strings.ToLower(regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "-")), seq.Add(1))
 	name = strings.Trim(name[max(0, len(name)-50):], "-")
 	e.bucket = name
@@ -557,9 +555,7 @@ func TestJobSurvivesTheEndpointGoingAwayMidJob(t *testing.T) {
 	cfg, err := moto.Config(t.Context())
 	require.NoError(t, err)
 	cfg.BaseEndpoint = aws.String(proxy.URL())
-	viaProxyS3 := s3.NewFromConfig(cfg, func(o *s3.Options) {
-		o.UsePathStyle, o.ResponseChecksumValidation = true, aws.ResponseChecksumValidationWhenRequired
-	})
+	viaProxyS3 := s3.NewFromConfig(cfg, awsenv.EmulatorS3Options)
 	e.start(e.cfg, sqs.NewFromConfig(cfg), viaProxyS3, nil)
 	jobID := e.send(`{"filename": "long.npy"}`)
 	e.waitFor("a checkpointed chunk", 60*time.Second, func() bool { return e.checkpointDone(jobID) >= 1 })

@@ -29,6 +29,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/inferstack/inferstack/functions/dispatch"
+	"github.com/inferstack/inferstack/internal/awsenv"
 	"github.com/inferstack/inferstack/internal/emulator"
 	"github.com/inferstack/inferstack/internal/eventsource"
 	"github.com/inferstack/inferstack/internal/job"
@@ -91,9 +92,7 @@ func newStack(t *testing.T, ttl time.Duration) *stack {
 	ctx := t.Context()
 	cfg, err := moto.Config(ctx)
 	require.NoError(t, err)
-	s := &stack{t: t, sqs: sqs.NewFromConfig(cfg), ssm: ssm.NewFromConfig(cfg), s3: s3.NewFromConfig(cfg, func(o *s3.Options) {
-		o.UsePathStyle, o.ResponseChecksumValidation = true, aws.ResponseChecksumValidationWhenRequired // moto sends no checksums
-	})}
+	s := &stack{t: t, sqs: sqs.NewFromConfig(cfg), ssm: ssm.NewFromConfig(cfg), s3: s3.NewFromConfig(cfg, awsenv.EmulatorS3Options)}
 	s.name = fmt.Sprintf("%s-%d", strings.ToLower(regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "-")), stackSeq.Add(1))
 	s.name = s.name[max(0, len(s.name)-60):]
 

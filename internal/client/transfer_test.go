@@ -19,6 +19,8 @@ import (
 	tm "github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
+
+	"github.com/inferstack/inferstack/internal/awsenv"
 )
 
 const mib = 1 << 20
@@ -198,8 +200,8 @@ func (f *fakeS3) client(t *testing.T) *Client {
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
 	return &Client{Target: Target{Bucket: "b"}, Transfer: Transfer{PartSize: MinPartSize, Concurrency: 1},
-		S3: s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL), UsePathStyle: true, RetryMaxAttempts: 1,
-			Credentials: credentials.NewStaticCredentialsProvider("k", "s", "")})}
+		S3: s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(srv.URL), RetryMaxAttempts: 1,
+			Credentials: credentials.NewStaticCredentialsProvider("k", "s", "")}, awsenv.EmulatorS3Options)}
 }
 
 func bigFile(t *testing.T, size int) string {

@@ -18,6 +18,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/stretchr/testify/require"
 
+	"github.com/inferstack/inferstack/internal/awsenv"
 	"github.com/inferstack/inferstack/internal/awserr"
 	"github.com/inferstack/inferstack/internal/policy"
 )
@@ -58,10 +59,7 @@ func TestPrincipalsGetExactlyTheirDocument(t *testing.T) {
 	// The admin (Config, Env) sets up.
 	admin, err := m.Config(ctx)
 	require.NoError(t, err)
-	pathStyle := func(o *s3.Options) {
-		o.UsePathStyle, o.ResponseChecksumValidation = true, aws.ResponseChecksumValidationWhenRequired
-	}
-	adminS3 := s3.NewFromConfig(admin, pathStyle)
+	adminS3 := s3.NewFromConfig(admin, awsenv.EmulatorS3Options)
 	_, err = adminS3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("bucket")})
 	require.NoError(t, err)
 	for _, key := range []string{"inputs/x", "results/x"} {
@@ -82,7 +80,7 @@ func TestPrincipalsGetExactlyTheirDocument(t *testing.T) {
 	// The free requests were spent on the admin: unknown keys are refused.
 	anon, err := (&Moto{URL: m.URL}).config(ctx, Credentials{AccessKeyID: "test", SecretAccessKey: "test"})
 	require.NoError(t, err)
-	_, err = s3.NewFromConfig(anon, pathStyle).ListBuckets(ctx, &s3.ListBucketsInput{})
+	_, err = s3.NewFromConfig(anon, awsenv.EmulatorS3Options).ListBuckets(ctx, &s3.ListBucketsInput{})
 	require.Error(t, err, "moto let unknown keys through: more free requests than the admin needs")
 
 	p, err := m.Principal(ctx, "reader", doc(
@@ -93,7 +91,7 @@ func TestPrincipalsGetExactlyTheirDocument(t *testing.T) {
 	require.NoError(t, err)
 	cfg, err := p.Config(ctx)
 	require.NoError(t, err)
-	objects := s3.NewFromConfig(cfg, pathStyle)
+	objects := s3.NewFromConfig(cfg, awsenv.EmulatorS3Options)
 
 	out, err := objects.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("bucket"), Key: aws.String("results/x")})
 	require.NoError(t, err)

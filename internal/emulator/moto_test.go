@@ -10,6 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
+
+	"github.com/inferstack/inferstack/internal/awsenv"
 )
 
 // TestQueriesSignAsSent: with IAM enforced, a list whose prefix or delimiter
@@ -25,10 +27,7 @@ func TestQueriesSignAsSent(t *testing.T) {
 	defer m.Stop()
 	admin, err := m.Config(ctx)
 	require.NoError(t, err)
-	pathStyle := func(o *s3.Options) {
-		o.UsePathStyle, o.ResponseChecksumValidation = true, aws.ResponseChecksumValidationWhenRequired
-	}
-	adminS3 := s3.NewFromConfig(admin, pathStyle)
+	adminS3 := s3.NewFromConfig(admin, awsenv.EmulatorS3Options)
 	_, err = adminS3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("bucket")})
 	require.NoError(t, err)
 	keys := []string{"results/a/manifest.json", "results/b.json", "inputs/x", "odd/a,b é+c d/x"}
@@ -41,7 +40,7 @@ func TestQueriesSignAsSent(t *testing.T) {
 	require.NoError(t, err)
 	cfg, err := p.Config(ctx)
 	require.NoError(t, err)
-	lister := s3.NewFromConfig(cfg, pathStyle)
+	lister := s3.NewFromConfig(cfg, awsenv.EmulatorS3Options)
 
 	for _, tc := range []struct {
 		prefix, delimiter string

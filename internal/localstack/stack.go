@@ -20,6 +20,7 @@ import (
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
 	"github.com/inferstack/inferstack/deploy/settings"
+	"github.com/inferstack/inferstack/internal/awsenv"
 	"github.com/inferstack/inferstack/internal/emulator"
 	"github.com/inferstack/inferstack/internal/eventsource"
 	"github.com/inferstack/inferstack/internal/job"
@@ -106,9 +107,7 @@ func (s *Stack) create(ctx context.Context) error {
 		return err
 	}
 	s.sqs = sqs.NewFromConfig(awsCfg)
-	s.s3 = s3.NewFromConfig(awsCfg, func(o *s3.Options) {
-		o.UsePathStyle, o.ResponseChecksumValidation = true, aws.ResponseChecksumValidationWhenRequired
-	})
+	s.s3 = s3.NewFromConfig(awsCfg, awsenv.EmulatorS3Options)
 	ssmClient := ssm.NewFromConfig(awsCfg)
 	if _, err := s.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(s.Bucket)}); err != nil {
 		return fmt.Errorf("create bucket: %w", err)
@@ -287,7 +286,7 @@ func (s *Stack) uploadModels(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	objects := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = true })
+	objects := s3.NewFromConfig(cfg, awsenv.EmulatorS3Options)
 	for i, m := range s.Models {
 		f, err := os.Open(m.File)
 		if err != nil {
