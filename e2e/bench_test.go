@@ -19,6 +19,7 @@ import (
 	"github.com/inferstack/inferstack/inference/npy"
 	"github.com/inferstack/inferstack/internal/job"
 	"github.com/inferstack/inferstack/internal/localstack"
+	"github.com/inferstack/inferstack/internal/testenv"
 )
 
 // BenchmarkLocalStackLatency: from sending the intake message to the job's
@@ -63,33 +64,25 @@ func BenchmarkLocalStackLatency(b *testing.B) {
 			MessageBody: aws.String(fmt.Sprintf(`{"filename": "small.bin", "job_id": %q}`, id))})
 		require.NoError(b, err)
 		var st job.Status
-		deadline := time.Now().Add(60 * time.Second)
-		for st.State != job.StateDone {
-			require.True(b, time.Now().Before(deadline), "job %s did not finish", id)
-			time.Sleep(5 * time.Millisecond)
+		testenv.Eventually(b, "job "+id+" to finish", 60*time.Second, func() bool {
 			out, err := s3c.GetObject(b.Context(), &s3.GetObjectInput{Bucket: aws.String(stack.Bucket), Key: aws.String(job.StatusKey(id))})
 			if err != nil {
-				continue
+				return false
 			}
 			_ = json.NewDecoder(out.Body).Decode(&st)
 			_ = out.Body.Close()
-		}
+			return st.State == job.StateDone
+		})
 		return breakdown{total: st.UpdatedAt.Sub(sent), dispatch: st.DispatchedAt.Sub(sent), wait: st.ReceivedAt.Sub(*st.DispatchedAt),
 			prepare: st.EngineStartedAt.Sub(*st.ReceivedAt), infer: st.EngineFinishedAt.Sub(*st.EngineStartedAt), upload: st.UpdatedAt.Sub(*st.EngineFinishedAt)}
 	}
 	var cold, warm []breakdown
 	for b.Loop() {
-		deadline := time.Now().Add(30 * time.Second)
-		for {
+		testenv.Eventually(b, "the tier to return to zero", 30*time.Second, func() bool {
 			mu.Lock()
-			idle := workers == 0
-			mu.Unlock()
-			if idle {
-				break
-			}
-			require.True(b, time.Now().Before(deadline), "the tier did not return to zero")
-			time.Sleep(20 * time.Millisecond)
-		}
+			defer mu.Unlock()
+			return workers == 0
+		})
 		cold = append(cold, job())
 		warm = append(warm, job())
 	}

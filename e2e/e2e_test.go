@@ -338,7 +338,9 @@ func TestScalerStartsFromZeroFollowsThePolicyAndReturnsToZero(t *testing.T) {
 		defer mu.Unlock()
 		return append([]localstack.Sample(nil), timeline...)
 	}
-	waitFor := func(what string, timeout time.Duration, cond func() bool) { eventually(t, what, timeout, cond, &logs) }
+	waitFor := func(what string, timeout time.Duration, cond func() bool) {
+		testenv.Eventually(t, what, timeout, cond, &logs)
+	}
 	waitFor("idle samples", 10*time.Second, func() bool { return len(samples()) >= 5 })
 	for _, x := range samples() {
 		require.Zero(t, x.Workers, "no work, no worker")
@@ -449,7 +451,7 @@ func TestLocalStack(t *testing.T) {
 		}
 		return cmd.ProcessState.ExitCode(), out.String(), errb.String()
 	}
-	waitFor := func(what string, cond func() bool) { eventually(t, what, 90*time.Second, cond, &logs) }
+	waitFor := func(what string, cond func() bool) { testenv.Eventually(t, what, 90*time.Second, cond, &logs) }
 	waitFor("the classic job", func() bool { d, _, err := stack.Counts(t.Context()); return err == nil && d == 1 })
 	mu.Lock()
 	require.Equal(t, 1, peak["cpu"], "one message started one cpu worker from zero")
@@ -501,23 +503,6 @@ func TestLocalStack(t *testing.T) {
 	n, err := stack.QueueBacklog(t.Context(), job.TierDeadLetterQueue(job.TierGPU))
 	require.NoError(t, err)
 	require.Equal(t, 2, n, "missing and poison jobs dead-lettered by the gpu worker")
-}
-
-// eventually polls cond until it holds; past timeout the test fails, naming
-// what it waited for and showing logs.
-func eventually(t testing.TB, what string, timeout time.Duration, cond func() bool, logs ...fmt.Stringer) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			var shown strings.Builder
-			for _, l := range logs {
-				shown.WriteString(l.String() + "\n")
-			}
-			t.Fatalf("timed out waiting for %s\n%s", what, shown.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // clientCLI runs the real AWS CLI against a local stack as its client (with

@@ -16,6 +16,7 @@ import (
 	"github.com/inferstack/inferstack/internal/emulator"
 	"github.com/inferstack/inferstack/internal/job"
 	"github.com/inferstack/inferstack/internal/localstack"
+	"github.com/inferstack/inferstack/internal/testenv"
 )
 
 // without leaves statement sid out of role's document ("dispatch",
@@ -131,7 +132,7 @@ func TestDispatchRoleWithoutReadTier(t *testing.T) {
 	require.Contains(t, dead[0], "ssm:GetParameter")
 	// The record is written first, then the dead letter and the refused
 	// event; the intake message is deleted once the handler returns.
-	eventually(t, "the refused message to leave the intake queue", 30*time.Second, func() bool { return s.backlog("intake") == 0 })
+	testenv.Eventually(t, "the refused message to leave the intake queue", 30*time.Second, func() bool { return s.backlog("intake") == 0 })
 	require.Zero(t, s.backlog("cpu"))
 	t.Logf("dispatch record: %s", reason)
 }

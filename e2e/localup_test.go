@@ -25,6 +25,7 @@ import (
 	"github.com/inferstack/inferstack/internal/emulator"
 	"github.com/inferstack/inferstack/internal/job"
 	"github.com/inferstack/inferstack/internal/onnxmodel"
+	"github.com/inferstack/inferstack/internal/testenv"
 )
 
 // localUp is `inferstack local up` running in a project directory of its
@@ -217,17 +218,15 @@ func TestLocalUpAsAUserRunsIt(t *testing.T) {
 	require.NoError(t, err)
 	deadline := time.Now().Add(90 * time.Second)
 	for _, id := range []string{req.JobID, "mine"} {
-		for {
+		var out []byte
+		testenv.Eventually(t, "job "+id+" to finish", time.Until(deadline), func() bool {
 			cmd := exec.Command("aws", "--endpoint-url", endpoint, "s3", "cp", "s3://"+bucket+"/"+job.StatusKey(id), "-")
 			cmd.Env = append(os.Environ(), exports...)
-			out, err := cmd.Output()
+			var err error
+			out, err = cmd.Output()
 			var status struct{ State string }
-			if err == nil && json.Unmarshal(out, &status) == nil && status.State == "done" {
-				break
-			}
-			require.True(t, time.Now().Before(deadline), "job %s did not finish: %s\n%s", id, out, stderr.String())
-			time.Sleep(200 * time.Millisecond)
-		}
+			return err == nil && json.Unmarshal(out, &status) == nil && status.State == "done"
+		}, testenv.Show(func() string { return string(out) }), stderr)
 	}
 	// It ran the user's model: the manifest names its hash.
 	var manifest struct {
@@ -267,12 +266,11 @@ func TestLocalUpAsAUserRunsIt(t *testing.T) {
 
 	// The watch hint shows both jobs finish: the upload's and the message's.
 	finished := map[string]bool{}
-	for len(finished) < 2 {
-		require.True(t, time.Now().Before(deadline), "finished events: %v\n%s", finished, stderr.String())
+	testenv.Eventually(t, "both jobs' finished events", time.Until(deadline), func() bool {
 		var got struct{ Messages []struct{ Body string } }
 		out := shell(hints[3])
 		if strings.TrimSpace(out) == "" {
-			continue // nothing arrived within the hint's wait
+			return false // nothing arrived within the hint's wait
 		}
 		require.NoError(t, json.Unmarshal([]byte(out), &got), out)
 		for _, m := range got.Messages {
@@ -284,11 +282,12 @@ func TestLocalUpAsAUserRunsIt(t *testing.T) {
 				finished[e.Input] = true
 			}
 		}
-	}
+		return len(finished) >= 2
+	}, testenv.Show(func() string { return fmt.Sprintf("finished events: %v", finished) }), stderr)
 	require.Equal(t, map[string]bool{job.InputPrefix + "signal.bin": true, job.SubmitPrefix + "signal.bin": true}, finished)
 
 	// The live line, written to a pipe, counts the three jobs.
-	eventually(t, "the live line counts 3 jobs done", 30*time.Second, func() bool {
+	testenv.Eventually(t, "the live line counts 3 jobs done", 30*time.Second, func() bool {
 		return strings.Contains(u.stdout.String(), "done 3, errors 0\n")
 	}, u.stdout)
 
@@ -343,8 +342,8 @@ func TestLocalUpTakesItsChildrenDown(t *testing.T) {
 				// SIGHUP to its jobs, then the kernel hangs up the
 				// foreground group as the shell exits): the second comes
 				// while the stack stops, and must not cut that short.
-				require.Eventually(t, func() bool { return strings.Contains(u.stdout.String(), "local stack stopped") }, 60*time.Second, time.Millisecond,
-					"local up did not stop on SIGHUP:\n%s", u.stderr.String())
+				testenv.Eventually(t, "local up to stop on SIGHUP", 60*time.Second, func() bool { return strings.Contains(u.stdout.String(), "local stack stopped") },
+					u.stderr)
 				_ = u.cmd.Process.Signal(sig) // fails if it has exited already
 			}
 			select {
@@ -353,8 +352,8 @@ func TestLocalUpTakesItsChildrenDown(t *testing.T) {
 				t.Fatalf("local up did not exit on %v", sig)
 			}
 			if sig == syscall.SIGKILL {
-				require.Eventually(t, func() bool { return !answers(moto) && !answers(lambda) }, 10*time.Second, 20*time.Millisecond,
-					"moto or the lambda emulator outlived local up")
+				testenv.Eventually(t, "moto and the lambda emulator to go with local up", 10*time.Second,
+					func() bool { return !answers(moto) && !answers(lambda) })
 				return
 			}
 			// Stopped, not killed by the hangup: it took its children down itself.

@@ -26,6 +26,7 @@ import (
 	"github.com/inferstack/inferstack/internal/localstack"
 	"github.com/inferstack/inferstack/internal/runenv"
 	"github.com/inferstack/inferstack/internal/scaling"
+	"github.com/inferstack/inferstack/internal/testenv"
 )
 
 // TestScalerReplacesAWorkerKilledMidJob kills (SIGKILL) the worker process
@@ -70,7 +71,7 @@ func TestScalerReplacesAWorkerKilledMidJob(t *testing.T) {
 	}
 	waitFor := func(what string, timeout time.Duration, cond func() bool) {
 		t.Helper()
-		eventually(t, what, timeout, cond, &scalerLogs, &logs)
+		testenv.Eventually(t, what, timeout, cond, &scalerLogs, &logs)
 	}
 	getJSON := func(key string, v any) bool {
 		out, err := s.s3.GetObject(t.Context(), &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)})

@@ -187,11 +187,7 @@ func TestFailedUploadLeavesNoMultipartUpload(t *testing.T) {
 			file := randomFile(t, "big.bin", 60<<20) // 12 parts, one at a time
 			cmd, _, stderr := s.startCLI([]string{"AWS_ENDPOINT_URL=" + proxy.URL()}, "submit", file, "--part-size", "5MiB", "--concurrency", "1")
 
-			deadline := time.Now().Add(30 * time.Second)
-			for len(s.uploads()) == 0 {
-				require.True(t, time.Now().Before(deadline), "no multipart upload started: %s", stderr.String())
-				time.Sleep(20 * time.Millisecond)
-			}
+			testenv.Eventually(t, "a multipart upload to start", 30*time.Second, func() bool { return len(s.uploads()) > 0 }, stderr)
 			tc.fault(t, file, proxy)
 			err = cmd.Wait()
 			require.Error(t, err, "the upload failed: %s", stderr.String())

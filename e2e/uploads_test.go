@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"github.com/inferstack/inferstack/internal/emulator"
 	"github.com/inferstack/inferstack/internal/job"
 	"github.com/inferstack/inferstack/internal/localstack"
+	"github.com/inferstack/inferstack/internal/testenv"
 )
 
 // event is one job event as a subscribed queue receives it: SNS's envelope
@@ -64,16 +66,18 @@ func (w *eventWatch) poll() {
 // await polls until an event matches, and returns it.
 func (w *eventWatch) await(what string, match func(event) bool, logs *emulator.LockedBuffer) event {
 	w.t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for {
+	var found event
+	testenv.Eventually(w.t, "a "+what+" event", 90*time.Second, func() bool {
 		for _, e := range w.seen {
 			if match(e) {
-				return e
+				found = e
+				return true
 			}
 		}
-		require.True(w.t, time.Now().Before(deadline), "no %s event; seen %+v\n%s", what, w.seen, logs.String())
 		w.poll()
-	}
+		return false
+	}, testenv.Show(func() string { return fmt.Sprintf("seen %+v", w.seen) }), logs)
+	return found
 }
 
 // count is how many events seen so far match.
@@ -117,9 +121,7 @@ func TestUploadsStartJobsAndJobsSendEvents(t *testing.T) {
 	const key = job.InputPrefix + "my signal é.npy"
 	awsCLI("s3", "cp", input(t, 900), "s3://"+stack.Bucket+"/"+key)
 	var notification string
-	deadline := time.Now().Add(30 * time.Second)
-	for notification == "" {
-		require.True(t, time.Now().Before(deadline), "no notification for the upload in the intake queue")
+	testenv.Eventually(t, "a notification for the upload in the intake queue", 30*time.Second, func() bool {
 		out, err := adminSQS.ReceiveMessage(t.Context(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(stack.Intake), MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
 		require.NoError(t, err)
 		for _, m := range out.Messages {
@@ -130,7 +132,8 @@ func TestUploadsStartJobsAndJobsSendEvents(t *testing.T) {
 				ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: 0})
 			require.NoError(t, err)
 		}
-	}
+		return notification != ""
+	})
 	// S3 encodes keys as form values: '+' for a space, UTF-8 bytes escaped
 	// (moto escapes '/' too, which S3 leaves alone; both decode the same).
 	require.Regexp(t, `"key": "inputs(/|%2F)my\+signal\+%C3%A9\.npy"`, notification)
@@ -160,7 +163,7 @@ func TestUploadsStartJobsAndJobsSendEvents(t *testing.T) {
 	// The duplicate is acknowledged once both queues are drained: then it
 	// has met the finished job, and added neither a job nor an event.
 	waitDrained := func() {
-		eventually(t, "the intake and cpu queues to drain", 60*time.Second, func() bool {
+		testenv.Eventually(t, "the intake and cpu queues to drain", 60*time.Second, func() bool {
 			busy := 0
 			for _, q := range []string{job.IntakeQueue, job.TierQueue(job.TierCPU)} {
 				n, err := stack.QueueBacklog(t.Context(), q)

@@ -26,7 +26,7 @@ func TestAKillBetweenTheManifestAndTheEventStillAnnouncesTheJob(t *testing.T) {
 	sns.Hold()
 	first, logs := e.process("AWS_ENDPOINT_URL_SNS=" + sns.URL())
 	jobID := e.send(`{"filename": "signal.npy"}`)
-	e.waitFor("the manifest and the publish that hangs", 60*time.Second, func() bool {
+	testenv.Eventually(e.t, "the manifest and the publish that hangs", 60*time.Second, func() bool {
 		_, done := e.manifest(jobID)
 		return done && sns.Held() > 0
 	})
@@ -38,7 +38,7 @@ func TestAKillBetweenTheManifestAndTheEventStillAnnouncesTheJob(t *testing.T) {
 	require.Equal(t, 1, v+f, "the message was not deleted")
 
 	e.start(e.cfg, nil, nil, nil)
-	e.waitFor("the redelivery to end", 30*time.Second, func() bool { return e.drained(e.queue) })
+	testenv.Eventually(e.t, "the redelivery to end", 30*time.Second, func() bool { return e.drained(e.queue) })
 	events := e.events()
 	require.Len(t, events, 1, "exactly the missing event")
 	require.Equal(t, job.EventFinished, events[0].State)
@@ -50,7 +50,7 @@ func TestAKillBetweenTheManifestAndTheEventStillAnnouncesTheJob(t *testing.T) {
 
 	// Now that it is announced, a further delivery is acknowledged in silence.
 	e.send(`{"filename": "signal.npy"}`)
-	e.waitFor("the duplicate to be acknowledged", 30*time.Second, func() bool { return e.drained(e.queue) })
+	testenv.Eventually(e.t, "the duplicate to be acknowledged", 30*time.Second, func() bool { return e.drained(e.queue) })
 	require.Empty(t, e.events())
 }
 

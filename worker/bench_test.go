@@ -23,6 +23,7 @@ import (
 	"github.com/inferstack/inferstack/inference"
 	"github.com/inferstack/inferstack/inference/npy"
 	"github.com/inferstack/inferstack/internal/onnxmodel"
+	"github.com/inferstack/inferstack/internal/testenv"
 )
 
 // BenchmarkJobOverhead: the worker's cost per job against moto with no
@@ -100,7 +101,7 @@ func BenchmarkWorkerVsRun(b *testing.B) {
 	for b.Loop() {
 		id := e.send(fmt.Sprintf(`{"filename": "crops.npy", "job_id": "crops-%d"}`, i))
 		i++
-		e.waitFor("the manifest", 300*time.Second, func() bool { _, ok := e.manifest(id); return ok })
+		testenv.Eventually(e.t, "the manifest", 300*time.Second, func() bool { _, ok := e.manifest(id); return ok })
 		m, _ := e.manifest(id)
 		f, err := os.Open(path)
 		require.NoError(b, err)
@@ -140,7 +141,7 @@ func BenchmarkWorkerThreads(b *testing.B) {
 				stop := e.start(cfg, nil, e.s3, nil)
 				id := e.send(fmt.Sprintf(`{"filename": "crops.npy", "job_id": "threads-%d"}`, job))
 				job++
-				e.waitFor("the manifest", 300*time.Second, func() bool { _, ok := e.manifest(id); return ok })
+				testenv.Eventually(e.t, "the manifest", 300*time.Second, func() bool { _, ok := e.manifest(id); return ok })
 				stop()
 				m, _ := e.manifest(id)
 				require.Equal(b, threads, m.Threads)
@@ -191,7 +192,7 @@ func BenchmarkTableWorkerVsRun(b *testing.B) {
 	for b.Loop() {
 		id := e.send(fmt.Sprintf(`{"filename": "rows.parquet", "job_id": "rows-%d", "feed": {"x": ["features"]}, "keep": ["id"]}`, i))
 		i++
-		e.waitFor("the manifest", 300*time.Second, func() bool { _, ok := e.manifest(id); return ok })
+		testenv.Eventually(e.t, "the manifest", 300*time.Second, func() bool { _, ok := e.manifest(id); return ok })
 		m, _ := e.manifest(id)
 		f, err := os.Open(path)
 		require.NoError(b, err)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/inferstack/inferstack/internal/emulator"
 	"github.com/inferstack/inferstack/internal/job"
+	"github.com/inferstack/inferstack/internal/testenv"
 	"github.com/inferstack/inferstack/worker"
 )
 
@@ -138,12 +139,12 @@ func TestAJobWithoutProgressBeforeTheCeilingIsDeadLettered(t *testing.T) {
 		log: slog.New(slog.NewJSONHandler(logs, nil))})
 	jobID := e.send(`{"filename": "long.npy"}`)
 
-	e.waitFor("the error record", 40*time.Second, func() bool { _, ok := e.get("errors/" + jobID + ".json"); return ok }, logs)
+	testenv.Eventually(e.t, "the error record", 40*time.Second, func() bool { _, ok := e.get("errors/" + jobID + ".json"); return ok }, logs)
 	record, _ := e.get("errors/" + jobID + ".json")
 	require.Contains(t, string(record), fmt.Sprintf("gave up after %d deliveries in a row that finished no chunk within the 6s visibility ceiling", cfg.MaxReceives))
 	receives, _ := q.deliveries()
 	require.Equal(t, []int{1, 1, 1, 1, 1}, receives, "each stalled delivery was a fresh copy, counted by the copies\n%s", logs)
-	e.waitFor("the queue to drain", 30*time.Second, func() bool { return e.drained(e.queue) })
+	testenv.Eventually(e.t, "the queue to drain", 30*time.Second, func() bool { return e.drained(e.queue) })
 }
 
 // A job longer than the visibility ceiling (6 s here, 12 h on SQS) runs on
@@ -172,8 +173,8 @@ func TestAJobRunsAcrossVisibilityCeilingsOnFreshMessages(t *testing.T) {
 	req, err := job.Parse([]byte(`{"filename": "long.npy"}`))
 	require.NoError(t, err)
 
-	e.waitFor("the manifest", 180*time.Second, func() bool { _, ok := e.manifest(req.JobID); return ok }, logs)
-	e.waitFor("the queue to drain", 30*time.Second, func() bool { return e.drained(e.queue) })
+	testenv.Eventually(e.t, "the manifest", 180*time.Second, func() bool { _, ok := e.manifest(req.JobID); return ok }, logs)
+	testenv.Eventually(e.t, "the queue to drain", 30*time.Second, func() bool { return e.drained(e.queue) })
 	m := e.requireResults(req.JobID, e.reference(input))
 	require.Greater(t, m.ResumedAt, int64(0), "the last delivery resumed from a checkpoint")
 	require.True(t, e.drained(e.dlq))

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/inferstack/inferstack/internal/policy"
+	"github.com/inferstack/inferstack/internal/testenv"
 	"github.com/inferstack/inferstack/worker"
 )
 
@@ -79,7 +80,7 @@ func TestS3sMissingKeyRuleWithAndWithoutListBucket(t *testing.T) {
 			good := e.input("good.npy", 100)
 			e.start(e.cfg, nil, s3AsAWS{Objects: e.s3, doc: c.doc(e.bucket), bucket: e.bucket}, nil)
 			ids := map[string]string{"good.npy": e.send(`{"filename": "good.npy"}`), "missing.npy": e.send(`{"filename": "missing.npy"}`)}
-			e.waitFor("every message to end", 60*time.Second, func() bool { return e.drained(e.queue) })
+			testenv.Eventually(e.t, "every message to end", 60*time.Second, func() bool { return e.drained(e.queue) })
 			if c.goodFinishes {
 				e.requireResults(ids["good.npy"], e.reference(good))
 			}

@@ -21,6 +21,7 @@ import (
 	"github.com/inferstack/inferstack/inference"
 	"github.com/inferstack/inferstack/internal/emulator"
 	"github.com/inferstack/inferstack/internal/job"
+	"github.com/inferstack/inferstack/internal/testenv"
 )
 
 // sendDispatched sends body as the dispatcher forwards it, stamped with
@@ -44,7 +45,7 @@ func TestAFinishedJobPublishesOneEventAndItsRedeliveriesNone(t *testing.T) {
 	require.NoError(t, err)
 	dispatched := time.Now().UTC()
 	e.sendDispatched(body, dispatched)
-	e.waitFor("the message to be deleted", 60*time.Second, func() bool { _, ok := e.manifest(req.JobID); return ok && e.drained(e.queue) })
+	testenv.Eventually(e.t, "the message to be deleted", 60*time.Second, func() bool { _, ok := e.manifest(req.JobID); return ok && e.drained(e.queue) })
 
 	events := e.events()
 	require.Len(t, events, 1)
@@ -83,7 +84,7 @@ func TestAFinishedJobPublishesOneEventAndItsRedeliveriesNone(t *testing.T) {
 	// Duplicate notifications of the done job: acknowledged, announced once.
 	e.sendDispatched(body, time.Now())
 	e.sendDispatched(body, time.Now())
-	e.waitFor("the duplicates to be acknowledged", 30*time.Second, func() bool { return e.drained(e.queue) })
+	testenv.Eventually(e.t, "the duplicates to be acknowledged", 30*time.Second, func() bool { return e.drained(e.queue) })
 	require.Empty(t, e.events(), "a job already done is not announced again")
 	again, _ := e.manifest(req.JobID)
 	require.Equal(t, m.FinishedAt, again.FinishedAt, "the manifest was not rewritten")
@@ -109,7 +110,7 @@ func TestPoisonPublishesOneFailedEventCarryingTheReason(t *testing.T) {
 			ids[name] = req.JobID
 		}
 	}
-	e.waitFor("every message to end", 30*time.Second, func() bool { return e.drained(e.queue) })
+	testenv.Eventually(e.t, "every message to end", 30*time.Second, func() bool { return e.drained(e.queue) })
 
 	byJob := map[string]published{}
 	for _, ev := range e.events() {
@@ -168,7 +169,7 @@ func TestADeniedPublishLeavesTheJobsEndingsAsTheyWere(t *testing.T) {
 	e.startWith(e.cfg, parts{events: events, log: slog.New(slog.NewJSONHandler(logs, nil))})
 	good := e.send(`{"filename": "good.npy"}`)
 	missing := e.send(`{"filename": "missing.npy"}`)
-	e.waitFor("both messages to end", 60*time.Second, func() bool { return e.drained(e.queue) })
+	testenv.Eventually(e.t, "both messages to end", 60*time.Second, func() bool { return e.drained(e.queue) })
 
 	m, ok := e.manifest(good)
 	require.True(t, ok, "the job finished")

@@ -27,6 +27,7 @@ import (
 
 	"github.com/inferstack/inferstack/internal/job"
 	"github.com/inferstack/inferstack/internal/onnxmodel"
+	"github.com/inferstack/inferstack/internal/testenv"
 	"github.com/inferstack/inferstack/worker"
 )
 
@@ -129,7 +130,7 @@ func TestMultipartResultsMatchALocalRunByteForByte(t *testing.T) {
 			input := e.input("wide.npy", c.samples)
 			e.start(e.cfg, nil, nil, nil)
 			jobID := e.send(`{"filename": "wide.npy"}`)
-			e.waitFor("the manifest", 120*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
+			testenv.Eventually(e.t, "the manifest", 120*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
 			m := e.requireResults(jobID, e.reference(input))
 			require.Len(t, m.Outputs, 2)
 			for _, o := range m.Outputs {
@@ -154,7 +155,7 @@ func killMidUpload(t *testing.T, e *env) (input []byte, jobID string) {
 	input = e.input("wide.npy", 3000)
 	first, logs := e.process()
 	jobID = e.send(`{"filename": "wide.npy"}`)
-	e.waitFor("a part of each output in the checkpoint", 60*time.Second, func() bool {
+	testenv.Eventually(e.t, "a part of each output in the checkpoint", 60*time.Second, func() bool {
 		cp := e.checkpoint(jobID)
 		return len(cp.Results) == 2 && len(cp.Results[0].Parts) > 0 && len(cp.Results[1].Parts) > 0
 	})
@@ -180,7 +181,7 @@ func TestKillNineMidUploadResumesTheSameUploads(t *testing.T) {
 
 	counting := &countingS3{Objects: e.s3, parts: map[string][]int32{}}
 	e.start(e.cfg, nil, counting, nil)
-	e.waitFor("the manifest", 120*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
+	testenv.Eventually(e.t, "the manifest", 120*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
 	m := e.requireResults(jobID, e.reference(input))
 	require.GreaterOrEqual(t, m.ResumedAt, before.Done, "resumed from the checkpoint, not from scratch")
 
@@ -239,7 +240,7 @@ func TestAnExpiredUploadRestartsTheJobFromScratch(t *testing.T) {
 	}
 
 	e.start(e.cfg, nil, uploadsAsS3{Objects: e.s3, s3: e.s3}, nil)
-	e.waitFor("the manifest", 120*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
+	testenv.Eventually(e.t, "the manifest", 120*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
 	m := e.requireResults(jobID, e.reference(input))
 	require.Zero(t, m.ResumedAt, "restarted from scratch")
 	after := e.checkpoint(jobID)
@@ -248,7 +249,7 @@ func TestAnExpiredUploadRestartsTheJobFromScratch(t *testing.T) {
 		require.NotEqual(t, before.Results[i].UploadID, r.UploadID, "a new upload")
 	}
 	require.Empty(t, e.uploading(), "nothing left open")
-	e.waitFor("the queue to drain", 30*time.Second, func() bool { return e.drained(e.queue) })
+	testenv.Eventually(e.t, "the queue to drain", 30*time.Second, func() bool { return e.drained(e.queue) })
 	require.True(t, e.drained(e.dlq))
 }
 
@@ -290,8 +291,8 @@ func TestAJobThatFailsForGoodLeavesNoUploadOpen(t *testing.T) {
 	e.input("wide.npy", 3000)
 	e.start(e.cfg, nil, &deniedTails{Objects: e.s3}, nil)
 	jobID := e.send(`{"filename": "wide.npy"}`)
-	e.waitFor("the error record", 60*time.Second, func() bool { _, ok := e.get(job.ErrorKey(jobID)); return ok })
-	e.waitFor("the message to be dead-lettered", 30*time.Second, func() bool { return e.drained(e.queue) })
+	testenv.Eventually(e.t, "the error record", 60*time.Second, func() bool { _, ok := e.get(job.ErrorKey(jobID)); return ok })
+	testenv.Eventually(e.t, "the message to be dead-lettered", 30*time.Second, func() bool { return e.drained(e.queue) })
 	cp := e.checkpoint(jobID)
 	require.Empty(t, cp.Results, "the checkpoint is void")
 	require.Empty(t, e.uploading(), "its uploads aborted")

@@ -13,6 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
+
+	"github.com/inferstack/inferstack/internal/testenv"
 )
 
 // BenchmarkWorkerPeakRSSLargeOutput: the real `inferstack worker` process
@@ -45,7 +47,7 @@ func BenchmarkWorkerPeakRSSLargeOutput(b *testing.B) {
 		jobID := e.send(fmt.Sprintf(`{"filename": "big.npy", "job_id": "big-%d"}`, i))
 		i++
 		start := time.Now()
-		e.waitFor("the manifest", 10*time.Minute, func() bool { _, ok := e.manifest(jobID); return ok })
+		testenv.Eventually(e.t, "the manifest", 10*time.Minute, func() bool { _, ok := e.manifest(jobID); return ok })
 		seconds += time.Since(start).Seconds()
 		hwm, err := peakRSS(proc.Process.Pid)
 		require.NoError(b, err, "%s", logs)

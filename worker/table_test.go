@@ -28,6 +28,7 @@ import (
 	"github.com/inferstack/inferstack/inference/predictions"
 	"github.com/inferstack/inferstack/internal/job"
 	"github.com/inferstack/inferstack/internal/runenv"
+	"github.com/inferstack/inferstack/internal/testenv"
 )
 
 // tableRequest is the request of the table tests: the features list feeds
@@ -152,7 +153,7 @@ func TestTableJobsMatchALocalRunByteForByte(t *testing.T) {
 				body = `{"filename": "rows.parquet", "feed": {"x": ["features"]}, "output_format": "npy"}`
 			}
 			jobID := e.send(body)
-			e.waitFor("the manifest", 120*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
+			testenv.Eventually(e.t, "the manifest", 120*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
 			want := e.tableReference("rows.parquet", input, inference.TableOptions{Feed: map[string][]string{"x": {"features"}}, Keep: keep}, c.format)
 			require.Len(t, want, len(c.files))
 			m := e.requireResults(jobID, want)
@@ -191,7 +192,7 @@ func TestKillNineMidParquetJobResumesItsUpload(t *testing.T) {
 	first, logs := e.process(runenv.EnvResultRowGroupBytes + "=" + fmt.Sprint(e.cfg.ResultRowGroupBytes))
 	jobID := e.send(fmt.Sprintf(tableRequest, "rows.parquet", ""))
 	var before parquetCheckpoint
-	e.waitFor("a part of the result in the checkpoint", 60*time.Second, func() bool {
+	testenv.Eventually(e.t, "a part of the result in the checkpoint", 60*time.Second, func() bool {
 		data, ok := e.get(job.CheckpointKey(jobID))
 		if !ok {
 			return false
@@ -213,7 +214,7 @@ func TestKillNineMidParquetJobResumesItsUpload(t *testing.T) {
 	resumer := e.cfg
 	resumer.ResultRowGroupBytes = 0
 	e.start(resumer, nil, counting, nil)
-	e.waitFor("the manifest", 120*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
+	testenv.Eventually(e.t, "the manifest", 120*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
 	m := e.requireResults(jobID, e.tableReference("rows.parquet", input,
 		inference.TableOptions{Feed: map[string][]string{"x": {"features"}}, Keep: []string{"id"}}, ""))
 	require.Equal(t, cp.Done, m.ResumedAt, "resumed at the checkpoint's chunk, not from scratch")
@@ -271,7 +272,7 @@ func TestABadTableEndsAsPoisonWithTheRowAndColumn(t *testing.T) {
 	for name, c := range cases {
 		ids[name] = e.send(c.body)
 	}
-	e.waitFor("every message to end", 120*time.Second, func() bool { return e.drained(e.queue) })
+	testenv.Eventually(e.t, "every message to end", 120*time.Second, func() bool { return e.drained(e.queue) })
 	events := map[string]published{}
 	for _, ev := range e.events() {
 		require.NotContains(t, events, ev.JobID, "two events for %s", ev.JobID)

@@ -273,23 +273,6 @@ func (e *env) process(extra ...string) (*exec.Cmd, *emulator.LockedBuffer) {
 	return cmd, logs
 }
 
-func (e *env) waitFor(what string, timeout time.Duration, cond func() bool, logs ...fmt.Stringer) {
-	e.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		require.True(e.t, time.Now().Before(deadline), "timed out after %s waiting for %s%s", timeout, what, joinLogs(logs))
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func joinLogs(logs []fmt.Stringer) string {
-	var b strings.Builder
-	for _, l := range logs {
-		b.WriteString("\n" + l.String())
-	}
-	return b.String()
-}
-
 func (e *env) manifest(jobID string) (*inference.Manifest, bool) {
 	data, ok := e.get("results/" + jobID + "/manifest.json")
 	if !ok {
@@ -385,8 +368,8 @@ func TestJobMatchesALocalRunByteForByte(t *testing.T) {
 	stop := e.start(cfg, nil, nil, &metrics)
 	jobID := e.send(`{"filename": "signal.npy"}`)
 
-	e.waitFor("the manifest", 60*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
-	e.waitFor("the message to be deleted", 10*time.Second, func() bool { return e.drained(e.queue) })
+	testenv.Eventually(e.t, "the manifest", 60*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
+	testenv.Eventually(e.t, "the message to be deleted", 10*time.Second, func() bool { return e.drained(e.queue) })
 	stop()
 	m := e.requireResults(jobID, e.reference(input))
 	require.EqualValues(t, 3000, m.Samples)
@@ -419,7 +402,7 @@ func TestJobMatchesALocalRunByteForByte(t *testing.T) {
 	// Redelivery of a finished job is acknowledged without recomputing.
 	stop = e.start(cfg, nil, nil, &metrics)
 	e.send(`{"filename": "signal.npy"}`)
-	e.waitFor("the duplicate to be acknowledged", 30*time.Second, func() bool { return e.drained(e.queue) })
+	testenv.Eventually(e.t, "the duplicate to be acknowledged", 30*time.Second, func() bool { return e.drained(e.queue) })
 	stop()
 	again, _ := e.manifest(jobID)
 	require.Equal(t, m.FinishedAt, again.FinishedAt, "the manifest was not rewritten")
@@ -439,17 +422,17 @@ func TestKillNineThenAnotherWorkerResumesToTheSameBytes(t *testing.T) {
 	input := slowJob(e)
 	first, logs := e.process()
 	jobID := e.send(`{"filename": "long.npy"}`)
-	e.waitFor("three checkpointed chunks", 60*time.Second, func() bool { return e.checkpointDone(jobID) >= 3 })
+	testenv.Eventually(e.t, "three checkpointed chunks", 60*time.Second, func() bool { return e.checkpointDone(jobID) >= 3 })
 	require.NoError(t, first.Process.Signal(syscall.SIGKILL))
 	_, _ = first.Process.Wait()
 	_, done := e.manifest(jobID)
 	require.False(t, done, "killed too late: the job had finished\n%s", logs)
 
 	e.start(e.cfg, nil, nil, nil)
-	e.waitFor("the manifest", 120*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
+	testenv.Eventually(e.t, "the manifest", 120*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
 	m := e.requireResults(jobID, e.reference(input))
 	require.GreaterOrEqual(t, m.ResumedAt, int64(3), "resumed from the checkpoint, not from scratch")
-	e.waitFor("the queue to drain", 30*time.Second, func() bool { return e.drained(e.queue) })
+	testenv.Eventually(e.t, "the queue to drain", 30*time.Second, func() bool { return e.drained(e.queue) })
 	require.True(t, e.drained(e.dlq))
 	events := e.events()
 	require.Len(t, events, 1, "the killed delivery announced nothing; the one that finished, once")
@@ -462,7 +445,7 @@ func TestSIGTERMHandsTheJobBackInTimeAndItCompletesElsewhere(t *testing.T) {
 	input := slowJob(e)
 	first, logs := e.process(runenv.EnvStopTimeout + "=500ms")
 	jobID := e.send(`{"filename": "long.npy"}`)
-	e.waitFor("a checkpointed chunk", 60*time.Second, func() bool { return e.checkpointDone(jobID) >= 1 })
+	testenv.Eventually(e.t, "a checkpointed chunk", 60*time.Second, func() bool { return e.checkpointDone(jobID) >= 1 })
 	signalled := time.Now()
 	require.NoError(t, first.Process.Signal(syscall.SIGTERM))
 	// cmd.Wait, not Process.Wait: it also waits for the copy of the
@@ -472,13 +455,13 @@ func TestSIGTERMHandsTheJobBackInTimeAndItCompletesElsewhere(t *testing.T) {
 	require.Less(t, time.Since(signalled), 5*time.Second, "stop timeout 500ms plus a 1s poll")
 	require.Contains(t, logs.String(), "handed back")
 	// Handed back at once, not after the 30 s visibility timeout.
-	e.waitFor("the message to be visible again", 3*time.Second, func() bool { v, _ := e.counts(e.queue); return v == 1 })
+	testenv.Eventually(e.t, "the message to be visible again", 3*time.Second, func() bool { v, _ := e.counts(e.queue); return v == 1 })
 	require.Empty(t, e.events(), "a job handed back is not over: no event")
 
 	e.start(e.cfg, nil, nil, nil)
-	e.waitFor("the manifest", 120*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
+	testenv.Eventually(e.t, "the manifest", 120*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
 	e.requireResults(jobID, e.reference(input))
-	e.waitFor("the queue to drain", 30*time.Second, func() bool { return e.drained(e.queue) })
+	testenv.Eventually(e.t, "the queue to drain", 30*time.Second, func() bool { return e.drained(e.queue) })
 	events := e.events()
 	require.Len(t, events, 1)
 	require.Equal(t, job.EventFinished, events[0].State)
@@ -493,7 +476,7 @@ func TestTheSameJobOnTwoWorkersGivesOneConsistentResult(t *testing.T) {
 	e.send(`{"filename": "twice.npy"}`)
 	e.start(e.cfg, nil, nil, nil)
 	e.start(e.cfg, nil, nil, nil)
-	e.waitFor("both messages to end", 60*time.Second, func() bool { return e.drained(e.queue) })
+	testenv.Eventually(e.t, "both messages to end", 60*time.Second, func() bool { return e.drained(e.queue) })
 	e.requireResults(jobID, e.reference(input))
 	require.True(t, e.drained(e.dlq))
 }
@@ -518,8 +501,8 @@ func TestPoisonIsDeadLetteredWithAnErrorRecordWhileTheWorkerServesOn(t *testing.
 		ids[body] = e.send(body)
 	}
 	goodID := e.send(`{"filename": "good.npy"}`)
-	e.waitFor("the good job", 60*time.Second, func() bool { _, ok := e.manifest(goodID); return ok })
-	e.waitFor("every message to end", 30*time.Second, func() bool { return e.drained(e.queue) })
+	testenv.Eventually(e.t, "the good job", 60*time.Second, func() bool { _, ok := e.manifest(goodID); return ok })
+	testenv.Eventually(e.t, "every message to end", 30*time.Second, func() bool { return e.drained(e.queue) })
 	require.Less(t, time.Since(start), 20*time.Second, "poison ends in seconds, not after visibility timeouts")
 	e.requireResults(goodID, e.reference(good))
 
@@ -558,15 +541,15 @@ func TestJobSurvivesTheEndpointGoingAwayMidJob(t *testing.T) {
 	viaProxyS3 := s3.NewFromConfig(cfg, awsenv.EmulatorS3Options)
 	e.start(e.cfg, sqs.NewFromConfig(cfg), viaProxyS3, nil)
 	jobID := e.send(`{"filename": "long.npy"}`)
-	e.waitFor("a checkpointed chunk", 60*time.Second, func() bool { return e.checkpointDone(jobID) >= 1 })
+	testenv.Eventually(e.t, "a checkpointed chunk", 60*time.Second, func() bool { return e.checkpointDone(jobID) >= 1 })
 	proxy.Cut()
 	time.Sleep(4 * time.Second) // an outage longer than the SDK's own retries
 	_, done := e.manifest(jobID)
 	require.False(t, done, "the job finished before the outage")
 	proxy.Restore()
-	e.waitFor("the manifest", 120*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
+	testenv.Eventually(e.t, "the manifest", 120*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
 	e.requireResults(jobID, e.reference(input))
-	e.waitFor("the queue to drain", 30*time.Second, func() bool { return e.drained(e.queue) })
+	testenv.Eventually(e.t, "the queue to drain", 30*time.Second, func() bool { return e.drained(e.queue) })
 	require.True(t, e.drained(e.dlq))
 }
 
@@ -592,7 +575,7 @@ func TestLoad200JobsThroughTwoWorkers(t *testing.T) {
 	}
 	e.start(e.cfg, nil, nil, nil)
 	e.start(e.cfg, nil, nil, nil)
-	e.waitFor("200 jobs", 300*time.Second, func() bool { return e.drained(e.queue) })
+	testenv.Eventually(e.t, "200 jobs", 300*time.Second, func() bool { return e.drained(e.queue) })
 
 	results, records := 0, 0
 	for _, body := range bodies {
@@ -645,15 +628,15 @@ func TestAJobWhoseMessageWasTakenBackStopsWithoutCommitting(t *testing.T) {
 	q := &takenBack{Queue: e.sqs}
 	stop := e.start(e.cfg, q, nil, nil)
 	jobID := e.send(`{"filename": "long.npy"}`)
-	e.waitFor("the second heartbeat", 30*time.Second, func() bool { return q.beats.Load() >= 2 })
+	testenv.Eventually(e.t, "the second heartbeat", 30*time.Second, func() bool { return q.beats.Load() >= 2 })
 	stop() // returns once the abandoned job has stopped
 	_, done := e.manifest(jobID)
 	require.False(t, done, "an abandoned job must not commit results")
 	// Nobody deleted or released the message: it comes back after its visibility timeout.
 	e.start(e.cfg, nil, nil, nil)
-	e.waitFor("the manifest from the next worker", 120*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
+	testenv.Eventually(e.t, "the manifest from the next worker", 120*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
 	e.requireResults(jobID, e.reference(input))
-	e.waitFor("the queue to drain", 30*time.Second, func() bool { return e.drained(e.queue) })
+	testenv.Eventually(e.t, "the queue to drain", 30*time.Second, func() bool { return e.drained(e.queue) })
 	events := e.events()
 	require.Len(t, events, 1, "announced by the worker that finished it, not the one that abandoned it")
 	require.Equal(t, job.EventFinished, events[0].State)
@@ -673,7 +656,7 @@ func TestShutdownCleanupEndsWithinTheStopTimeout(t *testing.T) {
 	stopTimeout := time.Second
 	first, logs := e.process("AWS_ENDPOINT_URL_S3="+proxy.URL(), runenv.EnvStopTimeout+"="+stopTimeout.String())
 	jobID := e.send(`{"filename": "long.npy"}`)
-	e.waitFor("a checkpointed chunk", 60*time.Second, func() bool { return e.checkpointDone(jobID) >= 1 })
+	testenv.Eventually(e.t, "a checkpointed chunk", 60*time.Second, func() bool { return e.checkpointDone(jobID) >= 1 })
 	proxy.Cut()
 	signalled := time.Now()
 	require.NoError(t, first.Process.Signal(syscall.SIGTERM))
@@ -683,5 +666,5 @@ func TestShutdownCleanupEndsWithinTheStopTimeout(t *testing.T) {
 	// ECS would SIGKILL at stopTimeout + StopMargin; a poll may take 1 s more to return.
 	require.Less(t, took, stopTimeout+runenv.StopMargin+time.Second, "cleanup outlived the stop timeout:\n%s", logs)
 	require.Contains(t, logs.String(), "cannot write status", "the status write was cut short, not retried for minutes")
-	e.waitFor("the message to be visible again", 3*time.Second, func() bool { v, _ := e.counts(e.queue); return v == 1 })
+	testenv.Eventually(e.t, "the message to be visible again", 3*time.Second, func() bool { v, _ := e.counts(e.queue); return v == 1 })
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/inferstack/inferstack/inference"
 	"github.com/inferstack/inferstack/inference/npy"
 	"github.com/inferstack/inferstack/internal/onnxmodel"
+	"github.com/inferstack/inferstack/internal/testenv"
 )
 
 // binary is the real inferstack command, built once for these tests: exit
@@ -276,10 +277,10 @@ func interruptRun(t *testing.T, sig os.Signal) {
 	cmd.Stderr = &stderr
 	require.NoError(t, cmd.Start())
 	// The output file appears when inference starts streaming.
-	require.Eventually(t, func() bool {
+	testenv.Eventually(t, "the output file", 30*time.Second, func() bool {
 		_, err := os.Stat(filepath.Join(out, "probs.npy"))
 		return err == nil
-	}, 30*time.Second, 5*time.Millisecond)
+	})
 	require.NoError(t, cmd.Process.Signal(sig))
 	err := cmd.Wait()
 	require.Error(t, err)

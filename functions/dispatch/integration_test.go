@@ -185,15 +185,12 @@ func (s *stack) sendCLI(body string) {
 
 // pump runs the poller until the intake queue is empty with nothing in flight.
 func (s *stack) pump(timeout time.Duration) {
-	deadline := time.Now().Add(timeout)
-	for {
+	testenv.Eventually(s.t, "the intake queue to drain", timeout, func() bool {
 		_, err := s.poller.PollOnce(s.t.Context())
 		require.NoError(s.t, err)
-		if visible, inFlight := s.counts(s.intake); visible+inFlight == 0 {
-			return
-		}
-		require.True(s.t, time.Now().Before(deadline), "intake queue not drained after %s", timeout)
-	}
+		visible, inFlight := s.counts(s.intake)
+		return visible+inFlight == 0
+	})
 }
 
 func (s *stack) counts(url string) (visible, inFlight int) {
@@ -430,9 +427,10 @@ func TestRefusedMessagesAreAnnouncedOnTheEventsTopic(t *testing.T) {
 	require.Contains(t, want, uploads[0].JobID())
 
 	var delivered []sqstypes.Message
-	for deadline := time.Now().Add(10 * time.Second); len(delivered) < 2 && time.Now().Before(deadline); {
+	testenv.Eventually(t, "two refused events", 10*time.Second, func() bool {
 		delivered = append(delivered, s.drain(s.events)...)
-	}
+		return len(delivered) >= 2
+	})
 	require.Len(t, delivered, 2)
 	for _, m := range delivered {
 		var ev job.Event

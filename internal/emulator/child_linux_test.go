@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/inferstack/inferstack/internal/testenv"
 )
 
 // waited closes when cmd has been waited for.
@@ -71,10 +73,10 @@ func TestChildOutlivesTheThreadThatAskedForIt(t *testing.T) {
 		<-tiedDone
 	})
 
-	require.Eventually(t, func() bool {
+	testenv.Eventually(t, "the locked thread to end", 10*time.Second, func() bool {
 		_, err := os.Stat("/proc/self/task/" + strconv.Itoa(tid))
 		return os.IsNotExist(err)
-	}, 10*time.Second, 5*time.Millisecond, "the locked thread did not end")
+	})
 	select {
 	case <-plainDone:
 		require.Equal(t, "signal: killed", plain.ProcessState.String())
@@ -126,6 +128,5 @@ func TestChildDiesWithItsKilledParent(t *testing.T) {
 	require.True(t, alive(child))
 
 	require.NoError(t, parent.Process.Kill())
-	require.Eventually(t, func() bool { return !alive(child) }, 10*time.Second, 10*time.Millisecond,
-		"the child of a killed parent lives on")
+	testenv.Eventually(t, "the child of a killed parent to die", 10*time.Second, func() bool { return !alive(child) })
 }

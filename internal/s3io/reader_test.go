@@ -25,6 +25,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/inferstack/inferstack/internal/awserr"
+	"github.com/inferstack/inferstack/internal/testenv"
 )
 
 // fakeObject serves one object's ranged GETs as S3 does (If-Match checked)
@@ -421,11 +422,7 @@ func TestReadAheadStopsItsGETsWhenTheJobEndsOrOnClose(t *testing.T) {
 				t.Fatal("the read did not return")
 			}
 			// Every GET returns: no goroutine is left behind.
-			deadline := time.Now().Add(10 * time.Second)
-			for f.inFlightNow() != 0 {
-				require.True(t, time.Now().Before(deadline), "GETs still running")
-				time.Sleep(time.Millisecond)
-			}
+			testenv.Eventually(t, "every GET to return", 10*time.Second, func() bool { return f.inFlightNow() == 0 })
 			_, err := r.ReadAt(make([]byte, 10), 9*part)
 			require.Error(t, err, "no reads after the end")
 		})

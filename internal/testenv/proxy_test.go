@@ -146,7 +146,7 @@ func TestHoldHangsRequestsUntilRestore(t *testing.T) {
 		n, err := io.Copy(io.Discard, resp.Body)
 		done <- result{n, err}
 	}()
-	require.Eventually(t, func() bool { return p.Held() == 1 }, 5*time.Second, 10*time.Millisecond)
+	Eventually(t, "the request to be held", 5*time.Second, func() bool { return p.Held() == 1 })
 	select {
 	case r := <-done:
 		t.Fatalf("a held request was answered: %+v", r)

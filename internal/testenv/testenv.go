@@ -1,7 +1,8 @@
 // Package testenv holds what only tests use: the set-up of a test package
 // (Main), the go build wrapper that gives tests the real binaries (Build),
-// and a TCP proxy a test can cut to make an endpoint unreachable, or hold to
-// make its requests hang (Proxy).
+// the wait on a condition every test package polls with (Eventually), and a
+// TCP proxy a test can cut to make an endpoint unreachable, or hold to make
+// its requests hang (Proxy).
 // The emulators the tests run against are package emulator's, shared with
 // `inferstack local up`; this package stays out of production binaries.
 package testenv
