@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
 
@@ -170,12 +172,15 @@ func TestFailedUploadLeavesNoMultipartUpload(t *testing.T) {
 			require.NoError(t, os.Truncate(file, 7<<20))
 		}},
 		{name: "endpoint-cut", says: "upload input", fault: func(t *testing.T, _ string, p *testenv.Proxy) {
-			// Longer than the SDK's retries of the part in flight (3
-			// attempts, at most 6 s of backoff), so the upload fails; the
-			// transfer manager's one abort may fail too, and the client
-			// keeps trying until the endpoint is back.
+			// Until the SDK has given up on the part in flight (the
+			// upload failed) and on the transfer manager's one abort (a
+			// DELETE, retried as often as the SDK retries), and the
+			// client's own abort has been refused too: then it keeps
+			// trying until the endpoint is back.
 			p.Cut()
-			time.Sleep(8 * time.Second)
+			testenv.Eventually(t, "the transfer manager's abort to fail and the client's own to begin", 60*time.Second, func() bool {
+				return aborts(p.Refused()) > retry.DefaultMaxAttempts
+			}, testenv.Show(func() string { return strings.Join(p.Refused(), "\n") }))
 			p.Restore()
 		}},
 	} {
@@ -199,4 +204,15 @@ func TestFailedUploadLeavesNoMultipartUpload(t *testing.T) {
 			require.Error(t, err, "no input stored")
 		})
 	}
+}
+
+// aborts counts the AbortMultipartUpload requests among request lines.
+func aborts(requests []string) int {
+	n := 0
+	for _, r := range requests {
+		if strings.HasPrefix(r, http.MethodDelete+" ") && strings.Contains(r, "uploadId=") {
+			n++
+		}
+	}
+	return n
 }

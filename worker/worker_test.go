@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -28,6 +29,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/stretchr/testify/require"
 
@@ -538,12 +540,16 @@ func TestJobSurvivesTheEndpointGoingAwayMidJob(t *testing.T) {
 	cfg, err := moto.Config(t.Context())
 	require.NoError(t, err)
 	cfg.BaseEndpoint = aws.String(proxy.URL())
-	viaProxyS3 := s3.NewFromConfig(cfg, awsenv.EmulatorS3Options)
+	var s3GaveUp gaveUp
+	viaProxyS3 := s3.NewFromConfig(cfg, awsenv.EmulatorS3Options, func(o *s3.Options) { o.APIOptions = append(o.APIOptions, s3GaveUp.count) })
 	e.start(e.cfg, sqs.NewFromConfig(cfg), viaProxyS3, nil)
 	jobID := e.send(`{"filename": "long.npy"}`)
 	testenv.Eventually(e.t, "a checkpointed chunk", 60*time.Second, func() bool { return e.checkpointDone(jobID) >= 1 })
+	before := s3GaveUp.n.Load()
 	proxy.Cut()
-	time.Sleep(4 * time.Second) // an outage longer than the SDK's own retries
+	// An outage longer than the SDK's own retries: the job's S3 calls fail
+	// past them, and the worker's own handling of an outage takes over.
+	testenv.Eventually(t, "an S3 call to fail after the SDK's retries", 60*time.Second, func() bool { return s3GaveUp.n.Load() > before })
 	_, done := e.manifest(jobID)
 	require.False(t, done, "the job finished before the outage")
 	proxy.Restore()
@@ -551,6 +557,23 @@ func TestJobSurvivesTheEndpointGoingAwayMidJob(t *testing.T) {
 	e.requireResults(jobID, e.reference(input))
 	testenv.Eventually(e.t, "the queue to drain", 30*time.Second, func() bool { return e.drained(e.queue) })
 	require.True(t, e.drained(e.dlq))
+}
+
+// gaveUp counts the calls on which a client's SDK gave up for want of an
+// answer: failed after its own retries (its Initialize step is outside
+// them) with no response from the service and not called off.
+type gaveUp struct{ n atomic.Int64 }
+
+func (g *gaveUp) count(stack *middleware.Stack) error {
+	return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("gaveUp", func(ctx context.Context, in middleware.InitializeInput,
+		next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+		out, md, err := next.HandleInitialize(ctx, in)
+		var unsent *smithyhttp.RequestSendError
+		if errors.As(err, &unsent) && !errors.Is(err, context.Canceled) { // not a read-ahead the worker called off
+			g.n.Add(1)
+		}
+		return out, md, err
+	}), middleware.Before)
 }
 
 func TestLoad200JobsThroughTwoWorkers(t *testing.T) {

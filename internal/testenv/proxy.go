@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"bufio"
 	"net"
 	"strings"
 	"sync"
@@ -9,8 +10,10 @@ import (
 )
 
 // Proxy forwards TCP connections to a target until it is cut: then live
-// connections are dropped and new ones are closed as soon as they arrive, as
-// when a network path or an endpoint goes away. Held, it keeps new
+// connections are dropped and new ones are closed as soon as their first
+// line (an HTTP request's) has arrived, as when a network path or an
+// endpoint goes away; Refused lists those lines, so a test can wait for the
+// request that shows a client gave up (an abort, say). Held, it keeps new
 // connections open and forwards nothing, as an endpoint that accepts and
 // never answers: a request through it hangs. Restore brings it back. A
 // shaped proxy (NewShapedProxy) also makes each connection behave like one
@@ -25,6 +28,8 @@ type Proxy struct {
 	conns map[net.Conn]bool
 	hold  chan struct{} // non-nil while held; closed by Restore
 	held  int           // connections held so far
+	// refused are the first lines of the connections refused while cut.
+	refused []string
 }
 
 // Shape is how each connection through a Proxy behaves. The zero value
@@ -84,6 +89,14 @@ func (p *Proxy) Held() int {
 	return p.held
 }
 
+// Refused are the first lines (for HTTP, the request lines: "PUT /b/k?partNumber=2&uploadId=u HTTP/1.1")
+// of the connections refused while cut, oldest first.
+func (p *Proxy) Refused() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.refused...)
+}
+
 // Restore forwards again, held connections included.
 func (p *Proxy) Restore() {
 	p.mu.Lock()
@@ -107,6 +120,17 @@ func (p *Proxy) Close() {
 	}
 }
 
+// refuse closes a connection that arrived while cut, once its first line
+// has come (or a second has passed), and records that line.
+func (p *Proxy) refuse(client net.Conn) {
+	defer client.Close()
+	_ = client.SetReadDeadline(time.Now().Add(time.Second))
+	line, _ := bufio.NewReader(client).ReadString('\n')
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.refused = append(p.refused, strings.TrimSpace(line))
+}
+
 func (p *Proxy) serve() {
 	for {
 		client, err := p.ln.Accept()
@@ -121,7 +145,7 @@ func (p *Proxy) forward(client net.Conn) {
 	p.mu.Lock()
 	if p.down {
 		p.mu.Unlock()
-		client.Close()
+		p.refuse(client)
 		return
 	}
 	p.conns[client] = true

@@ -122,6 +122,7 @@ func TestShapedProxyCutAndRestore(t *testing.T) {
 	p.Cut()
 	_, err := c.Get(p.URL() + "/?n=10")
 	require.Error(t, err, "cut: the connection is dropped and new ones refused")
+	require.Contains(t, p.Refused(), "GET /?n=10 HTTP/1.1", "a refused request is named")
 	p.Restore()
 	fetch(t, c, p.URL(), 1<<20)
 }
