@@ -147,7 +147,7 @@ func newStack(t *testing.T, workers bool, opts ...stackOption) *stack {
 	dS3, dSQS, dSSM := s.clients(s.dispatch)
 	dCfg, err := s.dispatch.Config(ctx)
 	require.NoError(t, err)
-	d := dispatch.New(dispatch.Config{
+	d := dispatch.New(runenv.Dispatch{
 		Bucket: s.bucket, InputPrefix: "inputs/", TierParameter: s.tierParam, TierCacheTTL: 0, // read at every batch: the TTL has its own tests
 		CPUQueueURL: s.queues["cpu"], GPUQueueURL: s.queues["gpu"], DeadLetterURL: s.queues["intake-dlq"], AutoGPUMin: 1 << 30,
 		EventsTopicARN: s.eventsTopic,
@@ -173,7 +173,7 @@ func newStack(t *testing.T, workers bool, opts ...stackOption) *stack {
 		wS3, wSQS, _ := s.clients(s.workers[tier]) // the tier's task role, as the worker processes have
 		wCfg, err := s.workers[tier].Config(ctx)
 		require.NoError(t, err)
-		w := worker.New(worker.Config{Worker: s.deployed(tier, 10*time.Second), WorkerID: "e2e-" + tier, StatusEvery: 200 * time.Millisecond, PollWait: time.Second},
+		w := worker.New(worker.Config{Worker: s.deployed(tier, 10*time.Second), Name: "e2e-" + tier, StatusEvery: 200 * time.Millisecond, PollWait: time.Second},
 			wSQS, wS3, sns.NewFromConfig(wCfg), nil, nil)
 		wctx, wcancel := context.WithCancel(context.Background())
 		wdone := make(chan struct{})

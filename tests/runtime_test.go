@@ -12,7 +12,6 @@ import (
 	"github.com/pulumi/pulumi/sdk/v3/go/common/resource"
 	"github.com/stretchr/testify/require"
 
-	"github.com/inferstack/inferstack/functions/dispatch"
 	"github.com/inferstack/inferstack/internal/job"
 	"github.com/inferstack/inferstack/internal/runenv"
 	"github.com/inferstack/inferstack/tests/fakeaws"
@@ -54,7 +53,7 @@ func TestTaskDefinitionsTellTheWorkerItsQueueSettings(t *testing.T) {
 			env, stopTimeout := containerEnv(t, task)
 			cpuUnits, err := strconv.Atoi(str(task.Inputs, "cpu"))
 			require.NoError(t, err)
-			parsed, err := worker.ConfigFromEnv(getter(env))
+			parsed, err := worker.ParseConfig(getter(env))
 			require.NoError(t, err, "the worker refuses its task definition's environment")
 
 			queue, dlq := d.named(name+"-queue"), d.named(name+"-dlq")
@@ -99,10 +98,10 @@ func TestFunctionEnvironmentIsTheDispatchersConfig(t *testing.T) {
 		for _, k := range runenv.LambdaReserved {
 			require.NotContains(t, env, k)
 		}
-		parsed, err := dispatch.ConfigFromEnv(getter(env))
+		parsed, err := runenv.ParseDispatch(getter(env))
 		require.NoError(t, err)
 		url := func(name string) string { return str(d.named(name).Outputs, "url") }
-		want := dispatch.Config{
+		want := runenv.Dispatch{
 			Bucket: str(d.named("inferstack-bucket").Outputs, "bucket"), InputPrefix: job.InputPrefix,
 			TierParameter: str(d.named("inferstack-tier").Inputs, "name"), TierCacheTTL: cfg.TierCacheTTL,
 			CPUQueueURL: url("inferstack-cpu-queue"), DeadLetterURL: url("inferstack-intake-dlq"),

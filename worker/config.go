@@ -24,8 +24,9 @@ type Config struct {
 	// ResultRowGroupBytes sizes a table result's row groups (0: the
 	// predictions writer's default); a resumed job keeps its own.
 	ResultRowGroupBytes int64
-	WorkerID            string
-	ECSAgentURI         string // set by ECS; enables scale-in protection
+	// Name identifies this process in logs and job status (host-pid).
+	Name        string
+	ECSAgentURI string // set by ECS; enables scale-in protection
 	// StatusEvery bounds how often a running job's status object is rewritten.
 	StatusEvery time.Duration
 	// PollWait is the long-poll wait (SQS allows up to 20 s); a soft stop
@@ -64,8 +65,8 @@ const (
 	maxReadConcurrency = 64
 )
 
-// ConfigFromEnv reads and validates Config.
-func ConfigFromEnv(getenv func(string) string) (Config, error) {
+// ParseConfig reads and validates Config from the environment getenv reads.
+func ParseConfig(getenv func(string) string) (Config, error) {
 	deployed, err := runenv.ParseWorker(getenv)
 	if err != nil {
 		return Config{}, err
@@ -76,7 +77,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	host, _ := os.Hostname()
 	c := Config{
 		Worker:      deployed,
-		WorkerID:    fmt.Sprintf("%s-%d", host, os.Getpid()),
+		Name:        fmt.Sprintf("%s-%d", host, os.Getpid()),
 		ECSAgentURI: getenv("ECS_AGENT_URI"), StatusEvery: 2 * time.Second, PollWait: 20 * time.Second,
 		ReadPartBytes: s3io.DefaultReadPartBytes, ReadConcurrency: s3io.DefaultReadConcurrency,
 	}

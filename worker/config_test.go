@@ -38,7 +38,7 @@ func TestReadAheadSettingsFromEnv(t *testing.T) {
 		for k, v := range c.set {
 			env[k] = v
 		}
-		cfg, err := ConfigFromEnv(func(k string) string { return env[k] })
+		cfg, err := ParseConfig(func(k string) string { return env[k] })
 		if c.badKey != "" {
 			var ce *configerr.Error
 			require.ErrorAs(t, err, &ce, "%v", c.set)

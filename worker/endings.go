@@ -71,7 +71,7 @@ func (w *Worker) poison(m sqstypes.Message, status *statusWriter, cause error, l
 	ctx, cancel := w.endingContext()
 	defer cancel()
 	record := job.ErrorRecord{JobID: jobID, State: job.StateFailed, Reason: reason, Stage: job.StageWorker,
-		MessageID: aws.ToString(m.MessageId), Body: aws.ToString(m.Body), Tier: w.cfg.Tier, Worker: w.cfg.WorkerID, FailedAt: time.Now().UTC()}
+		MessageID: aws.ToString(m.MessageId), Body: aws.ToString(m.Body), Tier: w.cfg.Tier, Worker: w.cfg.Name, FailedAt: time.Now().UTC()}
 	if err := w.store.PutJSON(ctx, job.ErrorKey(jobID), record); err != nil {
 		log.Error("cannot write error record; leaving the message for redelivery", "err", err)
 		return

@@ -25,7 +25,7 @@ type statusWriter struct {
 // newStatus starts the status of req, received as m at received.
 func (w *Worker) newStatus(req job.Request, m sqstypes.Message, received time.Time) *statusWriter {
 	received = received.UTC()
-	s := job.Status{JobID: req.JobID, Tier: w.cfg.Tier, Worker: w.cfg.WorkerID, Input: req.InputKey(),
+	s := job.Status{JobID: req.JobID, Tier: w.cfg.Tier, Worker: w.cfg.Name, Input: req.InputKey(),
 		Results: req.ResultsPrefix(), Timings: job.Timings{ReceivedAt: &received}}
 	if v := m.MessageAttributes[job.AttrDispatchedAt].StringValue; v != nil {
 		if at, err := time.Parse(time.RFC3339Nano, *v); err == nil {

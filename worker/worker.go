@@ -72,7 +72,7 @@ func New(cfg Config, queue Queue, objects Objects, events Events, log *slog.Logg
 		metrics = io.Discard
 	}
 	return &Worker{
-		cfg: cfg, queue: queue, store: &s3io.Store{S3: objects, Bucket: cfg.Bucket}, events: events, log: log.With("tier", cfg.Tier, "worker", cfg.WorkerID),
+		cfg: cfg, queue: queue, store: &s3io.Store{S3: objects, Bucket: cfg.Bucket}, events: events, log: log.With("tier", cfg.Tier, "worker", cfg.Name),
 		metrics: metrics, protect: protection{uri: cfg.ECSAgentURI, client: &http.Client{}}, models: map[string]*inference.Model{},
 	}
 }

@@ -120,7 +120,7 @@ func newEnv(t testing.TB, visibility time.Duration) *env {
 	e.cfg = worker.Config{
 		Worker: runenv.Worker{Region: emulator.Region, QueueURL: e.queue, DeadLetterURL: e.dlq, Bucket: e.bucket, ModelKey: "models/mlp.onnx",
 			Tier: "cpu", Device: "cpu", Visibility: visibility, MaxReceives: 5, StopTimeout: 30 * time.Second, EventsTopicARN: e.topic, Threads: 1},
-		BatchSize: 32, ChunkSamples: 256, WorkerID: "test", StatusEvery: 100 * time.Millisecond, PollWait: time.Second,
+		BatchSize: 32, ChunkSamples: 256, Name: "test", StatusEvery: 100 * time.Millisecond, PollWait: time.Second,
 	}
 	return e
 }

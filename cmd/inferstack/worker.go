@@ -57,7 +57,7 @@ func (m *Main) runWorker(ctx context.Context, args []string) error {
 		}
 		return &usageError{msg: err.Error()}
 	}
-	cfg, err := worker.ConfigFromEnv(os.Getenv)
+	cfg, err := worker.ParseConfig(os.Getenv)
 	if err != nil {
 		return &usageError{msg: err.Error()}
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/inferstack/inferstack/internal/awserr"
 	"github.com/inferstack/inferstack/internal/job"
 	"github.com/inferstack/inferstack/internal/jobevents"
+	"github.com/inferstack/inferstack/internal/runenv"
 )
 
 // The AWS calls the dispatcher makes, one interface per client, with the
@@ -56,7 +57,7 @@ var (
 
 // Dispatcher routes intake messages. It is safe for concurrent use.
 type Dispatcher struct {
-	cfg     Config
+	cfg     runenv.Dispatch
 	queues  Queues
 	params  Parameters
 	objects Objects
@@ -70,7 +71,7 @@ type Dispatcher struct {
 }
 
 // New returns a dispatcher; log and now may be nil (discard, time.Now).
-func New(cfg Config, queues Queues, params Parameters, objects Objects, events Events, log *slog.Logger, now func() time.Time) *Dispatcher {
+func New(cfg runenv.Dispatch, queues Queues, params Parameters, objects Objects, events Events, log *slog.Logger, now func() time.Time) *Dispatcher {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

@@ -113,7 +113,7 @@ func (f fakeObjects) HeadObject(_ context.Context, in *s3.HeadObjectInput, _ ...
 	return &s3.HeadObjectOutput{ContentLength: aws.Int64(size)}, nil
 }
 
-var testConfig = Config{
+var testConfig = runenv.Dispatch{
 	Bucket: "bucket", InputPrefix: "inputs/", TierParameter: "/inferstack/dev/tier", TierCacheTTL: 30 * time.Second,
 	CPUQueueURL: "cpu-url", GPUQueueURL: "gpu-url", DeadLetterURL: "dlq-url", AutoGPUMin: 1000,
 	EventsTopicARN: "topic-arn",
@@ -277,7 +277,7 @@ func TestAutoTierOverrideAndDisabledGPU(t *testing.T) {
 	}
 	cases := []struct {
 		name    string
-		cfg     func(*Config)
+		cfg     func(*runenv.Dispatch)
 		setting string
 		body    string
 		queue   string
@@ -286,10 +286,10 @@ func TestAutoTierOverrideAndDisabledGPU(t *testing.T) {
 		{"auto small goes to cpu", nil, "auto", `{"filename":"small.bin"}`, "cpu-url", ""},
 		{"auto at threshold goes to gpu", nil, "auto", `{"filename":"big.bin"}`, "gpu-url", ""},
 		{"auto missing input is dead-lettered", nil, "auto", `{"filename":"nope.bin"}`, "dlq-url", "does not exist"},
-		{"gpu disabled sends gpu work to cpu", func(c *Config) { c.GPUQueueURL = "" }, "gpu", `{"filename":"x"}`, "cpu-url", ""},
+		{"gpu disabled sends gpu work to cpu", func(c *runenv.Dispatch) { c.GPUQueueURL = "" }, "gpu", `{"filename":"x"}`, "cpu-url", ""},
 		{"override refused by default", nil, "cpu", `{"filename":"x","tier":"gpu"}`, "dlq-url", "does not allow a per-message tier"},
-		{"override allowed", func(c *Config) { c.AllowOverride = true }, "cpu", `{"filename":"x","tier":"gpu"}`, "gpu-url", ""},
-		{"override to a disabled tier", func(c *Config) { c.AllowOverride, c.GPUQueueURL = true, "" }, "cpu", `{"filename":"x","tier":"gpu"}`, "cpu-url", ""},
+		{"override allowed", func(c *runenv.Dispatch) { c.AllowOverride = true }, "cpu", `{"filename":"x","tier":"gpu"}`, "gpu-url", ""},
+		{"override to a disabled tier", func(c *runenv.Dispatch) { c.AllowOverride, c.GPUQueueURL = true, "" }, "cpu", `{"filename":"x","tier":"gpu"}`, "cpu-url", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -368,9 +368,9 @@ func TestSplitBatches(t *testing.T) {
 	require.Equal(t, [][2]int{{0, 1}, {1, 2}}, splitBatches([]int{maxBatchBytes + 1, 5}), "an oversized entry still gets its own call")
 }
 
-func TestConfigFromEnv(t *testing.T) {
+func TestParseDispatchReadsTheFunctionsEnvironment(t *testing.T) {
 	t.Parallel()
-	want := Config{Bucket: "b", InputPrefix: "inputs/", TierParameter: "/p", TierCacheTTL: 30 * time.Second, CPUQueueURL: "c", DeadLetterURL: "d", AutoGPUMin: 1 << 30,
+	want := runenv.Dispatch{Bucket: "b", InputPrefix: "inputs/", TierParameter: "/p", TierCacheTTL: 30 * time.Second, CPUQueueURL: "c", DeadLetterURL: "d", AutoGPUMin: 1 << 30,
 		EventsTopicARN: "arn:aws:sns:us-east-1:123456789012:inferstack-dev-events"}
 	base := want.Env()
 	env := func(over map[string]string) func(string) string {
@@ -381,7 +381,7 @@ func TestConfigFromEnv(t *testing.T) {
 			return base[k]
 		}
 	}
-	c, err := ConfigFromEnv(env(nil))
+	c, err := runenv.ParseDispatch(env(nil))
 	require.NoError(t, err)
 	require.Equal(t, want, c)
 
@@ -389,7 +389,7 @@ func TestConfigFromEnv(t *testing.T) {
 		runenv.EnvBucket: "", runenv.EnvTierParameter: "", runenv.EnvCPUQueueURL: "", runenv.EnvDeadLetterURL: "", runenv.EnvEventsTopic: "",
 		runenv.EnvInputPrefix: "../in/", runenv.EnvTierCacheTTL: "soon", runenv.EnvAutoGPUMin: "-1", runenv.EnvAllowOverride: "maybe",
 	} {
-		_, err := ConfigFromEnv(env(map[string]string{key: value}))
+		_, err := runenv.ParseDispatch(env(map[string]string{key: value}))
 		var ce *configerr.Error
 		require.ErrorAs(t, err, &ce, key)
 		require.Equal(t, key, ce.Key)

@@ -28,7 +28,6 @@ import (
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 	"github.com/stretchr/testify/require"
 
-	"github.com/inferstack/inferstack/functions/dispatch"
 	"github.com/inferstack/inferstack/internal/awsenv"
 	"github.com/inferstack/inferstack/internal/emulator"
 	"github.com/inferstack/inferstack/internal/eventsource"
@@ -134,7 +133,7 @@ func newStack(t *testing.T, ttl time.Duration) *stack {
 		"AWS_ENDPOINT_URL_SSM="+s.ssmProxy.URL(),
 		"AWS_ENDPOINT_URL_SQS="+s.sqsProxy.URL(),
 	)
-	env = append(env, runenv.List(dispatch.Config{
+	env = append(env, runenv.List(runenv.Dispatch{
 		Bucket: s.bucket, InputPrefix: job.InputPrefix, TierParameter: s.tierParam, TierCacheTTL: ttl,
 		CPUQueueURL: s.cpu, GPUQueueURL: s.gpu, DeadLetterURL: s.intakeDLQ, AutoGPUMin: 1 << 30, EventsTopicARN: s.topic,
 	}.Env())...)
@@ -465,7 +464,7 @@ func BenchmarkInvokeUnderEmulator(b *testing.B) {
 	ssmClient := ssm.NewFromConfig(cfg)
 	_, err = ssmClient.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String("/bench/tier"), Value: aws.String("cpu"), Type: ssmtypes.ParameterTypeString, Overwrite: aws.Bool(true)})
 	require.NoError(b, err)
-	env := append(moto.Env(), runenv.List(dispatch.Config{Bucket: "b", InputPrefix: job.InputPrefix, TierParameter: "/bench/tier",
+	env := append(moto.Env(), runenv.List(runenv.Dispatch{Bucket: "b", InputPrefix: job.InputPrefix, TierParameter: "/bench/tier",
 		TierCacheTTL: 30 * time.Second, CPUQueueURL: aws.ToString(q.QueueUrl), DeadLetterURL: aws.ToString(q.QueueUrl), AutoGPUMin: 1 << 30,
 		EventsTopicARN: "arn:aws:sns:" + emulator.Region + ":" + emulator.Account + ":bench-events"}.Env())...)
 	ev := events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m", Body: `{"filename": "file_to_process.bin"}`}}}

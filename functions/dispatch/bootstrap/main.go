@@ -16,11 +16,12 @@ import (
 
 	"github.com/inferstack/inferstack/functions/dispatch"
 	"github.com/inferstack/inferstack/internal/awsenv"
+	"github.com/inferstack/inferstack/internal/runenv"
 )
 
 func main() {
 	log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
-	cfg, err := dispatch.ConfigFromEnv(os.Getenv)
+	cfg, err := runenv.ParseDispatch(os.Getenv)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "dispatch:", err)
 		os.Exit(1)
