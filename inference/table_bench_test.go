@@ -10,15 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/memory"
-	"github.com/apache/arrow-go/v18/parquet"
-	"github.com/apache/arrow-go/v18/parquet/compress"
-	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	"github.com/stretchr/testify/require"
 
 	"github.com/inferstack/inferstack/internal/onnxmodel"
+	"github.com/inferstack/inferstack/internal/testenv"
 )
 
 // BenchmarkTableVsNpy: the same samples through the same light model (the
@@ -103,36 +98,13 @@ func BenchmarkTableVsNpy(b *testing.B) {
 }
 
 // writeListParquet writes rows of k floats as Parquet: an int64 id and a
-// list<float> "features", Snappy, row groups of 16,384 rows.
+// list<float> "features" (Snappy, row groups of 16,384 rows, by arrow-go).
 func writeListParquet(b *testing.B, dir string, x []float32, rows, k int) string {
-	schema := arrow.NewSchema([]arrow.Field{
-		{Name: "id", Type: arrow.PrimitiveTypes.Int64},
-		{Name: "features", Type: arrow.ListOf(arrow.PrimitiveTypes.Float32)},
-	}, nil)
 	path := filepath.Join(dir, "rows.parquet")
 	f, err := os.Create(path)
 	require.NoError(b, err)
-	w, err := pqarrow.NewFileWriter(schema, f, parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Snappy),
-		parquet.WithMaxRowGroupLength(16384)), pqarrow.DefaultWriterProps())
-	require.NoError(b, err)
-	const batch = 8192
-	for start := 0; start < rows; start += batch {
-		n := min(batch, rows-start)
-		rb := array.NewRecordBuilder(memory.DefaultAllocator, schema)
-		ids := rb.Field(0).(*array.Int64Builder)
-		lists := rb.Field(1).(*array.ListBuilder)
-		vals := lists.ValueBuilder().(*array.Float32Builder)
-		for i := start; i < start+n; i++ {
-			ids.Append(int64(i))
-			lists.Append(true)
-			vals.AppendValues(x[i*k:(i+1)*k], nil)
-		}
-		rec := rb.NewRecordBatch()
-		require.NoError(b, w.WriteBuffered(rec))
-		rec.Release()
-		rb.Release()
-	}
-	require.NoError(b, w.Close())
+	// The Parquet writer closes f with itself.
+	require.NoError(b, testenv.ListTable{Column: "features", X: x[:rows*k], K: k}.WriteParquet(f))
 	return path
 }
 

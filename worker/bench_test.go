@@ -10,12 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/memory"
-	"github.com/apache/arrow-go/v18/parquet"
-	"github.com/apache/arrow-go/v18/parquet/compress"
-	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
@@ -214,30 +208,11 @@ func BenchmarkTableWorkerVsRun(b *testing.B) {
 // listTable is rows of an int64 id and a list<float> of k, as Parquet
 // (Snappy, row groups of 16,384 rows, written by arrow-go).
 func listTable(b *testing.B, rows, k int) []byte {
-	schema := arrow.NewSchema([]arrow.Field{
-		{Name: "id", Type: arrow.PrimitiveTypes.Int64},
-		{Name: "features", Type: arrow.ListOf(arrow.PrimitiveTypes.Float32)},
-	}, nil)
-	var buf bytes.Buffer
-	w, err := pqarrow.NewFileWriter(schema, &buf, parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Snappy),
-		parquet.WithMaxRowGroupLength(16384)), pqarrow.DefaultWriterProps())
-	require.NoError(b, err)
-	rb := array.NewRecordBuilder(memory.DefaultAllocator, schema)
-	defer rb.Release()
-	for i := range rows {
-		rb.Field(0).(*array.Int64Builder).Append(int64(i))
-		lists := rb.Field(1).(*array.ListBuilder)
-		lists.Append(true)
-		vals := lists.ValueBuilder().(*array.Float32Builder)
-		for j := range k {
-			vals.Append(float32((i*k+j)%1000)/500 - 1)
-		}
-		if (i+1)%8192 == 0 || i == rows-1 {
-			rec := rb.NewRecordBatch()
-			require.NoError(b, w.WriteBuffered(rec))
-			rec.Release()
-		}
+	x := make([]float32, rows*k)
+	for i := range x {
+		x[i] = float32(i%1000)/500 - 1
 	}
-	require.NoError(b, w.Close())
+	var buf bytes.Buffer
+	require.NoError(b, testenv.ListTable{Column: "features", X: x, K: k}.WriteParquet(&buf))
 	return buf.Bytes()
 }

@@ -15,11 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
-	"github.com/apache/arrow-go/v18/parquet"
-	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	"github.com/stretchr/testify/require"
@@ -37,37 +34,19 @@ const tableRequest = `{"filename": %q, "feed": {"x": ["features"]}, "keep": ["id
 
 // tableInput uploads n rows as inputs/name, a Parquet file written by
 // arrow-go (Snappy, row groups of 500 rows): an int64 id and a
-// list<float> of the model's 24 features, the row with id nullAt (if not
+// list<float> of the model's 24 features, the row nullAt (if not
 // negative) having a null list.
 func (e *env) tableInput(name string, n, nullAt int) []byte {
-	schema := arrow.NewSchema([]arrow.Field{
-		{Name: "id", Type: arrow.PrimitiveTypes.Int64},
-		{Name: "features", Type: arrow.ListOf(arrow.PrimitiveTypes.Float32), Nullable: true},
-	}, nil)
-	var buf bytes.Buffer
-	w, err := pqarrow.NewFileWriter(schema, &buf, parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Snappy),
-		parquet.WithMaxRowGroupLength(500)), pqarrow.DefaultWriterProps())
-	require.NoError(e.t, err)
-	rb := array.NewRecordBuilder(memory.DefaultAllocator, schema)
-	defer rb.Release()
-	ids := rb.Field(0).(*array.Int64Builder)
-	lists := rb.Field(1).(*array.ListBuilder)
-	vals := lists.ValueBuilder().(*array.Float32Builder)
-	for i := range n {
-		ids.Append(int64(1_000_000 + i))
-		if i == nullAt {
-			lists.AppendNull()
-			continue
-		}
-		lists.Append(true)
-		for j := range 24 {
-			vals.Append(float32(((i*24+j)*7919)%1000)/500 - 1)
-		}
+	x := make([]float32, n*24)
+	for i := range x {
+		x[i] = float32((i*7919)%1000)/500 - 1
 	}
-	rec := rb.NewRecordBatch()
-	require.NoError(e.t, w.Write(rec))
-	rec.Release()
-	require.NoError(e.t, w.Close())
+	t := testenv.ListTable{Column: "features", X: x, K: 24, FirstID: 1_000_000, RowGroupRows: 500}
+	if nullAt >= 0 {
+		t.NullRows = []int{nullAt}
+	}
+	var buf bytes.Buffer
+	require.NoError(e.t, t.WriteParquet(&buf))
 	e.put("inputs/"+name, buf.Bytes())
 	return buf.Bytes()
 }

@@ -8,13 +8,9 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/memory"
-	"github.com/apache/arrow-go/v18/parquet"
-	"github.com/apache/arrow-go/v18/parquet/compress"
-	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	"github.com/stretchr/testify/require"
+
+	"github.com/inferstack/inferstack/internal/testenv"
 )
 
 // The tables of BenchmarkTableVsNpy (inference/table_bench_test.go), read and fed without a model:
@@ -31,30 +27,8 @@ func benchFloats() []float32 {
 }
 
 func benchParquet(b *testing.B, x []float32) []byte {
-	schema := arrow.NewSchema([]arrow.Field{
-		{Name: "id", Type: arrow.PrimitiveTypes.Int64},
-		{Name: "features", Type: arrow.ListOf(arrow.PrimitiveTypes.Float32)},
-	}, nil)
 	var buf bytes.Buffer
-	w, err := pqarrow.NewFileWriter(schema, &buf, parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Snappy),
-		parquet.WithMaxRowGroupLength(16384)), pqarrow.DefaultWriterProps())
-	require.NoError(b, err)
-	for start := 0; start < benchRows; start += 8192 {
-		n := min(8192, benchRows-start)
-		rb := array.NewRecordBuilder(memory.DefaultAllocator, schema)
-		lists := rb.Field(1).(*array.ListBuilder)
-		vals := lists.ValueBuilder().(*array.Float32Builder)
-		for i := start; i < start+n; i++ {
-			rb.Field(0).(*array.Int64Builder).Append(int64(i))
-			lists.Append(true)
-			vals.AppendValues(x[i*benchWidth:(i+1)*benchWidth], nil)
-		}
-		rec := rb.NewRecordBatch()
-		require.NoError(b, w.WriteBuffered(rec))
-		rec.Release()
-		rb.Release()
-	}
-	require.NoError(b, w.Close())
+	require.NoError(b, testenv.ListTable{Column: "features", X: x, K: benchWidth}.WriteParquet(&buf))
 	return buf.Bytes()
 }
 

@@ -1,0 +1,68 @@
+package testenv
+
+import (
+	"io"
+	"slices"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/compress"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+)
+
+// ListTable is the table most tests feed a model from: an int64 "id"
+// (FirstID, FirstID+1, ...) and a list<float> column of K values a row,
+// taken from X in order.
+type ListTable struct {
+	Column       string // the list column's name
+	X            []float32
+	K            int
+	FirstID      int64
+	RowGroupRows int64 // 0: 16,384
+	// NullRows are rows whose list is null, to be refused.
+	NullRows []int
+}
+
+// WriteParquet writes t as Parquet written by arrow-go (Snappy), the way
+// a data pipeline would, 8,192 rows a record; it closes w if w is an
+// io.Closer (arrow-go's writer does).
+func (t ListTable) WriteParquet(w io.Writer) error {
+	schema := arrow.NewSchema([]arrow.Field{
+		{Name: "id", Type: arrow.PrimitiveTypes.Int64},
+		{Name: t.Column, Type: arrow.ListOf(arrow.PrimitiveTypes.Float32), Nullable: true},
+	}, nil)
+	rowGroup := t.RowGroupRows
+	if rowGroup == 0 {
+		rowGroup = 16384
+	}
+	fw, err := pqarrow.NewFileWriter(schema, w, parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Snappy),
+		parquet.WithMaxRowGroupLength(rowGroup)), pqarrow.DefaultWriterProps())
+	if err != nil {
+		return err
+	}
+	rows := len(t.X) / t.K
+	for start := 0; start < rows; start += 8192 {
+		rb := array.NewRecordBuilder(memory.DefaultAllocator, schema)
+		lists := rb.Field(1).(*array.ListBuilder)
+		values := lists.ValueBuilder().(*array.Float32Builder)
+		for i := start; i < min(rows, start+8192); i++ {
+			rb.Field(0).(*array.Int64Builder).Append(t.FirstID + int64(i))
+			if slices.Contains(t.NullRows, i) {
+				lists.AppendNull()
+				continue
+			}
+			lists.Append(true)
+			values.AppendValues(t.X[i*t.K:(i+1)*t.K], nil)
+		}
+		rec := rb.NewRecordBatch()
+		err := fw.WriteBuffered(rec)
+		rec.Release()
+		rb.Release()
+		if err != nil {
+			return err
+		}
+	}
+	return fw.Close()
+}
