@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"math"
@@ -17,7 +16,6 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/compress"
-	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	"github.com/stretchr/testify/require"
 
@@ -26,6 +24,7 @@ import (
 	"github.com/inferstack/inferstack/internal/job"
 	"github.com/inferstack/inferstack/internal/localstack"
 	"github.com/inferstack/inferstack/internal/onnxmodel"
+	"github.com/inferstack/inferstack/internal/testenv"
 )
 
 // features are n rows of the test MLP's 24 inputs.
@@ -95,12 +94,7 @@ func csvTable(t *testing.T, n int) string {
 func requirePredictions(t *testing.T, path string, n int) {
 	data, err := os.ReadFile(path)
 	require.NoError(t, err)
-	rdr, err := file.NewParquetReader(bytes.NewReader(data))
-	require.NoError(t, err)
-	fr, err := pqarrow.NewFileReader(rdr, pqarrow.ArrowReadProperties{}, memory.DefaultAllocator)
-	require.NoError(t, err)
-	tbl, err := fr.ReadTable(t.Context())
-	require.NoError(t, err)
+	tbl := testenv.ReadParquet(t, data)
 	defer tbl.Release()
 	var names []string
 	for _, f := range tbl.Schema().Fields() {

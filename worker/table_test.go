@@ -16,9 +16,6 @@ import (
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/memory"
-	"github.com/apache/arrow-go/v18/parquet/file"
-	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	"github.com/stretchr/testify/require"
 
 	"github.com/inferstack/inferstack/inference"
@@ -87,12 +84,7 @@ func (e *env) tableReference(name string, input []byte, opts inference.TableOpti
 
 // keptIDs reads a result file's id column back with arrow-go.
 func keptIDs(t testing.TB, data []byte) []int64 {
-	rdr, err := file.NewParquetReader(bytes.NewReader(data))
-	require.NoError(t, err)
-	fr, err := pqarrow.NewFileReader(rdr, pqarrow.ArrowReadProperties{}, memory.DefaultAllocator)
-	require.NoError(t, err)
-	tbl, err := fr.ReadTable(t.Context())
-	require.NoError(t, err)
+	tbl := testenv.ReadParquet(t, data)
 	defer tbl.Release()
 	require.Equal(t, "id", tbl.Schema().Field(0).Name)
 	var ids []int64

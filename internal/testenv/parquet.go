@@ -1,14 +1,17 @@
 package testenv
 
 import (
+	"bytes"
 	"io"
 	"slices"
+	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/compress"
+	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 )
 
@@ -65,4 +68,23 @@ func (t ListTable) WriteParquet(w io.Writer) error {
 		}
 	}
 	return fw.Close()
+}
+
+// ReadParquet reads a whole Parquet file back with arrow-go, as a user's
+// pyarrow would; the caller releases the table.
+func ReadParquet(tb testing.TB, data []byte) arrow.Table {
+	tb.Helper()
+	rdr, err := file.NewParquetReader(bytes.NewReader(data))
+	if err != nil {
+		tb.Fatalf("read parquet: %v", err)
+	}
+	fr, err := pqarrow.NewFileReader(rdr, pqarrow.ArrowReadProperties{}, memory.DefaultAllocator)
+	if err != nil {
+		tb.Fatalf("read parquet: %v", err)
+	}
+	tbl, err := fr.ReadTable(tb.Context())
+	if err != nil {
+		tb.Fatalf("read parquet: %v", err)
+	}
+	return tbl
 }
