@@ -90,7 +90,7 @@ type stack struct {
 	sqs                       *sqs.Client // the harness's (admin)
 	ssm                       *ssm.Client // the harness's (admin)
 	bucket, intake, tierParam string
-	queues                    map[string]string // tier and dlq queue URLs by name
+	queues, arns              map[string]string // queue URLs and ARNs by short name ("intake", "cpu-dlq")
 	eventsTopic               string            // the job events topic's ARN
 
 	dispatch emulator.Principal            // the dispatch function's role (and its event source mapping's)
@@ -102,37 +102,31 @@ type stack struct {
 // stackOption changes a stack before newStack starts its parts.
 type stackOption func(*stack)
 
-func (s *stack) queue(name string, dlqURL string) string {
-	attrs := map[string]string{"VisibilityTimeout": "30"}
-	if dlqURL != "" {
-		a, err := s.sqs.GetQueueAttributes(s.t.Context(), &sqs.GetQueueAttributesInput{QueueUrl: aws.String(dlqURL), AttributeNames: []sqstypes.QueueAttributeName{"QueueArn"}})
-		require.NoError(s.t, err)
-		attrs["RedrivePolicy"] = job.RedrivePolicy(a.Attributes["QueueArn"], 5)
-	}
-	out, err := s.sqs.CreateQueue(s.t.Context(), &sqs.CreateQueueInput{QueueName: aws.String(s.bucket + "-" + name), Attributes: attrs})
-	require.NoError(s.t, err)
-	s.queues[name] = aws.ToString(out.QueueUrl)
-	return s.queues[name]
+// shortNames are the stack's queues' logical names by the names these tests use.
+var shortNames = map[string]string{
+	"intake": job.IntakeQueue, "intake-dlq": job.IntakeDeadLetterQueue,
+	"cpu": job.TierQueue(job.TierCPU), "cpu-dlq": job.TierDeadLetterQueue(job.TierCPU),
+	"gpu": job.TierQueue(job.TierGPU), "gpu-dlq": job.TierDeadLetterQueue(job.TierGPU),
 }
 
 func newStack(t *testing.T, workers bool, opts ...stackOption) *stack {
 	ctx := t.Context()
 	cfg, err := moto.Config(ctx)
 	require.NoError(t, err)
-	s := &stack{t: t, sqs: sqs.NewFromConfig(cfg), ssm: ssm.NewFromConfig(cfg), queues: map[string]string{}, dropped: map[string][]string{},
+	s := &stack{t: t, sqs: sqs.NewFromConfig(cfg), ssm: ssm.NewFromConfig(cfg), queues: map[string]string{}, arns: map[string]string{}, dropped: map[string][]string{},
 		s3: s3.NewFromConfig(cfg, awsenv.EmulatorS3Options), bucket: fmt.Sprintf("e2e-%.40s-%d", strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")), stackSeq.Add(1))}
 	for _, o := range opts {
 		o(s)
 	}
-	_, err = s.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(s.bucket)})
+	made, err := localstack.Create(ctx, s.s3, s.sqs, sns.NewFromConfig(cfg),
+		localstack.Spec{Bucket: s.bucket, Prefix: s.bucket + "-", Topic: s.bucket + "-events", Queues: testenv.StackSettings().Queues()},
+		// The intake's visibility timeout as the tiers' (the stack's is 6 dispatch timeouts): a refused batch comes back in 30 s.
+		localstack.WithQueue(job.IntakeQueue, func(q *settings.Queue) { q.VisibilitySeconds = 30 }))
 	require.NoError(t, err)
-	s.intake = s.queue("intake", s.queue("intake-dlq", ""))
-	for _, tier := range []string{"cpu", "gpu"} {
-		s.queue(tier, s.queue(tier+"-dlq", ""))
+	for short, name := range shortNames {
+		s.queues[short], s.arns[short] = made.Queues[name], made.ARNs[name]
 	}
-	topic, err := sns.NewFromConfig(cfg).CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String(s.bucket + "-events")})
-	require.NoError(t, err)
-	s.eventsTopic = aws.ToString(topic.TopicArn)
+	s.intake, s.eventsTopic = s.queues["intake"], made.EventsTopic
 	s.tierParam = "/inferstack/" + s.bucket + "/tier"
 	_, err = s.ssm.PutParameter(ctx, &ssm.PutParameterInput{Name: aws.String(s.tierParam), Value: aws.String("cpu"), Type: ssmtypes.ParameterTypeString})
 	require.NoError(t, err)
@@ -187,7 +181,7 @@ func newStack(t *testing.T, workers bool, opts ...stackOption) *stack {
 // program attaches to each role (internal/policy), with moto's ARNs.
 func (s *stack) principals() {
 	bucket, param := emulator.BucketARN(s.bucket), emulator.ParameterARN(s.tierParam)
-	queue := func(name string) string { return emulator.QueueARN(s.bucket + "-" + name) }
+	queue := func(name string) string { return s.arns[name] }
 	principal := func(role string, doc policy.Document) emulator.Principal {
 		for _, sid := range s.dropped[role] {
 			doc = doc.Without(sid)
@@ -209,7 +203,7 @@ func (s *stack) principals() {
 
 // workerArgs are the ARNs of the tier's worker role.
 func (s *stack) workerArgs(tier string) policy.WorkerArgs {
-	return policy.WorkerArgs{QueueARN: emulator.QueueARN(s.bucket + "-" + tier), DeadLetterARN: emulator.QueueARN(s.bucket + "-" + tier + "-dlq"),
+	return policy.WorkerArgs{QueueARN: s.arns[tier], DeadLetterARN: s.arns[tier+"-dlq"],
 		BucketARN: emulator.BucketARN(s.bucket), ClusterARN: "arn:aws:ecs:" + emulator.Region + ":" + emulator.Account + ":cluster/" + s.bucket + "-" + tier,
 		Events: policy.EventsArgs{TopicARN: s.eventsTopic}}
 }

@@ -33,11 +33,13 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/stretchr/testify/require"
 
+	"github.com/inferstack/inferstack/deploy/settings"
 	"github.com/inferstack/inferstack/inference"
 	"github.com/inferstack/inferstack/inference/npy"
 	"github.com/inferstack/inferstack/internal/awsenv"
 	"github.com/inferstack/inferstack/internal/emulator"
 	"github.com/inferstack/inferstack/internal/job"
+	"github.com/inferstack/inferstack/internal/localstack"
 	"github.com/inferstack/inferstack/internal/onnxmodel"
 	"github.com/inferstack/inferstack/internal/runenv"
 	"github.com/inferstack/inferstack/internal/testenv"
@@ -95,20 +97,13 @@ func newEnv(t testing.TB, visibility time.Duration) *env {
 	e := &env{t: t, s3: s3.NewFromConfig(cfg, awsenv.EmulatorS3Options), sqs: sqs.NewFromConfig(cfg), sns: sns.NewFromConfig(cfg)}
 	name := fmt.Sprintf("%s-%d", strings.ToLower(regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "-")), seq.Add(1))
 	name = strings.Trim(name[max(0, len(name)-50):], "-")
-	e.bucket = name
-	_, err = e.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)})
+	// The cpu tier's queues as a stack has them, with the test's visibility timeout.
+	made, err := localstack.Create(ctx, e.s3, e.sqs, e.sns,
+		localstack.Spec{Bucket: name, Prefix: name + "-", Topic: name + "-events", Queues: testenv.TierQueues(job.TierCPU)},
+		localstack.WithQueue(job.TierQueue(job.TierCPU), func(q *settings.Queue) { q.VisibilitySeconds = int(visibility.Seconds()) }))
 	require.NoError(t, err)
-	dlq, err := e.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name + "-dlq")})
-	require.NoError(t, err)
-	e.dlq = aws.ToString(dlq.QueueUrl)
-	attrs, err := e.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: dlq.QueueUrl, AttributeNames: []sqstypes.QueueAttributeName{"QueueArn"}})
-	require.NoError(t, err)
-	q, err := e.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name + "-queue"), Attributes: map[string]string{
-		"VisibilityTimeout": fmt.Sprint(int(visibility.Seconds())),
-		"RedrivePolicy":     job.RedrivePolicy(attrs.Attributes["QueueArn"], 5),
-	}})
-	require.NoError(t, err)
-	e.queue = aws.ToString(q.QueueUrl)
+	e.bucket, e.topic = made.Bucket, made.EventsTopic
+	e.queue, e.dlq = made.Queues[job.TierQueue(job.TierCPU)], made.Queues[job.TierDeadLetterQueue(job.TierCPU)]
 	e.subscribe(name + "-events")
 
 	e.mlp = onnxmodel.NewMLP(24, 32, 5, 1)
@@ -125,20 +120,17 @@ func newEnv(t testing.TB, visibility time.Duration) *env {
 	return e
 }
 
-// subscribe creates the events topic and a queue subscribed to it with raw
+// subscribe creates a queue subscribed to the events topic with raw
 // message delivery: each event arrives as its body, its message attributes
 // as the SQS message's.
 func (e *env) subscribe(name string) {
 	ctx := e.t.Context()
-	topic, err := e.sns.CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String(name)})
-	require.NoError(e.t, err)
-	e.topic = aws.ToString(topic.TopicArn)
 	q, err := e.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
 	require.NoError(e.t, err)
 	e.eventsQueue = aws.ToString(q.QueueUrl)
 	attrs, err := e.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: q.QueueUrl, AttributeNames: []sqstypes.QueueAttributeName{"QueueArn"}})
 	require.NoError(e.t, err)
-	_, err = e.sns.Subscribe(ctx, &sns.SubscribeInput{TopicArn: topic.TopicArn, Protocol: aws.String("sqs"),
+	_, err = e.sns.Subscribe(ctx, &sns.SubscribeInput{TopicArn: aws.String(e.topic), Protocol: aws.String("sqs"),
 		Endpoint: aws.String(attrs.Attributes["QueueArn"]), Attributes: map[string]string{"RawMessageDelivery": "true"}})
 	require.NoError(e.t, err)
 }

@@ -28,10 +28,12 @@ import (
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 	"github.com/stretchr/testify/require"
 
+	"github.com/inferstack/inferstack/deploy/settings"
 	"github.com/inferstack/inferstack/internal/awsenv"
 	"github.com/inferstack/inferstack/internal/emulator"
 	"github.com/inferstack/inferstack/internal/eventsource"
 	"github.com/inferstack/inferstack/internal/job"
+	"github.com/inferstack/inferstack/internal/localstack"
 	"github.com/inferstack/inferstack/internal/runenv"
 	"github.com/inferstack/inferstack/internal/testenv"
 )
@@ -93,32 +95,25 @@ func newStack(t *testing.T, ttl time.Duration) *stack {
 	require.NoError(t, err)
 	s := &stack{t: t, sqs: sqs.NewFromConfig(cfg), ssm: ssm.NewFromConfig(cfg), s3: s3.NewFromConfig(cfg, awsenv.EmulatorS3Options)}
 	s.name = fmt.Sprintf("%s-%d", strings.ToLower(regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "-")), stackSeq.Add(1))
-	s.name = s.name[max(0, len(s.name)-60):]
+	s.name = s.name[max(0, len(s.name)-58):] // and a queue's logical name: at most 80
 
-	s.bucket = s.name
-	_, err = s.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(s.bucket)})
+	// The stack's queues (settings.Config.Queues), bucket and events topic.
+	topics := sns.NewFromConfig(cfg)
+	made, err := localstack.Create(ctx, s.s3, s.sqs, topics,
+		localstack.Spec{Bucket: s.name, Prefix: s.name + "-", Topic: s.name + "-events", Queues: testenv.StackSettings().Queues()},
+		// A short visibility timeout makes redelivery after a failure quick.
+		localstack.WithQueue(job.IntakeQueue, func(q *settings.Queue) { q.VisibilitySeconds, q.MaxReceives = 1, 10 }))
 	require.NoError(t, err)
-	s.intakeDLQ = s.queue(ctx, "intake-dlq", nil)
-	dlqARN := s.arn(ctx, s.intakeDLQ)
-	// A short visibility timeout makes redelivery after a failure quick.
-	s.intake = s.queue(ctx, "intake", map[string]string{
-		"VisibilityTimeout": "1",
-		"RedrivePolicy":     job.RedrivePolicy(dlqARN, 10),
-	})
-	s.intakeARN = s.arn(ctx, s.intake)
-	s.cpu = s.queue(ctx, "cpu", nil)
-	s.gpu = s.queue(ctx, "gpu", nil)
+	s.bucket, s.topic = made.Bucket, made.EventsTopic
+	s.intake, s.intakeDLQ, s.intakeARN = made.Queues[job.IntakeQueue], made.Queues[job.IntakeDeadLetterQueue], made.ARNs[job.IntakeQueue]
+	s.cpu, s.gpu = made.Queues[job.TierQueue(job.TierCPU)], made.Queues[job.TierQueue(job.TierGPU)]
 	s.tierParam = "/inferstack/" + s.name + "/tier"
 	s.setTier("cpu")
 
-	// The events topic, and a queue subscribed to its refused events as a
-	// subscriber would be: the filter policy matches the state attribute.
-	topics := sns.NewFromConfig(cfg)
-	topic, err := topics.CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String(s.name + "-events")})
-	require.NoError(t, err)
-	s.topic = aws.ToString(topic.TopicArn)
+	// A queue subscribed to the topic's refused events as a subscriber
+	// would be: the filter policy matches the state attribute.
 	s.events = s.queue(ctx, "events", nil)
-	_, err = topics.Subscribe(ctx, &sns.SubscribeInput{TopicArn: topic.TopicArn, Protocol: aws.String("sqs"), Endpoint: aws.String(s.arn(ctx, s.events)),
+	_, err = topics.Subscribe(ctx, &sns.SubscribeInput{TopicArn: aws.String(s.topic), Protocol: aws.String("sqs"), Endpoint: aws.String(s.arn(ctx, s.events)),
 		Attributes: map[string]string{"RawMessageDelivery": "true", "FilterPolicy": `{"` + job.AttrEventState + `": ["` + string(job.EventRefused) + `"]}`}})
 	require.NoError(t, err)
 

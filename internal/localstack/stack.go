@@ -15,7 +15,6 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
@@ -109,27 +108,14 @@ func (s *Stack) create(ctx context.Context) error {
 	s.sqs = sqs.NewFromConfig(awsCfg)
 	s.s3 = s3.NewFromConfig(awsCfg, awsenv.EmulatorS3Options)
 	ssmClient := ssm.NewFromConfig(awsCfg)
-	if _, err := s.s3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(s.Bucket)}); err != nil {
-		return fmt.Errorf("create bucket: %w", err)
+	topics := sns.NewFromConfig(awsCfg)
+	made, err := Create(ctx, s.s3, s.sqs, topics, Spec{Bucket: s.Bucket, Queues: cfg.Queues(), Topic: "inferstack-" + cfg.Environment + "-events"})
+	if err != nil {
+		return err
 	}
-	arns := map[string]string{}
-	for _, q := range cfg.Queues() { // DLQs come first; long polling (q.WaitSeconds) is left to the receivers, which ask for their own
-		attrs := map[string]string{"MessageRetentionPeriod": fmt.Sprint(q.RetentionSeconds)}
-		if q.DeadLetter != "" {
-			attrs["VisibilityTimeout"] = fmt.Sprint(q.VisibilitySeconds)
-			attrs["RedrivePolicy"] = job.RedrivePolicy(arns[q.DeadLetter], q.MaxReceives)
-		}
-		out, err := s.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(q.Name), Attributes: attrs})
-		if err != nil {
-			return fmt.Errorf("create queue %s: %w", q.Name, err)
-		}
-		s.Queues[q.Name] = aws.ToString(out.QueueUrl)
-		if arns[q.Name], err = s.queueARN(ctx, out.QueueUrl); err != nil {
-			return fmt.Errorf("queue %s: %w", q.Name, err)
-		}
-	}
-	s.Intake = s.Queues[job.IntakeQueue]
-	if err := s.events(ctx, sns.NewFromConfig(awsCfg)); err != nil {
+	s.Queues, s.EventsTopic, s.Intake = made.Queues, made.EventsTopic, made.Queues[job.IntakeQueue]
+	arns := made.ARNs
+	if err := s.events(ctx, topics); err != nil {
 		return err
 	}
 	if cfg.UploadTriggers {
@@ -167,39 +153,24 @@ func (s *Stack) create(ctx context.Context) error {
 	return nil
 }
 
-// events creates the job events topic, as the Core does (moto does not
-// encrypt it), and a queue subscribed to it to watch the events on. The
+// events subscribes a queue to the job events topic (which Create made,
+// as the Core does; moto does not encrypt it) to watch the events on. The
 // subscription keeps SNS's envelope, whose MessageAttributes carry the
 // state and tier that filter policies match.
 func (s *Stack) events(ctx context.Context, topics *sns.Client) error {
-	topic, err := topics.CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String("inferstack-" + s.opts.Config.Environment + "-events")})
-	if err != nil {
-		return fmt.Errorf("create events topic: %w", err)
-	}
-	s.EventsTopic = aws.ToString(topic.TopicArn)
 	watch, err := s.sqs.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("inferstack-events-watch")})
 	if err != nil {
 		return fmt.Errorf("create events watch queue: %w", err)
 	}
 	s.EventsWatch = aws.ToString(watch.QueueUrl)
-	if s.watchARN, err = s.queueARN(ctx, watch.QueueUrl); err != nil {
+	if s.watchARN, err = queueARN(ctx, s.sqs, watch.QueueUrl); err != nil {
 		return fmt.Errorf("events watch queue: %w", err)
 	}
-	if _, err := topics.Subscribe(ctx, &sns.SubscribeInput{TopicArn: topic.TopicArn, Protocol: aws.String("sqs"),
+	if _, err := topics.Subscribe(ctx, &sns.SubscribeInput{TopicArn: aws.String(s.EventsTopic), Protocol: aws.String("sqs"),
 		Endpoint: aws.String(s.watchARN)}); err != nil {
 		return fmt.Errorf("subscribe the watch queue to the events topic: %w", err)
 	}
 	return nil
-}
-
-// queueARN asks SQS for the ARN of the queue at url.
-func (s *Stack) queueARN(ctx context.Context, url *string) (string, error) {
-	a, err := s.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: url,
-		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
-	if err != nil {
-		return "", err
-	}
-	return a.Attributes[string(sqstypes.QueueAttributeNameQueueArn)], nil
 }
 
 // uploadTriggers sends the bucket's ObjectCreated events under inputs/ to
