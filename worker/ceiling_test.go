@@ -157,13 +157,16 @@ func TestAJobRunsAcrossVisibilityCeilingsOnFreshMessages(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, 3*time.Second)
 	input := slowJob(e)
-	q := &ceilingQueue{Queue: e.sqs, ceiling: 6 * time.Second, asked: map[string]time.Time{}}
+	// 100 chunks: a delivery's resume re-reads the tail objects of every
+	// chunk since the last part (no part fills here), at most 100 GETs.
+	e.cfg.ChunkSamples = 400
+	q := &ceilingQueue{Queue: e.sqs, ceiling: 10 * time.Second, asked: map[string]time.Time{}}
 	cfg := e.cfg
 	cfg.VisibilityCeiling = q.ceiling
-	// 400 chunks, each checkpointed in 40 ms or more: 16 s or more on any
-	// machine, where a delivery gets about 2 s (the ceiling less a
+	// 100 chunks, each checkpointed in 250 ms or more: 25 s or more on any
+	// machine, where a delivery gets about 6 s (the ceiling less a
 	// visibility and a beat) before it hands over.
-	paced := pacedCheckpoints{Objects: e.s3, prefix: job.CheckpointPrefix, delay: 40 * time.Millisecond}
+	paced := pacedCheckpoints{Objects: e.s3, prefix: job.CheckpointPrefix, delay: 250 * time.Millisecond}
 	logs := &emulator.LockedBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	e.startWith(cfg, parts{queue: q, objects: paced, log: log})

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/inferstack/inferstack/inference"
 	"github.com/inferstack/inferstack/internal/job"
 	"github.com/inferstack/inferstack/internal/s3io"
@@ -229,11 +231,12 @@ func (s *npySink) restore(cp Checkpoint) error {
 			}
 		}
 	}
+	tails, err := s.getTails(first, cp.Done)
+	if err != nil {
+		return err
+	}
 	for c := first; c < cp.Done; c++ {
-		data, err := s.store.Get(s.ctx, tailKey(s.jobID, c))
-		if err != nil {
-			return fmt.Errorf("read tail of chunk %d: %w: %w", c, s3io.ErrUploadGone, err)
-		}
+		data := tails[c-first]
 		start, end := s.plan.Chunk(c)
 		for _, st := range s.streams {
 			if st.completed || c < st.openFrom {
@@ -251,6 +254,29 @@ func (s *npySink) restore(cp Checkpoint) error {
 	}
 	return nil
 }
+
+// getTails reads the tail objects of chunks [first, done), several at a
+// time: all of a job's rows since its last part may be in them, and one
+// GET after another would spend a delivery's time on a long job's resume.
+func (s *npySink) getTails(first, done int64) ([][]byte, error) {
+	tails := make([][]byte, done-first)
+	g, ctx := errgroup.WithContext(s.ctx)
+	g.SetLimit(maxTailReads)
+	for c := first; c < done; c++ {
+		g.Go(func() error {
+			data, err := s.store.Get(ctx, tailKey(s.jobID, c))
+			if err != nil {
+				return fmt.Errorf("read tail of chunk %d: %w: %w", c, s3io.ErrUploadGone, err)
+			}
+			tails[c-first] = data
+			return nil
+		})
+	}
+	return tails, g.Wait()
+}
+
+// maxTailReads bounds the GETs of a resume in flight.
+const maxTailReads = 16
 
 func (s *npySink) WriteChunk(start int64, rows [][]byte) error {
 	select {
