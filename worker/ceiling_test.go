@@ -22,6 +22,7 @@ import (
 
 	"github.com/inferstack/inferstack/internal/emulator"
 	"github.com/inferstack/inferstack/internal/job"
+	"github.com/inferstack/inferstack/internal/s3io"
 	"github.com/inferstack/inferstack/internal/testenv"
 	"github.com/inferstack/inferstack/worker"
 )
@@ -89,7 +90,7 @@ func (q *ceilingQueue) deliveries() (receives []int, refused int) {
 // checkpoint costs at least delay, so a job of many chunks outlasts the
 // ceilings however fast the machine runs the model.
 type pacedCheckpoints struct {
-	worker.Objects
+	s3io.Objects
 	prefix string
 	delay  time.Duration
 }
@@ -107,7 +108,7 @@ func (p pacedCheckpoints) PutObject(ctx context.Context, in *s3.PutObjectInput, 
 
 // pacedReads delays every ranged GET of key, or until the read is cancelled.
 type pacedReads struct {
-	worker.Objects
+	s3io.Objects
 	key   string
 	delay time.Duration
 }
@@ -155,17 +156,18 @@ func TestAJobWithoutProgressBeforeTheCeilingIsDeadLettered(t *testing.T) {
 // bytes of an uninterrupted run.
 func TestAJobRunsAcrossVisibilityCeilingsOnFreshMessages(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, 3*time.Second)
+	e := newEnv(t, 5*time.Second)
 	input := slowJob(e)
 	// 100 chunks: a delivery's resume re-reads the tail objects of every
 	// chunk since the last part (no part fills here), at most 100 GETs.
 	e.cfg.ChunkSamples = 400
-	q := &ceilingQueue{Queue: e.sqs, ceiling: 10 * time.Second, asked: map[string]time.Time{}}
+	q := &ceilingQueue{Queue: e.sqs, ceiling: 12 * time.Second, asked: map[string]time.Time{}}
 	cfg := e.cfg
 	cfg.VisibilityCeiling = q.ceiling
 	// 100 chunks, each checkpointed in 250 ms or more: 25 s or more on any
 	// machine, where a delivery gets about 6 s (the ceiling less a
-	// visibility and a beat) before it hands over.
+	// visibility and a beat) before it hands over, and its 5 s visibility
+	// outlasts a hand-over's wait for up to 8 paced checkpoints.
 	paced := pacedCheckpoints{Objects: e.s3, prefix: job.CheckpointPrefix, delay: 250 * time.Millisecond}
 	logs := &emulator.LockedBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))

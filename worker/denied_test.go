@@ -16,8 +16,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/inferstack/inferstack/internal/policy"
+	"github.com/inferstack/inferstack/internal/s3io"
 	"github.com/inferstack/inferstack/internal/testenv"
-	"github.com/inferstack/inferstack/worker"
 )
 
 // s3AsAWS answers a read of a missing key as S3 does and moto does not:
@@ -25,7 +25,7 @@ import (
 // (S3 evaluates s3:ListBucket with the key as s3:prefix), 403 AccessDenied
 // otherwise (S3 API reference, HeadObject, "Permissions").
 type s3AsAWS struct {
-	worker.Objects
+	s3io.Objects
 	doc    policy.Document
 	bucket string
 }

@@ -27,8 +27,8 @@ import (
 
 	"github.com/inferstack/inferstack/internal/job"
 	"github.com/inferstack/inferstack/internal/onnxmodel"
+	"github.com/inferstack/inferstack/internal/s3io"
 	"github.com/inferstack/inferstack/internal/testenv"
-	"github.com/inferstack/inferstack/worker"
 )
 
 // wide swaps the env's model for one with out float32s per sample in each
@@ -95,7 +95,7 @@ func (e *env) tails(jobID string) (n int, bytes int64) {
 
 // countingS3 records the part numbers uploaded through it.
 type countingS3 struct {
-	worker.Objects
+	s3io.Objects
 	mu    sync.Mutex
 	parts map[string][]int32 // by upload id
 }
@@ -205,7 +205,7 @@ func TestKillNineMidUploadResumesTheSameUploads(t *testing.T) {
 // uploadsAsS3 answers a part or completion for an upload that does not
 // exist as S3 does (404 NoSuchUpload) and moto does not (500: a KeyError).
 type uploadsAsS3 struct {
-	worker.Objects
+	s3io.Objects
 	s3 *s3.Client
 }
 
@@ -256,7 +256,7 @@ func TestAnExpiredUploadRestartsTheJobFromScratch(t *testing.T) {
 // deniedTails answers AccessDenied to tail checkpoints once parts are in
 // S3: a job that fails for good with multipart uploads open.
 type deniedTails struct {
-	worker.Objects
+	s3io.Objects
 	mu    sync.Mutex
 	parts int
 }

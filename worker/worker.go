@@ -35,11 +35,6 @@ type Queue interface {
 
 var _ Queue = (*sqs.Client)(nil)
 
-// Objects is the S3 API the worker uses, as its transfers (package s3io)
-// call it; *s3.Client satisfies it. An alias, so that the worker's callers
-// keep naming it here.
-type Objects = s3io.Objects
-
 // Worker serves one queue, one job at a time. This file is its poll loop;
 // a message then goes, in file order, through handle.go (one message to
 // its ending), heartbeat.go (keeping it while the job runs), run.go (the job
@@ -64,7 +59,7 @@ type Worker struct {
 
 // New returns a worker; events publishes to cfg.EventsTopicARN, metrics
 // receives CloudWatch embedded-metric-format lines.
-func New(cfg Config, queue Queue, objects Objects, events Events, log *slog.Logger, metrics io.Writer) *Worker {
+func New(cfg Config, queue Queue, objects s3io.Objects, events Events, log *slog.Logger, metrics io.Writer) *Worker {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}

@@ -42,6 +42,7 @@ import (
 	"github.com/inferstack/inferstack/internal/localstack"
 	"github.com/inferstack/inferstack/internal/onnxmodel"
 	"github.com/inferstack/inferstack/internal/runenv"
+	"github.com/inferstack/inferstack/internal/s3io"
 	"github.com/inferstack/inferstack/internal/testenv"
 	"github.com/inferstack/inferstack/worker"
 )
@@ -208,7 +209,7 @@ func (e *env) send(body string) string {
 }
 
 // start runs an in-process worker until the test ends or stop is called.
-func (e *env) start(cfg worker.Config, queue worker.Queue, objects worker.Objects, metrics io.Writer) (stop func()) {
+func (e *env) start(cfg worker.Config, queue worker.Queue, objects s3io.Objects, metrics io.Writer) (stop func()) {
 	return e.startWith(cfg, parts{queue: queue, objects: objects, metrics: metrics})
 }
 
@@ -216,7 +217,7 @@ func (e *env) start(cfg worker.Config, queue worker.Queue, objects worker.Object
 // clients (queue, objects, events) or nothing (log, metrics).
 type parts struct {
 	queue   worker.Queue
-	objects worker.Objects
+	objects s3io.Objects
 	events  worker.Events
 	log     *slog.Logger
 	metrics io.Writer
