@@ -12,20 +12,17 @@ import (
 
 	"github.com/inferstack/inferstack/internal/awserr"
 	"github.com/inferstack/inferstack/internal/job"
-	"github.com/inferstack/inferstack/internal/runenv"
 	"github.com/inferstack/inferstack/worker/results"
 )
 
 // endingContext is the context of what a job's ending writes (status, error
 // record, dead letter, delete, hand-back). Normally transient failures get
-// awserr.MaxOutage of retries; after a soft stop, it ends within ECS's stop
-// timeout (the job's StopTimeout plus half the margin the deployment leaves
-// after it), so a poison path during shutdown cannot outlive the SIGKILL.
+// awserr.MaxOutage of retries; after a soft stop, every such call, begun
+// before the stop or after, ends within ECS's stop timeout (the job's
+// StopTimeout plus half the margin the deployment leaves after it), so
+// neither a poison path nor a status write in flight can outlive the SIGKILL.
 func (w *Worker) endingContext() (context.Context, context.CancelFunc) {
-	if at := w.stopping.Load(); at != 0 {
-		return context.WithDeadline(context.Background(), time.Unix(0, at).Add(w.cfg.StopTimeout+runenv.StopMargin/2))
-	}
-	return context.WithTimeout(context.Background(), awserr.MaxOutage)
+	return context.WithTimeout(w.lastCalls, awserr.MaxOutage)
 }
 
 // finish deletes the message: its manifest is in S3.

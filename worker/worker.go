@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/inferstack/inferstack/inference"
 	"github.com/inferstack/inferstack/internal/awserr"
+	"github.com/inferstack/inferstack/internal/runenv"
 	"github.com/inferstack/inferstack/internal/s3io"
 )
 
@@ -50,8 +50,11 @@ type Worker struct {
 	metrics io.Writer
 	protect protection
 
-	// stopping is when the soft stop (SIGTERM) came, in Unix nanoseconds; 0 before.
-	stopping atomic.Int64
+	// lastCalls ends StopTimeout plus half the margin after the soft stop
+	// (SIGTERM): every ending's AWS call is under it, those begun before
+	// the stop too (a status write retrying through an outage, say).
+	lastCalls    context.Context
+	endLastCalls context.CancelFunc
 
 	mu     sync.Mutex
 	models map[string]*inference.Model
@@ -66,10 +69,12 @@ func New(cfg Config, queue Queue, objects s3io.Objects, events Events, log *slog
 	if metrics == nil {
 		metrics = io.Discard
 	}
-	return &Worker{
+	w := &Worker{
 		cfg: cfg, queue: queue, store: &s3io.Store{S3: objects, Bucket: cfg.Bucket}, events: events, log: log.With("tier", cfg.Tier, "worker", cfg.Name),
 		metrics: metrics, protect: protection{uri: cfg.ECSAgentURI, client: &http.Client{}}, models: map[string]*inference.Model{},
 	}
+	w.lastCalls, w.endLastCalls = context.WithCancel(context.Background())
+	return w
 }
 
 // Run polls until ctx ends (SIGTERM: soft stop). A job running then gets
@@ -78,8 +83,9 @@ func New(cfg Config, queue Queue, objects s3io.Objects, events Events, log *slog
 func (w *Worker) Run(ctx context.Context) error {
 	w.log.Info("worker started", "queue", w.cfg.QueueURL)
 	defer w.closeModels()
-	stop := context.AfterFunc(ctx, func() { w.stopping.Store(time.Now().UnixNano()) })
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(w.cfg.StopTimeout+runenv.StopMargin/2, w.endLastCalls) })
 	defer stop()
+	defer w.endLastCalls()
 	for ctx.Err() == nil {
 		// The receive is not cancelled by a soft stop: SQS may hand a message
 		// to a long poll whose connection was dropped, and that message would
