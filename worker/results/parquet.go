@@ -123,8 +123,8 @@ func (s *parquetSink) Start(plan inference.Plan, outputs []inference.OutputSpec)
 	return nil
 }
 
-// restore continues cp's file: its parts, the tail object's bytes after
-// them, and the writer at the State after them.
+// restore continues cp's file: its parts, the row groups' tail objects
+// after them, and the writer at the State after them.
 func (s *parquetSink) restore(cp Checkpoint, cols []predictions.Output, opts predictions.Options) error {
 	if len(cp.Results) != 1 || cp.Results[0].Key != s.key {
 		return fmt.Errorf("checkpoint of another result: %w", s3io.ErrUploadGone)
