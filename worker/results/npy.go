@@ -62,15 +62,11 @@ type npySink struct {
 	// Uploads run in the background, at most maxUploads at a time; the
 	// checkpointer writes each chunk's checkpoint, in order, once what the
 	// chunk uploaded is in S3. Finish waits for them.
-	run     context.Context // ctx, cancelled on the first failure
-	cancel  context.CancelFunc
+	background
 	slots   chan struct{}
 	tasks   sync.WaitGroup
 	records chan *chunkRecord
 	stopped chan struct{} // closed when the checkpointer has returned
-	failed  chan struct{} // closed on the first failure, kept in err
-	once    sync.Once
-	err     error
 }
 
 // maxUploads bounds the requests in flight, and with them the sealed parts
@@ -191,8 +187,8 @@ func (s *npySink) Start(plan inference.Plan, outputs []inference.OutputSpec) err
 			return err
 		}
 	}
-	s.run, s.cancel = context.WithCancel(s.ctx)
-	s.slots, s.failed, s.stopped = make(chan struct{}, maxUploads), make(chan struct{}), make(chan struct{})
+	s.start(s.ctx)
+	s.slots, s.stopped = make(chan struct{}, maxUploads), make(chan struct{})
 	s.records = make(chan *chunkRecord, maxPendingCheckpoints)
 	go s.checkpointer()
 	return nil
@@ -279,10 +275,8 @@ func (s *npySink) getTails(first, done int64) ([][]byte, error) {
 const maxTailReads = 16
 
 func (s *npySink) WriteChunk(start int64, rows [][]byte) error {
-	select {
-	case <-s.failed:
-		return s.err
-	default:
+	if err := s.failure(); err != nil {
+		return err
 	}
 	c := start / s.plan.ChunkSamples
 	last := c == s.plan.Chunks()-1
@@ -388,14 +382,6 @@ func (s *npySink) launch(fn func(context.Context) error) *uploadTask {
 	return t
 }
 
-func (s *npySink) fail(err error) {
-	s.once.Do(func() {
-		s.err = err
-		close(s.failed)
-		s.cancel()
-	})
-}
-
 func (s *npySink) enqueue(r *chunkRecord) error {
 	select {
 	case s.records <- r:
@@ -484,12 +470,7 @@ func (s *npySink) drain() error {
 	<-s.stopped
 	s.tasks.Wait()
 	s.records = nil
-	select {
-	case <-s.failed:
-		return s.err
-	default:
-		return nil
-	}
+	return s.failure()
 }
 
 func (s *npySink) Finish(m *inference.Manifest) error {
@@ -518,10 +499,8 @@ func (s *npySink) Finish(m *inference.Manifest) error {
 		<-t.done
 	}
 	s.tasks.Wait()
-	select {
-	case <-s.failed:
-		return s.err
-	default:
+	if err := s.failure(); err != nil {
+		return err
 	}
 	multipart := false
 	for _, st := range s.streams {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync"
 
 	"github.com/apache/arrow-go/v18/arrow"
 
@@ -67,11 +66,7 @@ type parquetSink struct {
 	openFrom int
 	steps    chan step
 	stopped  chan struct{}
-	run      context.Context
-	cancel   context.CancelFunc
-	once     sync.Once
-	failed   chan struct{}
-	err      error
+	background
 }
 
 var _ inference.RowsSink = (*parquetSink)(nil)
@@ -117,8 +112,8 @@ func (s *parquetSink) Start(plan inference.Plan, outputs []inference.OutputSpec)
 	} else if s.w, err = predictions.New(&s.open, s.kept, cols, opts); err != nil {
 		return inference.PredictionsError(err)
 	}
-	s.run, s.cancel = context.WithCancel(s.ctx)
-	s.steps, s.stopped, s.failed = make(chan step, 1), make(chan struct{}), make(chan struct{})
+	s.start(s.ctx)
+	s.steps, s.stopped = make(chan step, 1), make(chan struct{})
 	go s.uploader()
 	return nil
 }
@@ -170,10 +165,8 @@ func (s *parquetSink) WriteChunk(start int64, outputs [][]byte) error {
 
 // WriteRows appends the chunk's rows, less those a resumed file has.
 func (s *parquetSink) WriteRows(start int64, outputs [][]byte, kept arrow.RecordBatch) error {
-	select {
-	case <-s.failed:
-		return s.err
-	default:
+	if err := s.failure(); err != nil {
+		return err
 	}
 	n := int64(len(outputs[0])) / s.rowSize
 	if start+n <= s.skip {
@@ -198,12 +191,10 @@ func (s *parquetSink) WriteRows(start int64, outputs [][]byte, kept arrow.Record
 
 // writeError is the uploader's error where the writer stopped on it.
 func (s *parquetSink) writeError(err error) error {
-	select {
-	case <-s.failed:
-		return s.err
-	default:
-		return fmt.Errorf("write %s: %w", s.key, err)
+	if failure := s.failure(); failure != nil {
+		return failure
 	}
+	return fmt.Errorf("write %s: %w", s.key, err)
 }
 
 // rowGroup runs after each row group the writer wrote into s.open: the
@@ -295,23 +286,13 @@ func (s *parquetSink) write(ctx context.Context, cp Checkpoint) error {
 func (s *parquetSink) uploader() {
 	defer close(s.stopped)
 	for st := range s.steps {
-		select {
-		case <-s.failed:
+		if s.failure() != nil {
 			continue
-		default:
 		}
 		if err := s.upload(s.run, st); err != nil {
 			s.fail(err)
 		}
 	}
-}
-
-func (s *parquetSink) fail(err error) {
-	s.once.Do(func() {
-		s.err = err
-		close(s.failed)
-		s.cancel()
-	})
 }
 
 // drain waits for the steps in flight.
@@ -322,12 +303,7 @@ func (s *parquetSink) drain() error {
 	close(s.steps)
 	<-s.stopped
 	s.steps = nil
-	select {
-	case <-s.failed:
-		return s.err
-	default:
-		return nil
-	}
+	return s.failure()
 }
 
 // Finish ends the file (its last rows and footer), uploads what is left as

@@ -5,6 +5,7 @@ package results
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/inferstack/inferstack/inference"
 	"github.com/inferstack/inferstack/inference/predictions"
@@ -44,4 +45,38 @@ func putManifest(ctx context.Context, store *s3io.Store, resultsPrefix string, m
 		return fmt.Errorf("upload manifest: %w", err)
 	}
 	return nil
+}
+
+// background is a sink's uploads in the background: the context they run
+// in, and the first failure, which cancels the others and is every later
+// call's answer.
+type background struct {
+	run    context.Context // the sink's, cancelled on the first failure
+	cancel context.CancelFunc
+	failed chan struct{} // closed on the first failure, kept in err
+	once   sync.Once
+	err    error
+}
+
+func (b *background) start(ctx context.Context) {
+	b.run, b.cancel = context.WithCancel(ctx)
+	b.failed = make(chan struct{})
+}
+
+func (b *background) fail(err error) {
+	b.once.Do(func() {
+		b.err = err
+		close(b.failed)
+		b.cancel()
+	})
+}
+
+// failure is the first failure, nil while there is none.
+func (b *background) failure() error {
+	select {
+	case <-b.failed:
+		return b.err
+	default:
+		return nil
+	}
 }
