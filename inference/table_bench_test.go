@@ -2,7 +2,6 @@ package inference
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -113,30 +112,7 @@ func writeCSV(b *testing.B, dir string, x []float32, rows, k int) string {
 	path := filepath.Join(dir, "rows.csv")
 	f, err := os.Create(path)
 	require.NoError(b, err)
-	buf := make([]byte, 0, 1<<20)
-	for j := range k {
-		if j > 0 {
-			buf = append(buf, ',')
-		}
-		buf = fmt.Appendf(buf, "c%d", j)
-	}
-	buf = append(buf, '\n')
-	for i := range rows {
-		for j := range k {
-			if j > 0 {
-				buf = append(buf, ',')
-			}
-			buf = strconv.AppendFloat(buf, float64(x[i*k+j]), 'g', -1, 32)
-		}
-		buf = append(buf, '\n')
-		if len(buf) > 1<<19 {
-			_, err = f.Write(buf)
-			require.NoError(b, err)
-			buf = buf[:0]
-		}
-	}
-	_, err = f.Write(buf)
-	require.NoError(b, err)
+	require.NoError(b, testenv.WriteFloatCSV(f, x[:rows*k], k))
 	require.NoError(b, f.Close())
 	return path
 }

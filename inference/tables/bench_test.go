@@ -32,26 +32,10 @@ func benchParquet(b *testing.B, x []float32) []byte {
 	return buf.Bytes()
 }
 
-func benchCSV(x []float32) []byte {
-	var buf []byte
-	for j := range benchWidth {
-		if j > 0 {
-			buf = append(buf, ',')
-		}
-		buf = append(buf, 'c')
-		buf = strconv.AppendInt(buf, int64(j), 10)
-	}
-	buf = append(buf, '\n')
-	for i := range benchRows {
-		for j := range benchWidth {
-			if j > 0 {
-				buf = append(buf, ',')
-			}
-			buf = strconv.AppendFloat(buf, float64(x[i*benchWidth+j]), 'g', -1, 32)
-		}
-		buf = append(buf, '\n')
-	}
-	return buf
+func benchCSV(b *testing.B, x []float32) []byte {
+	var buf bytes.Buffer
+	require.NoError(b, testenv.WriteFloatCSV(&buf, x, benchWidth))
+	return buf.Bytes()
 }
 
 func readAndFill(b *testing.B, data []byte, name string, opts Options, inputs []Input, feed map[string][]string) {
@@ -90,7 +74,7 @@ func BenchmarkReadParquetList(b *testing.B) {
 
 // BenchmarkReadCSVFloats: 256 float columns fed as one [N,256] input.
 func BenchmarkReadCSVFloats(b *testing.B) {
-	data := benchCSV(benchFloats())
+	data := benchCSV(b, benchFloats())
 	cols := make([]string, benchWidth)
 	for i := range cols {
 		cols[i] = "c" + strconv.Itoa(i)

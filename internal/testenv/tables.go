@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -87,4 +88,36 @@ func ReadParquet(tb testing.TB, data []byte) arrow.Table {
 		tb.Fatalf("read parquet: %v", err)
 	}
 	return tbl
+}
+
+// WriteFloatCSV writes rows of k floats from x as a CSV with a header
+// c0..c(k-1), each value in the fewest digits that read back as its
+// float32, in pieces of about 512 KiB.
+func WriteFloatCSV(w io.Writer, x []float32, k int) error {
+	buf := make([]byte, 0, 1<<20)
+	for j := range k {
+		if j > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, 'c')
+		buf = strconv.AppendInt(buf, int64(j), 10)
+	}
+	buf = append(buf, '\n')
+	for i := range len(x) / k {
+		for j := range k {
+			if j > 0 {
+				buf = append(buf, ',')
+			}
+			buf = strconv.AppendFloat(buf, float64(x[i*k+j]), 'g', -1, 32)
+		}
+		buf = append(buf, '\n')
+		if len(buf) > 1<<19 {
+			if _, err := w.Write(buf); err != nil {
+				return err
+			}
+			buf = buf[:0]
+		}
+	}
+	_, err := w.Write(buf)
+	return err
 }
