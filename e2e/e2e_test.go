@@ -405,19 +405,10 @@ func TestLocalStack(t *testing.T) {
 	dir := t.TempDir()
 	cfg := devSettings(t, map[string]string{"tierCacheTtl": "0s", "uploadTriggers": "false"})
 
-	var logs emulator.LockedBuffer
-	stack, err := localstack.Up(t.Context(), localstack.Options{Config: cfg, Binary: binary, Bootstrap: bootstrap,
-		ORTLib: inference.DefaultLibPath(), IdleAfter: 2 * time.Second, Logs: &logs})
-	require.NoError(t, err)
-	defer stack.Down()
-	ctx, cancel := context.WithCancel(context.Background())
+	stack, logs := upLocal(t, cfg)
 	var mu sync.Mutex
 	peak := map[string]int{}
-	done := make(chan error, 1)
-	go func() {
-		done <- stack.Run(ctx, func(x localstack.Sample) { mu.Lock(); peak[x.Tier] = max(peak[x.Tier], x.Workers); mu.Unlock() })
-	}()
-	defer func() { cancel(); require.NoError(t, <-done) }()
+	runLocal(t, stack, func(x localstack.Sample) { mu.Lock(); peak[x.Tier] = max(peak[x.Tier], x.Workers); mu.Unlock() })
 
 	awsCLI := clientCLI(t, stack)
 	// The classic message, exactly as a user sends it, for a raw float32 file.
@@ -445,7 +436,7 @@ func TestLocalStack(t *testing.T) {
 		}
 		return cmd.ProcessState.ExitCode(), out.String(), errb.String()
 	}
-	waitFor := func(what string, cond func() bool) { testenv.Eventually(t, what, 90*time.Second, cond, &logs) }
+	waitFor := func(what string, cond func() bool) { testenv.Eventually(t, what, 90*time.Second, cond, logs) }
 	waitFor("the classic job", func() bool { d, _, err := stack.Counts(t.Context()); return err == nil && d == 1 })
 	mu.Lock()
 	require.Equal(t, 1, peak["cpu"], "one message started one cpu worker from zero")
@@ -514,6 +505,27 @@ func clientCLI(t *testing.T, stack *localstack.Stack) func(args ...string) strin
 		require.NoError(t, err, "aws %v: %s", args, out)
 		return string(out)
 	}
+}
+
+// upLocal starts the stack of `inferstack local up` with cfg, its children's
+// logs in the buffer it returns; the test's end takes it down.
+func upLocal(t *testing.T, cfg settings.Config) (*localstack.Stack, *emulator.LockedBuffer) {
+	t.Helper()
+	logs := &emulator.LockedBuffer{}
+	stack, err := localstack.Up(t.Context(), localstack.Options{Config: cfg, Binary: binary, Bootstrap: bootstrap,
+		ORTLib: inference.DefaultLibPath(), IdleAfter: 2 * time.Second, Logs: logs})
+	require.NoError(t, err)
+	t.Cleanup(stack.Down)
+	return stack, logs
+}
+
+// runLocal runs the stack's dispatch and scaler until the test ends (nil
+// onSample: no samples wanted); the run must end cleanly.
+func runLocal(t *testing.T, stack *localstack.Stack, onSample func(localstack.Sample)) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- stack.Run(ctx, onSample) }()
+	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
 }
 
 // devSettings are Pulumi.dev.yaml's settings with the MLP as the model (the

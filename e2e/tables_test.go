@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"os"
@@ -9,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -20,9 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/inferstack/inferstack/inference"
-	"github.com/inferstack/inferstack/internal/emulator"
 	"github.com/inferstack/inferstack/internal/job"
-	"github.com/inferstack/inferstack/internal/localstack"
 	"github.com/inferstack/inferstack/internal/onnxmodel"
 	"github.com/inferstack/inferstack/internal/testenv"
 )
@@ -127,17 +123,10 @@ func requirePredictions(t *testing.T, path string, n int) {
 // predictions.parquet, whose rows match the model's reference row by row.
 func TestTablesRunThroughTheLocalStack(t *testing.T) {
 	cfg := devSettings(t, map[string]string{"keep": "id", "tierCacheTtl": "0s"})
-	var logs emulator.LockedBuffer
-	stack, err := localstack.Up(t.Context(), localstack.Options{Config: cfg, Binary: binary, Bootstrap: bootstrap,
-		ORTLib: inference.DefaultLibPath(), IdleAfter: 2 * time.Second, Logs: &logs})
-	require.NoError(t, err)
-	defer stack.Down()
+	stack, logs := upLocal(t, cfg)
 	_, adminSQS := stack.Clients()
 	watch := &eventWatch{t: t, sqs: adminSQS, queue: stack.EventsWatch}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- stack.Run(ctx, nil) }()
-	defer func() { cancel(); require.NoError(t, <-done) }()
+	runLocal(t, stack, nil)
 
 	inferstack := func(args ...string) string {
 		t.Helper()
@@ -152,7 +141,7 @@ func TestTablesRunThroughTheLocalStack(t *testing.T) {
 
 	const key = job.InputPrefix + "day=2026-12-07/part-0003.parquet"
 	clientCLI(t, stack)("s3", "cp", parquetTable(t, 1000), "s3://"+stack.Bucket+"/"+key)
-	finished := watch.await("the upload's finished", func(e event) bool { return e.Input == key && e.State == job.EventFinished }, &logs)
+	finished := watch.await("the upload's finished", func(e event) bool { return e.Input == key && e.State == job.EventFinished }, logs)
 	require.EqualValues(t, 1000, finished.Samples)
 	dir := t.TempDir()
 	out := inferstack("results", finished.JobID, "--output", dir)

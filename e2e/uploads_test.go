@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -19,7 +18,6 @@ import (
 	"github.com/inferstack/inferstack/inference"
 	"github.com/inferstack/inferstack/internal/emulator"
 	"github.com/inferstack/inferstack/internal/job"
-	"github.com/inferstack/inferstack/internal/localstack"
 	"github.com/inferstack/inferstack/internal/testenv"
 )
 
@@ -105,11 +103,7 @@ func TestUploadsStartJobsAndJobsSendEvents(t *testing.T) {
 	// a finished one (two workers could run the two at once).
 	cfg := devSettings(t, map[string]string{"tierCacheTtl": "0s", "cpuMaxTasks": "1"})
 	require.True(t, cfg.UploadTriggers, "upload triggers are on by default")
-	var logs emulator.LockedBuffer
-	stack, err := localstack.Up(t.Context(), localstack.Options{Config: cfg, Binary: binary, Bootstrap: bootstrap,
-		ORTLib: inference.DefaultLibPath(), IdleAfter: 2 * time.Second, Logs: &logs})
-	require.NoError(t, err)
-	defer stack.Down()
+	stack, logs := upLocal(t, cfg)
 	adminS3, adminSQS := stack.Clients()
 	watch := &eventWatch{t: t, sqs: adminSQS, queue: stack.EventsWatch}
 
@@ -146,12 +140,9 @@ func TestUploadsStartJobsAndJobsSendEvents(t *testing.T) {
 	_, err = adminSQS.SendMessage(t.Context(), &sqs.SendMessageInput{QueueUrl: aws.String(stack.Intake), MessageBody: aws.String(notification)})
 	require.NoError(t, err)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- stack.Run(ctx, nil) }()
-	defer func() { cancel(); require.NoError(t, <-done) }()
+	runLocal(t, stack, nil)
 
-	finished := watch.await("finished", func(e event) bool { return e.JobID == uploadJob && e.State == job.EventFinished }, &logs)
+	finished := watch.await("finished", func(e event) bool { return e.JobID == uploadJob && e.State == job.EventFinished }, logs)
 	require.Equal(t, key, finished.Input)
 	require.Equal(t, stack.Bucket, finished.Bucket)
 	require.Equal(t, job.DefaultResultsPrefix(uploadJob), finished.Results)
@@ -171,7 +162,7 @@ func TestUploadsStartJobsAndJobsSendEvents(t *testing.T) {
 				busy += n
 			}
 			return busy == 0
-		}, &logs)
+		}, logs)
 	}
 	waitDrained()
 	watch.poll()
@@ -185,7 +176,7 @@ func TestUploadsStartJobsAndJobsSendEvents(t *testing.T) {
 	poison := filepath.Join(dir, "poison.npy")
 	require.NoError(t, os.WriteFile(poison, []byte("not an npy file at all"), 0o644))
 	awsCLI("s3", "cp", poison, "s3://"+stack.Bucket+"/"+job.InputPrefix+"poison.npy")
-	failed := watch.await("failed", func(e event) bool { return e.State == job.EventFailed }, &logs)
+	failed := watch.await("failed", func(e event) bool { return e.State == job.EventFailed }, logs)
 	require.Equal(t, job.InputPrefix+"poison.npy", failed.Input)
 	require.Equal(t, job.StageWorker, failed.Stage)
 	require.NotEmpty(t, failed.Reason)
@@ -206,7 +197,7 @@ func TestUploadsStartJobsAndJobsSendEvents(t *testing.T) {
 	out, err := cmd.Output()
 	require.NoError(t, err, "%s\n%s\n%s", out, stderr.String(), logs.String())
 	submitted := jobID(t, string(out))
-	watch.await("submitted job's finished", func(e event) bool { return e.JobID == submitted && e.State == job.EventFinished }, &logs)
+	watch.await("submitted job's finished", func(e event) bool { return e.JobID == submitted && e.State == job.EventFinished }, logs)
 	waitDrained()
 	watch.poll()
 	require.Equal(t, 1, watch.count(func(e event) bool { return strings.HasPrefix(e.Input, job.SubmitPrefix) }),
