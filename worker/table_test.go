@@ -8,8 +8,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -46,40 +44,6 @@ func (e *env) tableInput(name string, n, nullAt int) []byte {
 	require.NoError(e.t, t.WriteParquet(&buf))
 	e.put("inputs/"+name, buf.Bytes())
 	return buf.Bytes()
-}
-
-// tableReference runs the engine locally on the table as `inferstack run`
-// does, with the env's pinned settings, and returns its output files.
-func (e *env) tableReference(name string, input []byte, opts inference.TableOptions, outputFormat string) map[string][]byte {
-	path := filepath.Join(e.t.TempDir(), name)
-	require.NoError(e.t, os.WriteFile(path, input, 0o644))
-	model, err := inference.LoadModel(e.modelPath)
-	require.NoError(e.t, err)
-	defer model.Close()
-	f, err := os.Open(path)
-	require.NoError(e.t, err)
-	defer f.Close()
-	src, err := inference.OpenTable(f, int64(len(input)), path, model, opts)
-	require.NoError(e.t, err)
-	defer src.Close()
-	out := e.t.TempDir()
-	var sink inference.Sink = inference.NewDirSink(out)
-	if outputFormat != job.OutputNpy {
-		sink = &inference.ParquetDirSink{Dir: out, Kept: src.KeptFields(), Options: predictions.Options{RowGroupBytes: e.cfg.ResultRowGroupBytes}}
-	}
-	_, err = inference.Run(e.t.Context(), inference.Pass{Model: model, Source: src, InputSize: int64(len(input)), InputName: path,
-		Device: inference.DeviceCPU, BatchSize: e.cfg.BatchSize, ChunkSamples: e.cfg.ChunkSamples, Threads: e.cfg.Threads}, sink)
-	require.NoError(e.t, err)
-	files := map[string][]byte{}
-	entries, err := os.ReadDir(out)
-	require.NoError(e.t, err)
-	for _, entry := range entries {
-		if entry.Name() != inference.ManifestFile {
-			files[entry.Name()], err = os.ReadFile(filepath.Join(out, entry.Name()))
-			require.NoError(e.t, err)
-		}
-	}
-	return files
 }
 
 // keptIDs reads a result file's id column back with arrow-go.
@@ -125,7 +89,7 @@ func TestTableJobsMatchALocalRunByteForByte(t *testing.T) {
 			}
 			jobID := e.send(body)
 			testenv.Eventually(e.t, "the manifest", 120*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
-			want := e.tableReference("rows.parquet", input, inference.TableOptions{Feed: map[string][]string{"x": {"features"}}, Keep: keep}, c.format)
+			want := e.localRun("rows.parquet", input, &inference.TableOptions{Feed: map[string][]string{"x": {"features"}}, Keep: keep}, c.format)
 			require.Len(t, want, len(c.files))
 			m := e.requireResults(jobID, want)
 			require.EqualValues(t, 3000, m.Samples)
@@ -186,8 +150,8 @@ func TestKillNineMidParquetJobResumesItsUpload(t *testing.T) {
 	resumer.ResultRowGroupBytes = 0
 	e.start(resumer, nil, counting, nil)
 	testenv.Eventually(e.t, "the manifest", 120*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
-	m := e.requireResults(jobID, e.tableReference("rows.parquet", input,
-		inference.TableOptions{Feed: map[string][]string{"x": {"features"}}, Keep: []string{"id"}}, ""))
+	m := e.requireResults(jobID, e.localRun("rows.parquet", input,
+		&inference.TableOptions{Feed: map[string][]string{"x": {"features"}}, Keep: []string{"id"}}, ""))
 	require.Equal(t, cp.Done, m.ResumedAt, "resumed at the checkpoint's chunk, not from scratch")
 
 	var after parquetCheckpoint

@@ -36,6 +36,7 @@ import (
 	"github.com/inferstack/inferstack/deploy/settings"
 	"github.com/inferstack/inferstack/inference"
 	"github.com/inferstack/inferstack/inference/npy"
+	"github.com/inferstack/inferstack/inference/predictions"
 	"github.com/inferstack/inferstack/internal/awsenv"
 	"github.com/inferstack/inferstack/internal/emulator"
 	"github.com/inferstack/inferstack/internal/job"
@@ -307,7 +308,15 @@ func (e *env) drained(url string) bool {
 // reference runs the engine locally on the same bytes with the same pinned
 // batch size, chunk size and threads, and returns its output files.
 func (e *env) reference(input []byte) map[string][]byte {
-	path := filepath.Join(e.t.TempDir(), "x.npy")
+	return e.localRun("x.npy", input, nil, "")
+}
+
+// localRun writes input as name and runs the engine over it as `inferstack
+// run` does, with the env's pinned settings (and table, if set, reading it
+// as a table into outputFormat); it returns every file the run wrote but
+// the manifest.
+func (e *env) localRun(name string, input []byte, table *inference.TableOptions, outputFormat string) map[string][]byte {
+	path := filepath.Join(e.t.TempDir(), name)
 	require.NoError(e.t, os.WriteFile(path, input, 0o644))
 	model, err := inference.LoadModel(e.modelPath)
 	require.NoError(e.t, err)
@@ -316,13 +325,28 @@ func (e *env) reference(input []byte) map[string][]byte {
 	require.NoError(e.t, err)
 	defer f.Close()
 	out := e.t.TempDir()
-	_, err = inference.Run(e.t.Context(), inference.Pass{Model: model, Input: f, InputSize: int64(len(input)), InputName: path,
-		Device: inference.DeviceCPU, BatchSize: e.cfg.BatchSize, ChunkSamples: e.cfg.ChunkSamples, Threads: e.cfg.Threads}, inference.NewDirSink(out))
+	pass := inference.Pass{Model: model, Input: f, InputSize: int64(len(input)), InputName: path,
+		Device: inference.DeviceCPU, BatchSize: e.cfg.BatchSize, ChunkSamples: e.cfg.ChunkSamples, Threads: e.cfg.Threads}
+	var sink inference.Sink = inference.NewDirSink(out)
+	if table != nil {
+		src, err := inference.OpenTable(f, int64(len(input)), path, model, *table)
+		require.NoError(e.t, err)
+		defer src.Close()
+		pass.Source = src
+		if outputFormat != job.OutputNpy {
+			sink = &inference.ParquetDirSink{Dir: out, Kept: src.KeptFields(), Options: predictions.Options{RowGroupBytes: e.cfg.ResultRowGroupBytes}}
+		}
+	}
+	_, err = inference.Run(e.t.Context(), pass, sink)
 	require.NoError(e.t, err)
 	files := map[string][]byte{}
-	for _, name := range []string{"logits.npy", "probs.npy"} {
-		files[name], err = os.ReadFile(filepath.Join(out, name))
-		require.NoError(e.t, err)
+	entries, err := os.ReadDir(out)
+	require.NoError(e.t, err)
+	for _, entry := range entries {
+		if entry.Name() != inference.ManifestFile {
+			files[entry.Name()], err = os.ReadFile(filepath.Join(out, entry.Name()))
+			require.NoError(e.t, err)
+		}
 	}
 	return files
 }
