@@ -39,6 +39,9 @@ type Pass struct {
 	StartChunk int64
 	// InputETag identifies the input's version in the manifest (S3's ETag).
 	InputETag string
+	// Range, where set, runs only these rows of a .npy or raw input: a
+	// shard of it (a table's shard is its source's, TableOptions.Range).
+	Range *Range
 	// Progress, if set, is called after each chunk is written.
 	Progress func(done, total int64)
 	Logger   *slog.Logger
@@ -145,7 +148,14 @@ func openSource(job Pass) (Source, error) {
 		// Read as raw float32 it would give numbers, and wrong ones.
 		return nil, withKind(ErrBadInput, "input %s is a table: it needs a table source (OpenTable), which this runtime does not open yet", job.InputName)
 	}
-	return NewLayout(job.Input, job.InputSize, job.InputName, job.Model.Inputs, job.Windowing)
+	layout, err := NewLayout(job.Input, job.InputSize, job.InputName, job.Model.Inputs, job.Windowing)
+	switch {
+	case err != nil:
+		return nil, err
+	case job.Range == nil:
+		return layout, nil
+	}
+	return Slice(layout, *job.Range)
 }
 
 // cachedCalibration is the job's cached search, nil where the job does not

@@ -78,7 +78,7 @@ func (w *Worker) run(ctx, engine context.Context, req job.Request, status *statu
 	prior := results.Resumable(ctx, w.store, req.JobID, identity, log)
 	for restarted := false; ; restarted = true {
 		attempt := ej
-		sink := results.Open(ctx, w.store, req, ej.Source, identity, prior, w.cfg.ResultRowGroupBytes)
+		sink := results.Open(ctx, w.store, results.JobTarget(req), req.OutputFormat, ej.Source, identity, prior, w.cfg.ResultRowGroupBytes)
 		if prior != nil {
 			attempt.BatchSize, attempt.ChunkSamples, attempt.StartChunk = prior.BatchSize, prior.ChunkSamples, prior.Done
 			log.Info("resuming from checkpoint", "chunks_done", prior.Done)

@@ -2,6 +2,7 @@ package job
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 )
 
@@ -48,6 +49,33 @@ func ErrorKey(jobID string) string { return ErrorsPrefix + jobID + ".json" }
 
 // CheckpointKey is the job's checkpoint.
 func CheckpointKey(jobID string) string { return CheckpointPrefix + jobID + "/checkpoint.json" }
+
+// A split job's plan keeps what its shards share under
+// checkpoints/<job>/<plan>/: the plan, each shard's results and checkpoint
+// until assembly (shard-NNNNN/), the assembly's claim and the job's failure.
+
+// PlanPrefix is where a split job's plan keeps its shards.
+func PlanPrefix(jobID, plan string) string { return CheckpointPrefix + jobID + "/" + plan + "/" }
+
+// ShardScope names a shard's checkpoint as a job id names a job's
+// (CheckpointKey(ShardScope(...)) is the shard's checkpoint).
+func ShardScope(jobID, plan string, index int) string {
+	return fmt.Sprintf("%s/%s/shard-%05d", jobID, plan, index)
+}
+
+// ShardResultsPrefix is where a shard's results and manifest wait for assembly.
+func ShardResultsPrefix(jobID, plan string, index int) string {
+	return CheckpointPrefix + ShardScope(jobID, plan, index) + "/"
+}
+
+// ShardStatusPrefix holds the status of each of a plan's shards
+// (ShardStatusKey), which clients list to follow a split job.
+func ShardStatusPrefix(jobID, plan string) string { return StatusPrefix + jobID + "/" + plan + "/" }
+
+// ShardStatusKey is one shard's status.
+func ShardStatusKey(jobID, plan string, index int) string {
+	return fmt.Sprintf("%s%05d.json", ShardStatusPrefix(jobID, plan), index)
+}
 
 // ModelKey is where a model file named name is kept.
 func ModelKey(name string) string { return ModelsPrefix + name }

@@ -34,6 +34,8 @@ type Status struct {
 	Device         string `json:"device,omitempty"`
 	FallbackReason string `json:"fallback_reason,omitempty"`
 	Reason         string `json:"reason,omitempty"` // why it failed
+	// Shards says how the job was split, where it was (nil: one worker runs it).
+	Shards *ShardsProgress `json:"shards,omitempty"`
 	// Announced says the job's ending (done or failed) is on the events
 	// topic. A redelivery that finds the job done and this false (a worker
 	// killed between its manifest and its event) announces it: events come
@@ -41,6 +43,26 @@ type Status struct {
 	Announced bool `json:"announced,omitempty"`
 	Timings
 	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// ShardsProgress is a split job's shards: its plan, their number, and how
+// many are done (each shard's own status is at ShardStatusKey; a client
+// counts them while the job runs).
+type ShardsProgress struct {
+	Plan  string `json:"plan"`
+	Total int    `json:"total"`
+	Done  int    `json:"done"`
+}
+
+// ShardStatus is status/<job>/<plan>/<index>.json: one shard's progress,
+// written by the worker running it.
+type ShardStatus struct {
+	Index        int       `json:"index"`
+	State        State     `json:"state"`
+	Worker       string    `json:"worker,omitempty"`
+	SamplesDone  int64     `json:"samples_done"`
+	SamplesTotal int64     `json:"samples_total"`
+	UpdatedAt    time.Time `json:"updated_at"`
 }
 
 // Timings say when a job reached each stage it reached, for latency

@@ -66,7 +66,27 @@ type Request struct {
 	Keep []string `json:"keep,omitempty"`
 	// OutputFormat is parquet (a table's default) or npy (one file per output).
 	OutputFormat string `json:"output_format,omitempty"`
+	// Shards splits the job into this many shards, each run by a worker of
+	// its own, whatever the input's size (1: never split; 0: the stack's
+	// inferstack:shardBytes decides).
+	Shards int `json:"shards,omitempty"`
+	// Shard is set on the messages a worker sends for the shards of a job it
+	// split: which plan, and which of its shards.
+	Shard *ShardRef `json:"shard,omitempty"`
 }
+
+// ShardRef names one shard of a split job.
+type ShardRef struct {
+	Plan  string `json:"plan"`
+	Index int    `json:"index"`
+	Count int    `json:"count"`
+}
+
+// MaxShards bounds a job's shards. Each shard is at least one part of each
+// assembled output, and S3 allows 10,000 parts per object: 1,000 shards
+// leave room for the parts that join small shards and split large ones
+// (a 100 GB input in 1,000 shards is 100 MB a shard).
+const MaxShards = 1000
 
 // TableFormats are the table formats a job reads; inference's table
 // readers register the same names.
@@ -151,7 +171,30 @@ func (r *Request) validate() error {
 	case r.Window < 0 || r.Hop < 0 || r.Window > MaxWindow || r.Hop > MaxWindow:
 		return invalid(`"window" and "hop" must be between 1 and %d`, MaxWindow)
 	}
+	if err := r.validateShards(); err != nil {
+		return err
+	}
 	return r.validateTable()
+}
+
+func (r *Request) validateShards() error {
+	if r.Shards < 0 || r.Shards > MaxShards {
+		return invalid(`"shards" must be between 1 and %d`, MaxShards)
+	}
+	s := r.Shard
+	switch {
+	case s == nil:
+		return nil
+	case r.JobID == "":
+		return invalid(`"shard" goes with the "job_id" of the job it is part of`)
+	case !jobIDPattern.MatchString(s.Plan):
+		return invalid(`"shard": "plan" must be 1-64 letters, digits, '-' or '_'`)
+	case s.Count < 2 || s.Count > MaxShards:
+		return invalid(`"shard": "count" must be between 2 and %d`, MaxShards)
+	case s.Index < 0 || s.Index >= s.Count:
+		return invalid(`"shard": "index" must be between 0 and %d`, s.Count-1)
+	}
+	return nil
 }
 
 // validateTable checks the table fields as strictly as the rest: names that

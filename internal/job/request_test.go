@@ -38,6 +38,21 @@ func TestParseAcceptsTheClassicMessageAndOptionalFields(t *testing.T) {
 	require.NotEqual(t, table.JobID, swapped.JobID, "columns in another order feed another tensor")
 }
 
+func TestParseAcceptsShards(t *testing.T) {
+	t.Parallel()
+	r, err := Parse([]byte(`{"filename":"big.npy","shards":4}`))
+	require.NoError(t, err)
+	require.Equal(t, 4, r.Shards)
+	plain, err := Parse([]byte(`{"filename":"big.npy"}`))
+	require.NoError(t, err)
+	require.NotEqual(t, plain.JobID, r.JobID, "a split job is another job")
+
+	s, err := Parse([]byte(`{"filename":"big.npy","job_id":"` + r.JobID + `","shard":{"plan":"p-1","index":3,"count":4}}`))
+	require.NoError(t, err)
+	require.Equal(t, &ShardRef{Plan: "p-1", Index: 3, Count: 4}, s.Shard)
+	require.Equal(t, r.JobID, s.JobID)
+}
+
 func TestIsTableByExtension(t *testing.T) {
 	t.Parallel()
 	for name, want := range map[string]bool{"a/part-0003.parquet": true, "x.CSV.gz": true, "y.ndjson": true, "z.jsonl.gz": true, "s.npy": false, "file_to_process.bin": false, "csv": false} {
@@ -81,6 +96,13 @@ func TestParseRefusesBadRequestsWithAReason(t *testing.T) {
 		{"feed wrong type", `{"filename":"x.csv","feed":{"x":"a"}}`, `field "feed" must be a []string`},
 		{"keep twice", `{"filename":"x.csv","keep":["id","id"]}`, `"keep": column "id" named twice`},
 		{"keep control char", `{"filename":"x.csv","keep":["a\u0007"]}`, "control characters"},
+		{"shards negative", `{"filename":"x","shards":-1}`, `"shards" must be between 1 and 1000`},
+		{"shards too many", `{"filename":"x","shards":1001}`, `"shards" must be between 1 and 1000`},
+		{"shards not a number", `{"filename":"x","shards":"4"}`, `field "shards" must be a int`},
+		{"shard without job", `{"filename":"x","shard":{"plan":"p","index":0,"count":2}}`, `"shard" goes with the "job_id"`},
+		{"shard bad plan", `{"filename":"x","job_id":"j","shard":{"plan":"a/b","index":0,"count":2}}`, `"plan" must be`},
+		{"shard index past count", `{"filename":"x","job_id":"j","shard":{"plan":"p","index":2,"count":2}}`, `"index" must be between 0 and 1`},
+		{"shard of one", `{"filename":"x","job_id":"j","shard":{"plan":"p","index":0,"count":1}}`, `"count" must be between 2 and 1000`},
 		{"huge body", `{"filename":"` + strings.Repeat("a/", MaxBodyBytes) + `"}`, "limit is 16384"},
 	}
 	for _, tc := range cases {

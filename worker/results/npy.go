@@ -50,8 +50,9 @@ func tailKey(jobID string, chunk int64) string {
 type npySink struct {
 	ctx           context.Context
 	store         *s3io.Store
-	jobID         string
+	scope         string // Target.Scope: where its checkpoint and tails go
 	resultsPrefix string
+	rowsOnly      bool        // no .npy header: a shard's rows
 	resume        *Checkpoint // from an earlier delivery, if compatible
 	cp            Checkpoint  // what identifies the run; the rest is filled per write
 
@@ -165,6 +166,9 @@ type streamState struct {
 
 func (s *npySink) Start(plan inference.Plan, outputs []inference.OutputSpec) error {
 	files, headers := inference.NpyOutputs(plan.Samples, outputs)
+	if s.rowsOnly {
+		headers = make([][]byte, len(headers))
+	}
 	s.plan, s.files = plan, files
 	s.cp.BatchSize, s.cp.ChunkSamples, s.cp.Outputs = plan.BatchSize, plan.ChunkSamples, nil
 	for i, o := range outputs {
@@ -260,7 +264,7 @@ func (s *npySink) getTails(first, done int64) ([][]byte, error) {
 	g.SetLimit(maxTailReads)
 	for c := first; c < done; c++ {
 		g.Go(func() error {
-			data, err := s.store.Get(ctx, tailKey(s.jobID, c))
+			data, err := s.store.Get(ctx, tailKey(s.scope, c))
 			if err != nil {
 				return fmt.Errorf("read tail of chunk %d: %w: %w", c, s3io.ErrUploadGone, err)
 			}
@@ -323,7 +327,7 @@ func (s *npySink) WriteChunk(start int64, rows [][]byte) error {
 					b.release()
 				}
 			}()
-			if err := s.store.PutSlices(ctx, tailKey(s.jobID, c), tail, "application/octet-stream"); err != nil {
+			if err := s.store.PutSlices(ctx, tailKey(s.scope, c), tail, "application/octet-stream"); err != nil {
 				return fmt.Errorf("checkpoint chunk %d: %w", c, err)
 			}
 			return nil
@@ -458,7 +462,7 @@ func (s *npySink) write(cp Checkpoint) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return len(data), s.store.Put(s.run, job.CheckpointKey(s.jobID), data, "application/json")
+	return len(data), s.store.Put(s.run, job.CheckpointKey(s.scope), data, "application/json")
 }
 
 // drain waits for the uploads and checkpoints in flight.

@@ -34,7 +34,7 @@ import (
 type parquetSink struct {
 	ctx           context.Context
 	store         *s3io.Store
-	jobID         string
+	scope         string // Target.Scope: where its checkpoint and tails go
 	resultsPrefix string
 	kept          []arrow.Field
 	opts          predictions.Options
@@ -139,7 +139,7 @@ func (s *parquetSink) restore(cp Checkpoint, cols []predictions.Output, opts pre
 		partsEnd += p.Bytes
 	}
 	for rg := s.openFrom; rg < cp.Parquet.RowGroups; rg++ {
-		data, err := s.store.Get(s.ctx, parquetTailKey(s.jobID, rg))
+		data, err := s.store.Get(s.ctx, parquetTailKey(s.scope, rg))
 		if err != nil {
 			return fmt.Errorf("read the tail of row group %d of %s: %w: %w", rg, s.key, s3io.ErrUploadGone, err)
 		}
@@ -234,7 +234,7 @@ type step struct {
 // Only the uploader calls it: it owns the upload and its parts.
 func (s *parquetSink) upload(ctx context.Context, st step) error {
 	if !st.part {
-		if err := s.store.Put(ctx, parquetTailKey(s.jobID, st.state.RowGroups-1), st.data, "application/octet-stream"); err != nil {
+		if err := s.store.Put(ctx, parquetTailKey(s.scope, st.state.RowGroups-1), st.data, "application/octet-stream"); err != nil {
 			return fmt.Errorf("checkpoint %s: %w", s.key, err)
 		}
 	} else {
@@ -276,7 +276,7 @@ func (s *parquetSink) at(state *predictions.State) Checkpoint {
 }
 
 func (s *parquetSink) write(ctx context.Context, cp Checkpoint) error {
-	if err := s.store.PutJSON(ctx, job.CheckpointKey(s.jobID), cp); err != nil {
+	if err := s.store.PutJSON(ctx, job.CheckpointKey(s.scope), cp); err != nil {
 		return fmt.Errorf("checkpoint %s: %w", s.key, err)
 	}
 	return nil

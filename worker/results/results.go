@@ -20,17 +20,30 @@ type Sink interface {
 	Progress() *Checkpoint
 }
 
-// Open returns the sink of req's results: a table's predictions.parquet,
-// unless the request asks for npy, else one .npy per output. run identifies
+// Target is where a run's results go: its files and manifest under
+// Prefix, its checkpoint and tail objects under Scope (a job id, or a
+// shard's job.ShardScope). Rows makes each .npy output its rows alone, with
+// no header: a shard's, which assembly puts behind the whole file's header.
+type Target struct {
+	Prefix string
+	Scope  string
+	Rows   bool
+}
+
+// JobTarget is where a job run by one worker writes.
+func JobTarget(req job.Request) Target { return Target{Prefix: req.ResultsPrefix(), Scope: req.JobID} }
+
+// Open returns the sink of a run's results: a table's predictions.parquet,
+// unless the output format is npy, else one .npy per output. run identifies
 // the run (input version, model, threads); prior, if set, is the checkpoint
 // it resumes (Resumable). rowGroupBytes sizes a new Parquet file's row
 // groups (0: the predictions writer's default).
-func Open(ctx context.Context, store *s3io.Store, req job.Request, src inference.Source, run Checkpoint, prior *Checkpoint, rowGroupBytes int64) Sink {
-	if table, ok := src.(*inference.TableSource); ok && req.OutputFormat != job.OutputNpy {
-		return &parquetSink{ctx: ctx, store: store, jobID: req.JobID, resultsPrefix: req.ResultsPrefix(), kept: table.KeptFields(),
+func Open(ctx context.Context, store *s3io.Store, to Target, outputFormat string, src inference.Source, run Checkpoint, prior *Checkpoint, rowGroupBytes int64) Sink {
+	if table, ok := src.(*inference.TableSource); ok && outputFormat != job.OutputNpy {
+		return &parquetSink{ctx: ctx, store: store, scope: to.Scope, resultsPrefix: to.Prefix, kept: table.KeptFields(),
 			opts: predictions.Options{RowGroupBytes: rowGroupBytes}, cp: run, resume: prior}
 	}
-	return &npySink{ctx: ctx, store: store, jobID: req.JobID, resultsPrefix: req.ResultsPrefix(), cp: run, resume: prior}
+	return &npySink{ctx: ctx, store: store, scope: to.Scope, resultsPrefix: to.Prefix, rowsOnly: to.Rows, cp: run, resume: prior}
 }
 
 // putManifest writes the manifest of a job whose results are complete,
