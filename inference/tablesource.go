@@ -22,6 +22,8 @@ type TableOptions struct {
 	Format string // empty: from the file name's extension
 	Feed   map[string][]string
 	Keep   []string
+	// Range, where set, opens only that shard of the table.
+	Range *Range
 }
 
 // IsTable says whether name (or format, when given) is a table format:

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"time"
@@ -43,6 +44,13 @@ func (w *Worker) finish(m sqstypes.Message, log *slog.Logger) {
 	}
 }
 
+// abortUploads aborts the uploads of a run that ends for good.
+func (w *Worker) abortUploads(scope string, log *slog.Logger) {
+	ctx, cancel := w.endingContext()
+	defer cancel()
+	results.AbortUploads(ctx, w.store, scope, log)
+}
+
 // release makes the message visible again after delay (0: at once).
 func (w *Worker) release(m sqstypes.Message, delay time.Duration, log *slog.Logger) {
 	ctx, cancel := w.endingContext()
@@ -67,26 +75,27 @@ func (w *Worker) poison(m sqstypes.Message, status *statusWriter, cause error, l
 	reason := cause.Error()
 	ctx, cancel := w.endingContext()
 	defer cancel()
-	record := job.ErrorRecord{JobID: jobID, State: job.StateFailed, Reason: reason, Stage: job.StageWorker,
-		MessageID: aws.ToString(m.MessageId), Body: aws.ToString(m.Body), Tier: w.cfg.Tier, Worker: w.cfg.Name, FailedAt: time.Now().UTC()}
-	if err := w.store.PutJSON(ctx, job.ErrorKey(jobID), record); err != nil {
-		log.Error("cannot write error record; leaving the message for redelivery", "err", err)
+	// A shard's failure fails its job, once: the first shard to fail
+	// records and announces it; a later one only ends its own message.
+	first := true
+	if shard := status.shardRef(); shard != nil {
+		reason = fmt.Sprintf("shard %d of %d: %s", shard.Index, shard.Count, reason)
+		var err error
+		if first, err = w.failJob(ctx, jobID, shard, reason); err != nil {
+			log.Error("cannot record the shard's failure; leaving the message for redelivery", "err", err)
+			return
+		}
+		status.set(job.StateFailed, func(s *job.Status) { s.Reason = reason })
+		if first {
+			status.promote(job.ShardsProgress{Plan: shard.Plan, Total: shard.Count})
+		}
+	}
+	if first && !w.recordFailure(ctx, m, jobID, reason, status, log) {
 		return
 	}
 	if status != nil {
-		status.set(job.StateFailed, func(s *job.Status) { s.Reason = reason })
-	}
-	// Announced as soon as the error record is written. A worker killed
-	// after this leaves the message for redelivery, which fails again and
-	// announces again (a duplicate); but at the message's last receive SQS
-	// dead-letters it itself, and nothing would announce it: the window
-	// between the record and the event is kept as small as it can be.
-	if w.publish(w.failedEvent(jobID, reason, status), log) && status != nil {
-		status.announced()
-	}
-	if status != nil {
 		// The job ends for good: its multipart uploads would only be billed.
-		results.AbortUploads(ctx, w.store, jobID, log)
+		results.AbortUploads(ctx, w.store, status.scope, log)
 	}
 	err := awserr.Retry(ctx, func() error {
 		_, err := w.queue.SendMessage(ctx, &sqs.SendMessageInput{
@@ -106,6 +115,30 @@ func (w *Worker) poison(m sqstypes.Message, status *statusWriter, cause error, l
 	w.finish(m, log)
 	log.Warn("job dead-lettered", "reason", reason)
 	w.emitFailure()
+}
+
+// recordFailure writes the job's error record, its failed status and its
+// failed event; false when the record cannot be written (the message is
+// then left for redelivery).
+func (w *Worker) recordFailure(ctx context.Context, m sqstypes.Message, jobID, reason string, status *statusWriter, log *slog.Logger) bool {
+	record := job.ErrorRecord{JobID: jobID, State: job.StateFailed, Reason: reason, Stage: job.StageWorker,
+		MessageID: aws.ToString(m.MessageId), Body: aws.ToString(m.Body), Tier: w.cfg.Tier, Worker: w.cfg.Name, FailedAt: time.Now().UTC()}
+	if err := w.store.PutJSON(ctx, job.ErrorKey(jobID), record); err != nil {
+		log.Error("cannot write error record; leaving the message for redelivery", "err", err)
+		return false
+	}
+	if status != nil {
+		status.set(job.StateFailed, func(s *job.Status) { s.Reason = reason })
+	}
+	// Announced as soon as the error record is written. A worker killed
+	// after this leaves the message for redelivery, which fails again and
+	// announces again (a duplicate); but at the message's last receive SQS
+	// dead-letters it itself, and nothing would announce it: the window
+	// between the record and the event is kept as small as it can be.
+	if w.publish(w.failedEvent(jobID, reason, status), log) && status != nil {
+		status.announced()
+	}
+	return true
 }
 
 // handOver replaces m, whose visibility cannot be extended past SQS's

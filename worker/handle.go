@@ -61,10 +61,13 @@ func (w *Worker) handle(soft context.Context, m sqstypes.Message, asked time.Tim
 		}
 	}()
 	beat := w.heartbeat(ctx, cancel, stopEngine, m, asked, log)
-	manifest, ran, err := w.run(ctx, engine, req, status, log)
+	manifest, ran, err := w.run(ctx, engine, req, m, status, log)
 	beat()
 
 	switch cause := context.Cause(ctx); {
+	case err == nil && manifest == nil:
+		// Split into shards, or a shard whose job another shard assembles.
+		w.finish(m, log)
 	case err == nil:
 		// Published before the delete, while the message is still ours, and
 		// recorded in the status once sent: a worker killed before that
@@ -108,6 +111,11 @@ func (w *Worker) handle(soft context.Context, m sqstypes.Message, asked time.Tim
 		w.release(m, 0, log)
 		status.set(job.StateInterrupted, nil)
 		log.Warn("job handed back at shutdown; its checkpoints remain", "err", err)
+	case errors.Is(err, errJobFailed):
+		w.abortUploads(status.scope, log)
+		status.set(job.StateFailed, func(s *job.Status) { s.Reason = err.Error() })
+		w.finish(m, log)
+		log.Warn("shard stopped: another shard failed the job")
 	case permanent(err):
 		w.poison(m, status, err, log)
 	case receives >= w.cfg.MaxReceives:

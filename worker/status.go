@@ -18,6 +18,11 @@ type statusWriter struct {
 	w  *Worker
 	mu sync.Mutex
 	s  job.Status
+	// shard, where set, makes it the shard's status (job.ShardStatus at
+	// job.ShardStatusKey) until promote makes it the job's again.
+	shard *job.ShardRef
+	// scope is the run's checkpoint scope (results.Target.Scope).
+	scope string
 	// progressed says a chunk was written during this delivery.
 	progressed atomic.Bool
 }
@@ -32,7 +37,11 @@ func (w *Worker) newStatus(req job.Request, m sqstypes.Message, received time.Ti
 			s.DispatchedAt = &at
 		}
 	}
-	return &statusWriter{w: w, s: s}
+	sw := &statusWriter{w: w, s: s, shard: req.Shard, scope: req.JobID}
+	if req.Shard != nil {
+		sw.scope = job.ShardScope(req.JobID, req.Shard.Plan, req.Shard.Index)
+	}
+	return sw
 }
 
 // set changes the state (and what change says) and writes the object.
@@ -46,9 +55,33 @@ func (sw *statusWriter) set(state job.State, change func(*job.Status)) {
 	}
 	ctx, cancel := sw.w.endingContext()
 	defer cancel()
-	if err := sw.w.store.PutJSON(ctx, job.StatusKey(sw.s.JobID), sw.s); err != nil {
+	key, v := job.StatusKey(sw.s.JobID), any(sw.s)
+	if sw.shard != nil {
+		key = job.ShardStatusKey(sw.s.JobID, sw.shard.Plan, sw.shard.Index)
+		v = job.ShardStatus{Index: sw.shard.Index, State: sw.s.State, Worker: sw.s.Worker,
+			SamplesDone: sw.s.SamplesDone, SamplesTotal: sw.s.SamplesTotal, UpdatedAt: sw.s.UpdatedAt}
+	}
+	if err := sw.w.store.PutJSON(ctx, key, v); err != nil {
 		sw.w.log.Warn("cannot write status", "job_id", sw.s.JobID, "err", err)
 	}
+}
+
+// shardRef is the shard whose status sw keeps, nil for a job's (or no status).
+func (sw *statusWriter) shardRef() *job.ShardRef {
+	if sw == nil {
+		return nil
+	}
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	return sw.shard
+}
+
+// promote makes the writer the job's, where it was a shard's: the shard
+// that assembles or fails a split job writes the job's own status.
+func (sw *statusWriter) promote(shards job.ShardsProgress) {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	sw.shard, sw.s.Shards = nil, &shards
 }
 
 // adopt makes s, an earlier delivery's, the status this writer keeps.

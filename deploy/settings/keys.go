@@ -53,6 +53,7 @@ var Keys = []Key{
 	{"visibilityTimeout", "integer", "300", "tier queue visibility timeout in seconds; the worker's heartbeat extends it (max 43200)", func(c *Config) any { return &c.VisibilityTimeout }},
 	{"maxReceives", "integer", "5", "deliveries of a job before it is dead-lettered", func(c *Config) any { return &c.MaxReceives }},
 	{"queueRetentionDays", "integer", "7", "days a tier queue keeps a job waiting for capacity (1 to 13: its dead-letter queue keeps 14)", func(c *Config) any { return &c.QueueRetentionDays }},
+	{"shardBytes", "integer", "1073741824", "split a job whose input is larger into shards of about this many bytes, run by as many tasks as the tier scales to (0: never split by size)", func(c *Config) any { return &c.ShardBytes }},
 	{"stopTimeout", "integer", "110", "seconds ECS waits after SIGTERM before SIGKILL (10 to 120); the worker stops 5 s earlier", func(c *Config) any { return &c.StopTimeout }},
 	{"buildImages", "boolean", "true", "build images/<tier>.Dockerfile and push it to the stack's repository on pulumi up (needs Docker where pulumi runs); false: set cpuImage and gpuImage", func(c *Config) any { return &c.BuildImages }},
 	{"cpuInstanceTypes", "array", `["c7i.large","c6i.large","m7i.large"]`, "cpu tier instance types (x86_64), first preferred", func(c *Config) any { return &c.CPU.InstanceTypes }},

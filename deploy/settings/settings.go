@@ -71,6 +71,8 @@ type Workers struct {
 	// shorter than its dead-letter queue keeps one (DeadLetterRetention).
 	QueueRetentionDays int
 	StopTimeout        int // seconds ECS waits after SIGTERM before SIGKILL
+	// ShardBytes splits a larger input into shards of about this size (0: never).
+	ShardBytes int64
 	// BuildImages builds each tier's image on `pulumi up`; otherwise each
 	// tier runs its TierConfig.Image.
 	BuildImages bool
@@ -137,6 +139,10 @@ const (
 	TierQueueWaitSeconds = 20
 	// MinTaskCPU and MinTaskMemory are the smallest task ONNX Runtime runs in.
 	MinTaskCPU, MinTaskMemory = 256, 512
+	// MinShardBytes is the smallest shard a deployment asks for: below it a
+	// shard's fixed costs (a receive, the model's load, a plan read, its
+	// assembly) outweigh its share of the work (docs/scaling.md).
+	MinShardBytes = 64 << 20
 )
 
 // Validate checks the values against each other and against AWS's limits;
@@ -188,6 +194,9 @@ func (c Config) Validate() error {
 	if c.StopTimeout < MinStopTimeout || c.StopTimeout > MaxStopTimeout {
 		return bad("stopTimeout", "%d s: want %d to %d (ECS allows at most %d; the worker stops %s earlier and needs time of its own)",
 			c.StopTimeout, MinStopTimeout, MaxStopTimeout, MaxStopTimeout, runenv.StopMargin)
+	}
+	if c.ShardBytes != 0 && c.ShardBytes < MinShardBytes {
+		return bad("shardBytes", "%d: want 0 (never split) or at least %d (64 MiB)", c.ShardBytes, MinShardBytes)
 	}
 	if days := c.QueueRetentionDays; days < 1 || days*24*3600 >= DeadLetterRetention {
 		return bad("queueRetentionDays", "%d: want 1 to %d, under the %d days a dead-letter queue keeps a message "+
@@ -387,6 +396,6 @@ func (w Workers) Runtime(t Tier, at Location) runenv.Worker {
 		Region: at.Region, Tier: t.Name, Device: device, QueueURL: at.QueueURL, DeadLetterURL: at.DeadLetterURL,
 		Bucket: at.Bucket, ModelKey: at.ModelKey, Visibility: time.Duration(w.VisibilityTimeout) * time.Second,
 		MaxReceives: w.MaxReceives, StopTimeout: runenv.WorkerStopTimeout(w.StopTimeout), EventsTopicARN: at.EventsTopicARN,
-		Threads: runenv.TaskThreads(t.TaskCPU),
+		Threads: runenv.TaskThreads(t.TaskCPU), ShardBytes: w.ShardBytes,
 	}
 }

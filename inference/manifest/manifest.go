@@ -37,6 +37,29 @@ type Manifest struct {
 	PeakRSSBytes int64     `json:"peak_rss_bytes"`
 	StartedAt    time.Time `json:"started_at"`
 	FinishedAt   time.Time `json:"finished_at"`
+	// Shards lists the shards of a split job, in order (absent when one
+	// worker ran it). Its durations then add up the shards' (busy time on
+	// all workers), and Total is the job's wall time.
+	Shards []Shard `json:"shards,omitempty"`
+	// Parts are the files of a result written as a dataset of ordered part
+	// files (a split table job's predictions/part-NNNNN.parquet), which
+	// DuckDB, Spark and pyarrow read as one table.
+	Parts []string `json:"parts,omitempty"`
+}
+
+// Shard is one shard of a split job: its rows (or a text table's bytes),
+// who ran it, and when.
+type Shard struct {
+	Index      int       `json:"index"`
+	Unit       string    `json:"unit"`
+	From       int64     `json:"from"`
+	To         int64     `json:"to"`
+	Samples    int64     `json:"samples"`
+	Worker     string    `json:"worker,omitempty"`
+	BatchSize  int64     `json:"batch_size"`
+	Threads    int       `json:"threads"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
 }
 
 // Input names the input and how it was read.

@@ -39,6 +39,9 @@ const (
 	// units in whole vCPUs (TaskThreads); unset, `inferstack run` uses the
 	// cores its cgroup allows.
 	EnvThreads = "INFERSTACK_THREADS"
+	// EnvShardBytes: a job whose input is larger is split into shards of
+	// about this many bytes (0: never split by size).
+	EnvShardBytes = "INFERSTACK_SHARD_BYTES"
 
 	// Tuning the deployment leaves unset (the worker's defaults apply);
 	// for local runs and benchmarks.
@@ -124,6 +127,9 @@ type Worker struct {
 	// units (TaskThreads): on EC2 a task's cpu is a hard cgroup ceiling, and
 	// threads above it are throttled.
 	Threads int
+	// ShardBytes splits a job whose input is larger into shards of about
+	// this size, run by as many workers as the tier scales to (0: never).
+	ShardBytes int64
 }
 
 // CPUUnitsPerVCPU is how ECS counts CPU: 1,024 units are one vCPU.
@@ -149,7 +155,7 @@ func (w Worker) Env() map[string]string {
 		EnvRegion: w.Region, EnvTier: w.Tier, EnvDevice: w.Device,
 		EnvQueueURL: w.QueueURL, EnvDeadLetterURL: w.DeadLetterURL, EnvBucket: w.Bucket, EnvModelKey: w.ModelKey,
 		EnvVisibility: seconds(w.Visibility), EnvMaxReceives: strconv.Itoa(w.MaxReceives), EnvStopTimeout: seconds(w.StopTimeout),
-		EnvEventsTopic: w.EventsTopicARN, EnvThreads: strconv.Itoa(w.Threads),
+		EnvEventsTopic: w.EventsTopicARN, EnvThreads: strconv.Itoa(w.Threads), EnvShardBytes: strconv.FormatInt(w.ShardBytes, 10),
 	}
 }
 
@@ -164,6 +170,13 @@ func ParseWorker(getenv func(string) string) (Worker, error) {
 		StopTimeout:    p.duration(EnvStopTimeout, time.Millisecond, MaxStopTimeout), // positive: a job gets some time
 		EventsTopicARN: p.str(EnvEventsTopic),
 		Threads:        p.integer(EnvThreads, 1, 1024),
+	}
+	if v := p.str(EnvShardBytes); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			p.fail(EnvShardBytes, fmt.Errorf("%q: want a number of bytes (0: never split)", v))
+		}
+		w.ShardBytes = n
 	}
 	if t := job.Tier(w.Tier); p.err == nil && t != job.TierCPU && t != job.TierGPU {
 		p.fail(EnvTier, fmt.Errorf("%q: want cpu or gpu", w.Tier))
