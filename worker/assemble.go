@@ -69,9 +69,9 @@ func (w *Worker) runShard(ctx, engine context.Context, req job.Request, in input
 // uploads it began, which a redelivery of that shard aborts before it
 // assembles again.
 type assemblyClaim struct {
-	Shard   int            `json:"shard"`
-	Worker  string         `json:"worker"`
-	At      time.Time      `json:"at"`
+	Shard   int             `json:"shard"`
+	Worker  string          `json:"worker"`
+	At      time.Time       `json:"at"`
 	Uploads []claimedUpload `json:"uploads,omitempty"`
 }
 

@@ -39,7 +39,7 @@ type shardPlan struct {
 	ModelSHA256 string `json:"model_sha256"`
 	// Samples is the whole input's, where its header or footer says (not a
 	// text table's, whose shards count their own).
-	Samples   int64              `json:"samples,omitempty"`
+	Samples   int64             `json:"samples,omitempty"`
 	Shards    []inference.Range `json:"shards"`
 	CreatedAt time.Time         `json:"created_at"`
 }
