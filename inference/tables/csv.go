@@ -9,16 +9,92 @@ import (
 	"io"
 )
 
-func init() { RegisterFormat("csv", []string{".csv", ".csv.gz"}, openCSV) }
+func init() { RegisterFormat("csv", []string{".csv", ".csv.gz"}, openCSV, planText(csvHeaderEnd)) }
 
 // openCSV reads comma-separated values with a header row (RFC 4180 quoting), plain or gzip
 // (recognised by its magic bytes, whatever the name says). See text.go for types and row counts.
+//
+// A byte range (Options.Range, as PlanRanges cuts them: whole lines after the header) is read as a
+// CSV of its own, the file's header followed by the range's lines, with the schema the whole file
+// gets (the types fixed by Options.Types; other columns' types inferred from the top of the file,
+// as for the whole file, which then reads the header and the first Options.InferRows rows too).
+// Ranges are cut at '\n' without regard to quotes: a CSV with line breaks inside quoted fields
+// cannot be read in ranges. It is not refused at planning (which reads only around the cuts), but
+// a range that ends inside a quoted field is refused when read, naming the cause, so such a file
+// fails loudly rather than losing or splitting a row: plan it as one range.
 func openCSV(r io.ReaderAt, size int64, name string, opts Options) (Reader, error) {
+	rg := opts.Range
+	if rg == nil || *rg == (Range{Unit: RangeBytes, From: 0, To: size}) {
+		opts.Range = nil
+		return readCSV(r, size, name, opts)
+	}
+	if err := textRange(r, size, name, *rg); err != nil {
+		return nil, err
+	}
+	body, err := csvHeaderEnd(r, size)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	from := max(rg.From, body)
+	lines := sectionsReader{io.NewSectionReader(r, 0, body), io.NewSectionReader(r, from, max(rg.To-from, 0))}
+	if opts.schema == nil {
+		// The header alone gives the schema where Options.Types fixes every column's type; else the
+		// top of the file does.
+		whole := opts
+		whole.Range, whole.StartRow = nil, 0
+		head, err := readCSV(io.NewSectionReader(r, 0, body), body, name, whole)
+		if err != nil {
+			return nil, err
+		}
+		opts.schema = head.Schema()
+		head.Close() //nolint:errcheck // read-only
+		for _, f := range opts.schema.Fields() {
+			if opts.Types[f.Name] == nil {
+				top, err := readCSV(r, size, name, whole)
+				if err != nil {
+					return nil, err
+				}
+				opts.schema = top.Schema()
+				top.Close() //nolint:errcheck // read-only
+				break
+			}
+		}
+	}
+	return readCSV(lines, lines.size(), name, opts)
+}
+
+// csvHeaderEnd returns the offset just past a CSV file's header line: its first line that is not
+// empty (encoding/csv skips empty lines), or size where it has no line end.
+func csvHeaderEnd(r io.ReaderAt, size int64) (int64, error) {
+	for at := int64(0); at < size; {
+		nl, err := indexByteAt(r, size, at, '\n')
+		if err != nil || nl < 0 {
+			return size, err
+		}
+		blank := nl == at
+		if nl == at+1 {
+			var b [1]byte
+			if _, err := r.ReadAt(b[:], at); err != nil {
+				return 0, err
+			}
+			blank = b[0] == '\r'
+		}
+		if !blank {
+			return nl + 1, nil
+		}
+		at = nl + 1
+	}
+	return size, nil
+}
+
+// readCSV reads r as a whole CSV file; a byte range's reader passes its range in opts (r is then
+// the header followed by the range's lines).
+func readCSV(r io.ReaderAt, size int64, name string, opts Options) (Reader, error) {
 	in, closeIn, err := maybeGunzip(r, size)
 	if err != nil {
 		return nil, badf("%s: gzip: %v", name, err)
 	}
-	src := &csvSource{r: bufio.NewReaderSize(in, 256<<10)}
+	src := &csvSource{r: bufio.NewReaderSize(in, 256<<10), ranged: opts.Range != nil}
 	head, _, err := src.nextFields()
 	if err == io.EOF {
 		_ = closeIn() // already failing: the first error is the one to report
@@ -32,7 +108,7 @@ func openCSV(r io.ReaderAt, size int64, name string, opts Options) (Reader, erro
 		src.head = append(src.head, string(h))
 	}
 	src.width = len(head)
-	t, err := newTextReader(name, opts, src, false)
+	t, err := newTextReader(name, opts, src, false, src.line)
 	if err != nil {
 		_ = closeIn() // already failing: the first error is the one to report
 		return nil, err
@@ -51,6 +127,7 @@ type csvSource struct {
 	line   int64 // lines read
 	fields [][]byte
 	long   []byte // a line longer than the bufio buffer, or a quoted record
+	ranged bool   // reading a byte range of a file (Options.Range)
 }
 
 var _ fieldSource = (*csvSource)(nil)
@@ -155,6 +232,9 @@ func (s *csvSource) quoted(first []byte, start int64) ([][]byte, int64, error) {
 			return nil, 0, err // as encoding/csv's reader errors were: no line
 		}
 		if len(raw) == 0 {
+			if s.ranged {
+				return nil, start, errQuoteAtRangeEnd
+			}
 			break // encoding/csv reports the open quote
 		}
 		s.line++
@@ -183,6 +263,11 @@ func (s *csvSource) quoted(first []byte, start int64) ([][]byte, int64, error) {
 	}
 	return s.fields, start, nil
 }
+
+// errQuoteAtRangeEnd refuses a byte range that ends inside a quoted field: its file has line breaks
+// in quoted fields, and ranges cut at line breaks split its records.
+var errQuoteAtRangeEnd = errors.New("a quoted field runs past the end of the byte range: the file has line breaks inside quoted fields, " +
+	"which byte ranges cut at line breaks split (read it as one range)")
 
 // closingText closes the inflater with the reader.
 type closingText struct {

@@ -11,19 +11,47 @@ import (
 )
 
 func init() {
-	RegisterFormat("jsonl", []string{".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz"}, openJSONL)
+	RegisterFormat("jsonl", []string{".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz"}, openJSONL, planText(nil))
 }
 
 // openJSONL reads JSON Lines: one object a line, blank lines skipped, plain or gzip. The columns are
 // the keys of the sampled lines (Options.InferRows) in order of first appearance; a key first seen
 // later is ignored, a missing key is a null. See text.go for types and row counts.
+//
+// A byte range (Options.Range, as PlanRanges cuts them: whole lines) is read with the schema the
+// whole file gets, its keys and types from the top of the file, which is read for them.
 func openJSONL(r io.ReaderAt, size int64, name string, opts Options) (Reader, error) {
+	if rg := opts.Range; rg != nil && *rg == (Range{Unit: RangeBytes, From: 0, To: size}) {
+		opts.Range = nil
+	}
+	if rg := opts.Range; rg != nil {
+		if err := textRange(r, size, name, *rg); err != nil {
+			return nil, err
+		}
+		if opts.schema == nil {
+			whole := opts
+			whole.Range, whole.StartRow = nil, 0
+			top, err := openJSONL(r, size, name, whole)
+			if err != nil {
+				return nil, err
+			}
+			opts.schema = top.Schema()
+			top.Close() //nolint:errcheck // read-only
+		}
+		r, size = io.NewSectionReader(r, rg.From, rg.To-rg.From), rg.To-rg.From
+	}
 	in, closeIn, err := maybeGunzip(r, size)
 	if err != nil {
 		return nil, badf("%s: gzip: %v", name, err)
 	}
-	src := &jsonlSource{r: bufio.NewReaderSize(in, 64<<10), index: map[string]int{}, open: true}
-	t, err := newTextReader(name, opts, src, true)
+	src := &jsonlSource{r: bufio.NewReaderSize(in, 64<<10), index: map[string]int{}, open: opts.schema == nil}
+	if opts.schema != nil {
+		for i, f := range opts.schema.Fields() {
+			src.keys = append(src.keys, f.Name)
+			src.index[f.Name] = i
+		}
+	}
+	t, err := newTextReader(name, opts, src, true, 0)
 	if err != nil {
 		_ = closeIn() // already failing: the first error is the one to report
 		return nil, err

@@ -15,7 +15,25 @@ import (
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 )
 
-func init() { RegisterFormat("parquet", []string{".parquet", ".parq"}, openParquet) }
+func init() { RegisterFormat("parquet", []string{".parquet", ".parq"}, openParquet, planParquet) }
+
+// planParquet cuts a Parquet file into row ranges at row-group starts (planRowGroups), reading only
+// its footer.
+func planParquet(r io.ReaderAt, size int64, name string, n int) ([]Range, error) {
+	pf, err := file.NewParquetReader(io.NewSectionReader(r, 0, size))
+	if err != nil {
+		return nil, badf("%s: not a readable Parquet file: %v", name, err)
+	}
+	defer pf.Close() //nolint:errcheck // read-only
+	md := pf.MetaData()
+	starts := make([]int64, md.NumRowGroups())
+	var total int64
+	for g := range starts {
+		starts[g] = total
+		total += md.RowGroup(g).NumRows()
+	}
+	return planRowGroups(starts, total, n), nil
+}
 
 // parquetReader reads the chosen columns of a Parquet file one row group at a time, page by page
 // (BufferedStreamEnabled), so that memory holds one batch of the chosen columns and a page of each,
@@ -31,7 +49,9 @@ type parquetReader struct {
 	pqLeaves  []int           // parquet leaf column indices read through pqarrow
 	schema    *arrow.Schema
 	starts    []int64
-	start     int64 // Options.StartRow
+	start     int64 // Options.StartRow, or the range's first row if later
+	end       int64 // the range's end (Options.Range), or the table's
+	rows      int64 // rows in the range, or the table's
 
 	rg       int  // row group being read
 	inGroup  bool // its readers are open
@@ -130,17 +150,26 @@ func openParquet(r io.ReaderAt, size int64, name string, opts Options) (Reader, 
 	}
 	p := &parquetReader{
 		name: name, pf: pf, fr: fr, alloc: opts.Alloc, batchRows: int64(opts.BatchRows), cols: cols, pqLeaves: pqLeaves,
-		schema: arrow.NewSchema(fields, nil), starts: starts, start: opts.StartRow,
+		schema: arrow.NewSchema(fields, nil), starts: starts, start: opts.StartRow, end: total, rows: total,
 	}
-	// Resume: begin at the row group holding StartRow; Next drops the rows before it in that group.
+	if rg := opts.Range; rg != nil {
+		if rg.Unit != RangeRows || rg.From < 0 || rg.From > rg.To || rg.To > total {
+			_ = pf.Close() // already failing: the first error is the one to report
+			return nil, fmt.Errorf("%s: %s is not a range of its %d rows", name, rg, total)
+		}
+		// A range is read as a resume at its first row that stops at its end: only the row groups
+		// holding its rows are read.
+		p.start, p.end, p.rows = max(p.start, rg.From), rg.To, rg.To-rg.From
+	}
+	// Resume: begin at the row group holding the start row; Next drops the rows before it in that group.
 	p.rg = len(starts)
 	for g := range starts {
-		if g+1 == len(starts) || starts[g+1] > opts.StartRow {
+		if g+1 == len(starts) || starts[g+1] > p.start {
 			p.rg = g
 			break
 		}
 	}
-	if opts.StartRow >= total {
+	if p.start >= p.end {
 		p.rg = len(starts)
 	}
 	if p.rg < len(starts) {
@@ -150,11 +179,15 @@ func openParquet(r io.ReaderAt, size int64, name string, opts Options) (Reader, 
 }
 
 func (p *parquetReader) Schema() *arrow.Schema   { return p.schema }
-func (p *parquetReader) NumRows() int64          { return p.pf.NumRows() }
+func (p *parquetReader) NumRows() int64          { return p.rows }
 func (p *parquetReader) RowGroupStarts() []int64 { return slices.Clone(p.starts) }
 
 func (p *parquetReader) Next() (Batch, error) {
 	for {
+		if p.rg < len(p.starts) && p.row >= p.end {
+			p.closeGroup()
+			p.rg = len(p.starts) // past the range
+		}
 		if !p.inGroup {
 			if p.rg >= len(p.starts) {
 				return Batch{}, io.EOF
@@ -212,10 +245,11 @@ func (p *parquetReader) Next() (Batch, error) {
 		}
 		out := array.NewRecordBatch(p.schema, cols, n)
 		release()
-		if first < p.start {
-			sliced := out.NewSlice(p.start-first, n)
+		if first < p.start || first+n > p.end {
+			lo, hi := max(p.start-first, 0), min(p.end-first, n)
+			sliced := out.NewSlice(lo, hi)
 			out.Release()
-			out, first = sliced, p.start
+			out, first = sliced, first+lo
 		}
 		return Batch{Rec: out, Row: first}, nil
 	}

@@ -57,10 +57,20 @@ type Options struct {
 	// StartRow is the first row to return (resume): Parquet starts at the row group holding it, text
 	// formats read and drop the rows before it.
 	StartRow int64
+	// Range, when set, reads only that part of the table (a shard, as PlanRanges cuts them): NumRows,
+	// CountRows and Next then see only its rows. Row numbers (StartRow, Batch.Row, errors) stay the
+	// table's where the range is in rows; in a byte range, whose first row's number is unknown, they
+	// count from the range's first row, and errors name the range.
+	Range *Range
 	// InferRows is how many rows of a text format decide the inferred column types (default 1000).
 	InferRows int
 	// Alloc allocates the records' buffers (default memory.DefaultAllocator).
 	Alloc memory.Allocator
+
+	// schema, for a text format, gives the columns and their types as they are: nothing is inferred
+	// (a byte range's reader takes them from the top of its file, so that every range of a table
+	// reads with the whole table's schema).
+	schema *arrow.Schema
 }
 
 func (o Options) withDefaults() Options {
@@ -119,6 +129,7 @@ type format struct {
 	name string
 	exts []string
 	open OpenFunc
+	plan PlanFunc
 }
 
 var (
@@ -126,12 +137,13 @@ var (
 	formats   []format
 )
 
-// RegisterFormat makes a format known to Open by name and by file extensions (with their dot, e.g.
-// ".csv", ".csv.gz"). The longest matching extension wins.
-func RegisterFormat(name string, exts []string, open OpenFunc) {
+// RegisterFormat makes a format known to Open and PlanRanges by name and by file extensions (with
+// their dot, e.g. ".csv", ".csv.gz"). The longest matching extension wins. open must honour
+// Options.Range in the unit plan cuts.
+func RegisterFormat(name string, exts []string, open OpenFunc, plan PlanFunc) {
 	formatsMu.Lock()
 	defer formatsMu.Unlock()
-	formats = append(formats, format{name: name, exts: exts, open: open})
+	formats = append(formats, format{name: name, exts: exts, open: open, plan: plan})
 }
 
 // FormatOf returns the registered format for a file name from its extension, or "" if none matches.
@@ -165,28 +177,33 @@ func Formats() []string {
 // Open opens the table in r (size bytes, called name in messages) in opts.Format or the format its
 // name's extension says.
 func Open(r io.ReaderAt, size int64, name string, opts Options) (Reader, error) {
-	fname := opts.Format
-	if fname == "" {
-		fname = FormatOf(name)
-		if fname == "" {
-			return nil, badf("%s: no table format for this extension (known: %s)", name, strings.Join(Formats(), ", "))
-		}
-	}
-	formatsMu.RLock()
-	var open OpenFunc
-	for _, f := range formats {
-		if f.name == fname {
-			open = f.open
-		}
-	}
-	formatsMu.RUnlock()
-	if open == nil {
-		return nil, badf("%s: unknown table format %q (known: %s)", name, fname, strings.Join(Formats(), ", "))
+	f, err := lookup(name, opts.Format)
+	if err != nil {
+		return nil, err
 	}
 	if opts.StartRow < 0 {
 		return nil, fmt.Errorf("%s: start row %d is negative", name, opts.StartRow)
 	}
-	return open(r, size, name, opts.withDefaults())
+	return f.open(r, size, name, opts.withDefaults())
+}
+
+// lookup returns the registered format called fname, or else the one name's extension says.
+func lookup(name, fname string) (format, error) {
+	if fname == "" {
+		fname = FormatOf(name)
+		if fname == "" {
+			return format{}, badf("%s: no table format for this extension (known: %s)", name, strings.Join(Formats(), ", "))
+		}
+	}
+	formatsMu.RLock()
+	for _, f := range formats {
+		if f.name == fname {
+			formatsMu.RUnlock()
+			return f, nil
+		}
+	}
+	formatsMu.RUnlock()
+	return format{}, badf("%s: unknown table format %q (known: %s)", name, fname, strings.Join(Formats(), ", "))
 }
 
 // missingColumn is the error for a column the table lacks, naming the nearest column names.

@@ -68,6 +68,9 @@ type textReader struct {
 	block  *csvBlock    // parses every batch, where the source and columns allow (CSV, fixed-width columns)
 	row    int64        // table row number of the next row from src (or sample)
 	done   bool
+
+	part     *Range // the byte range read (Options.Range), which errors name
+	lineBase int64  // lines before the range's first (a CSV range's header)
 }
 
 var (
@@ -89,9 +92,14 @@ func maybeGunzip(r io.ReaderAt, size int64) (io.Reader, func() error, error) {
 	return br, func() error { return nil }, nil
 }
 
-func newTextReader(name string, opts Options, src rowSource, jsonTypes bool) (*textReader, error) {
-	t := &textReader{name: name, opts: opts, src: src}
+// newTextReader reads src's rows; lineBase is how many of its lines come before a byte range's
+// first (Options.Range: a CSV range's header), for errors to count lines from the range's start.
+func newTextReader(name string, opts Options, src rowSource, jsonTypes bool, lineBase int64) (*textReader, error) {
+	t := &textReader{name: name, opts: opts, src: src, part: opts.Range, lineBase: lineBase}
 	inferRows := opts.InferRows
+	if opts.schema != nil {
+		inferRows = 0 // nothing to infer
+	}
 	if _, ok := src.(recordSource); ok && !jsonTypes {
 		// A CSV header names the columns before any row: where every chosen column's type is given,
 		// there is nothing to infer, so no row is read (a bad record is refused by the reads that
@@ -127,7 +135,15 @@ func newTextReader(name string, opts Options, src rowSource, jsonTypes bool) (*t
 		}
 		hint, hinted := opts.Types[have[c]]
 		var typ arrow.DataType
+		given := -1
+		if opts.schema != nil {
+			if idx := opts.schema.FieldIndices(have[c]); len(idx) > 0 {
+				given = idx[0]
+			}
+		}
 		switch {
+		case given >= 0:
+			typ = opts.schema.Field(given).Type
 		case hinted && !jsonTypes:
 			typ = hint // a CSV cell is never a list: nothing to infer
 		case hinted:
@@ -160,6 +176,10 @@ func newTextReader(name string, opts Options, src rowSource, jsonTypes bool) (*t
 
 func (t *textReader) rowErr(row, line int64, col string, err error) error {
 	where := fmt.Sprintf("row %d (line %d)", row, line)
+	if t.part != nil {
+		// Rows and lines are counted from the range's start: what came before it was not read.
+		where = fmt.Sprintf("%s, row %d (line %d of those bytes)", t.part, row, line-t.lineBase)
+	}
 	if col != "" {
 		where += fmt.Sprintf(", column %q", col)
 	}
