@@ -2,21 +2,6 @@ package inference
 
 import "github.com/inferstack/inferstack/inference/manifest"
 
-// Range is a shard of an input: rows [From, To) of an input that knows its
-// rows (.npy, raw, Parquet: Unit RangeRows), or bytes [From, To) of a text
-// table (CSV, JSON Lines: Unit RangeBytes), line-aligned.
-type Range struct {
-	Unit string `json:"unit"`
-	From int64  `json:"from"`
-	To   int64  `json:"to"`
-}
-
-// The units of a Range.
-const (
-	RangeRows  = "rows"
-	RangeBytes = "bytes"
-)
-
 // ShardAlign is the multiple of samples that shards of an input the engine
 // calibrates start at: the largest batch calibration tries, a power of two,
 // so that any batch it chooses cuts every shard into the same batches as

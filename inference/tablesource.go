@@ -22,8 +22,47 @@ type TableOptions struct {
 	Format string // empty: from the file name's extension
 	Feed   map[string][]string
 	Keep   []string
-	// Range, where set, opens only that shard of the table.
-	Range *Range
+	Range  *Range // nil: the whole table; else the shard to read, as PlanTableShards cut it
+}
+
+// Range is a shard of an input: rows [From, To) of an input that knows its
+// rows (Unit RangeRows), or the lines in bytes [From, To) of a text table
+// (Unit RangeBytes). It is tables.Range, whose doc says more.
+type Range = tables.Range
+
+// The units of a Range.
+const (
+	RangeRows  = tables.RangeRows
+	RangeBytes = tables.RangeBytes
+)
+
+// PlanTableShards splits a table input into at most n shards, each a Range
+// for OpenTable, reading only its footer (Parquet) or the bytes around the
+// split points (CSV, JSON Lines).
+//
+// Parquet: row ranges cut at row-group starts, as even in rows as the row
+// groups allow (the k-th cut at the group start nearest k/n of the rows), so
+// never more shards than row groups. CSV and JSON Lines: byte ranges of whole
+// lines, cut as Hadoop cuts input splits: shard k > 0 starts just after the
+// first '\n' at or after k*size/n, so every line is in exactly one shard.
+// A CSV's header line is in no shard: shard 0 starts just after it, and
+// OpenTable reads every shard with the header. A gzipped text table cannot
+// be entered in the middle: one shard. Shards that would be empty are
+// dropped; a single shard (as for n <= 1) is the whole file, bytes 0 to size
+// or rows 0 to the row count.
+//
+// A shard of bytes that holds only blank lines has no rows, and OpenTable
+// refuses it, as it refuses an empty table. CSV ranges are cut at '\n'
+// whatever the quotes say: a CSV with line breaks inside quoted fields cannot
+// be read in shards, and the shard whose end cuts such a field is refused
+// when read, saying so (planning, which reads only around the cuts, cannot
+// see it); such a file must run as one shard.
+func PlanTableShards(r io.ReaderAt, size int64, name, format string, n int) ([]Range, error) {
+	shards, err := tables.PlanRanges(r, size, name, format, n)
+	if err != nil {
+		return nil, tableError(name, err)
+	}
+	return shards, nil
 }
 
 // IsTable says whether name (or format, when given) is a table format:
@@ -48,6 +87,8 @@ type TableSource struct {
 	keptSchema *arrow.Schema // the kept columns' schema
 	feeds      []Feed
 	samples    int64
+	shard      *Range // the shard read, or nil
+	base       int64  // the table row number of the shard's first row, where the table numbers its rows
 
 	reader  tables.Reader
 	cursor  int64 // the table row the next Read must start at to continue
@@ -85,9 +126,15 @@ func OpenTable(r io.ReaderAt, size int64, name string, model *Model, opts TableO
 	if format == "" {
 		format = tables.FormatOf(name)
 	}
-	s := &TableSource{name: name, format: format, keep: opts.Keep}
+	s := &TableSource{name: name, format: format, keep: opts.Keep, shard: opts.Range}
+	if opts.Range != nil && opts.Range.Unit == RangeRows {
+		// The reader numbers a row range's rows as the table does (a byte range's from its start).
+		s.base = opts.Range.From
+	}
 	s.open = func(start int64) (tables.Reader, error) {
-		return tables.Open(r, size, name, tables.Options{Format: format, Columns: columns, Types: tables.TextTypes(inputs, opts.Feed), StartRow: start})
+		return tables.Open(r, size, name, tables.Options{
+			Format: format, Columns: columns, Types: tables.TextTypes(inputs, opts.Feed), StartRow: s.base + start, Range: opts.Range,
+		})
 	}
 	reader, err := s.open(0)
 	if err != nil {
@@ -121,11 +168,11 @@ func OpenTable(r io.ReaderAt, size int64, name string, model *Model, opts TableO
 		return nil, err
 	}
 	first := s.pending.Rec.NewSlice(0, 1)
-	s.tensors, err = s.plan.Fill(tables.Batch{Rec: first, Row: 0}, s.tensors)
+	s.tensors, err = s.plan.Fill(tables.Batch{Rec: first, Row: s.pending.Row}, s.tensors)
 	first.Release()
 	if err != nil {
 		s.Close()
-		return nil, tableError(name, err)
+		return nil, s.fillError(err)
 	}
 	for i, t := range s.tensors {
 		s.feeds = append(s.feeds, Feed{Name: inputs[i].Name, DType: model.Inputs[i].DType, SampleShape: slices.Clone(t.Shape[1:])})
@@ -159,11 +206,11 @@ func (s *TableSource) Table() *manifest.Table {
 // Read fills dst with rows [start,end) as the model's inputs, and keeps
 // their kept columns for Kept.
 func (s *TableSource) Read(start, end int64, dst [][]byte) error {
-	if b := s.pending; start != s.cursor && b.Rec != nil && start >= b.Row && start < b.Row+b.Rec.NumRows() {
+	if b := s.pending; start != s.cursor && b.Rec != nil && start >= b.Row-s.base && start < b.Row-s.base+b.Rec.NumRows() {
 		// The probe and calibration read the first rows again: they are
 		// still in the batch at hand.
 		s.dropKept()
-		s.offset, s.cursor = int(start-b.Row), start
+		s.offset, s.cursor = int(start-(b.Row-s.base)), start
 	}
 	if start != s.cursor {
 		// A resume, or a read past the batch at hand: reopen there.
@@ -188,7 +235,7 @@ func (s *TableSource) Read(start, end int64, dst [][]byte) error {
 		var err error
 		s.tensors, err = s.plan.Fill(tables.Batch{Rec: rows, Row: row}, s.tensors)
 		if err != nil {
-			err = tableError(s.name, err)
+			err = s.fillError(err)
 		} else {
 			err = s.copyInto(dst, filled, n, row)
 		}
@@ -357,6 +404,16 @@ func countRows(name string, open func(int64) (tables.Reader, error)) (int64, err
 		n += b.Rec.NumRows()
 		b.Rec.Release()
 	}
+}
+
+// fillError is tableError for a refusal of the rows' cells, naming a byte
+// shard, whose rows are numbered from its start (the reader's own errors name
+// it already).
+func (s *TableSource) fillError(err error) error {
+	if s.shard != nil && s.shard.Unit == RangeBytes {
+		err = fmt.Errorf("%s (rows counted from there): %w", s.shard, err)
+	}
+	return tableError(s.name, err)
 }
 
 // tableError marks a table's refusals as bad input, naming the file.
