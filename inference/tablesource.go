@@ -126,6 +126,10 @@ func OpenTable(r io.ReaderAt, size int64, name string, model *Model, opts TableO
 	if format == "" {
 		format = tables.FormatOf(name)
 	}
+	if opts.Range != nil {
+		rg := *opts.Range // the caller's may change
+		opts.Range = &rg
+	}
 	s := &TableSource{name: name, format: format, keep: opts.Keep, shard: opts.Range}
 	if opts.Range != nil && opts.Range.Unit == RangeRows {
 		// The reader numbers a row range's rows as the table does (a byte range's from its start).
