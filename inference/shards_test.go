@@ -13,11 +13,11 @@ func TestPlanSampleShardsCoversEverySampleOnceAtAlignedStarts(t *testing.T) {
 		n              int
 		want           []Range
 	}{
-		{samples: 100, align: 10, n: 4, want: []Range{{RangeRows, 0, 20}, {RangeRows, 20, 50}, {RangeRows, 50, 70}, {RangeRows, 70, 100}}},
-		{samples: 95, align: 10, n: 2, want: []Range{{RangeRows, 0, 50}, {RangeRows, 50, 95}}},
-		{samples: 25, align: 10, n: 8, want: []Range{{RangeRows, 0, 10}, {RangeRows, 10, 20}, {RangeRows, 20, 25}}},
-		{samples: 5, align: 4096, n: 4, want: []Range{{RangeRows, 0, 5}}},
-		{samples: 9, align: 1, n: 1, want: []Range{{RangeRows, 0, 9}}},
+		{samples: 100, align: 10, n: 4, want: []Range{rows(0, 20), rows(20, 50), rows(50, 70), rows(70, 100)}},
+		{samples: 95, align: 10, n: 2, want: []Range{rows(0, 50), rows(50, 95)}},
+		{samples: 25, align: 10, n: 8, want: []Range{rows(0, 10), rows(10, 20), rows(20, 25)}},
+		{samples: 5, align: 4096, n: 4, want: []Range{rows(0, 5)}},
+		{samples: 9, align: 1, n: 1, want: []Range{rows(0, 9)}},
 	} {
 		require.Equal(t, tc.want, PlanSampleShards(tc.samples, tc.n, tc.align), "%+v", tc)
 	}
@@ -36,3 +36,5 @@ func TestPlanSampleShardsCoversEverySampleOnceAtAlignedStarts(t *testing.T) {
 		}
 	}
 }
+
+func rows(from, to int64) Range { return Range{Unit: RangeRows, From: from, To: to} }
