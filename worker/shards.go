@@ -68,7 +68,13 @@ func (w *Worker) planShards(ctx context.Context, req job.Request, in input, n in
 	r := w.store.Reader(ctx, in.key, in.etag, in.size, planReadBytes, 1)
 	defer r.Close()
 	if req.IsTable() {
-		return 0, nil, nil
+		if shards, err = inference.PlanTableShards(r, in.size, in.key, req.InputFormat, n); err != nil {
+			return 0, nil, err
+		}
+		if last := shards[len(shards)-1]; last.Unit == inference.RangeRows {
+			samples = last.To
+		}
+		return samples, shards, nil
 	}
 	layout, err := inference.NewLayout(r, in.size, in.key, in.model.Inputs, inference.Windowing{Window: req.Window, Hop: req.Hop})
 	if err != nil {
