@@ -2,17 +2,27 @@ package worker_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/stretchr/testify/require"
 
 	"github.com/inferstack/inferstack/inference"
 	"github.com/inferstack/inferstack/internal/job"
+	"github.com/inferstack/inferstack/internal/s3io"
 	"github.com/inferstack/inferstack/internal/testenv"
+	"github.com/inferstack/inferstack/worker"
 )
 
 // TestShardedJobMatchesALocalRunByteForByte splits a job into 4 shards run
@@ -164,4 +174,153 @@ func TestAPoisonShardFailsTheJobOnce(t *testing.T) {
 	visible, _ := e.counts(e.dlq)
 	require.Equal(t, 1, visible, "the poison shard is dead-lettered, the others are not")
 	require.Empty(t, e.uploading(), "no upload left open")
+}
+
+// shardCheckpoint finds a running shard of jobID whose checkpoint has at
+// least chunks chunks done, and returns its scope's prefix.
+func (e *env) shardCheckpoint(jobID string, chunks int64) (string, bool) {
+	out, err := e.s3.ListObjectsV2(e.t.Context(), &s3.ListObjectsV2Input{Bucket: aws.String(e.bucket), Prefix: aws.String(job.CheckpointPrefix + jobID + "/")})
+	require.NoError(e.t, err)
+	for _, o := range out.Contents {
+		key := aws.ToString(o.Key)
+		if !strings.Contains(key, "/shard-") || !strings.HasSuffix(key, "/checkpoint.json") {
+			continue
+		}
+		scope := strings.TrimSuffix(strings.TrimPrefix(key, job.CheckpointPrefix), "/checkpoint.json")
+		if e.checkpointDone(scope) >= chunks {
+			return job.CheckpointPrefix + scope + "/", true
+		}
+	}
+	return "", false
+}
+
+// TestKillNineMidShardStillFinishesTheJob kills the real worker binary in
+// the middle of a shard: another worker resumes that shard from its
+// checkpoint, and the job ends byte-identical, announced once.
+func TestKillNineMidShardStillFinishesTheJob(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 3*time.Second)
+	input := slowJob(e)
+	first, logs := e.process()
+	jobID := e.send(`{"filename": "long.npy", "shards": 2}`)
+	var shard string
+	testenv.Eventually(t, "three checkpointed chunks in a shard", 60*time.Second, func() bool {
+		var ok bool
+		shard, ok = e.shardCheckpoint(jobID, 3)
+		return ok
+	}, logs)
+	require.NoError(t, first.Process.Signal(syscall.SIGKILL))
+	_, _ = first.Process.Wait()
+	_, done := e.manifest(jobID)
+	require.False(t, done, "killed too late: the job had finished\n%s", logs)
+
+	e.start(e.cfg, nil, nil, nil)
+	testenv.Eventually(t, "the manifest", 120*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
+	e.requireResults(jobID, e.reference(input))
+	data, ok := e.get(shard + inference.ManifestFile)
+	require.True(t, ok, "the killed shard's manifest")
+	var m inference.Manifest
+	require.NoError(t, json.Unmarshal(data, &m))
+	require.GreaterOrEqual(t, m.ResumedAt, int64(3), "the shard resumed from its checkpoint, not from scratch")
+	testenv.Eventually(t, "the queue to drain", 30*time.Second, func() bool { return e.drained(e.queue) })
+	require.True(t, e.drained(e.dlq))
+	events := e.events()
+	require.Len(t, events, 1)
+	require.Equal(t, job.EventFinished, events[0].State)
+}
+
+// oneShardQueue hands its worker the job's message and shard index alone:
+// other shards' messages go back to the queue at once, so that each shard
+// runs on its own worker.
+type oneShardQueue struct {
+	worker.Queue
+	index int
+}
+
+func (q oneShardQueue) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, opts ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
+	out, err := q.Queue.ReceiveMessage(ctx, in, opts...)
+	if err != nil {
+		return out, err
+	}
+	var mine []sqstypes.Message
+	for _, m := range out.Messages {
+		req, err := job.Parse([]byte(aws.ToString(m.Body)))
+		if err == nil && (req.Shard == nil && q.index == 0 || req.Shard != nil && req.Shard.Index == q.index) {
+			mine = append(mine, m)
+			continue
+		}
+		_, err = q.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: in.QueueUrl, ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: 0})
+		if err != nil {
+			return nil, err
+		}
+	}
+	out.Messages = mine
+	return out, nil
+}
+
+// claimBarrier holds each shard's look at whether every shard is done (the
+// listing after its manifest) until want of them have come, so that they
+// all find every shard done and race to claim the assembly.
+type claimBarrier struct {
+	s3io.Objects
+	mu      sync.Mutex
+	arrived int
+	want    int
+	all     chan struct{}
+	claims  atomic.Int32 // conditional creates of assembly.json
+	uploads atomic.Int32 // multipart uploads begun under results/
+}
+
+func (b *claimBarrier) ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input, opts ...func(*s3.Options)) (*s3.ListObjectsV2Output, error) {
+	b.mu.Lock()
+	if b.arrived++; b.arrived == b.want {
+		close(b.all)
+	}
+	b.mu.Unlock()
+	select {
+	case <-b.all:
+	case <-time.After(60 * time.Second):
+	}
+	return b.Objects.ListObjectsV2(ctx, in, opts...)
+}
+
+func (b *claimBarrier) PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
+	if strings.HasSuffix(aws.ToString(in.Key), "/assembly.json") && in.IfNoneMatch != nil {
+		b.claims.Add(1)
+	}
+	return b.Objects.PutObject(ctx, in, opts...)
+}
+
+func (b *claimBarrier) CreateMultipartUpload(ctx context.Context, in *s3.CreateMultipartUploadInput, opts ...func(*s3.Options)) (*s3.CreateMultipartUploadOutput, error) {
+	if strings.HasPrefix(aws.ToString(in.Key), job.ResultsPrefix) {
+		b.uploads.Add(1)
+	}
+	return b.Objects.CreateMultipartUpload(ctx, in, opts...)
+}
+
+// TestTwoShardsFinishingTogetherAssembleOnce runs two shards on two workers
+// and holds each, its results written, until both are: both find every
+// shard done and claim the assembly; one claim wins, the job is assembled
+// once, and announced once.
+func TestTwoShardsFinishingTogetherAssembleOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 30*time.Second)
+	input := e.input("pair.npy", 2000)
+	barrier := &claimBarrier{Objects: e.s3, want: 2, all: make(chan struct{})}
+	for i := range 2 {
+		cfg := e.cfg
+		cfg.Name = fmt.Sprintf("worker-%d", i)
+		e.start(cfg, oneShardQueue{Queue: e.sqs, index: i}, barrier, nil)
+	}
+	jobID := e.send(`{"filename": "pair.npy", "shards": 2}`)
+	testenv.Eventually(t, "the manifest", 90*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
+	testenv.Eventually(t, "the queue to drain", 30*time.Second, func() bool { return e.drained(e.queue) })
+	require.EqualValues(t, 2, barrier.claims.Load(), "both shards claimed the assembly")
+	m := e.requireResults(jobID, e.reference(input))
+	require.Len(t, m.Shards, 2)
+	require.EqualValues(t, len(m.Outputs), barrier.uploads.Load(), "one assembly: one upload per output")
+	events := e.events()
+	require.Len(t, events, 1)
+	require.Equal(t, job.EventFinished, events[0].State)
+	require.Empty(t, e.uploading())
 }
