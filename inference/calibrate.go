@@ -105,7 +105,10 @@ func calibrate(ctx context.Context, job Pass, src Source, outputs []OutputSpec, 
 		choice.Source = "default"
 	}
 	if fresh || changed {
-		saveCalibration(calibrationKey(job, src), state, job.Logger)
+		// Not keeping it costs later runs a search, not this one its result.
+		if err := calibrations(job).Save(ctx, calibrationKey(job, src), state); err != nil {
+			job.Logger.Warn("cannot keep the calibration", "err", err)
+		}
 	}
 	chosen, err := bench.session(best.Threads)
 	return choice, chosen, bench.sessTime, err

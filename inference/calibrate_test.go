@@ -1,7 +1,11 @@
 package inference
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"log/slog"
+	"os"
 	"runtime"
 	"slices"
 	"testing"
@@ -113,15 +117,99 @@ func TestManifestReportsFixedCostsOncePerModel(t *testing.T) {
 	require.Positive(t, d.Probe)
 }
 
-// The cache keeps each search under its key, so a later run resumes it; an
-// entry without a best setting is no search.
-func TestCalibrationCacheKeepsTheSearch(t *testing.T) {
+// The local cache keeps each search under its key, so a later run resumes
+// it, and a save merges with what another run saved meanwhile.
+func TestLocalCalibrationsKeepTheSearch(t *testing.T) {
 	t.Setenv("INFERSTACK_CACHE", t.TempDir())
-	require.Nil(t, loadCalibration("a"))
+	ctx := t.Context()
+	store := localCalibrations{}
+	kept, err := store.Load(ctx, "a")
+	require.NoError(t, err)
+	require.Nil(t, kept)
 	best := Trial{BatchSize: 64, Threads: 2, SamplesPerSec: 1500}
 	state := &calibration.State{Device: DeviceCPU, Best: best, Trials: []Trial{best}, Start: 16, Bank: 0.25}
-	saveCalibration("a", state, slog.New(slog.DiscardHandler))
-	saveCalibration("b", &calibration.State{Device: DeviceCPU}, slog.New(slog.DiscardHandler))
-	require.Equal(t, state, loadCalibration("a"))
-	require.Nil(t, loadCalibration("b"))
+	require.NoError(t, store.Save(ctx, "a", state))
+	require.NoError(t, store.Save(ctx, "b", &calibration.State{Device: DeviceCPU}))
+	kept, err = store.Load(ctx, "a")
+	require.NoError(t, err)
+	require.Equal(t, state, kept)
+
+	other := Trial{BatchSize: 32, Threads: 2, SamplesPerSec: 1400}
+	require.NoError(t, store.Save(ctx, "a", &calibration.State{Device: DeviceCPU, Best: other, Trials: []Trial{other}, Start: 16}))
+	kept, err = store.Load(ctx, "a")
+	require.NoError(t, err)
+	require.ElementsMatch(t, []Trial{best, other}, kept.Trials)
+}
+
+// calibrationsFn is a CalibrationStore of functions.
+type calibrationsFn struct {
+	load func(key string) (*calibration.State, error)
+	save func(key string, state *calibration.State) error
+}
+
+func (c calibrationsFn) Load(_ context.Context, key string) (*calibration.State, error) {
+	return c.load(key)
+}
+
+func (c calibrationsFn) Save(_ context.Context, key string, state *calibration.State) error {
+	return c.save(key, state)
+}
+
+// A run reads its search from the job's store; a kept state without a best
+// setting is no search, and a store that fails costs a search, not the run.
+func TestCachedCalibrationReadsTheJobsStore(t *testing.T) {
+	t.Parallel()
+	model := &Model{ModelInfo: ModelInfo{SHA256: "abc", Inputs: []manifest.Tensor{{Name: "x", DType: "float32", Shape: []int64{-1, 24}}}}}
+	src := &memSource{feeds: []Feed{{Name: "x", DType: "float32", SampleShape: []int64{24}}}, n: 1000}
+	best := Trial{BatchSize: 64, Threads: 2, SamplesPerSec: 1500}
+	for name, tc := range map[string]struct {
+		kept *calibration.State
+		err  error
+		want *calibration.State
+	}{
+		"a search":       {kept: &calibration.State{Device: DeviceCPU, Best: best, Start: 16}, want: &calibration.State{Device: DeviceCPU, Best: best, Start: 16}},
+		"none":           {},
+		"no best":        {kept: &calibration.State{Device: DeviceCPU}},
+		"a failed store": {err: errors.New("denied")},
+	} {
+		var asked string
+		job := Pass{Model: model, Device: DeviceCPU, Logger: slog.New(slog.DiscardHandler), Calibrations: calibrationsFn{
+			load: func(key string) (*calibration.State, error) { asked = key; return tc.kept, tc.err },
+		}}
+		require.Equal(t, tc.want, cachedCalibration(t.Context(), job, src), name)
+		require.Equal(t, calibrationKey(job, src), asked, name)
+	}
+}
+
+// The key names the model, the sample shape, the device, the thread
+// setting, the hardware and the versions, and nothing else: not the host,
+// which on ECS is new for every task.
+func TestCalibrationKey(t *testing.T) {
+	t.Parallel()
+	model := &Model{ModelInfo: ModelInfo{SHA256: "abc"}}
+	src := &memSource{feeds: []Feed{{Name: "x", DType: "float32", SampleShape: []int64{24}}}}
+	hw := Hardware{Arch: "amd64", CPU: "AMD EPYC 7R13 Processor", CPUs: 4, GPUs: []string{"NVIDIA A10G"}}
+	job := Pass{Model: model, Device: DeviceAuto, Threads: 0}
+	id := newCalibrationIdentity(job, src, hw)
+	require.Equal(t, newCalibrationIdentity(job, src, hostHardware()).key(), calibrationKey(job, src))
+	host, err := os.Hostname()
+	require.NoError(t, err)
+	data, err := json.Marshal(newCalibrationIdentity(job, src, hostHardware()))
+	require.NoError(t, err)
+	require.NotContains(t, string(data), `"`+host+`"`, "the key names the host")
+
+	for name, other := range map[string]calibrationIdentity{
+		"model":   newCalibrationIdentity(Pass{Model: &Model{ModelInfo: ModelInfo{SHA256: "abd"}}, Device: DeviceAuto}, src, hw),
+		"shape":   newCalibrationIdentity(job, &memSource{feeds: []Feed{{Name: "x", DType: "float32", SampleShape: []int64{25}}}}, hw),
+		"device":  newCalibrationIdentity(Pass{Model: model, Device: DeviceGPU}, src, hw),
+		"threads": newCalibrationIdentity(Pass{Model: model, Device: DeviceAuto, Threads: 2}, src, hw),
+		"cpu":     newCalibrationIdentity(job, src, Hardware{Arch: "amd64", CPU: "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz", CPUs: 4, GPUs: hw.GPUs}),
+		"cpus":    newCalibrationIdentity(job, src, Hardware{Arch: "amd64", CPU: hw.CPU, CPUs: 2, GPUs: hw.GPUs}),
+		"gpu":     newCalibrationIdentity(job, src, Hardware{Arch: "amd64", CPU: hw.CPU, CPUs: 4, GPUs: []string{"Tesla T4"}}),
+	} {
+		require.NotEqual(t, id.key(), other.key(), name)
+	}
+	// A CPU search does not depend on the GPUs beside it.
+	cpu := Pass{Model: model, Device: DeviceCPU}
+	require.Equal(t, newCalibrationIdentity(cpu, src, hw).key(), newCalibrationIdentity(cpu, src, Hardware{Arch: "amd64", CPU: hw.CPU, CPUs: 4}).key())
 }

@@ -29,7 +29,8 @@ type Pass struct {
 	Windowing Windowing
 	Device    Device
 	// BatchSize 0 lets the engine choose: the model's fixed batch dim, else a
-	// calibration on the first samples (cached per model and machine).
+	// calibration on the first samples (kept per model and hardware in
+	// Calibrations).
 	BatchSize int64
 	// Threads 0 lets calibration choose (DefaultThreads with a fixed batch size).
 	Threads      int
@@ -45,6 +46,9 @@ type Pass struct {
 	// Progress, if set, is called after each chunk is written.
 	Progress func(done, total int64)
 	Logger   *slog.Logger
+	// Calibrations keeps the searches for the batch size; nil keeps them in
+	// a file under CacheDir.
+	Calibrations CalibrationStore
 
 	// calibrationShare, where set, replaces calibration.DefaultShare: tests
 	// grant a search all the budget it needs, or none.
@@ -102,7 +106,7 @@ func Run(ctx context.Context, job Pass, sink Sink) (*Manifest, error) {
 		return nil, err
 	}
 	var d Durations
-	cached := cachedCalibration(job, src)
+	cached := cachedCalibration(ctx, job, src)
 	p, err := probe(job, src, cached, &d)
 	if err != nil {
 		return nil, err
@@ -158,13 +162,22 @@ func openSource(job Pass) (Source, error) {
 	return Slice(layout, *job.Range)
 }
 
-// cachedCalibration is the job's cached search, nil where the job does not
-// calibrate or none is cached.
-func cachedCalibration(job Pass, src Source) *calibration.State {
+// cachedCalibration is the job's kept search, nil where the job does not
+// calibrate or none is kept (or it cannot be read: that only costs a search,
+// so it is a warning). A kept state without a best setting is no search.
+func cachedCalibration(ctx context.Context, job Pass, src Source) *calibration.State {
 	if !needsCalibration(job, src) {
 		return nil
 	}
-	return loadCalibration(calibrationKey(job, src))
+	state, err := calibrations(job).Load(ctx, calibrationKey(job, src))
+	if err != nil {
+		job.Logger.Warn("cannot read the calibration kept: searching afresh", "err", err)
+		return nil
+	}
+	if state == nil || state.Best.Threads <= 0 || state.Best.BatchSize <= 0 {
+		return nil
+	}
+	return state
 }
 
 // probed is what a run learns from its first samples: the outputs' shapes,
