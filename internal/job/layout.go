@@ -7,16 +7,18 @@ import (
 )
 
 // Prefixes of the stack's bucket: where a job's input, results, status,
-// error record and checkpoints live. The Pulumi program scopes permissions
-// and lifecycle rules to them; the dispatch function, the worker and the
-// client read and write under them.
+// error record and checkpoints live, and the calibration searches that the
+// workers share. The Pulumi program scopes permissions and lifecycle rules
+// to them; the dispatch function, the worker and the client read and write
+// under them.
 const (
-	InputPrefix      = "inputs/"
-	ResultsPrefix    = "results/"
-	StatusPrefix     = "status/"
-	ErrorsPrefix     = "errors/"
-	CheckpointPrefix = "checkpoints/"
-	ModelsPrefix     = "models/"
+	InputPrefix       = "inputs/"
+	ResultsPrefix     = "results/"
+	StatusPrefix      = "status/"
+	ErrorsPrefix      = "errors/"
+	CheckpointPrefix  = "checkpoints/"
+	ModelsPrefix      = "models/"
+	CalibrationPrefix = "calibration/"
 )
 
 // MetricsNamespace is the CloudWatch namespace of the worker's metrics.
@@ -76,6 +78,10 @@ func ShardStatusPrefix(jobID, plan string) string { return StatusPrefix + jobID 
 func ShardStatusKey(jobID, plan string, index int) string {
 	return fmt.Sprintf("%s%05d.json", ShardStatusPrefix(jobID, plan), index)
 }
+
+// CalibrationKey is where the workers keep the calibration search under key
+// (the engine's hash of the model, input shape, settings and hardware).
+func CalibrationKey(key string) string { return CalibrationPrefix + key + ".json" }
 
 // ModelKey is where a model file named name is kept.
 func ModelKey(name string) string { return ModelsPrefix + name }
