@@ -309,6 +309,11 @@ func (c *Core) storage(ctx *pulumi.Context, parent pulumi.ResourceOption, tags p
 			expire("expire-status", job.StatusPrefix, c.args.ResultsExpireDays),
 			expire("expire-errors", job.ErrorsPrefix, c.args.ResultsExpireDays),
 			expire("expire-checkpoints", job.CheckpointPrefix, max(1, c.args.InputsExpireDays)),
+			// No rule for job.CalibrationPrefix: a completed search is
+			// never written again, so an expiry counted from its last write
+			// would drop the searches in daily use and send the next burst
+			// searching afresh. Its objects are a few KiB each, one per
+			// model, input shape, setting and hardware the stack has run.
 		},
 	}, parent); err != nil {
 		return err

@@ -154,14 +154,16 @@ type WorkerArgs struct {
 }
 
 // WorkerReads are the prefixes a worker reads: its input, the model, a
-// finished job's manifest (results/) and its checkpoints.
-var WorkerReads = []string{job.InputPrefix, job.ModelsPrefix, job.ResultsPrefix, job.CheckpointPrefix}
+// finished job's manifest (results/), its checkpoints and the shared
+// calibration searches.
+var WorkerReads = []string{job.InputPrefix, job.ModelsPrefix, job.ResultsPrefix, job.CheckpointPrefix, job.CalibrationPrefix}
 
 // WorkerTask: consume the tier queue (and replace a message at SQS's 12-hour
 // visibility ceiling with a fresh copy; dead-letter poison at once), read
-// inputs and models, learn that a manifest or checkpoint does not exist yet,
-// write results, status, errors and checkpoints, and set its own scale-in
-// protection.
+// inputs and models, learn that a manifest, checkpoint or calibration does
+// not exist yet, write results, status, errors and checkpoints, read and
+// add to the calibration searches every task shares (never delete them),
+// and set its own scale-in protection.
 func WorkerTask(a WorkerArgs) Document {
 	return doc(append([]Statement{
 		allow("ConsumeQueue", []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes",
@@ -171,6 +173,7 @@ func WorkerTask(a WorkerArgs) Document {
 		KnowMissingKeys(a.BucketARN, WorkerReads...),
 		allow("WriteResults", []string{"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"},
 			objects(a.BucketARN, job.ResultsPrefix, job.StatusPrefix, job.ErrorsPrefix, job.CheckpointPrefix)...),
+		allow("ShareCalibrations", []string{"s3:GetObject", "s3:PutObject"}, objects(a.BucketARN, job.CalibrationPrefix)...),
 		allow("ScaleInProtection", []string{"ecs:UpdateTaskProtection", "ecs:GetTaskProtection"}, taskARNs(a.ClusterARN)),
 	}, publishEvents(a.Events)...)...)
 }

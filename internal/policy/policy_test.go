@@ -62,6 +62,12 @@ func TestWorkerWritesOnlyItsOutputs(t *testing.T) {
 	for _, p := range []string{job.InputPrefix, job.ModelsPrefix} {
 		require.False(t, w.Allows("s3:PutObject", bucket+"/"+p+"x", nil), p)
 	}
+	// The calibration searches are shared: read and added to, never deleted.
+	calib := bucket + "/" + job.CalibrationKey("0123abcd")
+	require.True(t, w.Allows("s3:GetObject", calib, nil))
+	require.True(t, w.Allows("s3:PutObject", calib, nil))
+	require.False(t, w.Allows("s3:DeleteObject", calib, nil))
+	require.False(t, w.Without("ShareCalibrations").Allows("s3:PutObject", calib, nil), "only ShareCalibrations grants it")
 	require.True(t, w.Allows("ecs:UpdateTaskProtection", "arn:aws:ecs:us-east-1:123456789012:task/inferstack-cpu/abc", nil))
 	require.False(t, w.Allows("ecs:UpdateTaskProtection", "arn:aws:ecs:us-east-1:123456789012:task/other/abc", nil))
 }
