@@ -96,6 +96,7 @@ func (w *Worker) pass(ctx, engine context.Context, req job.Request, in input, ro
 		Model: in.model, Input: reader, InputSize: in.size,
 		InputName: in.key, InputETag: in.etag, Windowing: inference.Windowing{Window: req.Window, Hop: req.Hop},
 		Device: inference.Device(w.cfg.Device), BatchSize: w.cfg.BatchSize, ChunkSamples: w.cfg.ChunkSamples, Threads: w.cfg.Threads, Logger: log,
+		Calibrations: Calibrations{Store: w.store},
 	}
 	if req.IsTable() {
 		src, err := inference.OpenTable(reader, ej.InputSize, in.key, in.model, inference.TableOptions{Format: req.InputFormat, Feed: req.Feed, Keep: req.Keep, Range: rows})
