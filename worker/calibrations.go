@@ -37,7 +37,7 @@ func (c Calibrations) Load(ctx context.Context, key string) (*calibration.State,
 // read is the search kept under key and its version ("" where none is).
 // A corrupt object reads as none, at its version, so that a save replaces it.
 func (c Calibrations) read(ctx context.Context, key string) (*calibration.State, string, error) {
-	data, etag, err := c.Store.GetVersion(ctx, job.CalibrationKey(key))
+	data, etag, err := c.Store.GetWithETag(ctx, job.CalibrationKey(key))
 	switch {
 	case errors.Is(err, s3io.ErrNotFound):
 		return nil, "", nil
@@ -63,8 +63,12 @@ func (c Calibrations) Save(ctx context.Context, key string, state *calibration.S
 		if err != nil {
 			return err
 		}
-		err = c.Store.PutIfVersion(ctx, job.CalibrationKey(key), data, "application/json", etag)
-		if !errors.Is(err, s3io.ErrChanged) {
+		if etag == "" {
+			_, err = c.Store.Create(ctx, job.CalibrationKey(key), data)
+		} else {
+			_, err = c.Store.Replace(ctx, job.CalibrationKey(key), etag, data)
+		}
+		if !errors.Is(err, s3io.ErrPrecondition) {
 			return err
 		}
 	}

@@ -39,12 +39,6 @@ var _ Objects = (*s3.Client)(nil)
 // ErrNotFound marks a missing object.
 var ErrNotFound = errors.New("not found")
 
-// ErrChanged marks a conditional write refused because the object is no
-// longer the version the writer read (412 PreconditionFailed), or because
-// another conditional write to it was in flight (409 ConditionalRequestConflict):
-// read it again and retry.
-var ErrChanged = errors.New("changed since read")
-
 // Store is one bucket.
 type Store struct {
 	S3     Objects
@@ -67,47 +61,6 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 		return nil, fmt.Errorf("s3://%s/%s: %w", s.Bucket, key, ErrNotFound)
 	}
 	return data, awserr.Denied(err, "s3:GetObject", s.URI(key))
-}
-
-// GetVersion reads a whole object and its ETag, the version a conditional
-// write (PutIfVersion) replaces.
-func (s *Store) GetVersion(ctx context.Context, key string) (data []byte, etag string, err error) {
-	err = awserr.Retry(ctx, func() error {
-		out, err := s.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.Bucket), Key: aws.String(key)})
-		if err != nil {
-			return err
-		}
-		defer out.Body.Close() //nolint:errcheck // read-only
-		etag = aws.ToString(out.ETag)
-		data, err = io.ReadAll(out.Body)
-		return err
-	})
-	if awserr.HTTPStatus(err) == http.StatusNotFound {
-		return nil, "", fmt.Errorf("s3://%s/%s: %w", s.Bucket, key, ErrNotFound)
-	}
-	return data, etag, awserr.Denied(err, "s3:GetObject", s.URI(key))
-}
-
-// PutIfVersion writes a whole object only if it is still the version etag
-// (If-Match), or, with etag "", only if it does not exist (If-None-Match: *);
-// otherwise it fails with ErrChanged.
-func (s *Store) PutIfVersion(ctx context.Context, key string, data []byte, contentType, etag string) error {
-	in := &s3.PutObjectInput{Bucket: aws.String(s.Bucket), Key: aws.String(key), ContentType: aws.String(contentType)}
-	if etag == "" {
-		in.IfNoneMatch = aws.String("*")
-	} else {
-		in.IfMatch = aws.String(etag)
-	}
-	err := awserr.Retry(ctx, func() error {
-		in.Body = bytes.NewReader(data)
-		_, err := s.S3.PutObject(ctx, in)
-		return err
-	})
-	switch awserr.HTTPStatus(err) {
-	case http.StatusPreconditionFailed, http.StatusConflict:
-		return fmt.Errorf("s3://%s/%s: %w", s.Bucket, key, ErrChanged)
-	}
-	return awserr.Denied(err, "s3:PutObject", s.URI(key))
 }
 
 // URI names an object in errors.
