@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -53,25 +54,41 @@ func (e *env) runJob(cfg worker.Config, objects s3io.Objects, body string) *infe
 	return m
 }
 
+// runOn runs one job on the real worker binary on host (processOn) until
+// its manifest is written and its message deleted, stops the worker, and
+// returns the manifest and the worker named in the job's status.
+func (e *env) runOn(host, body string) (*inference.Manifest, string) {
+	cmd, logs := e.processOn(host)
+	id := e.send(body)
+	testenv.Eventually(e.t, "the manifest of "+id, 60*time.Second, func() bool { _, ok := e.manifest(id); return ok }, logs)
+	testenv.Eventually(e.t, "the message to be deleted", 10*time.Second, func() bool { return e.drained(e.queue) }, logs)
+	require.NoError(e.t, cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(e.t, cmd.Wait(), "%s", logs)
+	m, _ := e.manifest(id)
+	var s job.Status
+	data, ok := e.get(job.StatusKey(id))
+	require.True(e.t, ok)
+	require.NoError(e.t, json.Unmarshal(data, &s))
+	return m, s.Worker
+}
+
 // What one task learns, every task knows: worker A's job calibrates and
 // keeps its search in the bucket under a key that names the model, input
-// shape, settings and hardware, not the worker or its host; worker B, another
-// name (on ECS another host), goes on with that search. The search is
-// marked completed in between (small jobs would need many runs to complete
-// it), so that B's choice can only have come from the bucket: a run that
-// searched afresh would report "calibrated" or "default", never "cached".
+// shape, settings and hardware, not the worker or its host; worker B, on
+// another host (each in a UTS namespace of its own, as ECS tasks are), goes
+// on with that search. The search is marked completed in between (small
+// jobs would need many runs to complete it), so that B's choice can only
+// have come from the bucket: a run that searched afresh would report
+// "calibrated" or "default", never "cached".
 func TestWorkersShareTheCalibrationThroughTheBucket(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, 30*time.Second)
 	e.input("a.npy", 2000)
 	e.input("b.npy", 2000)
-	calibrating := func(name string) worker.Config {
-		cfg := e.cfg
-		cfg.Name, cfg.BatchSize, cfg.ChunkSamples = name, 0, 0
-		return cfg
-	}
+	e.cfg.BatchSize, e.cfg.ChunkSamples = 0, 0
 
-	a := e.runJob(calibrating("worker-a"), nil, `{"filename": "a.npy"}`)
+	a, onA := e.runOn("task-a", `{"filename": "a.npy"}`)
+	require.True(t, strings.HasPrefix(onA, "task-a-"), "worker A ran on host task-a: %s", onA)
 	require.NotEqual(t, "flag", a.BatchChoice.Source, "worker A did not calibrate")
 	kept := e.calibrations()
 	require.Len(t, kept, 1, "worker A's job kept one search")
@@ -90,7 +107,8 @@ func TestWorkersShareTheCalibrationThroughTheBucket(t *testing.T) {
 	require.NoError(t, err)
 	e.put(key, data)
 
-	b := e.runJob(calibrating("worker-b"), nil, `{"filename": "b.npy"}`)
+	b, onB := e.runOn("task-b", `{"filename": "b.npy"}`)
+	require.True(t, strings.HasPrefix(onB, "task-b-"), "worker B ran on host task-b: %s", onB)
 	require.Equal(t, "cached", b.BatchChoice.Source)
 	require.False(t, b.BatchChoice.Partial)
 	require.Equal(t, state.Best.BatchSize, b.BatchSize)

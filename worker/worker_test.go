@@ -252,12 +252,29 @@ func (e *env) startWith(cfg worker.Config, p parts) (stop func()) {
 
 // process starts the real `inferstack worker` with the env's settings.
 func (e *env) process(extra ...string) (*exec.Cmd, *emulator.LockedBuffer) {
-	cmd := exec.Command(binary, "worker")
+	return e.launch(exec.Command(binary, "worker"), extra...)
+}
+
+// processOn starts the real `inferstack worker` as process does, on a host
+// of its own name (a UTS namespace, as each ECS task's container has).
+func (e *env) processOn(host string, extra ...string) (*exec.Cmd, *emulator.LockedBuffer) {
+	unshare, err := exec.LookPath("unshare")
+	require.NoError(e.t, err, "this test runs workers under hostnames of their own with unshare(1): apt-get install util-linux")
+	return e.launch(exec.Command(unshare, "--uts", "sh", "-c", `hostname "$0" && exec "$@"`, host, binary, "worker"), extra...)
+}
+
+// launch starts cmd, a worker, with the env's settings (its pinned batch and
+// chunk sizes where set) and extra variables.
+func (e *env) launch(cmd *exec.Cmd, extra ...string) (*exec.Cmd, *emulator.LockedBuffer) {
 	cmd.Env = append(os.Environ(), moto.Env()...)
 	cmd.Env = append(cmd.Env, runenv.List(e.cfg.Env())...)
-	cmd.Env = append(cmd.Env,
-		"INFERSTACK_ORT_LIB="+inference.DefaultLibPath(), runenv.EnvPollWait+"=1s",
-		runenv.EnvBatchSize+"="+fmt.Sprint(e.cfg.BatchSize), runenv.EnvChunkSamples+"="+fmt.Sprint(e.cfg.ChunkSamples))
+	cmd.Env = append(cmd.Env, "INFERSTACK_ORT_LIB="+inference.DefaultLibPath(), runenv.EnvPollWait+"=1s")
+	if e.cfg.BatchSize > 0 {
+		cmd.Env = append(cmd.Env, runenv.EnvBatchSize+"="+fmt.Sprint(e.cfg.BatchSize))
+	}
+	if e.cfg.ChunkSamples > 0 {
+		cmd.Env = append(cmd.Env, runenv.EnvChunkSamples+"="+fmt.Sprint(e.cfg.ChunkSamples))
+	}
 	cmd.Env = append(cmd.Env, extra...)
 	logs := &emulator.LockedBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
