@@ -324,3 +324,37 @@ func TestTwoShardsFinishingTogetherAssembleOnce(t *testing.T) {
 	require.Equal(t, job.EventFinished, events[0].State)
 	require.Empty(t, e.uploading())
 }
+
+// copyCounter counts the server-side part copies of assemblies.
+type copyCounter struct {
+	s3io.Objects
+	copies atomic.Int32
+}
+
+func (c *copyCounter) UploadPartCopy(ctx context.Context, in *s3.UploadPartCopyInput, opts ...func(*s3.Options)) (*s3.UploadPartCopyOutput, error) {
+	c.copies.Add(1)
+	return c.Objects.UploadPartCopy(ctx, in, opts...)
+}
+
+// TestLargeShardsAreCopiedServerSide assembles shards whose results are
+// larger than S3's part minimum: they go in as server-side copies (moto
+// refuses parts under 5 MiB but the last), the header and each shard's
+// first bytes joined into the first part, and the file is the bytes of one
+// local run.
+func TestLargeShardsAreCopiedServerSide(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 30*time.Second)
+	wide(e, 1024) // 4 KiB of output a sample: 6,000 samples in 2 shards of 12 MiB
+	input := e.input("wide.npy", 6000)
+	counter := &copyCounter{Objects: e.s3}
+	e.start(e.cfg, nil, counter, nil)
+	jobID := e.send(`{"filename": "wide.npy", "shards": 2}`)
+	testenv.Eventually(t, "the manifest", 120*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
+	m := e.requireResults(jobID, e.reference(input))
+	require.Len(t, m.Shards, 2)
+	// Part 1: the header and 5 MiB less it of shard 0, joined; the rest of
+	// shard 0 and all of shard 1 are at least 5 MiB each: copied.
+	require.EqualValues(t, 2*len(m.Outputs), counter.copies.Load())
+	require.Equal(t, 3, e.parts("results/"+jobID+"/"+m.Outputs[0].File))
+	require.Empty(t, e.uploading())
+}
