@@ -195,7 +195,7 @@ func (d *Dispatcher) plan(ctx context.Context, msg events.SQSMessage) (forward, 
 		d.log.Info("acknowledged a notification that starts no job (the S3 test event, or uploads by inferstack submit)", "message_id", msg.MessageId)
 		return nil, nil, nil
 	case errors.Is(err, job.ErrNotNotification):
-		req, err := job.Parse([]byte(msg.Body))
+		req, err := job.ParseIntake([]byte(msg.Body))
 		o := outgoing{msg: msg, body: msg.Body, jobID: req.JobID}
 		if err == nil {
 			o.input = d.cfg.InputPrefix + req.Filename

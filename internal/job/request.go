@@ -145,6 +145,17 @@ func Parse(body []byte) (Request, error) {
 	return r, nil
 }
 
+// ParseIntake is Parse for a message sent to the stack's intake: a shard's
+// message is the workers' own, sent to the tier queue by the worker that
+// split its job, and never comes from a sender.
+func ParseIntake(body []byte) (Request, error) {
+	r, err := Parse(body)
+	if err == nil && r.Shard != nil {
+		return r, invalid(`"shard" is set by the worker that splits a job; ask for a split with "shards"`)
+	}
+	return r, err
+}
+
 func (r *Request) validate() error {
 	if r.Filename == "" {
 		return invalid(`"filename" is required`)

@@ -51,6 +51,11 @@ func TestParseAcceptsShards(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, &ShardRef{Plan: "p-1", Index: 3, Count: 4}, s.Shard)
 	require.Equal(t, r.JobID, s.JobID)
+	_, err = ParseIntake([]byte(`{"filename":"big.npy","job_id":"j","shard":{"plan":"p-1","index":3,"count":4}}`))
+	require.ErrorIs(t, err, ErrInvalid, "a sender does not send shards")
+	require.Contains(t, err.Error(), `ask for a split with "shards"`)
+	_, err = ParseIntake([]byte(`{"filename":"big.npy","shards":4}`))
+	require.NoError(t, err)
 }
 
 func TestIsTableByExtension(t *testing.T) {
