@@ -61,6 +61,9 @@ func (w *Worker) runShard(ctx, engine context.Context, req job.Request, in input
 		log.Info("shard done", "shard", ref.Index, "of", ref.Count, "samples", done.Samples)
 	}
 	status.set(job.StateDone, func(s *job.Status) { s.SamplesDone, s.SamplesTotal = done.Samples, done.Samples })
+	if err := w.store.Put(ctx, doneKey(req.JobID, ref.Plan, ref.Index), nil, "application/octet-stream"); err != nil {
+		return nil, false, fmt.Errorf("mark the shard done: %w", err)
+	}
 	return w.complete(ctx, req, plan, status, log)
 }
 
@@ -85,16 +88,11 @@ type claimedUpload struct {
 // no manifest: its shard is done.
 func (w *Worker) complete(ctx context.Context, req job.Request, plan shardPlan, status *statusWriter, log *slog.Logger) (*inference.Manifest, bool, error) {
 	ref := req.Shard
-	_, keys, err := w.store.List(ctx, job.PlanPrefix(req.JobID, plan.Plan))
+	_, keys, err := w.store.List(ctx, doneKeys(req.JobID, plan.Plan))
 	if err != nil {
 		return nil, false, err
 	}
-	done := 0
-	for _, k := range keys {
-		if strings.HasSuffix(k, "/"+inference.ManifestFile) {
-			done++
-		}
-	}
+	done := len(keys)
 	if done < len(plan.Shards) {
 		log.Info("shard done; others still running", "done", done, "shards", len(plan.Shards))
 		return nil, false, nil

@@ -48,6 +48,15 @@ func planKey(jobID, plan string) string     { return job.PlanPrefix(jobID, plan)
 func failedKey(jobID, plan string) string   { return job.PlanPrefix(jobID, plan) + "failed.json" }
 func assemblyKey(jobID, plan string) string { return job.PlanPrefix(jobID, plan) + "assembly.json" }
 
+// doneKey marks a shard whose results are complete; the plan's done/ holds
+// one per shard, a page of a listing (the shards' own prefixes hold their
+// checkpoints' tail objects, thousands of keys).
+func doneKey(jobID, plan string, index int) string {
+	return fmt.Sprintf("%s%05d", doneKeys(jobID, plan), index)
+}
+
+func doneKeys(jobID, plan string) string { return job.PlanPrefix(jobID, plan) + "done/" }
+
 // shardCount is how many shards req asks for, or its input's size does.
 func (w *Worker) shardCount(req job.Request, size int64) int {
 	switch {

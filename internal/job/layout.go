@@ -54,7 +54,8 @@ func CheckpointKey(jobID string) string { return CheckpointPrefix + jobID + "/ch
 
 // A split job's plan keeps what its shards share under
 // checkpoints/<job>/<plan>/: the plan, each shard's results and checkpoint
-// until assembly (shard-NNNNN/), the assembly's claim and the job's failure.
+// until assembly (shard-NNNNN/), a mark per shard done (done/), the
+// assembly's claim and the job's failure.
 
 // PlanPrefix is where a split job's plan keeps its shards.
 func PlanPrefix(jobID, plan string) string { return CheckpointPrefix + jobID + "/" + plan + "/" }
