@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -177,8 +178,9 @@ func TestAPoisonShardFailsTheJobOnce(t *testing.T) {
 }
 
 // shardCheckpoint finds a running shard of jobID whose checkpoint has at
-// least chunks chunks done, and returns its scope's prefix.
-func (e *env) shardCheckpoint(jobID string, chunks int64) (string, bool) {
+// least chunks chunks done, and returns its results' prefix, its plan and
+// its index.
+func (e *env) shardCheckpoint(jobID string, chunks int64) (prefix, plan string, index int, ok bool) {
 	out, err := e.s3.ListObjectsV2(e.t.Context(), &s3.ListObjectsV2Input{Bucket: aws.String(e.bucket), Prefix: aws.String(job.CheckpointPrefix + jobID + "/")})
 	require.NoError(e.t, err)
 	for _, o := range out.Contents {
@@ -188,10 +190,12 @@ func (e *env) shardCheckpoint(jobID string, chunks int64) (string, bool) {
 		}
 		scope := strings.TrimSuffix(strings.TrimPrefix(key, job.CheckpointPrefix), "/checkpoint.json")
 		if e.checkpointDone(scope) >= chunks {
-			return job.CheckpointPrefix + scope + "/", true
+			_, err := fmt.Sscanf(path.Base(scope), "shard-%d", &index)
+			require.NoError(e.t, err)
+			return job.CheckpointPrefix + scope + "/", path.Base(path.Dir(scope)), index, true
 		}
 	}
-	return "", false
+	return "", "", 0, false
 }
 
 // TestKillNineMidShardStillFinishesTheJob kills the real worker binary in
@@ -206,7 +210,7 @@ func TestKillNineMidShardStillFinishesTheJob(t *testing.T) {
 	var shard string
 	testenv.Eventually(t, "three checkpointed chunks in a shard", 60*time.Second, func() bool {
 		var ok bool
-		shard, ok = e.shardCheckpoint(jobID, 3)
+		shard, _, _, ok = e.shardCheckpoint(jobID, 3)
 		return ok
 	}, logs)
 	require.NoError(t, first.Process.Signal(syscall.SIGKILL))
@@ -357,4 +361,37 @@ func TestLargeShardsAreCopiedServerSide(t *testing.T) {
 	require.EqualValues(t, 2*len(m.Outputs), counter.copies.Load())
 	require.Equal(t, 3, e.parts("results/"+jobID+"/"+m.Outputs[0].File))
 	require.Empty(t, e.uploading())
+}
+
+// TestShardsStopWhenAnotherFailsTheJob fails a running job from outside (as
+// another shard's worker does): the running shard stops at a chunk
+// boundary and aborts its uploads, the queued one ends as soon as it is
+// received, neither is dead-lettered, and no result appears.
+func TestShardsStopWhenAnotherFailsTheJob(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 30*time.Second)
+	wide(e, 1024)
+	e.cfg.ChunkSamples = 32
+	e.input("wide.npy", 6000)
+	e.start(e.cfg, nil, nil, nil)
+	jobID := e.send(`{"filename": "wide.npy", "shards": 2}`)
+	var plan string
+	var running int
+	testenv.Eventually(t, "a shard's upload under way", 60*time.Second, func() bool {
+		var ok bool
+		_, plan, running, ok = e.shardCheckpoint(jobID, 3)
+		return ok && len(e.uploading()) > 0
+	})
+	e.put(job.PlanPrefix(jobID, plan)+"failed.json", []byte(`{"shard": 1, "reason": "failed elsewhere"}`))
+	testenv.Eventually(t, "both shards to end", 60*time.Second, func() bool { return e.drained(e.queue) })
+	require.Empty(t, e.uploading(), "the running shard aborted its uploads")
+	require.True(t, e.drained(e.dlq), "shards stopped by another's failure are not poison")
+	_, ok := e.manifest(jobID)
+	require.False(t, ok)
+	data, ok := e.get(job.ShardStatusKey(jobID, plan, running))
+	require.True(t, ok)
+	var s job.ShardStatus
+	require.NoError(t, json.Unmarshal(data, &s))
+	require.Equal(t, job.StateFailed, s.State)
+	require.Less(t, s.SamplesDone, s.SamplesTotal, "stopped before its end")
 }
