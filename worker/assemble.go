@@ -278,11 +278,17 @@ func (w *Worker) dropShardResults(ctx context.Context, jobID string, plan shardP
 	if len(m.Parts) > 0 {
 		files = []string{inference.PredictionsFile}
 	}
+	var g errgroup.Group
+	g.SetLimit(16)
 	for i := range plan.Shards {
 		for _, f := range files {
-			if err := w.store.Delete(ctx, job.ShardResultsPrefix(jobID, plan.Plan, i)+f); err != nil {
-				log.Warn("cannot delete a shard's result; the lifecycle rule will", "shard", i, "err", err)
-			}
+			g.Go(func() error {
+				if err := w.store.Delete(ctx, job.ShardResultsPrefix(jobID, plan.Plan, i)+f); err != nil {
+					log.Warn("cannot delete a shard's result; the lifecycle rule will", "shard", i, "err", err)
+				}
+				return nil
+			})
 		}
 	}
+	_ = g.Wait()
 }

@@ -84,8 +84,7 @@ type ShardRef struct {
 
 // MaxShards bounds a job's shards. Each shard is at least one part of each
 // assembled output, and S3 allows 10,000 parts per object: 1,000 shards
-// leave room for the parts that join small shards and split large ones
-// (a 100 GB input in 1,000 shards is 100 MB a shard).
+// leave room for the parts that join small shards and split large ones.
 const MaxShards = 1000
 
 // TableFormats are the table formats a job reads; inference's table

@@ -8,6 +8,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/inferstack/inferstack/internal/awserr"
 )
@@ -88,6 +89,11 @@ func planParts(segs []Segment, minPart, maxPart int64) []assemblyPart {
 	return parts
 }
 
+// assembleConcurrency bounds an assembly's part requests in flight (and
+// its joined parts in memory, at most MinPartBytes each): S3 takes an
+// upload's parts in any order.
+const assembleConcurrency = 8
+
 // Assemble writes key as the concatenation of segs with one multipart
 // upload: ranges copied server-side where they are large enough to be
 // parts, small pieces read back and joined (planParts). began is told the
@@ -114,26 +120,34 @@ func (s *Store) Assemble(ctx context.Context, key string, segs []Segment, began 
 		return err
 	}
 	done := make([]s3types.CompletedPart, len(parts))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(assembleConcurrency)
 	for i, p := range parts {
 		number := int32(i + 1)
-		var etag string
-		if p.copy {
-			seg := p.pieces[0]
-			cp, err := s.CopyPart(ctx, key, id, number, seg.Key, seg.From, seg.To)
-			if err != nil {
-				return err
+		g.Go(func() error {
+			var etag string
+			if p.copy {
+				seg := p.pieces[0]
+				cp, err := s.CopyPart(gctx, key, id, number, seg.Key, seg.From, seg.To)
+				if err != nil {
+					return err
+				}
+				etag = cp.ETag
+			} else {
+				data, err := s.join(gctx, p.pieces)
+				if err != nil {
+					return err
+				}
+				if etag, err = s.uploadPlainPart(gctx, key, id, number, data); err != nil {
+					return err
+				}
 			}
-			etag = cp.ETag
-		} else {
-			data, err := s.join(ctx, p.pieces)
-			if err != nil {
-				return err
-			}
-			if etag, err = s.uploadPlainPart(ctx, key, id, number, data); err != nil {
-				return err
-			}
-		}
-		done[i] = s3types.CompletedPart{PartNumber: aws.Int32(number), ETag: aws.String(etag)}
+			done[i] = s3types.CompletedPart{PartNumber: aws.Int32(number), ETag: aws.String(etag)}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	err = awserr.Retry(ctx, func() error {
 		_, err := s.S3.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{Bucket: aws.String(s.Bucket), Key: aws.String(key),
