@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"path"
 	"strings"
 	"sync"
@@ -17,6 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/stretchr/testify/require"
 
 	"github.com/inferstack/inferstack/inference"
@@ -394,4 +397,53 @@ func TestShardsStopWhenAnotherFailsTheJob(t *testing.T) {
 	require.NoError(t, json.Unmarshal(data, &s))
 	require.Equal(t, job.StateFailed, s.State)
 	require.Less(t, s.SamplesDone, s.SamplesTotal, "stopped before its end")
+}
+
+// failFirstCompletion fails the first completion of an upload under
+// results/ (the assembly's) as S3 would a bad request: the assembly stops
+// half done, its upload open.
+type failFirstCompletion struct {
+	s3io.Objects
+	failed  atomic.Bool
+	uploads atomic.Int32
+}
+
+func (f *failFirstCompletion) CreateMultipartUpload(ctx context.Context, in *s3.CreateMultipartUploadInput, opts ...func(*s3.Options)) (*s3.CreateMultipartUploadOutput, error) {
+	if strings.HasPrefix(aws.ToString(in.Key), job.ResultsPrefix) {
+		f.uploads.Add(1)
+	}
+	return f.Objects.CreateMultipartUpload(ctx, in, opts...)
+}
+
+func (f *failFirstCompletion) CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, opts ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error) {
+	if strings.HasPrefix(aws.ToString(in.Key), job.ResultsPrefix) && f.failed.CompareAndSwap(false, true) {
+		return nil, &smithy.OperationError{ServiceID: "S3", OperationName: "CompleteMultipartUpload", Err: &smithyhttp.ResponseError{
+			Response: &smithyhttp.Response{Response: &http.Response{StatusCode: http.StatusBadRequest}},
+			Err:      &smithy.GenericAPIError{Code: "InvalidRequest", Message: "injected"},
+		}}
+	}
+	return f.Objects.CompleteMultipartUpload(ctx, in, opts...)
+}
+
+// TestAnAssemblyStoppedHalfwayIsFinishedByARedelivery stops the assembly
+// after its first upload began: the assembling shard's redelivery finds its
+// own claim, aborts the upload the claim records and assembles again; the
+// result is the bytes of one local run, announced once, nothing left open.
+func TestAnAssemblyStoppedHalfwayIsFinishedByARedelivery(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 30*time.Second)
+	input := e.input("pair.npy", 2000)
+	faulty := &failFirstCompletion{Objects: e.s3}
+	e.start(e.cfg, nil, faulty, nil)
+	jobID := e.send(`{"filename": "pair.npy", "shards": 2}`)
+	testenv.Eventually(t, "the manifest", 90*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
+	require.True(t, faulty.failed.Load(), "the first assembly failed")
+	m := e.requireResults(jobID, e.reference(input))
+	require.EqualValues(t, 1+len(m.Outputs), faulty.uploads.Load(), "the first output's upload, stopped, then every output's")
+	testenv.Eventually(t, "the queue to drain", 30*time.Second, func() bool { return e.drained(e.queue) })
+	require.Empty(t, e.uploading(), "the stopped assembly's upload was aborted")
+	require.True(t, e.drained(e.dlq))
+	events := e.events()
+	require.Len(t, events, 1)
+	require.Equal(t, job.EventFinished, events[0].State)
 }
