@@ -37,7 +37,13 @@ func (w *Worker) runShard(ctx, engine context.Context, req job.Request, in input
 	case plan.InputETag != in.etag || plan.ModelSHA256 != in.model.SHA256:
 		return nil, false, fmt.Errorf("%w: %s or its model changed after the job was split into shards", inference.ErrBadInput, in.key)
 	}
-	if _, err := w.store.Head(ctx, failedKey(req.JobID, ref.Plan)); err == nil {
+	var failure shardFailure
+	switch err := w.store.GetJSON(ctx, failedKey(req.JobID, ref.Plan), &failure); {
+	case err == nil && failure.Shard == ref.Index:
+		// This shard failed the job on an earlier delivery that did not end
+		// (its record or dead letter not written): it ends as that one would.
+		return nil, false, &failedBefore{reason: failure.Reason}
+	case err == nil:
 		return nil, false, errJobFailed
 	}
 	to := results.Target{Prefix: job.ShardResultsPrefix(req.JobID, ref.Plan, ref.Index), Scope: status.scope, Rows: true}

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -79,7 +80,9 @@ func (w *Worker) poison(m sqstypes.Message, status *statusWriter, cause error, l
 	// records and announces it; a later one only ends its own message.
 	first := true
 	if shard := status.shardRef(); shard != nil {
-		reason = fmt.Sprintf("shard %d of %d: %s", shard.Index, shard.Count, reason)
+		if !errors.As(cause, new(*failedBefore)) {
+			reason = fmt.Sprintf("shard %d of %d: %s", shard.Index, shard.Count, reason)
+		}
 		var err error
 		if first, err = w.failJob(ctx, jobID, shard, reason); err != nil {
 			log.Error("cannot record the shard's failure; leaving the message for redelivery", "err", err)

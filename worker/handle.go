@@ -136,7 +136,7 @@ func stallsOf(m sqstypes.Message) int {
 // permanent errors can never succeed on a retry.
 func permanent(err error) bool {
 	return errors.Is(err, job.ErrInvalid) || errors.Is(err, inference.ErrBadInput) ||
-		errors.Is(err, inference.ErrBadModel) || errors.Is(err, s3io.ErrNotFound)
+		errors.Is(err, inference.ErrBadModel) || errors.Is(err, s3io.ErrNotFound) || errors.As(err, new(*failedBefore))
 }
 
 // backoff grows the delay before a failed job is seen again: 10 s, 20 s, 40 s... up to 15 min.

@@ -29,6 +29,12 @@ import (
 // chunk boundary, aborts its uploads and is deleted.
 var errJobFailed = errors.New("another shard of the job failed")
 
+// failedBefore is the failure a shard recorded (failed.json) on an earlier
+// delivery; it is permanent, and its reason is the one recorded.
+type failedBefore struct{ reason string }
+
+func (f *failedBefore) Error() string { return f.reason }
+
 // shardPlan is a split job's plan: what its shards share, written once by
 // the worker that split the job and read by every shard.
 type shardPlan struct {

@@ -137,12 +137,26 @@ func TestShardedTableJobWritesOrderedParts(t *testing.T) {
 func TestAPoisonShardFailsTheJobOnce(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, 30*time.Second)
+	body := e.badCSV()
+	for i := range 2 {
+		cfg := e.cfg
+		cfg.Name = fmt.Sprintf("worker-%d", i)
+		e.start(cfg, nil, nil, nil)
+	}
+	jobID := e.send(body)
+	e.requireFailedOnce(jobID)
+}
+
+// badCSV uploads a CSV of 4,000 rows whose row 3,500 has a bad cell in
+// column c1, and returns the request that splits it in 4 (the last shard
+// holds the bad cell).
+func (e *env) badCSV() string {
 	x := make([]float32, 4000*24)
 	for i := range x {
 		x[i] = float32(i%97) / 8
 	}
 	var buf bytes.Buffer
-	require.NoError(t, testenv.WriteFloatCSV(&buf, x, 24))
+	require.NoError(e.t, testenv.WriteFloatCSV(&buf, x, 24))
 	lines := strings.SplitAfter(buf.String(), "\n")
 	lines[3501] = strings.Replace(lines[3501], ",", ",1.5x", 1) // row 3500 (after the header): c1 is "1.5x..."
 	e.put("inputs/cells.csv", []byte(strings.Join(lines, "")))
@@ -150,18 +164,20 @@ func TestAPoisonShardFailsTheJobOnce(t *testing.T) {
 	for j := range cols {
 		cols[j] = fmt.Sprintf("%q", fmt.Sprintf("c%d", j))
 	}
-	for i := range 2 {
-		cfg := e.cfg
-		cfg.Name = fmt.Sprintf("worker-%d", i)
-		e.start(cfg, nil, nil, nil)
-	}
-	jobID := e.send(`{"filename": "cells.csv", "feed": {"x": [` + strings.Join(cols, ",") + `]}, "output_format": "npy", "shards": 4}`)
-	testenv.Eventually(t, "every message to end", 120*time.Second, func() bool { return e.drained(e.queue) })
+	return `{"filename": "cells.csv", "feed": {"x": [` + strings.Join(cols, ",") + `]}, "output_format": "npy", "shards": 4}`
+}
 
+// requireFailedOnce checks that jobID (badCSV's) failed once: one event and
+// one error record naming the shard, the bytes and the column, a failed
+// status, no result, one dead letter, no upload left open.
+func (e *env) requireFailedOnce(jobID string) {
+	t := e.t
+	testenv.Eventually(t, "every message to end", 120*time.Second, func() bool { return e.drained(e.queue) })
 	events := e.events()
 	require.Len(t, events, 1, "one event for the job")
 	require.Equal(t, job.EventFailed, events[0].State)
-	require.Contains(t, events[0].Reason, "shard 3 of 4")
+	require.True(t, strings.HasPrefix(events[0].Reason, "shard 3 of 4: "), events[0].Reason)
+	require.Equal(t, 1, strings.Count(events[0].Reason, "shard 3 of 4"), events[0].Reason)
 	require.Contains(t, events[0].Reason, `column "c1"`)
 	require.Contains(t, events[0].Reason, "bytes ")
 	data, ok := e.get(job.ErrorKey(jobID))
@@ -446,4 +462,34 @@ func TestAnAssemblyStoppedHalfwayIsFinishedByARedelivery(t *testing.T) {
 	events := e.events()
 	require.Len(t, events, 1)
 	require.Equal(t, job.EventFinished, events[0].State)
+}
+
+// failFirstRecord fails the first write of an error record.
+type failFirstRecord struct {
+	s3io.Objects
+	failed atomic.Bool
+}
+
+func (f *failFirstRecord) PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
+	if strings.HasPrefix(aws.ToString(in.Key), job.ErrorsPrefix) && f.failed.CompareAndSwap(false, true) {
+		return nil, &smithy.OperationError{ServiceID: "S3", OperationName: "PutObject", Err: &smithyhttp.ResponseError{
+			Response: &smithyhttp.Response{Response: &http.Response{StatusCode: http.StatusBadRequest}},
+			Err:      &smithy.GenericAPIError{Code: "InvalidRequest", Message: "injected"},
+		}}
+	}
+	return f.Objects.PutObject(ctx, in, opts...)
+}
+
+// TestAShardThatFailedTheJobEndsItOnItsRedelivery fails the error record of
+// the shard that failed the job: its message is left for redelivery, which
+// finds the failure it recorded and ends the job as it would have, once.
+func TestAShardThatFailedTheJobEndsItOnItsRedelivery(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 3*time.Second)
+	body := e.badCSV()
+	faulty := &failFirstRecord{Objects: e.s3}
+	e.start(e.cfg, nil, faulty, nil)
+	jobID := e.send(body)
+	e.requireFailedOnce(jobID)
+	require.True(t, faulty.failed.Load(), "the first error record failed")
 }
