@@ -493,3 +493,35 @@ func TestAShardThatFailedTheJobEndsItOnItsRedelivery(t *testing.T) {
 	e.requireFailedOnce(jobID)
 	require.True(t, faulty.failed.Load(), "the first error record failed")
 }
+
+// TestShardedCSVMatchesALocalRunByteForByte splits a CSV at line starts
+// into shards that count their own rows: the .npy results, whose header
+// needs the whole count, are those of one local run.
+func TestShardedCSVMatchesALocalRunByteForByte(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 30*time.Second)
+	x := make([]float32, 3000*24)
+	for i := range x {
+		x[i] = float32((i*7919)%1000)/500 - 1
+	}
+	var buf bytes.Buffer
+	require.NoError(t, testenv.WriteFloatCSV(&buf, x, 24))
+	e.put("inputs/rows.csv", buf.Bytes())
+	cols := make([]string, 24)
+	for j := range cols {
+		cols[j] = fmt.Sprintf("c%d", j)
+	}
+	feed, _ := json.Marshal(map[string][]string{"x": cols})
+	e.start(e.cfg, nil, nil, nil)
+	jobID := e.send(`{"filename": "rows.csv", "feed": ` + string(feed) + `, "output_format": "npy", "shards": 3}`)
+	testenv.Eventually(t, "the manifest", 120*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
+	m := e.requireResults(jobID, e.localRun("rows.csv", buf.Bytes(), &inference.TableOptions{Feed: map[string][]string{"x": cols}}, job.OutputNpy))
+	require.EqualValues(t, 3000, m.Samples)
+	require.Len(t, m.Shards, 3)
+	var rows int64
+	for _, s := range m.Shards {
+		require.Equal(t, inference.RangeBytes, s.Unit)
+		rows += s.Samples
+	}
+	require.EqualValues(t, 3000, rows)
+}
