@@ -125,8 +125,10 @@ func (c *Client) Manifest(ctx context.Context, jobID string) (m manifest.Manifes
 }
 
 // Wait polls until the job has a manifest or an error record, calling
-// progress with each new status.
-func (c *Client) Wait(ctx context.Context, jobID string, every time.Duration, progress func(job.Status)) (*manifest.Manifest, error) {
+// progress with each new status and the job's progress (for a split job,
+// counted from its shards' statuses).
+func (c *Client) Wait(ctx context.Context, jobID string, every time.Duration, progress func(job.Status, Progress)) (*manifest.Manifest, error) {
+	shards := &shardStatuses{}
 	for {
 		if m, ok, err := c.Manifest(ctx, jobID); err != nil || ok {
 			return &m, err
@@ -138,7 +140,10 @@ func (c *Client) Wait(ctx context.Context, jobID string, every time.Duration, pr
 			return nil, fmt.Errorf("%w: %s (s3://%s/%s)", ErrJobFailed, record.Reason, c.Bucket, job.ErrorKey(jobID))
 		}
 		if s, ok, err := c.Status(ctx, jobID); err == nil && ok && progress != nil {
-			progress(s)
+			// Progress is advisory: a failed read of it waits for the next poll.
+			if p, err := c.progress(ctx, s, shards); err == nil {
+				progress(s, p)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -168,20 +173,27 @@ func (c *Client) Results(ctx context.Context, jobID, dir string) (*manifest.Mani
 	// The manifest last, as the worker writes it: where it is, the outputs
 	// beside it are complete.
 	for _, name := range append(outputFiles(m), manifest.File) {
-		if !filepath.IsLocal(name) {
+		local := filepath.FromSlash(name) // a part's key names its directory: predictions/part-00000.parquet
+		if !filepath.IsLocal(local) {
 			return nil, fmt.Errorf("download %s: not a file name under %s", name, dir)
 		}
-		if err := c.download(ctx, prefix+name, filepath.Join(dir, name)); err != nil {
+		if err := c.download(ctx, prefix+name, filepath.Join(dir, local)); err != nil {
 			return nil, fmt.Errorf("download %s: %w", name, err)
 		}
 	}
 	return &m, nil
 }
 
+// outputFiles are the files of the job's results: one per output, a
+// table job's outputs being columns of one file, or the part files of a
+// dataset (a split table job's predictions/), which its outputs name as a
+// directory.
 func outputFiles(m manifest.Manifest) []string {
-	var names []string
+	names := slices.Clone(m.Parts)
 	for _, o := range m.Outputs {
-		// A table job's outputs are columns of one file.
+		if strings.HasSuffix(o.File, "/") {
+			continue // a dataset's directory: its parts are listed
+		}
 		if !slices.Contains(names, o.File) {
 			names = append(names, o.File)
 		}
