@@ -8,12 +8,14 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
+	"github.com/inferstack/inferstack/inference/manifest"
 	"github.com/inferstack/inferstack/internal/awsenv"
 	"github.com/inferstack/inferstack/internal/client"
 	"github.com/inferstack/inferstack/internal/job"
@@ -116,7 +118,7 @@ func (c *clientFlags) client(ctx context.Context) (*client.Client, error) {
 }
 
 func (m *Main) submit(ctx context.Context, args []string) error {
-	c := newClientFlags(m, "submit", "Usage: inferstack submit FILE [--tier cpu|gpu|auto] [--feed INPUT=COLS] [--keep COLS] [--output-prefix P] [--wait] [--part-size SIZE] [--concurrency N]\n\n"+
+	c := newClientFlags(m, "submit", "Usage: inferstack submit FILE [--tier cpu|gpu|auto] [--feed INPUT=COLS] [--keep COLS] [--output-prefix P] [--shards N] [--wait] [--part-size SIZE] [--concurrency N]\n\n"+
 		"Uploads FILE to the stack's inputs/ (in parts, several at once, with progress on stderr) and sends the intake message;\nprints the job id.\n")
 	c.transferFlags()
 	tier := c.fs.String("tier", "", "run on this tier (where the stack allows per-message tiers)")
@@ -125,6 +127,7 @@ func (m *Main) submit(ctx context.Context, args []string) error {
 	window := c.fs.Int64("window", 0, "cut a signal into windows of this many steps (with --hop)")
 	hop := c.fs.Int64("hop", 0, "steps between windows")
 	wait := c.fs.Bool("wait", false, "follow the job's progress until its results or error record appear")
+	shards := c.fs.String("shards", "", fmt.Sprintf("split the job into `N` shards, 1 to %d, run by as many workers as the tier scales to (1: never split; default: the stack's inferstack:shardBytes decides)", job.MaxShards))
 	feed := feedFlag{}
 	c.fs.Var(feed, "feed", "INPUT=COLUMN or INPUT=COL1,COL2,...: the table columns a model input reads (repeatable; default: the column of the input's name)")
 	keep := c.fs.String("keep", "", "table columns copied to predictions.parquet beside the predictions, e.g. id,ts")
@@ -140,6 +143,10 @@ func (m *Main) submit(ctx context.Context, args []string) error {
 			return &usageError{msg: "--keep: " + err.Error()}
 		}
 	}
+	nShards, err := parseShards(*shards)
+	if err != nil {
+		return err
+	}
 	if err := c.parseTransfer(); err != nil {
 		return err
 	}
@@ -150,7 +157,7 @@ func (m *Main) submit(ctx context.Context, args []string) error {
 	bars := newByteBars(m.Stderr, false, "upload")
 	cl.Transfer.Progress = bars.Update
 	req, err := cl.Submit(ctx, c.arg(0), *key, job.Request{Tier: job.Tier(*tier), Window: *window, Hop: *hop, OutputPrefix: *outputPrefix,
-		InputFormat: *inputFormat, OutputFormat: *outputFormat, Keep: keepColumns, Feed: map[string][]string(feed)})
+		InputFormat: *inputFormat, OutputFormat: *outputFormat, Keep: keepColumns, Feed: map[string][]string(feed), Shards: nShards})
 	bars.Done()
 	if err != nil {
 		return err
@@ -161,11 +168,7 @@ func (m *Main) submit(ctx context.Context, args []string) error {
 		return nil
 	}
 	p := newProgress(m.Stderr, false)
-	manifest, err := cl.Wait(ctx, id, 500*time.Millisecond, func(s job.Status) {
-		if s.SamplesTotal > 0 {
-			p.Update(s.SamplesDone, s.SamplesTotal)
-		}
-	})
+	manifest, err := cl.Wait(ctx, id, 500*time.Millisecond, func(_ job.Status, jp client.Progress) { p.UpdateJob(jp) })
 	p.Done()
 	if err != nil {
 		return err
@@ -173,6 +176,19 @@ func (m *Main) submit(ctx context.Context, args []string) error {
 	fmt.Fprintf(m.Stdout, "done: %d samples on %s; results in s3://%s/%s (inferstack results %s --output DIR)\n",
 		manifest.Samples, manifest.Device.Used, cl.Bucket, req.ResultsPrefix(), id)
 	return nil
+}
+
+// parseShards reads --shards: empty (the stack decides by size), or 1 to
+// job.MaxShards.
+func parseShards(v string) (int, error) {
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > job.MaxShards {
+		return 0, &usageError{msg: fmt.Sprintf("--shards %q: want 1 to %d", v, job.MaxShards)}
+	}
+	return n, nil
 }
 
 func (m *Main) status(ctx context.Context, args []string) error {
@@ -192,15 +208,57 @@ func (m *Main) status(ctx context.Context, args []string) error {
 		fmt.Fprintf(m.Stdout, "%s: queued (no worker has started it yet)\n", c.arg(0))
 		return nil
 	}
-	fmt.Fprintf(m.Stdout, "%s: %s on %s (%s), %d/%d samples, updated %s", s.JobID, s.State, s.Tier, s.Worker, s.SamplesDone, s.SamplesTotal, s.UpdatedAt.Format(time.RFC3339))
+	p, err := cl.Progress(ctx, s)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(m.Stdout, jobStatusLine(cl.Bucket, s, p))
+	return nil
+}
+
+// jobStatusLine is what `inferstack status` prints of a job: its state,
+// where it runs, how far it is (for a split job, its shards done and its
+// samples overall), and where its results are or why it failed.
+func jobStatusLine(bucket string, s job.Status, p client.Progress) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %s on %s (%s), %s, updated %s", s.JobID, s.State, s.Tier, s.Worker, progressText(p), s.UpdatedAt.Format(time.RFC3339))
 	if s.State == job.StateDone && s.Results != "" {
-		fmt.Fprintf(m.Stdout, "; results in s3://%s/%s", cl.Bucket, s.Results)
+		fmt.Fprintf(&b, "; results in s3://%s/%s", bucket, s.Results)
 	}
 	if s.Reason != "" {
-		fmt.Fprintf(m.Stdout, ": %s", s.Reason)
+		fmt.Fprintf(&b, ": %s", s.Reason)
 	}
-	fmt.Fprintln(m.Stdout)
-	return nil
+	return b.String()
+}
+
+// progressText says how far a job is: "10/100 samples", or for a split job
+// "shards 3/8 done, 1,234,567 of 2,000,000 samples" (a total still unknown
+// left out).
+func progressText(p client.Progress) string {
+	if p.Shards == 0 {
+		return fmt.Sprintf("%d/%d samples", p.SamplesDone, p.SamplesTotal)
+	}
+	if p.SamplesTotal <= 0 {
+		return fmt.Sprintf("shards %d/%d done, %s samples", p.ShardsDone, p.Shards, thousands(p.SamplesDone))
+	}
+	return fmt.Sprintf("shards %d/%d done, %s of %s samples", p.ShardsDone, p.Shards, thousands(p.SamplesDone), thousands(p.SamplesTotal))
+}
+
+// thousands writes n with commas between groups of three digits.
+func thousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	sign := ""
+	if n < 0 {
+		sign, s = "-", s[1:]
+	}
+	var b strings.Builder
+	for i, d := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(d)
+	}
+	return sign + b.String()
 }
 
 func (m *Main) results(ctx context.Context, args []string) error {
@@ -225,14 +283,33 @@ func (m *Main) results(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	for _, o := range manifest.Outputs {
-		if filepath.Ext(o.File) == ".parquet" {
-			fmt.Fprintf(m.Stdout, "%s  column %s: %s %v\n", filepath.Join(*out, o.File), o.Name, o.DType, o.Shape)
-			continue
-		}
-		fmt.Fprintf(m.Stdout, "%s  %s %v\n", filepath.Join(*out, o.File), o.DType, o.Shape)
+	for _, line := range resultLines(*out, *manifest) {
+		fmt.Fprintln(m.Stdout, line)
 	}
 	return nil
+}
+
+// resultLines are what `inferstack results` prints of the files it
+// downloaded into dir: each .npy output with its type and shape, each
+// column of a predictions.parquet, or, for a dataset of part files (a split
+// table job's predictions/), each part, then each column of the dataset.
+func resultLines(dir string, m manifest.Manifest) []string {
+	var lines []string
+	for _, part := range m.Parts {
+		lines = append(lines, filepath.Join(dir, filepath.FromSlash(part)))
+	}
+	for _, o := range m.Outputs {
+		path := filepath.Join(dir, filepath.FromSlash(o.File))
+		switch {
+		case strings.HasSuffix(o.File, "/"):
+			lines = append(lines, fmt.Sprintf("%s%c  column %s: %s %v", path, filepath.Separator, o.Name, o.DType, o.Shape))
+		case filepath.Ext(o.File) == ".parquet":
+			lines = append(lines, fmt.Sprintf("%s  column %s: %s %v", path, o.Name, o.DType, o.Shape))
+		default:
+			lines = append(lines, fmt.Sprintf("%s  %s %v", path, o.DType, o.Shape))
+		}
+	}
+	return lines
 }
 
 func (m *Main) tier(ctx context.Context, args []string) error {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/inferstack/inferstack/internal/client"
 )
 
 // progress draws a bar on a terminal and prints a plain line every few
@@ -19,14 +21,36 @@ type progress struct {
 	drawn    bool
 	// stats says how far it is: done of total, at rate a second.
 	stats func(done, total int64, rate float64) string
+	// shards is a split job's progress in words (UpdateJob), shown in
+	// place of the samples' count.
+	shards string
 }
 
 // newProgress counts samples.
 func newProgress(w io.Writer, off bool) *progress {
-	return &progress{w: w, off: off, tty: isTerminal(w), start: time.Now(),
-		stats: func(done, total int64, rate float64) string {
-			return fmt.Sprintf("%d/%d samples  %.0f/s", done, total, rate)
-		}}
+	p := &progress{w: w, off: off, tty: isTerminal(w), start: time.Now()}
+	p.stats = func(done, total int64, rate float64) string {
+		if p.shards != "" {
+			return fmt.Sprintf("%s  %.0f/s", p.shards, rate)
+		}
+		return fmt.Sprintf("%d/%d samples  %.0f/s", done, total, rate)
+	}
+	return p
+}
+
+// UpdateJob reports a job's progress: its samples, and its shards where it
+// was split. A total not known yet draws nothing.
+func (p *progress) UpdateJob(jp client.Progress) {
+	if jp.SamplesTotal <= 0 {
+		return
+	}
+	p.mu.Lock()
+	p.shards = ""
+	if jp.Shards > 0 {
+		p.shards = progressText(jp)
+	}
+	p.mu.Unlock()
+	p.Update(jp.SamplesDone, jp.SamplesTotal)
 }
 
 // newByteProgress counts the bytes of a transfer: what (e.g. "upload x.npy").
