@@ -281,13 +281,18 @@ func (s *Stack) uploadModels(ctx context.Context) error {
 // sets it (with the tier's worker user's keys for its role), plus the local
 // library and a short poll (quick stops).
 func (s *Stack) workerEnv(t settings.Tier) []string {
-	cfg := s.opts.Config
-	w := cfg.Runtime(t, settings.Location{
+	return append(append(s.workers[t.Name].Env(), runenv.List(s.workerRuntime(t).Env())...), "INFERSTACK_ORT_LIB="+s.opts.ORTLib, runenv.EnvPollWait+"=2s")
+}
+
+// workerRuntime is what the tier's task definition tells its worker on
+// AWS (settings.Workers.Runtime: its queue, visibility, threads, shard
+// size...), at this stack's resources.
+func (s *Stack) workerRuntime(t settings.Tier) runenv.Worker {
+	return s.opts.Config.Runtime(t, settings.Location{
 		Region: emulator.Region, Bucket: s.Bucket, ModelKey: s.modelKey(),
 		QueueURL: s.Queues[job.TierQueue(job.Tier(t.Name))], DeadLetterURL: s.Queues[job.TierDeadLetterQueue(job.Tier(t.Name))],
 		EventsTopicARN: s.EventsTopic,
 	})
-	return append(append(s.workers[t.Name].Env(), runenv.List(w.Env())...), "INFERSTACK_ORT_LIB="+s.opts.ORTLib, runenv.EnvPollWait+"=2s")
 }
 
 // Run feeds the dispatch function from the intake queue (as the event source
