@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,7 +46,8 @@ func envClient(t *testing.T, stack *localstack.Stack) *client.Client {
 // results are byte for byte what `inferstack run` writes for the same file
 // with the same batch size and threads; `inferstack status` says shards
 // 4/4, and a client (with the client's policy, IAM enforced) can list and
-// read the shards' statuses it counts while the job runs.
+// read the shards' statuses it counts while the job runs. A Parquet table
+// split four ways comes back as four ordered part files.
 func TestShardsRunThroughTheLocalStack(t *testing.T) {
 	// The workers (children of the scaler, which inherit this environment)
 	// pin their batch size, so shards start at whole batches of 64 and the
@@ -130,6 +132,24 @@ func TestShardsRunThroughTheLocalStack(t *testing.T) {
 	require.GreaterOrEqual(t, peakWorkers, cpu.TasksFor(4))
 	require.Greater(t, peakWorkers, 1, "more than one worker ran the shards")
 	mu.Unlock()
+
+	// A Parquet table split at its row groups (four of 256 rows): its
+	// predictions come back as ordered part files, which read as one table.
+	out, _ = cli("submit", parquetTable(t, 1000), "--keep", "id", "--shards", "4", "--wait")
+	table := jobID(t, out)
+	out, _ = cli("status", table)
+	require.Contains(t, out, "shards 4/4 done, 1,000 of 1,000 samples")
+	dir = t.TempDir()
+	out, _ = cli("results", table, "--output", dir)
+	var parts []string
+	for i := range 4 {
+		part := filepath.Join(dir, "predictions", fmt.Sprintf("part-%05d.parquet", i))
+		require.Contains(t, out, part+"\n")
+		parts = append(parts, part)
+	}
+	require.Contains(t, out, filepath.Join(dir, "predictions")+"/  column probs: float32 [1000 5]")
+	require.NoFileExists(t, filepath.Join(dir, inference.PredictionsFile))
+	requirePredictions(t, 1000, parts...)
 
 	// What status counts while the shards run, as the client: listed under
 	// status/<job>/<plan>/ and read with the client's policy.

@@ -84,33 +84,35 @@ func csvTable(t *testing.T, n int) string {
 	return path
 }
 
-// requirePredictions reads a downloaded predictions.parquet back with
-// arrow-go and checks it against the model's pure-Go reference: the kept
-// id column first, in input order, then logits and probs.
-func requirePredictions(t *testing.T, path string, n int) {
-	data, err := os.ReadFile(path)
-	require.NoError(t, err)
-	tbl := testenv.ReadParquet(t, data)
-	defer tbl.Release()
-	var names []string
-	for _, f := range tbl.Schema().Fields() {
-		names = append(names, f.Name)
-	}
-	require.Equal(t, []string{"id", "logits", "probs"}, names)
-	require.EqualValues(t, n, tbl.NumRows())
+// requirePredictions reads downloaded predictions back with arrow-go (a
+// predictions.parquet, or a dataset's part files in order, as one table)
+// and checks them against the model's pure-Go reference: the kept id
+// column first, in input order, then logits and probs.
+func requirePredictions(t *testing.T, n int, paths ...string) {
 	_, want := onnxmodel.NewMLP(24, 32, 5, 1).Reference(features(n))
 	row := 0
-	ids := tbl.Column(0).Data().Chunks()
-	for c, chunk := range tbl.Column(2).Data().Chunks() {
-		probs := chunk.(*array.FixedSizeList)
-		values := probs.ListValues().(*array.Float32).Float32Values()
-		for i := range probs.Len() {
-			require.EqualValues(t, 7000+row, ids[c].(*array.Int64).Value(i), "row %d keeps its id", row)
-			for k := range 5 {
-				require.InDelta(t, want[row*5+k], float64(values[(probs.Offset()+i)*5+k]), 1e-5, "row %d", row)
-			}
-			row++
+	for _, path := range paths {
+		data, err := os.ReadFile(path)
+		require.NoError(t, err)
+		tbl := testenv.ReadParquet(t, data)
+		var names []string
+		for _, f := range tbl.Schema().Fields() {
+			names = append(names, f.Name)
 		}
+		require.Equal(t, []string{"id", "logits", "probs"}, names, path)
+		ids := tbl.Column(0).Data().Chunks()
+		for c, chunk := range tbl.Column(2).Data().Chunks() {
+			probs := chunk.(*array.FixedSizeList)
+			values := probs.ListValues().(*array.Float32).Float32Values()
+			for i := range probs.Len() {
+				require.EqualValues(t, 7000+row, ids[c].(*array.Int64).Value(i), "row %d keeps its id", row)
+				for k := range 5 {
+					require.InDelta(t, want[row*5+k], float64(values[(probs.Offset()+i)*5+k]), 1e-5, "row %d", row)
+				}
+				row++
+			}
+		}
+		tbl.Release()
 	}
 	require.Equal(t, n, row)
 	require.False(t, math.IsNaN(want[0]))
@@ -146,7 +148,7 @@ func TestTablesRunThroughTheLocalStack(t *testing.T) {
 	dir := t.TempDir()
 	out := inferstack("results", finished.JobID, "--output", dir)
 	require.Contains(t, out, filepath.Join(dir, inference.PredictionsFile)+"  column probs: float32 [1000 5]")
-	requirePredictions(t, filepath.Join(dir, inference.PredictionsFile), 1000)
+	requirePredictions(t, 1000, filepath.Join(dir, inference.PredictionsFile))
 
 	cols := make([]string, 24)
 	for j := range cols {
@@ -156,5 +158,5 @@ func TestTablesRunThroughTheLocalStack(t *testing.T) {
 	submitted := jobID(t, out)
 	dir = t.TempDir()
 	inferstack("results", submitted, "--output", dir)
-	requirePredictions(t, filepath.Join(dir, inference.PredictionsFile), 300)
+	requirePredictions(t, 300, filepath.Join(dir, inference.PredictionsFile))
 }
