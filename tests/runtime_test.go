@@ -44,7 +44,7 @@ func containerEnv(t *testing.T, task registered) (map[string]string, float64) {
 // stop timeout less the worker's margin, the region, the bucket, the model.
 func TestTaskDefinitionsTellTheWorkerItsQueueSettings(t *testing.T) {
 	t.Parallel()
-	for _, overrides := range []map[string]string{nil, {"visibilityTimeout": "900", "maxReceives": "3", "stopTimeout": "60", "cpuTaskCpu": "3072", "gpuTaskCpu": "512"}} {
+	for _, overrides := range []map[string]string{nil, {"visibilityTimeout": "900", "maxReceives": "3", "stopTimeout": "60", "cpuTaskCpu": "3072", "gpuTaskCpu": "512", "shardBytes": "134217728"}} {
 		cfg := config(t, "prod", overrides)
 		d := run(t, cfg)
 		for _, tier := range cfg.Tiers() {
@@ -70,6 +70,7 @@ func TestTaskDefinitionsTellTheWorkerItsQueueSettings(t *testing.T) {
 				StopTimeout:    time.Duration(stopTimeout)*time.Second - runenv.StopMargin,
 				EventsTopicARN: str(d.named("inferstack-events").Outputs, "arn"),
 				Threads:        max(1, cpuUnits/1024),
+				ShardBytes:     cfg.ShardBytes,
 			}
 			require.Equal(t, want, parsed.Worker)
 			require.Equal(t, want.Threads, parsed.Threads, "ONNX Runtime's threads are the task's whole vCPUs")
