@@ -167,6 +167,16 @@ func (l *Layout) samples(model TensorInfo) error {
 	return nil
 }
 
+// ByteEnd is where in the file the samples before sample end end: a shard
+// of samples [from, end) reads nothing past it.
+func (l *Layout) ByteEnd(end int64) int64 {
+	rows := end
+	if l.Window > 0 {
+		rows = (end-1)*l.Hop + l.Window
+	}
+	return l.dataOffset + rows*l.rowElems*int64(l.dt.Size)
+}
+
 // readBuffers are the scratch buffers of one reader, reused between chunks.
 type readBuffers struct{ raw, signal []byte }
 

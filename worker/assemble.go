@@ -56,6 +56,9 @@ func (w *Worker) runShard(ctx, engine context.Context, req job.Request, in input
 		defer stop(nil)
 		unwatch := w.watchFailure(ctx, stop, req.JobID, ref.Plan)
 		rows := plan.Shards[ref.Index]
+		if len(plan.ReadEnds) == len(plan.Shards) {
+			in.readEnd = plan.ReadEnds[ref.Index]
+		}
 		done, _, err = w.pass(ctx, shardEngine, req, in, &rows, to, status, log)
 		unwatch()
 		if errors.Is(context.Cause(shardEngine), errJobFailed) {

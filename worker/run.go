@@ -23,6 +23,8 @@ type input struct {
 	etag  string
 	size  int64
 	model *inference.Model
+	// readEnd, where set, is where a shard's reads end (shardPlan.ReadEnds).
+	readEnd int64
 }
 
 // run does the job and returns its manifest once results and manifest are
@@ -92,6 +94,9 @@ func (w *Worker) pass(ctx, engine context.Context, req job.Request, in input, ro
 	// the engine's: a hand-over that stops the engine stops them too.
 	reader := w.store.Reader(engine, in.key, in.etag, in.size, w.cfg.ReadPartBytes, w.cfg.ReadConcurrency)
 	defer reader.Close()
+	if in.readEnd > 0 {
+		reader.Within(in.readEnd)
+	}
 	ej := inference.Pass{
 		Model: in.model, Input: reader, InputSize: in.size,
 		InputName: in.key, InputETag: in.etag, Windowing: inference.Windowing{Window: req.Window, Hop: req.Hop},

@@ -45,9 +45,12 @@ type shardPlan struct {
 	ModelSHA256 string `json:"model_sha256"`
 	// Samples is the whole input's, where its header or footer says (not a
 	// text table's, whose shards count their own).
-	Samples   int64             `json:"samples,omitempty"`
-	Shards    []inference.Range `json:"shards"`
-	CreatedAt time.Time         `json:"created_at"`
+	Samples int64             `json:"samples,omitempty"`
+	Shards  []inference.Range `json:"shards"`
+	// ReadEnds bound each shard's read-ahead: the byte after which it reads
+	// nothing (0: no bound known, as for Parquet, whose footer is at the end).
+	ReadEnds  []int64   `json:"read_ends,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 func planKey(jobID, plan string) string     { return job.PlanPrefix(jobID, plan) + "plan.json" }
@@ -79,21 +82,30 @@ func (w *Worker) shardCount(req job.Request, size int64) int {
 // Parquet table, line-aligned byte ranges of CSV and JSON Lines. It reads
 // the header, the footer or the bytes around the split points, never the
 // whole input.
-func (w *Worker) planShards(ctx context.Context, req job.Request, in input, n int) (samples int64, shards []inference.Range, err error) {
+func (w *Worker) planShards(ctx context.Context, req job.Request, in input, n int, plan *shardPlan) error {
 	r := w.store.Reader(ctx, in.key, in.etag, in.size, planReadBytes, 1)
 	defer r.Close()
 	if req.IsTable() {
-		if shards, err = inference.PlanTableShards(r, in.size, in.key, req.InputFormat, n); err != nil {
-			return 0, nil, err
+		shards, err := inference.PlanTableShards(r, in.size, in.key, req.InputFormat, n)
+		if err != nil {
+			return err
 		}
-		if last := shards[len(shards)-1]; last.Unit == inference.RangeRows {
-			samples = last.To
+		plan.Shards, plan.ReadEnds = shards, make([]int64, len(shards))
+		for i, s := range shards {
+			switch s.Unit {
+			case inference.RangeRows:
+				plan.Samples = s.To
+			case inference.RangeBytes:
+				// A shard reads on to the end of its last line, which is
+				// the next shard's first byte, and the next 'n'.
+				plan.ReadEnds[i] = min(in.size, s.To+1)
+			}
 		}
-		return samples, shards, nil
+		return nil
 	}
 	layout, err := inference.NewLayout(r, in.size, in.key, in.model.Inputs, inference.Windowing{Window: req.Window, Hop: req.Hop})
 	if err != nil {
-		return 0, nil, err
+		return err
 	}
 	align := int64(inference.ShardAlign)
 	switch {
@@ -102,7 +114,11 @@ func (w *Worker) planShards(ctx context.Context, req job.Request, in input, n in
 	case w.cfg.BatchSize > 0:
 		align = w.cfg.BatchSize
 	}
-	return layout.Samples(), inference.PlanSampleShards(layout.Samples(), n, align), nil
+	plan.Samples, plan.Shards = layout.Samples(), inference.PlanSampleShards(layout.Samples(), n, align)
+	for _, s := range plan.Shards {
+		plan.ReadEnds = append(plan.ReadEnds, layout.ByteEnd(s.To))
+	}
+	return nil
 }
 
 // planReadBytes is what a plan reads at a time: a header, a footer, the
@@ -118,8 +134,7 @@ func (w *Worker) split(ctx context.Context, req job.Request, m sqstypes.Message,
 	key := planKey(req.JobID, plan.Plan)
 	switch err := w.store.GetJSON(ctx, key, &plan); {
 	case errors.Is(err, s3io.ErrNotFound):
-		var err error
-		if plan.Samples, plan.Shards, err = w.planShards(ctx, req, in, n); err != nil {
+		if err := w.planShards(ctx, req, in, n, &plan); err != nil {
 			return false, err
 		}
 		if len(plan.Shards) < 2 {

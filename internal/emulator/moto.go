@@ -1,12 +1,16 @@
 package emulator
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -167,4 +171,26 @@ func (m *Moto) config(ctx context.Context, c Credentials) (aws.Config, error) {
 	// reach moto directly.
 	cfg.BaseEndpoint = aws.String(m.URL)
 	return cfg, nil
+}
+
+// CPUTime is the CPU time moto's process has used so far (Linux: from
+// /proc; the clock ticks are USER_HZ, 100 a second): benchmarks count the
+// emulator's share of the machine, which a deployment does not pay.
+func (m *Moto) CPUTime() (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", m.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	// The fields after the command's ")" start at the state, field 3:
+	// utime and stime are fields 14 and 15.
+	f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("moto's /proc stat has %d fields", len(f))
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	return time.Duration(utime+stime) * time.Second / 100, nil
 }

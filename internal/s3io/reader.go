@@ -64,6 +64,8 @@ type RangeReader struct {
 	// partBytes and concurrency tune the read-ahead; 0 takes the defaults.
 	partBytes   int64
 	concurrency int
+	// ahead, where set, ends the read-ahead (Within).
+	ahead int64
 
 	mu    sync.Mutex
 	base  context.Context // ctx, cancelled by Close; nil until the first read
@@ -177,10 +179,20 @@ func (r *RangeReader) acquire(pos, end int64) (*part, error) {
 	return pt, nil
 }
 
+// Within keeps the read-ahead before byte end (a shard's last): parts from
+// there on are fetched only when a read needs them. Call it before reading.
+func (r *RangeReader) Within(end int64) *RangeReader {
+	r.ahead = end
+	return r
+}
+
 // window makes parts [i, i+concurrency) the window, dropping any others and
 // fetching those missing, and returns part i. Under mu.
 func (r *RangeReader) window(i int64) *part {
 	last := min(i+int64(r.concurrency), (r.size+r.partBytes-1)/r.partBytes)
+	if r.ahead > 0 {
+		last = min(last, max(i+1, (r.ahead+r.partBytes-1)/r.partBytes))
+	}
 	for j, pt := range r.parts {
 		if j < i || j >= last {
 			r.drop(j, pt)

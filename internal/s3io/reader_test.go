@@ -241,6 +241,25 @@ func TestReadAheadGetsEachPartOnce(t *testing.T) {
 	}
 }
 
+// A reader kept within a shard's bytes fetches no part past them ahead of
+// time, and still reads past them when asked (a Parquet footer, say).
+func TestReadAheadWithinAShardStopsAtItsEnd(t *testing.T) {
+	t.Parallel()
+	const part, size = 1 << 20, 16 << 20
+	f := newFake(size)
+	r := f.open(t.Context(), part, 8).Within(5<<20 + 10)
+	defer r.Close()
+	for off := int64(2 << 20); off < 5<<20+10; off += 1 << 19 {
+		_, err := r.ReadAt(make([]byte, 1<<19), off)
+		require.NoError(t, err)
+	}
+	gets, _, _, _ := f.stats()
+	require.ElementsMatch(t, []string{"bytes=2097152-3145727", "bytes=3145728-4194303", "bytes=4194304-5242879", "bytes=5242880-6291455"}, gets,
+		"parts 2 to 5 only, not the 8 a window holds")
+	_, err := r.ReadAt(make([]byte, 100), size-100)
+	require.NoError(t, err, "a read past the shard still reads")
+}
+
 // The reader keeps concurrency GETs in flight and no more, and reads into
 // no more than concurrency buffers however long the object.
 func TestReadAheadKeepsConcurrencyGETsInFlightInBoundedMemory(t *testing.T) {
