@@ -39,9 +39,11 @@ var _ Queue = (*sqs.Client)(nil)
 // Worker serves one queue, one job at a time. This file is its poll loop;
 // a message then goes, in file order, through handle.go (one message to
 // its ending), heartbeat.go (keeping it while the job runs), run.go (the job
-// through the engine, its results written by package results), endings.go
-// (done, poison, handed back or over), status.go and events.go (what
-// clients read), beside models.go, protection.go and metrics.go.
+// through the engine, its results written by package results), shards.go
+// (a large job split into shards, one message each) and assemble.go (a
+// shard's run, and the last one's assembly of the job), endings.go (done,
+// poison, handed back or over), status.go and events.go (what clients
+// read), beside models.go, calibrations.go, protection.go and metrics.go.
 type Worker struct {
 	cfg     Config
 	queue   Queue
