@@ -50,6 +50,26 @@ func TestPolicyStartsFromZeroAndTracksBacklogPerTask(t *testing.T) {
 	}
 }
 
+// A split job puts its shards on the tier queue, up to job.MaxShards a job
+// and several jobs at once: thousands of messages hold the tier at its
+// MaxTasks, and as they drain the count follows them down to one.
+func TestThousandsOfShardsHoldTheTierAtMaxTasks(t *testing.T) {
+	t.Parallel()
+	p, err := New(Config{MaxTasks: 100, BacklogPerTask: 2, IdleMinutes: 15, TasksPerInstance: 2})
+	require.NoError(t, err)
+	for _, backlog := range []float64{200, 1000, 5000, 1e6} {
+		require.Equal(t, 100, p.TasksFor(backlog), "backlog %v", backlog)
+	}
+	prev := 100
+	for backlog := 5000.0; backlog >= 1; backlog-- {
+		got := p.TasksFor(backlog)
+		require.LessOrEqual(t, got, prev, "draining never adds tasks (backlog %v)", backlog)
+		require.GreaterOrEqual(t, got, min(100, int(math.Ceil(backlog/2))), "enough tasks for the shards left (backlog %v)", backlog)
+		prev = got
+	}
+	require.Equal(t, 1, prev, "the last shard, which assembles, keeps one task")
+}
+
 func TestPolicyRefusesBadSettings(t *testing.T) {
 	t.Parallel()
 	good := Config{MaxTasks: 2, BacklogPerTask: 1, IdleMinutes: 5, TasksPerInstance: 1}
