@@ -252,12 +252,33 @@ func TestKillNineMidShardStillFinishesTheJob(t *testing.T) {
 	require.Equal(t, job.EventFinished, events[0].State)
 }
 
-// oneShardQueue hands its worker the job's message and shard index alone:
-// other shards' messages go back to the queue at once, so that each shard
-// runs on its own worker.
+// oneShardQueue hands its worker the job's message (index 0) or its shard
+// alone: another's message goes back to the queue at once, and the worker
+// waits until its owner has it (else its quick turns could hold the
+// message each time the owner's long poll looks).
 type oneShardQueue struct {
 	worker.Queue
 	index int
+	taken *takenShards
+}
+
+// takenShards says which messages their owners have received: each shard
+// by its index, the job's own message as -1.
+type takenShards struct {
+	mu    sync.Mutex
+	marks map[int]chan struct{}
+}
+
+func (t *takenShards) mark(message int) chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.marks == nil {
+		t.marks = map[int]chan struct{}{}
+	}
+	if t.marks[message] == nil {
+		t.marks[message] = make(chan struct{})
+	}
+	return t.marks[message]
 }
 
 func (q oneShardQueue) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, opts ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
@@ -266,19 +287,41 @@ func (q oneShardQueue) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessag
 		return out, err
 	}
 	var mine []sqstypes.Message
+	var waits []chan struct{}
 	for _, m := range out.Messages {
-		req, err := job.Parse([]byte(aws.ToString(m.Body)))
-		if err == nil && (req.Shard == nil && q.index == 0 || req.Shard != nil && req.Shard.Index == q.index) {
+		owner, mark := 0, -1 // the job's own message is worker 0's
+		if req, err := job.Parse([]byte(aws.ToString(m.Body))); err == nil && req.Shard != nil {
+			owner, mark = req.Shard.Index, req.Shard.Index
+		}
+		if owner == q.index {
 			mine = append(mine, m)
+			if taken := q.taken.mark(mark); !isClosed(taken) {
+				close(taken)
+			}
 			continue
 		}
-		_, err = q.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: in.QueueUrl, ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: 0})
-		if err != nil {
+		if _, err := q.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: in.QueueUrl, ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: 0}); err != nil {
 			return nil, err
+		}
+		waits = append(waits, q.taken.mark(mark))
+	}
+	for _, w := range waits {
+		select {
+		case <-w:
+		case <-ctx.Done():
 		}
 	}
 	out.Messages = mine
 	return out, nil
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // claimBarrier holds each shard's look at whether every shard is done (the
@@ -330,10 +373,11 @@ func TestTwoShardsFinishingTogetherAssembleOnce(t *testing.T) {
 	e := newEnv(t, 30*time.Second)
 	input := e.input("pair.npy", 2000)
 	barrier := &claimBarrier{Objects: e.s3, want: 2, all: make(chan struct{})}
+	taken := &takenShards{}
 	for i := range 2 {
 		cfg := e.cfg
 		cfg.Name = fmt.Sprintf("worker-%d", i)
-		e.start(cfg, oneShardQueue{Queue: e.sqs, index: i}, barrier, nil)
+		e.start(cfg, oneShardQueue{Queue: e.sqs, index: i, taken: taken}, barrier, nil)
 	}
 	jobID := e.send(`{"filename": "pair.npy", "shards": 2}`)
 	testenv.Eventually(t, "the manifest", 90*time.Second, func() bool { _, ok := e.manifest(jobID); return ok })
@@ -382,10 +426,11 @@ func TestLargeShardsAreCopiedServerSide(t *testing.T) {
 	require.Empty(t, e.uploading())
 }
 
-// TestShardsStopWhenAnotherFailsTheJob fails a running job from outside (as
-// another shard's worker does): the running shard stops at a chunk
-// boundary and aborts its uploads, the queued one ends as soon as it is
-// received, neither is dead-lettered, and no result appears.
+// TestShardsStopWhenAnotherFailsTheJob records the job's failure by the
+// queued shard while the other runs (as the queued one's worker would,
+// then killed before it dead-lettered it): the running shard stops at a
+// chunk boundary, aborts its uploads and is not dead-lettered; the failed
+// shard's message ends the job as its failure, once; no result appears.
 func TestShardsStopWhenAnotherFailsTheJob(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, 30*time.Second)
@@ -401,12 +446,19 @@ func TestShardsStopWhenAnotherFailsTheJob(t *testing.T) {
 		_, plan, running, ok = e.shardCheckpoint(jobID, 3)
 		return ok && len(e.uploading()) > 0
 	})
-	e.put(job.PlanPrefix(jobID, plan)+"failed.json", []byte(`{"shard": 1, "reason": "failed elsewhere"}`))
+	// The other shard failed the job, and was dead-lettered: its message,
+	// still queued here, ends as its own failure when received.
+	other := 1 - running
+	e.put(job.PlanPrefix(jobID, plan)+"failed.json", []byte(fmt.Sprintf(`{"shard": %d, "reason": "shard %d of 2: failed elsewhere"}`, other, other)))
 	testenv.Eventually(t, "both shards to end", 60*time.Second, func() bool { return e.drained(e.queue) })
 	require.Empty(t, e.uploading(), "the running shard aborted its uploads")
-	require.True(t, e.drained(e.dlq), "shards stopped by another's failure are not poison")
+	visible, _ := e.counts(e.dlq)
+	require.Equal(t, 1, visible, "only the failed shard is dead-lettered, not the one it stopped")
 	_, ok := e.manifest(jobID)
 	require.False(t, ok)
+	events := e.events()
+	require.Len(t, events, 1)
+	require.Equal(t, fmt.Sprintf("shard %d of 2: failed elsewhere", other), events[0].Reason)
 	data, ok := e.get(job.ShardStatusKey(jobID, plan, running))
 	require.True(t, ok)
 	var s job.ShardStatus
