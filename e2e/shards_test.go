@@ -40,12 +40,14 @@ func envClient(t *testing.T, stack *localstack.Stack) *client.Client {
 		S3: s3.NewFromConfig(cfg, awsenv.EmulatorS3Options)}
 }
 
-// TestShardsRunThroughTheLocalStack: `inferstack submit --shards 4 --wait`
-// through the local stack splits the job into four shards; the scaler
-// starts workers for the shards' backlog, as AWS's policy would; the
+// TestShardsRunThroughTheLocalStack: `inferstack submit --shards 8 --wait`
+// through the local stack splits the job into eight shards (enough to stay
+// queued over several of the scaler's looks, however fast the first worker
+// gets through them); the scaler starts workers for the shards' backlog,
+// as AWS's policy would; the
 // results are byte for byte what `inferstack run` writes for the same file
 // with the same batch size and threads; `inferstack status` says shards
-// 4/4, and a client (with the client's policy, IAM enforced) can list and
+// 8/8, and a client (with the client's policy, IAM enforced) can list and
 // read the shards' statuses it counts while the job runs. A Parquet table
 // split four ways comes back as four ordered part files.
 func TestShardsRunThroughTheLocalStack(t *testing.T) {
@@ -85,13 +87,13 @@ func TestShardsRunThroughTheLocalStack(t *testing.T) {
 
 	const samples = 3000
 	in := input(t, samples)
-	out, _ := cli("submit", in, "--shards", "4", "--wait")
+	out, _ := cli("submit", in, "--shards", "8", "--wait")
 	require.Contains(t, out, "done: 3000 samples on cpu")
 	id := jobID(t, out)
 
 	out, _ = cli("status", id)
 	require.Contains(t, out, id+": done on cpu")
-	require.Contains(t, out, "shards 4/4 done, 3,000 of 3,000 samples")
+	require.Contains(t, out, "shards 8/8 done, 3,000 of 3,000 samples")
 
 	dir := t.TempDir()
 	out, _ = cli("results", id, "--output", dir)
@@ -101,7 +103,7 @@ func TestShardsRunThroughTheLocalStack(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal(data, &m))
 	require.EqualValues(t, samples, m.Samples)
-	require.Len(t, m.Shards, 4)
+	require.Len(t, m.Shards, 8)
 	for _, s := range m.Shards {
 		require.Zero(t, s.From%64, "shard %d starts at a whole batch", s.Index)
 		require.EqualValues(t, 64, s.BatchSize, "shard %d", s.Index)
@@ -128,7 +130,7 @@ func TestShardsRunThroughTheLocalStack(t *testing.T) {
 	// The tier scaled to the shards' backlog: beyond the one worker the
 	// job's own message started, as the policy AWS follows says.
 	mu.Lock()
-	require.GreaterOrEqual(t, peakBacklog, 4, "the four shards queued")
+	require.GreaterOrEqual(t, peakBacklog, 4, "the shards queued")
 	require.GreaterOrEqual(t, peakWorkers, cpu.TasksFor(4))
 	require.Greater(t, peakWorkers, 1, "more than one worker ran the shards")
 	mu.Unlock()
@@ -163,5 +165,5 @@ func TestShardsRunThroughTheLocalStack(t *testing.T) {
 	require.NoError(t, err)
 	// (moto enforces the action; the s3:prefix scope of the listing is
 	// asserted by internal/policy's unit tests, moto evaluating no StringLike.)
-	require.Equal(t, client.Progress{SamplesDone: samples, SamplesTotal: samples, Shards: 4, ShardsDone: 4}, p)
+	require.Equal(t, client.Progress{SamplesDone: samples, SamplesTotal: samples, Shards: 8, ShardsDone: 8}, p)
 }
