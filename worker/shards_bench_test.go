@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -15,11 +16,12 @@ import (
 	"github.com/inferstack/inferstack/inference"
 	"github.com/inferstack/inferstack/inference/npy"
 	"github.com/inferstack/inferstack/internal/onnxmodel"
+	"github.com/inferstack/inferstack/internal/runenv"
 )
 
 // BenchmarkShardsOnTwoWorkers is issue #21's measure: one input split into
-// 4 shards on 2 in-process workers at 1 thread each, against the same input
-// unsplit on 1 worker at 1 thread, side by side against moto (S3 and SQS:
+// 4 shards on 2 workers (the real binary, each on a core of its own) at 1
+// thread each, against the same input unsplit on 1 worker at 1 thread, side by side against moto (S3 and SQS:
 // the assembly's UploadPartCopy needs a real multipart server). Each round
 // runs both jobs, in alternating order; x_speedup is the ratio of the
 // median wall times, each from the send of the job's message to its
@@ -53,11 +55,17 @@ func BenchmarkShardsOnTwoWorkers(b *testing.B) {
 	input := append(npy.EncodeHeader(npy.Float32, []int64{samples, in}), npy.FromFloat32(x)...)
 	e.put("inputs/heavy.npy", input)
 	e.cfg.BatchSize, e.cfg.ChunkSamples, e.cfg.Threads, e.cfg.StatusEvery = 256, 16384, 1, 2*time.Second // 16 chunks; 4 shards of 65,536 samples
+	// Each worker is the real binary on a core of its own, as an ECS task
+	// with one vCPU has one; moto, standing in for services that take none
+	// of a task's CPU, runs at the lowest priority.
+	taskset, err := exec.LookPath("taskset")
+	require.NoError(b, err, "this benchmark pins each worker to a core with taskset(1): apt-get install util-linux")
 	for i := range 2 {
-		cfg := e.cfg
-		cfg.Name = fmt.Sprintf("worker-%d", i)
-		e.start(cfg, nil, nil, nil)
+		e.launch(exec.Command(taskset, "-c", fmt.Sprint(i), binary, "worker"), runenv.EnvStatusEvery+"=2s")
 	}
+	restore, err := moto.Deprioritize()
+	require.NoError(b, err)
+	b.Cleanup(restore)
 
 	n := 0
 	// job runs one job to its manifest and returns it with its wall time
