@@ -97,7 +97,7 @@ func (w *Worker) planShards(ctx context.Context, req job.Request, in input, n in
 				plan.Samples = s.To
 			case inference.RangeBytes:
 				// A shard reads on to the end of its last line, which is
-				// the next shard's first byte, and the next 'n'.
+				// the next shard's first byte.
 				plan.ReadEnds[i] = min(in.size, s.To+1)
 			}
 		}

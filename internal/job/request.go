@@ -123,8 +123,16 @@ var jobIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
 // types, trailing data and unsafe keys are refused with a reason. The job id
 // is filled in when the body has none.
 func Parse(body []byte) (Request, error) {
-	if len(body) > MaxBodyBytes {
-		return Request{}, invalid("body is %d bytes, the limit is %d", len(body), MaxBodyBytes)
+	return parse(body, MaxBodyBytes+shardFieldsBytes)
+}
+
+// shardFieldsBytes is room for what a worker adds to a request it splits:
+// the job id, where the sender set none, and the shard.
+const shardFieldsBytes = 512
+
+func parse(body []byte, limit int) (Request, error) {
+	if len(body) > limit {
+		return Request{}, invalid("body is %d bytes, the limit is %d", len(body), limit)
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
@@ -148,7 +156,7 @@ func Parse(body []byte) (Request, error) {
 // message is the workers' own, sent to the tier queue by the worker that
 // split its job, and never comes from a sender.
 func ParseIntake(body []byte) (Request, error) {
-	r, err := Parse(body)
+	r, err := parse(body, MaxBodyBytes)
 	if err == nil && r.Shard != nil {
 		return r, invalid(`"shard" is set by the worker that splits a job; ask for a split with "shards"`)
 	}

@@ -1,6 +1,8 @@
 package job
 
 import (
+	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -55,6 +57,26 @@ func TestParseAcceptsShards(t *testing.T) {
 	require.ErrorIs(t, err, ErrInvalid, "a sender does not send shards")
 	require.Contains(t, err.Error(), `ask for a split with "shards"`)
 	_, err = ParseIntake([]byte(`{"filename":"big.npy","shards":4}`))
+	require.NoError(t, err)
+
+	// A request at the intake's limit still parses once a worker adds its
+	// job id and shard to it.
+	long := Request{Filename: "k", Shards: 4}
+	body, _ := json.Marshal(long)
+	for len(body) < MaxBodyBytes-900 {
+		long.Keep = append(long.Keep, fmt.Sprintf("%0255d", len(long.Keep)))
+		body, _ = json.Marshal(long)
+	}
+	long.Filename += strings.Repeat("k", MaxBodyBytes-len(body))
+	body, _ = json.Marshal(long)
+	require.Len(t, body, MaxBodyBytes)
+	parsed, err := ParseIntake(body)
+	require.NoError(t, err)
+	parsed.Shards, parsed.Shard = 0, &ShardRef{Plan: strings.Repeat("p", 64), Index: 999, Count: 1000}
+	forwarded, err := json.Marshal(parsed)
+	require.NoError(t, err)
+	require.Greater(t, len(forwarded), MaxBodyBytes)
+	_, err = Parse(forwarded)
 	require.NoError(t, err)
 }
 
@@ -113,7 +135,7 @@ func TestParseRefusesBadRequestsWithAReason(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := Parse([]byte(tc.body))
+			_, err := ParseIntake([]byte(tc.body))
 			require.ErrorIs(t, err, ErrInvalid)
 			require.Contains(t, err.Error(), tc.reason)
 		})
