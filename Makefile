@@ -83,6 +83,7 @@ bench: setup-test ## run the benchmarks and write $(BENCH_OUT) (see docs/benchma
 	  go test -run '^$$' -bench 'InputThroughShapedProxy' -benchtime 3x -count 1 ./worker/ && \
 	  go test -run '^$$' -bench 'WorkerPeakRSSLargeOutput|WorkerThreads' -benchtime 1x -count 1 ./worker/ && \
 	  go test -run '^$$' -bench 'ShardsOnTwoWorkers' -benchtime 5x -count 1 ./worker/ && \
+	  go test -run '^$$' -bench 'CalibrationGainAsProcesses' -benchtime 1x -count 1 -v -timeout 60m ./cmd/inferstack/ && \
 	  go test -run '^$$' -bench 'LocalStackLatency' -benchtime 10x -count 1 ./e2e/; } | tee $(BENCH_OUT)
 
 .PHONY: docs
