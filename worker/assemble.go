@@ -135,7 +135,7 @@ func (w *Worker) complete(ctx context.Context, req job.Request, plan shardPlan, 
 	if err != nil {
 		return nil, false, err
 	}
-	status.promote(job.ShardsProgress{Plan: plan.Plan, Total: len(plan.Shards), Done: len(plan.Shards)})
+	status.promote(&job.ShardsProgress{Plan: plan.Plan, Total: len(plan.Shards), Done: len(plan.Shards)})
 	status.set(job.StateDone, doneFrom(m))
 	w.dropShardResults(ctx, req.JobID, plan, m, log)
 	return m, true, nil

@@ -90,7 +90,7 @@ func (w *Worker) poison(m sqstypes.Message, status *statusWriter, cause error, l
 		}
 		status.set(job.StateFailed, func(s *job.Status) { s.Reason = reason })
 		if first {
-			status.promote(job.ShardsProgress{Plan: shard.Plan, Total: shard.Count})
+			status.promote(&job.ShardsProgress{Plan: shard.Plan, Total: shard.Count})
 		}
 	}
 	if first && !w.recordFailure(ctx, m, jobID, reason, status, log) {

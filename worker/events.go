@@ -51,6 +51,8 @@ func (w *Worker) failedEvent(jobID, reason string, status *statusWriter) job.Eve
 func (w *Worker) unannounced(req job.Request, status *statusWriter, m *inference.Manifest, log *slog.Logger) bool {
 	ctx, cancel := w.endingContext()
 	defer cancel()
+	// A shard's redelivery that finds its job assembled speaks for the job.
+	status.promote(nil)
 	var stored job.Status
 	switch err := w.store.GetJSON(ctx, job.StatusKey(req.JobID), &stored); {
 	case err == nil && stored.Announced:

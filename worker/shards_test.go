@@ -577,3 +577,36 @@ func TestShardedCSVMatchesALocalRunByteForByte(t *testing.T) {
 	}
 	require.EqualValues(t, 3000, rows)
 }
+
+// TestAKillBetweenTheAssemblyAndTheEventStillAnnouncesTheJob kills the
+// assembling worker while its finished event is on its way (SNS, behind a
+// proxy, accepts the Publish and never answers): the assembling shard's
+// redelivery finds the job's manifest and announces the job, once, in the
+// job's status.
+func TestAKillBetweenTheAssemblyAndTheEventStillAnnouncesTheJob(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 3*time.Second)
+	e.input("pair.npy", 2000)
+	sns, err := testenv.NewProxy(moto.URL)
+	require.NoError(t, err)
+	defer sns.Close()
+	sns.Hold()
+	first, logs := e.process("AWS_ENDPOINT_URL_SNS=" + sns.URL())
+	jobID := e.send(`{"filename": "pair.npy", "shards": 2}`)
+	testenv.Eventually(t, "the manifest and the publish that hangs", 60*time.Second, func() bool {
+		_, done := e.manifest(jobID)
+		return done && sns.Held() > 0
+	}, logs)
+	require.NoError(t, first.Process.Signal(syscall.SIGKILL))
+	_, _ = first.Process.Wait()
+	require.Empty(t, e.events(), "the killed worker published nothing\n%s", logs)
+	require.False(t, e.announced(jobID))
+
+	e.start(e.cfg, nil, nil, nil)
+	testenv.Eventually(t, "the redelivery to end", 30*time.Second, func() bool { return e.drained(e.queue) })
+	events := e.events()
+	require.Len(t, events, 1, "exactly the missing event")
+	require.Equal(t, job.EventFinished, events[0].State)
+	require.EqualValues(t, 2000, events[0].Samples)
+	require.True(t, e.announced(jobID), "the job's status, not a shard's, says it was announced")
+}

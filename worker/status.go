@@ -77,11 +77,15 @@ func (sw *statusWriter) shardRef() *job.ShardRef {
 }
 
 // promote makes the writer the job's, where it was a shard's: the shard
-// that assembles or fails a split job writes the job's own status.
-func (sw *statusWriter) promote(shards job.ShardsProgress) {
+// that assembles, fails or announces a split job writes the job's own
+// status (with shards, where given, as its progress).
+func (sw *statusWriter) promote(shards *job.ShardsProgress) {
 	sw.mu.Lock()
 	defer sw.mu.Unlock()
-	sw.shard, sw.s.Shards = nil, &shards
+	sw.shard = nil
+	if shards != nil {
+		sw.s.Shards = shards
+	}
 }
 
 // adopt makes s, an earlier delivery's, the status this writer keeps.
