@@ -467,6 +467,15 @@ func TestShardsStopWhenAnotherFailsTheJob(t *testing.T) {
 	require.Less(t, s.SamplesDone, s.SamplesTotal, "stopped before its end")
 }
 
+// badRequest is S3's answer to a request it refuses for good (400): not
+// throttling, not a denial, so the worker retries the job later.
+func badRequest(operation string) error {
+	return &smithy.OperationError{ServiceID: "S3", OperationName: operation, Err: &smithyhttp.ResponseError{
+		Response: &smithyhttp.Response{Response: &http.Response{StatusCode: http.StatusBadRequest}},
+		Err:      &smithy.GenericAPIError{Code: "InvalidRequest", Message: "injected"},
+	}}
+}
+
 // failFirstCompletion fails the first completion of an upload under
 // results/ (the assembly's) as S3 would a bad request: the assembly stops
 // half done, its upload open.
@@ -485,10 +494,7 @@ func (f *failFirstCompletion) CreateMultipartUpload(ctx context.Context, in *s3.
 
 func (f *failFirstCompletion) CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, opts ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error) {
 	if strings.HasPrefix(aws.ToString(in.Key), job.ResultsPrefix) && f.failed.CompareAndSwap(false, true) {
-		return nil, &smithy.OperationError{ServiceID: "S3", OperationName: "CompleteMultipartUpload", Err: &smithyhttp.ResponseError{
-			Response: &smithyhttp.Response{Response: &http.Response{StatusCode: http.StatusBadRequest}},
-			Err:      &smithy.GenericAPIError{Code: "InvalidRequest", Message: "injected"},
-		}}
+		return nil, badRequest("CompleteMultipartUpload")
 	}
 	return f.Objects.CompleteMultipartUpload(ctx, in, opts...)
 }
@@ -524,10 +530,7 @@ type failFirstRecord struct {
 
 func (f *failFirstRecord) PutObject(ctx context.Context, in *s3.PutObjectInput, opts ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
 	if strings.HasPrefix(aws.ToString(in.Key), job.ErrorsPrefix) && f.failed.CompareAndSwap(false, true) {
-		return nil, &smithy.OperationError{ServiceID: "S3", OperationName: "PutObject", Err: &smithyhttp.ResponseError{
-			Response: &smithyhttp.Response{Response: &http.Response{StatusCode: http.StatusBadRequest}},
-			Err:      &smithy.GenericAPIError{Code: "InvalidRequest", Message: "injected"},
-		}}
+		return nil, badRequest("PutObject")
 	}
 	return f.Objects.PutObject(ctx, in, opts...)
 }

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -47,20 +46,8 @@ type Store struct {
 
 // Get reads a whole object.
 func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
-	var data []byte
-	err := awserr.Retry(ctx, func() error {
-		out, err := s.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.Bucket), Key: aws.String(key)})
-		if err != nil {
-			return err
-		}
-		defer out.Body.Close() //nolint:errcheck // read-only
-		data, err = io.ReadAll(out.Body)
-		return err
-	})
-	if awserr.HTTPStatus(err) == http.StatusNotFound {
-		return nil, fmt.Errorf("s3://%s/%s: %w", s.Bucket, key, ErrNotFound)
-	}
-	return data, awserr.Denied(err, "s3:GetObject", s.URI(key))
+	data, _, err := s.GetWithETag(ctx, key)
+	return data, err
 }
 
 // URI names an object in errors.
