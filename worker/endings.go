@@ -156,11 +156,7 @@ func (w *Worker) recordFailure(ctx context.Context, m sqstypes.Message, jobID, r
 func (w *Worker) handOver(m sqstypes.Message, stalls int, log *slog.Logger) {
 	ctx, cancel := w.endingContext()
 	defer cancel()
-	attrs := make(map[string]sqstypes.MessageAttributeValue, len(m.MessageAttributes))
-	for name, v := range m.MessageAttributes {
-		attrs[name] = sqstypes.MessageAttributeValue{DataType: v.DataType, StringValue: v.StringValue, BinaryValue: v.BinaryValue}
-	}
-	delete(attrs, job.AttrStalls)
+	attrs := forwardedAttributes(m)
 	if stalls > 0 {
 		attrs[job.AttrStalls] = sqstypes.MessageAttributeValue{DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(stalls))}
 	}
@@ -181,4 +177,17 @@ func (w *Worker) handOver(m sqstypes.Message, stalls int, log *slog.Logger) {
 	}
 	w.finish(m, log)
 	log.Info("job handed over to a fresh copy of its message at the visibility ceiling; it resumes from its checkpoint", "copy_message_id", copyID)
+}
+
+// forwardedAttributes are m's message attributes as a message that carries
+// its job on (a fresh copy, a shard) sends them: all but the stalls, which
+// count one message's hand-overs.
+func forwardedAttributes(m sqstypes.Message) map[string]sqstypes.MessageAttributeValue {
+	attrs := make(map[string]sqstypes.MessageAttributeValue, len(m.MessageAttributes))
+	for name, v := range m.MessageAttributes {
+		if name != job.AttrStalls {
+			attrs[name] = sqstypes.MessageAttributeValue{DataType: v.DataType, StringValue: v.StringValue, BinaryValue: v.BinaryValue}
+		}
+	}
+	return attrs
 }

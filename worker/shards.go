@@ -161,11 +161,7 @@ func (w *Worker) split(ctx context.Context, req job.Request, m sqstypes.Message,
 // sendShards sends one message per shard to the tier queue, ten to a call,
 // with the job's message attributes (its dispatch time, among others).
 func (w *Worker) sendShards(ctx context.Context, req job.Request, m sqstypes.Message, plan shardPlan) error {
-	attrs := make(map[string]sqstypes.MessageAttributeValue, len(m.MessageAttributes))
-	for name, v := range m.MessageAttributes {
-		attrs[name] = sqstypes.MessageAttributeValue{DataType: v.DataType, StringValue: v.StringValue, BinaryValue: v.BinaryValue}
-	}
-	delete(attrs, job.AttrStalls)
+	attrs := forwardedAttributes(m)
 	for first := 0; first < len(plan.Shards); first += 10 {
 		var entries []sqstypes.SendMessageBatchRequestEntry
 		for i := first; i < min(first+10, len(plan.Shards)); i++ {

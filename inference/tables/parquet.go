@@ -25,6 +25,12 @@ func planParquet(r io.ReaderAt, size int64, name string, n int) ([]Range, error)
 		return nil, badf("%s: not a readable Parquet file: %v", name, err)
 	}
 	defer pf.Close() //nolint:errcheck // read-only
+	starts, total := rowGroupStarts(pf)
+	return planRowGroups(starts, total, n), nil
+}
+
+// rowGroupStarts is the first row of each of pf's row groups, and its row count.
+func rowGroupStarts(pf *file.Reader) ([]int64, int64) {
 	md := pf.MetaData()
 	starts := make([]int64, md.NumRowGroups())
 	var total int64
@@ -32,7 +38,7 @@ func planParquet(r io.ReaderAt, size int64, name string, n int) ([]Range, error)
 		starts[g] = total
 		total += md.RowGroup(g).NumRows()
 	}
-	return planRowGroups(starts, total, n), nil
+	return starts, total
 }
 
 // parquetReader reads the chosen columns of a Parquet file one row group at a time, page by page
@@ -141,13 +147,7 @@ func openParquet(r io.ReaderAt, size int64, name string, opts Options) (Reader, 
 			cols[i].pqIndex = k
 		}
 	}
-	md := pf.MetaData()
-	starts := make([]int64, md.NumRowGroups())
-	var total int64
-	for g := range starts {
-		starts[g] = total
-		total += md.RowGroup(g).NumRows()
-	}
+	starts, total := rowGroupStarts(pf)
 	p := &parquetReader{
 		name: name, pf: pf, fr: fr, alloc: opts.Alloc, batchRows: int64(opts.BatchRows), cols: cols, pqLeaves: pqLeaves,
 		schema: arrow.NewSchema(fields, nil), starts: starts, start: opts.StartRow, end: total, rows: total,
