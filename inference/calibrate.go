@@ -76,40 +76,81 @@ func cachedChoice(state *calibration.State, device Device) (BatchChoice, bool) {
 	return BatchChoice{BatchSize: state.Best.BatchSize, Threads: state.Best.Threads, Source: "cached", Trials: state.Trials}, true
 }
 
-// calibrate goes on with the search from the cached state (nil: a new
-// search) on the input's first samples, with sess, the session the run
-// already has, among its candidates; the run's probe ran warm samples in
-// probe. It returns the choice, the session for it and the time spent
-// creating sessions.
-func calibrate(ctx context.Context, job Pass, src Source, outputs []OutputSpec, sess *Session, cached *calibration.State, warm int64, probe time.Duration) (BatchChoice, *Session, time.Duration, error) {
-	bench := newORTBench(ctx, job, src, outputs, sess)
-	defer bench.close()
-	search := calibration.Search{
+// tuner runs a search beside the pipeline: the infer stage runs its chunks
+// at the settings the search asks for until it ends, then at its best.
+type tuner struct {
+	job     Pass
+	key     string
+	bench   *pipelineBench
+	search  calibration.Search
+	state   *calibration.State
+	fresh   bool // a new search: saved whatever it measures
+	outcome calibration.Outcome
+	done    chan struct{} // closed when the search ended: state is the pipeline's from then on
+}
+
+// newTuner goes on with the search from the cached state (nil: a new search)
+// with sess, the session the run already has, among its candidates; the
+// run's probe ran warm samples in probe.
+func newTuner(job Pass, src Source, sess *Session, cached *calibration.State, warm int64, probe time.Duration) *tuner {
+	t := &tuner{job: job, key: calibrationKey(job, src), bench: newPipelineBench(job, sess), done: make(chan struct{})}
+	t.search = calibration.Search{
 		Samples:    src.Samples(),
 		Share:      calibrationShare(job),
 		MaxBatch:   maxBatch(src, sess.Device),
-		Candidates: bench.candidates,
-		Warm:       calibration.Setting{Threads: sess.Threads, Batch: warm},
+		Candidates: t.bench.candidates,
 	}
-	state, fresh := calibration.Resume(cached, sess.Device, sess.Threads, warm, probe, search.MaxBatch)
-	measured, changed, err := search.Run(state, bench)
-	if err != nil {
-		return BatchChoice{}, nil, bench.sessTime, err
-	}
-	best := state.Best
-	choice := BatchChoice{BatchSize: best.BatchSize, Threads: best.Threads, Source: "cached", Trials: state.Trials, Partial: !state.Done()}
+	t.state, t.fresh = calibration.Resume(cached, sess.Device, sess.Threads, warm, probe, t.search.MaxBatch)
+	return t
+}
+
+// plan is the run's plan while searching: chunks of whole batches of every
+// size the search may try (chunk samples where the job sets them, else one
+// batch of the largest), starting at the search's best setting so far. The
+// sizes are powers of two, the largest the search's limit for this input or
+// a kept search's best, found on a larger input.
+func (t *tuner) plan(src Source, chunk int64) Plan {
+	largest := max(t.search.MaxBatch, t.state.Best.BatchSize)
+	plan := NewPlan(src.Samples(), largest, max(chunk, largest), sampleBytes(src.Feeds()))
+	plan.BatchSize = t.state.Best.BatchSize
+	t.search.Chunk = plan.ChunkSamples
+	return plan
+}
+
+// run is the search, run beside the pipeline; it ends when its grant is
+// spent, it completes or the job has no chunk left.
+func (t *tuner) run() error {
+	defer close(t.done)
+	out, err := t.search.Run(t.state, t.bench)
+	t.outcome = out
+	return err
+}
+
+// best is the setting the search ended at.
+func (t *tuner) best() (chunkSetting, error) {
+	sess, err := t.bench.session(t.state.Best.Threads)
+	return chunkSetting{batch: t.state.Best.BatchSize, sess: sess}, err
+}
+
+// finish keeps the search's state and returns the run's choice and the
+// session it ended with; d gets the sessions it created and what it cost.
+func (t *tuner) finish(ctx context.Context, d *Durations) (BatchChoice, *Session, error) {
+	best := t.state.Best
+	choice := BatchChoice{BatchSize: best.BatchSize, Threads: best.Threads, Source: "cached", Trials: t.state.Trials, Partial: !t.state.Done()}
 	switch {
-	case measured:
+	case t.outcome.Measured:
 		choice.Source = "calibrated"
-	case len(state.Trials) == 0:
+	case len(t.state.Trials) == 0:
 		choice.Source = "default"
 	}
-	if fresh || changed {
+	if t.fresh || t.outcome.Changed {
 		// Not keeping it costs later runs a search, not this one its result.
-		if err := calibrations(job).Save(ctx, calibrationKey(job, src), state); err != nil {
-			job.Logger.Warn("cannot keep the calibration", "err", err)
+		if err := calibrations(t.job).Save(ctx, t.key, t.state); err != nil {
+			t.job.Logger.Warn("cannot keep the calibration", "err", err)
 		}
 	}
-	chosen, err := bench.session(best.Threads)
-	return choice, chosen, bench.sessTime, err
+	d.Sessions += t.bench.sessTime.Seconds()
+	d.Calibrate = max(0, t.outcome.Spent-t.bench.sessTime).Seconds()
+	s, err := t.best()
+	return choice, s.sess, err
 }

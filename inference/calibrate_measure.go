@@ -1,40 +1,42 @@
 package inference
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"time"
 
-	ort "github.com/yalue/onnxruntime_go"
-
 	"github.com/inferstack/inferstack/inference/calibration"
 )
 
-// ortBench times settings of the job's model on the input's first samples:
-// the calibration.Bench the engine searches with.
-type ortBench struct {
-	ctx     context.Context
-	job     Pass
-	src     Source
-	outputs []OutputSpec
-	epoch   time.Time
-
+// pipelineBench is the calibration.Bench the engine searches with: it hands
+// the search's settings to the pipeline's infer stage, one chunk of the job
+// each, so that the search times what the job runs (fresh samples, the
+// reader and writer working beside it) and keeps the results it computes.
+type pipelineBench struct {
+	job        Pass
 	candidates []int            // the thread counts compared
 	sessions   map[int]*Session // by thread count, created when first needed
 	sessTime   time.Duration    // creating sessions, reported apart from the search
-	head       [][]byte         // the first headN samples of each feed, read on demand
-	headN      int64
-	setups     map[int64]*batchSetup
+
+	next     chan chunkSetting            // the setting of the infer stage's next chunk
+	measured chan calibration.Measurement // what that chunk took
+	stopped  chan struct{}                // closed by the infer stage when it ends
 }
 
-var _ calibration.Bench = (*ortBench)(nil)
+// chunkSetting is how the infer stage runs a chunk: its batch size and the
+// session with its thread count.
+type chunkSetting struct {
+	batch int64
+	sess  *Session
+}
 
-// newORTBench is a bench for job with sess, the session the run already has:
-// the only candidate where the job sets its threads.
-func newORTBench(ctx context.Context, job Pass, src Source, outputs []OutputSpec, sess *Session) *ortBench {
-	b := &ortBench{ctx: ctx, job: job, src: src, outputs: outputs, epoch: time.Now(),
-		candidates: []int{sess.Threads}, sessions: map[int]*Session{}, setups: map[int64]*batchSetup{}}
+var _ calibration.Bench = (*pipelineBench)(nil)
+
+// newPipelineBench is a bench for job with sess, the session the run already
+// has: the only candidate where the job sets its threads.
+func newPipelineBench(job Pass, sess *Session) *pipelineBench {
+	b := &pipelineBench{job: job, candidates: []int{sess.Threads}, sessions: map[int]*Session{},
+		next: make(chan chunkSetting), measured: make(chan calibration.Measurement, 1), stopped: make(chan struct{})}
 	if job.Threads == 0 {
 		b.candidates = calibration.ThreadCandidates(usableCPUs())
 	}
@@ -44,17 +46,15 @@ func newORTBench(ctx context.Context, job Pass, src Source, outputs []OutputSpec
 	return b
 }
 
-// Now is the time since the bench was created.
-func (b *ortBench) Now() time.Duration { return time.Since(b.epoch) }
-
 // OpenSession creates the candidate session with threads on first use.
-func (b *ortBench) OpenSession(threads int) error {
+func (b *pipelineBench) OpenSession(threads int) (time.Duration, error) {
+	before := b.sessTime
 	_, err := b.session(threads)
-	return err
+	return b.sessTime - before, err
 }
 
 // session returns the candidate session with threads, creating it on first use.
-func (b *ortBench) session(threads int) (*Session, error) {
+func (b *pipelineBench) session(threads int) (*Session, error) {
 	if !slices.Contains(b.candidates, threads) {
 		return nil, fmt.Errorf("calibration: %d threads is not a candidate", threads)
 	}
@@ -72,63 +72,27 @@ func (b *ortBench) session(threads int) (*Session, error) {
 }
 
 // SessionCost is what the model expects creating the session to take.
-func (b *ortBench) SessionCost(threads int) time.Duration {
+func (b *pipelineBench) SessionCost(threads int) time.Duration {
 	return b.job.Model.sessionCost(b.job.Device, threads)
 }
 
-// batchSetup holds pre-created tensors for one batch size, shared by every
-// session: tensors are not tied to a session.
-type batchSetup struct {
-	in  []ort.Value
-	out []ort.Value
-}
-
-// Prepare creates the tensors for batch size n over the input's first n
-// samples, reading only as many samples as the batches tried need.
-func (b *ortBench) Prepare(n int64) error {
-	if err := b.ctx.Err(); err != nil {
-		return err
+// Run has the infer stage run its next chunk at s and returns what it took.
+func (b *pipelineBench) Run(s calibration.Setting) (calibration.Measurement, error) {
+	select {
+	case b.next <- chunkSetting{batch: s.Batch, sess: b.sessions[s.Threads]}:
+	case <-b.stopped:
+		return calibration.Measurement{}, calibration.ErrStopped
 	}
-	if _, ok := b.setups[n]; ok {
-		return nil
-	}
-	if n > b.headN {
-		head := feedBuffers(b.src.Feeds(), n)
-		if err := b.src.Read(0, n, head); err != nil {
-			return err
+	select {
+	case m := <-b.measured:
+		return m, nil
+	case <-b.stopped:
+		// The stage may have ended right after its last chunk.
+		select {
+		case m := <-b.measured:
+			return m, nil
+		default:
+			return calibration.Measurement{}, calibration.ErrStopped
 		}
-		b.head, b.headN = head, n
-	}
-	in, err := newInputTensors(b.src.Feeds(), n, b.head)
-	if err != nil {
-		return err
-	}
-	bufs := make([][]byte, len(b.outputs))
-	for i, o := range b.outputs {
-		bufs[i] = make([]byte, n*o.SampleBytes())
-	}
-	out, err := newOutputTensors(b.outputs, n, bufs)
-	if err != nil {
-		destroyAll(in)
-		return err
-	}
-	b.setups[n] = &batchSetup{in: in, out: out}
-	return nil
-}
-
-// Run runs one batch of the prepared size at s.
-func (b *ortBench) Run(s calibration.Setting) error {
-	setup := b.setups[s.Batch]
-	if err := b.sessions[s.Threads].Run(setup.in, setup.out); err != nil {
-		return fmt.Errorf("calibration run at batch %d: %s", s.Batch, oneLine(err))
-	}
-	return nil
-}
-
-// close destroys the tensors; the sessions are the model's.
-func (b *ortBench) close() {
-	for _, s := range b.setups {
-		destroyAll(s.in)
-		destroyAll(s.out)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"testing"
@@ -106,7 +107,8 @@ func TestManifestReportsFixedCostsOncePerModel(t *testing.T) {
 	require.Positive(t, d.ModelLoad, "the first run of a model reports its load")
 	require.Positive(t, d.Sessions)
 	require.Positive(t, d.Probe)
-	require.Positive(t, d.Calibrate)
+	require.Equal(t, "calibrated", first.BatchChoice.Source)
+	require.GreaterOrEqual(t, d.Calibrate, 0.0, "what the search's chunks lost, if anything")
 	require.Less(t, d.Sessions+d.Probe+d.Calibrate, d.Total, "set-up is part of the run's total")
 
 	second, _ := mustRun(t, Pass{Model: model}, input)
@@ -212,4 +214,29 @@ func TestCalibrationKey(t *testing.T) {
 	// A CPU search does not depend on the GPUs beside it.
 	cpu := Pass{Model: model, Device: DeviceCPU}
 	require.Equal(t, newCalibrationIdentity(cpu, src, hw).key(), newCalibrationIdentity(cpu, src, Hardware{Arch: "amd64", CPU: hw.CPU, CPUs: 4}).key())
+}
+
+// A kept search goes on on an input smaller than the one it was found on,
+// from a best batch larger than this input's limit: the search's chunks
+// hold that batch whole, and the results are the model's.
+func TestAKeptSearchGoesOnOnASmallerInput(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	mlp, model := testMLP(t, dir)
+	var saved *calibration.State
+	store := calibrationsFn{
+		load: func(string) (*calibration.State, error) {
+			best := Trial{BatchSize: 512, Threads: DefaultThreads(), SamplesPerSec: 1e7}
+			return &calibration.State{Device: DeviceCPU, Best: best, Trials: []Trial{best}, Step: "up", Start: 16, Bank: 1}, nil
+		},
+		save: func(_ string, state *calibration.State) error { saved = state; return nil },
+	}
+	const n = 300 // a batch limit of 256
+	x := randomFloats(n*24, 12)
+	m, out := mustRun(t, Pass{Model: model, Device: DeviceCPU, Calibrations: store}, writeNpy(t, dir, "x.npy", []int64{n, 24}, x))
+	require.Equal(t, int64(512), m.ChunkSamples)
+	require.NotNil(t, saved, "the search went on and was kept")
+	_, want := mlp.Reference(x)
+	_, probs := readFloats(t, filepath.Join(out, "probs.npy"))
+	requireClose(t, want, probs, tol, "probs")
 }

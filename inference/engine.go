@@ -29,7 +29,7 @@ type Pass struct {
 	Windowing Windowing
 	Device    Device
 	// BatchSize 0 lets the engine choose: the model's fixed batch dim, else a
-	// calibration on the first samples (kept per model and hardware in
+	// search run on the job's first chunks (kept per model and hardware in
 	// Calibrations).
 	BatchSize int64
 	// Threads 0 lets calibration choose (DefaultThreads with a fixed batch size).
@@ -111,16 +111,23 @@ func Run(ctx context.Context, job Pass, sink Sink) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	choice, sess, err := chooseBatch(ctx, job, src, p, cached, &d)
-	if err != nil {
-		return nil, err
-	}
-	job.Logger.Info("batch size chosen", "batch_size", choice.BatchSize, "threads", sess.Threads, "source", choice.Source)
+	choice, sess, tune := chooseBatch(job, src, p, cached)
 	plan := NewPlan(src.Samples(), choice.BatchSize, job.ChunkSamples, sampleBytes(src.Feeds()))
-	stats, err := stream(ctx, job, src, plan, sess, p.outputs, sink)
+	if tune != nil {
+		plan = tune.plan(src, job.ChunkSamples)
+	}
+	stats, err := stream(ctx, job, src, plan, chunkSetting{batch: plan.BatchSize, sess: sess}, p.outputs, sink, tune)
 	if err != nil {
 		return nil, err
 	}
+	if tune != nil {
+		if choice, sess, err = tune.finish(ctx, &d); err != nil {
+			sink.Abort()
+			return nil, err
+		}
+		plan.BatchSize = choice.BatchSize
+	}
+	job.Logger.Info("batch size chosen", "batch_size", choice.BatchSize, "threads", sess.Threads, "source", choice.Source, "partial", choice.Partial)
 	finished := time.Now()
 	d.Total = finished.Sub(started).Seconds()
 	d.Read, d.Infer, d.Write = stats.read.Seconds(), stats.infer.Seconds(), stats.write.Seconds()
@@ -240,35 +247,31 @@ func probe(job Pass, src Source, cached *calibration.State, d *Durations) (probe
 }
 
 // chooseBatch picks the batch size and thread count: the model's, the
-// caller's, a completed search's, or the search's so far, which it goes on
-// with first. It returns the session to run with.
-func chooseBatch(ctx context.Context, job Pass, src Source, p probed, cached *calibration.State, d *Durations) (BatchChoice, *Session, error) {
+// caller's or a completed search's, with the session to run with; or, where
+// the search goes on, the tuner that runs it beside the pipeline, starting
+// from the search's best setting so far.
+func chooseBatch(job Pass, src Source, p probed, cached *calibration.State) (BatchChoice, *Session, *tuner) {
 	if !needsCalibration(job, src) {
 		return fixedChoice(job, src, p.sess.Threads), p.sess, nil
 	}
 	if choice, ok := cachedChoice(cached, p.sess.Device); ok {
 		return choice, p.sess, nil
 	}
-	mark := time.Now()
-	choice, sess, sessions, err := calibrate(ctx, job, src, p.outputs, p.sess, cached, p.warm, p.warmTime)
-	if err != nil {
-		return BatchChoice{}, nil, err
-	}
-	d.Sessions += sessions.Seconds()
-	d.Calibrate = (time.Since(mark) - sessions).Seconds()
-	return choice, sess, nil
+	t := newTuner(job, src, p.sess, cached, p.warm, p.warmTime)
+	best := t.state.Best
+	return BatchChoice{BatchSize: best.BatchSize, Threads: best.Threads}, p.sess, t
 }
 
-// stream runs the plan through the pipeline into sink, aborting the sink on
-// error.
-func stream(ctx context.Context, job Pass, src Source, plan Plan, sess *Session, outputs []OutputSpec, sink Sink) (stageTimes, error) {
+// stream runs the plan through the pipeline into sink at setting, or at the
+// settings tune's search asks for, aborting the sink on error.
+func stream(ctx context.Context, job Pass, src Source, plan Plan, setting chunkSetting, outputs []OutputSpec, sink Sink, tune *tuner) (stageTimes, error) {
 	if job.StartChunk < 0 || job.StartChunk > plan.Chunks() {
 		return stageTimes{}, fmt.Errorf("resume from chunk %d: the plan has %d chunks", job.StartChunk, plan.Chunks())
 	}
 	if err := sink.Start(plan, outputs); err != nil {
 		return stageTimes{}, err
 	}
-	p := &pipeline{job: job, src: src, feeds: src.Feeds(), plan: plan, sess: sess, outputs: outputs, fixedBatch: job.Model.BatchDim() > 0}
+	p := &pipeline{job: job, src: src, feeds: src.Feeds(), plan: plan, setting: setting, tune: tune, outputs: outputs, fixedBatch: job.Model.BatchDim() > 0}
 	stats, err := p.run(ctx, sink)
 	if err != nil {
 		sink.Abort()
@@ -377,21 +380,29 @@ func destroyAll(values []ort.Value) {
 	}
 }
 
-// slot is the memory of one chunk in flight, with a pre-created tensor pair
-// for each full batch over slices of it: no allocation per batch.
+// slot is the memory of one chunk in flight, with tensor pairs over slices
+// of it for each full batch, per batch size, created on first use: no
+// allocation per batch.
 type slot struct {
 	start, end int64
 	kept       arrow.RecordBatch // the chunk's kept columns, for a RowsSink
 	in         [][]byte          // one buffer per feed
 	out        [][]byte
-	batchIn    [][]ort.Value
-	batchOut   [][]ort.Value
+	batches    map[int64]*batchTensors
+}
+
+// batchTensors are a slot's tensors at one batch size: one input and one
+// output set per full batch of the chunk.
+type batchTensors struct {
+	in, out [][]ort.Value
 }
 
 func (s *slot) destroy() {
-	for i := range s.batchIn {
-		destroyAll(s.batchIn[i])
-		destroyAll(s.batchOut[i])
+	for _, t := range s.batches {
+		for i := range t.in {
+			destroyAll(t.in[i])
+			destroyAll(t.out[i])
+		}
 	}
 }
 
@@ -400,34 +411,46 @@ type pipeline struct {
 	src        Source
 	feeds      []Feed
 	plan       Plan
-	sess       *Session
+	setting    chunkSetting // the chunks' setting, once any search has ended
+	tune       *tuner       // the search the first chunks run, nil where none
 	outputs    []OutputSpec
 	fixedBatch bool // the model's batch dim is fixed: pad the last batch
 }
 
 type stageTimes struct{ read, infer, write time.Duration }
 
-func (p *pipeline) newSlot() (*slot, error) {
-	b, chunk := p.plan.BatchSize, p.plan.ChunkSamples
-	s := &slot{in: feedBuffers(p.feeds, chunk), out: make([][]byte, len(p.outputs))}
+func (p *pipeline) newSlot() *slot {
+	chunk := p.plan.ChunkSamples
+	s := &slot{in: feedBuffers(p.feeds, chunk), out: make([][]byte, len(p.outputs)), batches: map[int64]*batchTensors{}}
 	for i, o := range p.outputs {
 		s.out[i] = make([]byte, chunk*o.SampleBytes())
 	}
-	for first := int64(0); first < chunk; first += b {
+	return s
+}
+
+// tensors are the slot's tensors for batch size b, created on first use.
+func (p *pipeline) tensors(s *slot, b int64) (*batchTensors, error) {
+	if t, ok := s.batches[b]; ok {
+		return t, nil
+	}
+	if p.plan.ChunkSamples%b != 0 {
+		return nil, fmt.Errorf("batch size %d does not divide the plan's chunks of %d samples", b, p.plan.ChunkSamples)
+	}
+	t := &batchTensors{}
+	s.batches[b] = t
+	for first := int64(0); first+b <= p.plan.ChunkSamples; first += b {
 		in, err := newInputTensors(p.feeds, b, feedViews(p.feeds, s.in, first))
 		if err != nil {
-			s.destroy()
 			return nil, err
 		}
 		out, err := newOutputTensors(p.outputs, b, p.outputViews(s, first))
 		if err != nil {
 			destroyAll(in)
-			s.destroy()
 			return nil, err
 		}
-		s.batchIn, s.batchOut = append(s.batchIn, in), append(s.batchOut, out)
+		t.in, t.out = append(t.in, in), append(t.out, out)
 	}
-	return s, nil
+	return t, nil
 }
 
 // outputViews are the slot's output buffers from sample first on.
@@ -437,6 +460,24 @@ func (p *pipeline) outputViews(s *slot, first int64) [][]byte {
 		views[i] = s.out[i][first*o.SampleBytes():]
 	}
 	return views
+}
+
+// nextSetting is the setting of the infer stage's next chunk, and whether
+// the search measures it: the search's while it runs, then its best.
+func (p *pipeline) nextSetting(ctx context.Context) (chunkSetting, bool, error) {
+	if p.tune == nil {
+		return p.setting, false, nil
+	}
+	select {
+	case set := <-p.tune.bench.next:
+		return set, true, nil
+	case <-p.tune.done:
+		set, err := p.tune.best()
+		p.setting, p.tune = set, nil
+		return set, false, err
+	case <-ctx.Done():
+		return chunkSetting{}, false, ctx.Err()
+	}
 }
 
 // run reads, infers and writes in three goroutines so that the three overlap;
@@ -451,16 +492,16 @@ func (p *pipeline) run(ctx context.Context, sink Sink) (stageTimes, error) {
 	}()
 	free := make(chan *slot, pipelineSlots)
 	for range min(int64(pipelineSlots), p.plan.Chunks()-p.job.StartChunk) {
-		s, err := p.newSlot()
-		if err != nil {
-			return times, err
-		}
+		s := p.newSlot()
 		slots = append(slots, s)
 		free <- s
 	}
 	toInfer := make(chan *slot, pipelineSlots)
 	toWrite := make(chan *slot, pipelineSlots)
 	g, ctx := errgroup.WithContext(ctx)
+	if p.tune != nil {
+		g.Go(p.tune.run)
+	}
 
 	g.Go(func() error {
 		defer close(toInfer)
@@ -485,14 +526,29 @@ func (p *pipeline) run(ctx context.Context, sink Sink) (stageTimes, error) {
 		return nil
 	})
 
+	var bench *pipelineBench
+	if p.tune != nil {
+		bench = p.tune.bench
+	}
 	g.Go(func() error {
 		defer close(toWrite)
+		if bench != nil {
+			defer close(bench.stopped)
+		}
 		for s := range toInfer {
-			t := time.Now()
-			if err := p.infer(ctx, s); err != nil {
+			set, measured, err := p.nextSetting(ctx)
+			if err != nil {
 				return err
 			}
-			times.infer += time.Since(t)
+			t := time.Now()
+			if err := p.infer(ctx, s, set); err != nil {
+				return err
+			}
+			took := time.Since(t)
+			times.infer += took
+			if measured {
+				bench.measured <- calibration.Measurement{Samples: s.end - s.start, Took: took}
+			}
 			toWrite <- s
 		}
 		return nil
@@ -534,13 +590,17 @@ func (p *pipeline) run(ctx context.Context, sink Sink) (stageTimes, error) {
 // infer runs every batch of the slot's chunk. Only the file's last batch can
 // be short: it runs at its own size, or zero-padded when the model's batch dim
 // is fixed.
-func (p *pipeline) infer(ctx context.Context, s *slot) error {
-	b := p.plan.BatchSize
+func (p *pipeline) infer(ctx context.Context, s *slot, set chunkSetting) error {
+	b := set.batch
+	t, err := p.tensors(s, b)
+	if err != nil {
+		return err
+	}
 	for k, first := 0, s.start; first < s.end; k, first = k+1, first+b {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		in, out := s.batchIn[k], s.batchOut[k]
+		in, out := t.in[k], t.out[k]
 		if n := s.end - first; n < b {
 			if p.fixedBatch {
 				for i, f := range p.feeds {
@@ -561,7 +621,7 @@ func (p *pipeline) infer(ctx context.Context, s *slot) error {
 				in, out = tail, tailOut
 			}
 		}
-		if err := p.sess.Run(in, out); err != nil {
+		if err := set.sess.Run(in, out); err != nil {
 			return fmt.Errorf("run batch at sample %d: %s", first, oneLine(err))
 		}
 	}

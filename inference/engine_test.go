@@ -219,12 +219,10 @@ func TestCalibrationChoosesAndCaches(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("INFERSTACK_CACHE", t.TempDir())
 	_, model := testMLP(t, dir)
-	// A share ten times the default, so that the first small job may take a
-	// step.
-	job := Pass{Model: model, calibrationShare: share(0.2)}
+	job := Pass{Model: model}
 
-	// A small job spends its share, no more: the search goes on in later
-	// runs.
+	// A small job (some milliseconds) spends its share, no more: the search
+	// goes on in later runs.
 	const rows = 200_000
 	small := writeNpy(t, dir, "small.npy", []int64{rows, 24}, randomFloats(rows*24, 9))
 	m, _ := mustRun(t, job, small)
@@ -266,10 +264,11 @@ func TestCalibrationChoosesAndCaches(t *testing.T) {
 	require.Len(t, fresh.sessions, 1)
 	require.Zero(t, cached.Durations.Calibrate)
 
-	// Given the budget of a long job, one run completes the search.
+	// Given the budget of a long job, one run completes the search, on
+	// enough chunks (of 4,096 rows while it searches).
 	t.Setenv("INFERSTACK_CACHE", t.TempDir())
 	job.calibrationShare = share(1000) // a budget no step exceeds
-	const n = 20_000
+	const n = 400_000
 	big := writeNpy(t, dir, "big.npy", []int64{n, 24}, randomFloats(n*24, 9))
 	first, _ := mustRun(t, job, big)
 	require.Equal(t, "calibrated", first.BatchChoice.Source)

@@ -57,7 +57,7 @@ func newRunCommand(m *Main) *runCommand {
 	fs.Var(c.feed, "feed", "INPUT=COLUMN or INPUT=COL1,COL2,...: the table columns a model input reads (repeatable; default: the column of the input's name)")
 	fs.StringVar(&c.keep, "keep", "", "table columns copied to the result beside the predictions, e.g. id,ts")
 	fs.StringVar(&c.outputFormat, "output-format", "", "parquet (default for a table) or npy (one .npy per output, in row order)")
-	fs.Int64Var(&c.batchSize, "batch-size", 0, "samples per inference call (default: calibrated on the first samples, cached per model and machine)")
+	fs.Int64Var(&c.batchSize, "batch-size", 0, "samples per inference call (default: searched on the job's first chunks, cached per model and machine)")
 	fs.Int64Var(&c.chunkSamples, "chunk-samples", 0, "samples read per chunk, rounded up to whole batches (default: about 8 MiB of input)")
 	fs.StringVar(&c.device, "device", "auto", "auto (CUDA if available, else CPU), cpu, or gpu (fail without CUDA)")
 	fs.Int64Var(&c.window, "window", 0, "cut a signal [T] or [T,C] into windows of this many steps (needs --hop)")

@@ -9,11 +9,11 @@ import "slices"
 //   - Trials are the union by batch size and thread count; a setting both
 //     measured keeps the faster rate, since the search scores a setting by
 //     its fastest measurement so far (a neighbour's burst only slows a run).
-//   - The search's position (Step, Start, Compared, Misses, Tried, Bank and
-//     Best's setting) comes whole from the state further along, mine on a
-//     tie: those fields make sense only together (Misses and Tried count
-//     from Best's batch), and a mix of two could resume a climb from a
-//     batch neither run stood on. The other's trials still serve: a later
+//   - The search's position (Step, Start, Compared, Misses, Tried, Moved,
+//     Bank and Best's setting) comes whole from the state further along,
+//     mine on a tie: those fields make sense only together (Misses and
+//     Tried count from Best's batch), and a mix of two could resume a climb
+//     from a batch neither run stood on. The other's trials still serve: a later
 //     step scores a setting by its fastest trial too (RateOf).
 //   - Best's rate is its setting's fastest among the merged trials.
 //   - Bank is the further state's, not the sum: both runs were granted the
@@ -47,7 +47,7 @@ func Merge(kept, mine *State) *State {
 }
 
 // further says whether a is further along its search than b: done before
-// not done, then by the steps' order (down, up, threads, and down and up
+// not done, then by the steps' order (up, down, threads, and up and down
 // again after a thread comparison that moved), then by how many settings it
 // has measured.
 func further(a, b *State) bool {
@@ -62,7 +62,7 @@ func progress(s *State) int {
 	if s.Done() {
 		return 6
 	}
-	rank := map[string]int{stepDown: 0, stepUp: 1, stepThreads: 2}[s.Step]
+	rank := map[string]int{stepUp: 0, stepDown: 1, stepThreads: 2}[s.Step]
 	if s.Compared {
 		rank += 3
 	}

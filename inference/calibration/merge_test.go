@@ -35,9 +35,9 @@ func TestMerge(t *testing.T) {
 			// Two runs went on from one kept state, each measured its own
 			// step: the union keeps both.
 			name: "the union of the trials, the position of the state further along",
-			kept: state(stepUp, false, tr(32, 1, 130), 0, tr(16, 1, 100), tr(8, 1, 90), tr(32, 1, 130)),
-			mine: state(stepDown, false, tr(16, 1, 105), 0.3, tr(16, 1, 105), tr(8, 1, 90)),
-			want: state(stepUp, false, tr(32, 1, 130), 0, tr(16, 1, 105), tr(8, 1, 90), tr(32, 1, 130)),
+			kept: state(stepDown, false, tr(8, 1, 130), 0, tr(16, 1, 100), tr(32, 1, 90), tr(8, 1, 130)),
+			mine: state(stepUp, false, tr(16, 1, 105), 0.3, tr(16, 1, 105), tr(32, 1, 90)),
+			want: state(stepDown, false, tr(8, 1, 130), 0, tr(16, 1, 105), tr(32, 1, 90), tr(8, 1, 130)),
 		},
 		{
 			name: "a setting both measured keeps the faster rate, and Best its fastest",

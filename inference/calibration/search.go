@@ -1,6 +1,7 @@
 package calibration
 
 import (
+	"errors"
 	"slices"
 	"time"
 
@@ -8,39 +9,52 @@ import (
 )
 
 // DefaultShare is the share of a job's estimated time (at the best rate
-// measured so far) that a run may spend on the search, besides what earlier
-// runs banked: small, since most steps find nothing and a step pays off only
-// over the runs after it. No step is exempt, not even the thread comparison.
+// measured so far) that a run may lose to the search, besides what earlier
+// runs banked. The search runs the job's own chunks, so what it spends is
+// only what its trials lose against the incumbent, and the sessions it
+// creates: a step that wins pays for itself.
 const DefaultShare = 0.02
 
 // MaxGrant caps what one run may spend on the search and what small jobs
 // save up, so that no job stalls for long on it.
 const MaxGrant = 10 * time.Second
 
-// A step to a larger batch must gain upGain to be taken; a step to a smaller
-// one is taken unless it loses more than downLoss. The search times the model
-// alone, and in the pipeline, beside the reader and writer, larger batches
-// give back what they gain alone: within the noise the smaller batch wins
-// (and holds less memory), and the climb tries down first.
+// A step to a larger batch is taken when it runs at least as fast: in the
+// pipeline a larger batch pays the per-batch costs fewer times, so within
+// the noise the climb goes on. A step to a smaller batch must gain downGain.
 const (
-	upGain   = 1.05
-	downLoss = 0.99
+	upGain   = 1.00
+	downGain = 1.02
 )
 
-// maxMisses is how many steps past the incumbent a climb up looks.
+// maxMisses is how many steps past the incumbent a climb up looks, where
+// the miss is within the noise (not a clear miss).
 const maxMisses = 1
 
-// rounds is how many timed measurements each setting gets, after a warm-up:
-// the settings compared alternate round by round, and each is scored by its
+// rounds is how many measurements each setting gets in a comparison (one
+// more where it is new to the run, since its first chunk runs cold): the
+// settings compared alternate chunk by chunk, and each is scored by its
 // fastest, in this comparison or an earlier one, since a neighbour's burst
-// only ever slows a run down.
+// only ever slows a chunk down.
 const rounds = 2
 
-// MinTimed is the least time one timed measurement of a setting lasts: a
-// fast model's batch runs in microseconds, below what a shared machine's
-// scheduler lets one time, so the batch runs again until this much time has
-// passed.
-const MinTimed = 2 * time.Millisecond
+// assumedLoss is how much longer than the incumbent's a chunk at a setting
+// not yet measured is expected to take, for the budget; once measured, its
+// rate says.
+// A step starts only when the grant covers its chunks at their expected loss.
+const assumedLoss = 0.2
+
+// clearMiss ends a setting's measurements after its first two chunks where
+// the faster of them runs below this share of the incumbent's rate: more
+// rounds would not change the outcome, only cost the job.
+const clearMiss = 0.8
+
+// ErrStopped is what a Bench returns once the job has no chunk left to run:
+// the search stops where it is, as when its grant runs out.
+var ErrStopped = errors.New("calibration: the job has no chunk left to measure")
+
+// errGrant stops a step whose next chunk the grant does not cover.
+var errGrant = errors.New("calibration: the grant is spent")
 
 // Setting is one thread count and batch size the search times.
 type Setting struct {
@@ -48,94 +62,145 @@ type Setting struct {
 	Batch   int64
 }
 
-// Bench runs a model's settings for the search and keeps its clock: the part
-// of a search that touches ONNX Runtime.
+// Measurement is one timed run of a setting: a chunk of the job.
+type Measurement struct {
+	Samples int64
+	Took    time.Duration
+}
+
+// Bench runs the job's chunks at the settings the search asks for: the part
+// of a search that touches ONNX Runtime and the pipeline.
 type Bench interface {
-	// Now is the bench's clock: time passes as settings run.
-	Now() time.Duration
-	// OpenSession makes the session with threads ready, creating it on first use.
-	OpenSession(threads int) error
-	// SessionCost is what OpenSession(threads) is expected to take: nothing
-	// for a session already open.
+	// OpenSession makes the session with threads ready, creating it on
+	// first use; it returns what that took (nothing for one already open).
+	OpenSession(threads int) (time.Duration, error)
+	// SessionCost is what OpenSession(threads) is expected to take.
 	SessionCost(threads int) time.Duration
-	// Prepare makes a batch's tensors ready; it fails once the run is cancelled.
-	Prepare(batch int64) error
-	// Run runs one batch at s (prepared, its session open).
-	Run(s Setting) error
+	// Run runs the job's next chunk at s (its session open) and times it;
+	// ErrStopped where no chunk is left.
+	Run(s Setting) (Measurement, error)
 }
 
 // Search is what one run's part of a search works with.
 type Search struct {
 	Samples    int64   // in the job: the grant is Share of their estimated time
 	Share      float64 // DefaultShare, unless a caller grants more or none
+	Chunk      int64   // samples a measurement runs
 	MaxBatch   int64   // the largest batch tried
 	Candidates []int   // the thread counts compared
-	Warm       Setting // the setting the run's probe ran: it needs no warm-up
+}
+
+// Outcome is what a run's part of the search did.
+type Outcome struct {
+	Measured bool          // it timed some setting
+	Changed  bool          // the state changed and needs saving
+	Spent    time.Duration // lost against the incumbent, sessions included (negative where trials won)
 }
 
 // Run takes state's steps while the run's grant allows, timing each on
-// bench. It reports whether it measured anything and whether state changed
-// (and needs saving).
-func (s Search) Run(state *State, bench Bench) (measured, changed bool, err error) {
-	r := &searcher{Search: s, state: state, bench: bench, warm: map[Setting]bool{s.Warm: true}}
-	// The grant follows the estimate, which the first measurement corrects.
-	grant := func() float64 {
-		return min(s.Share*r.estimate().Seconds()+state.Bank, MaxGrant.Seconds())
+// bench, and stops where the job runs out of chunks.
+func (s Search) Run(state *State, bench Bench) (Outcome, error) {
+	r := &searcher{Search: s, state: state, bench: bench, ran: map[Setting]bool{}, slowest: map[Setting]float64{}}
+	var out Outcome
+	if !state.Done() && r.grant() > 0 {
+		// The incumbent's first chunk costs nothing and corrects the
+		// estimate (and with it the grant): a new search has only its
+		// probe's rate, a cold one.
+		err := r.measureIncumbent()
+		out.Measured, out.Changed = r.measuredAny, r.measuredAny
+		if err != nil && !errors.Is(err, ErrStopped) {
+			return out, err
+		}
 	}
-	var spent time.Duration
-	for !state.Done() {
-		next, cost := r.nextStep()
+	for !state.Done() && !r.stopped {
+		next, admission := r.nextStep()
 		if next == 0 {
 			r.advance()
-			changed = true
+			out.Changed = true
 			continue
 		}
-		if (spent + cost).Seconds() > grant() {
+		if r.spent+admission > r.grant() {
 			break
 		}
-		start := bench.Now()
-		if err := r.takeStep(next); err != nil {
-			return measured, changed, err
+		trials := len(state.Trials)
+		err := r.takeStep(next)
+		if len(state.Trials) > trials || r.measuredAny {
+			out.Measured, out.Changed = true, true
 		}
-		spent += bench.Now() - start
-		measured, changed = true, true
+		if errors.Is(err, ErrStopped) {
+			r.stopped = true
+		}
+		if errors.Is(err, errGrant) || r.stopped {
+			break
+		}
+		if err != nil {
+			out.Spent = r.spent
+			return out, err
+		}
 	}
 	bank := 0.0
 	if !state.Done() {
-		bank = max(0, min(grant()-spent.Seconds(), MaxGrant.Seconds()))
+		bank = max(0, min(r.grant()-r.spent, MaxGrant).Seconds())
 	}
 	if bank != state.Bank {
-		state.Bank, changed = bank, true
+		state.Bank, out.Changed = bank, true
 	}
-	return measured, changed, nil
+	out.Spent = r.spent
+	return out, nil
 }
 
 // searcher is one run of Search on a state.
 type searcher struct {
 	Search
-	state *State
-	bench Bench
-	warm  map[Setting]bool // settings that have run once: no warm-up needed
+	state       *State
+	bench       Bench
+	spent       time.Duration
+	ran         map[Setting]bool    // settings that ran a chunk in this run
+	slowest     map[Setting]float64 // each setting's slowest rate in this run
+	measuredAny bool
+	stopped     bool // the job has no chunk left
+}
+
+// measureIncumbent runs a chunk at the best setting so far and makes its
+// rate the best's where faster.
+func (r *searcher) measureIncumbent() error {
+	best := Setting{r.state.Best.Threads, r.state.Best.BatchSize}
+	if err := r.openSession(best.Threads); err != nil {
+		return err
+	}
+	m, err := r.bench.Run(best)
+	if errors.Is(err, ErrStopped) {
+		r.stopped = true
+	}
+	if err != nil {
+		return err
+	}
+	rate := float64(m.Samples) / max(m.Took, time.Microsecond).Seconds()
+	r.state.Best.SamplesPerSec = max(r.state.Best.SamplesPerSec, rate)
+	r.slowest[best], r.ran[best], r.measuredAny = rate, true, true
+	return nil
+}
+
+// grant is what the run may spend: Share of the job's estimated time at the
+// best rate so far (which the measurements correct), plus the bank.
+func (r *searcher) grant() time.Duration {
+	return min(time.Duration(r.Share*float64(r.estimate()))+time.Duration(r.state.Bank*float64(time.Second)), MaxGrant)
 }
 
 // estimate is the job's time at the best rate measured so far.
-func (r *searcher) estimate() time.Duration {
-	return time.Duration(float64(r.Samples) / max(r.state.Best.SamplesPerSec, 1) * float64(time.Second))
+func (r *searcher) estimate() time.Duration { return r.timeOf(r.Samples, r.state.Best.SamplesPerSec) }
+
+// timeOf is how long n samples take at rate.
+func (r *searcher) timeOf(n int64, rate float64) time.Duration {
+	return time.Duration(float64(n) / max(rate, 1) * float64(time.Second))
 }
 
 // nextStep is the batch size the current step tries (0: none left in its
-// direction) and what the step costs at the best rate.
+// direction) and what the grant must cover to start it: the chunks of each
+// setting it adds at their expected loss, and the sessions it creates.
 func (r *searcher) nextStep() (int64, time.Duration) {
 	s := r.state
 	b := s.Best.BatchSize
-	// A setting costs a warm-up run (where it is new) and a measurement of
-	// at least MinTimed per round; a step is charged what it costs when it
-	// moves the incumbent (rounds and the round that confirms it), so that a
-	// run spends no more than its grant.
-	run := func(batch int64) time.Duration {
-		return time.Duration(float64(batch) / max(s.Best.SamplesPerSec, 1) * float64(time.Second))
-	}
-	measured := func(batch int64) time.Duration { return (rounds + 1) * max(run(batch), MinTimed) }
 	switch s.Step {
 	case stepUp, stepDown:
 		from := b
@@ -149,18 +214,45 @@ func (r *searcher) nextStep() (int64, time.Duration) {
 		if next < 1 || next > r.MaxBatch {
 			return 0, 0
 		}
-		return next, run(next) + measured(next) + measured(b)
+		return next, r.trialCost(Setting{s.Best.Threads, next})
 	case stepThreads:
 		if len(r.Candidates) == 1 {
 			return 0, 0
 		}
 		var cost time.Duration
 		for _, t := range r.Candidates {
-			cost += r.bench.SessionCost(t) + run(b) + measured(b)
+			if t != s.Best.Threads {
+				cost += r.bench.SessionCost(t) + r.trialCost(Setting{t, b})
+			}
 		}
 		return b, cost
 	}
 	return 0, 0
+}
+
+// trialCost is what a step's measurements of s are expected to lose against
+// the incumbent: two chunks where it misses clearly, else rounds more.
+func (r *searcher) trialCost(s Setting) time.Duration {
+	loss := r.expectedLoss(s, r.state.Best.SamplesPerSec)
+	chunks := 2.0
+	if loss < 1-clearMiss {
+		chunks += rounds
+	}
+	return time.Duration(chunks * loss * float64(r.timeOf(r.Chunk, r.state.Best.SamplesPerSec)))
+}
+
+// expectedLoss is the time a chunk at s is expected to take beyond one at
+// rate ref, as a share of the latter: from its slowest chunk in this run,
+// else its trial, else assumedLoss.
+func (r *searcher) expectedLoss(s Setting, ref float64) float64 {
+	rate, ok := r.slowest[s]
+	if !ok {
+		rate = RateOf(r.state.Trials, s.Batch, s.Threads)
+	}
+	if rate == 0 {
+		return assumedLoss
+	}
+	return max(0, ref/rate-1)
 }
 
 // takeStep measures the step to batch next and moves the state on.
@@ -175,48 +267,49 @@ func (r *searcher) takeStep(next int64) error {
 		s.Step = stepDone
 		if s.Best.Threads != threads {
 			// Climb once more, at the thread count that won.
-			s.Step = stepDown
+			s.Step, s.Moved = stepUp, false
 		}
 		return nil
 	}
 	threads := s.Best.Threads
-	if err := r.bench.OpenSession(threads); err != nil {
+	if err := r.openSession(threads); err != nil {
 		return err
 	}
 	// The incumbent is timed again beside the step, under the same load.
 	need := upGain
 	if next < s.Best.BatchSize {
-		need = downLoss
+		need = downGain
 	}
-	rates, err := r.compare([]Setting{{threads, s.Best.BatchSize}, {threads, next}}, func(r []float64) bool { return r[1] < need*r[0] })
+	settings := []Setting{{threads, s.Best.BatchSize}, {threads, next}}
+	rates, err := r.compare(settings, func(r []float64) bool { return r[1] < need*r[0] })
+	r.recordRates(settings, rates)
 	if err != nil {
 		return err
 	}
-	r.record(manifest.Trial{BatchSize: s.Best.BatchSize, Threads: threads, SamplesPerSec: rates[0]})
-	r.record(manifest.Trial{BatchSize: next, Threads: threads, SamplesPerSec: rates[1]})
 	if rates[1] >= need*rates[0] {
 		s.Best = manifest.Trial{BatchSize: next, Threads: threads, SamplesPerSec: rates[1]}
 		s.Misses, s.Tried = 0, 0
+		s.Moved = s.Moved || s.Step == stepUp
 		return nil
 	}
 	s.Best.SamplesPerSec = rates[0]
 	s.Misses, s.Tried = s.Misses+1, next
-	if s.Step == stepDown || s.Misses > maxMisses {
+	if s.Step == stepDown || s.Misses > maxMisses || rates[1] < clearMiss*rates[0] {
 		r.advance()
 	}
 	return nil
 }
 
 // advance moves the state past a climb's direction that ended (or found no
-// batch size left to try): down is always followed by up, since a step down
-// can win on an incumbent that timed slow; a climb is followed by the thread
+// batch size left to try): up is followed by down unless the climb up moved
+// (the batch below is the one it left), and a climb by the thread
 // comparison unless that is done.
 func (r *searcher) advance() {
 	s := r.state
 	s.Misses, s.Tried = 0, 0
 	switch {
-	case s.Step == stepDown:
-		s.Step = stepUp
+	case s.Step == stepUp && !s.Moved:
+		s.Step = stepDown
 	case s.Compared || len(r.Candidates) == 1:
 		s.Step = stepDone
 	default:
@@ -233,75 +326,106 @@ func (r *searcher) compareThreads(b int64) error {
 	threads := append([]int{s.Best.Threads}, others...)
 	settings := make([]Setting, len(threads))
 	for i, t := range threads {
-		if err := r.bench.OpenSession(t); err != nil {
+		if err := r.openSession(t); err != nil {
 			return err
 		}
 		settings[i] = Setting{t, b}
 	}
 	rates, err := r.compare(settings, func(r []float64) bool { return slices.Max(r) == r[0] })
+	r.recordRates(settings, rates)
 	if err != nil {
 		return err
 	}
 	best := manifest.Trial{}
 	for i, st := range settings {
-		t := manifest.Trial{BatchSize: b, Threads: st.Threads, SamplesPerSec: rates[i]}
-		r.record(t)
-		if t.SamplesPerSec > best.SamplesPerSec {
-			best = t
+		if rates[i] > best.SamplesPerSec {
+			best = manifest.Trial{BatchSize: b, Threads: st.Threads, SamplesPerSec: rates[i]}
 		}
 	}
 	s.Best = best
 	return nil
 }
 
-// compare warms each new setting up once, then times rounds measurements of
-// each, alternating settings round by round, and returns each setting's
+// openSession opens the session for threads, charging its creation.
+func (r *searcher) openSession(threads int) error {
+	took, err := r.bench.OpenSession(threads)
+	r.spent += took
+	return err
+}
+
+// compare runs a chunk of each setting new to the run, then rounds chunks
+// of each, alternating settings chunk by chunk, and returns each setting's
 // samples per second from its fastest measurement. settings[0] is the
 // incumbent: where holds says it lost, a round more confirms the move (a
-// step that finds nothing, as most do, costs two rounds; a move costs three).
+// step that finds nothing, as most do, costs two rounds; a move costs
+// three). A setting that misses clearly after two chunks runs no more. A
+// comparison the grant stops returns what it measured.
 func (r *searcher) compare(settings []Setting, holds func(rates []float64) bool) ([]float64, error) {
 	rates := make([]float64, len(settings))
-	for round := -1; round < rounds; round++ {
-		if err := r.round(settings, round, rates); err != nil {
-			return nil, err
-		}
+	active := make([]bool, len(settings))
+	for i := range active {
+		active[i] = true
 	}
-	if !holds(rates) {
-		if err := r.round(settings, rounds, rates); err != nil {
-			return nil, err
+	for round := -1; round <= rounds; round++ {
+		if round == rounds && holds(rates) {
+			break
+		}
+		if err := r.round(settings, active, round, rates); err != nil {
+			return rates, err
+		}
+		if round == 0 {
+			for i := 1; i < len(settings); i++ {
+				active[i] = rates[i] >= clearMiss*rates[0]
+			}
+			if !slices.Contains(active[1:], true) {
+				break
+			}
 		}
 	}
 	return rates, nil
 }
 
-// round times each setting once, starting with a different one each round so
-// that none is always the one timed right after a warm-up or a session's
-// creation; round -1 warms up the settings that have not run yet (first runs
-// at a shape allocate).
-func (r *searcher) round(settings []Setting, round int, rates []float64) error {
+// round runs one chunk of each active setting, starting with a different
+// one each round so that none is always the one run right after a session's
+// creation; round -1 runs the settings new to the run. A chunk of a setting
+// other than the incumbent's is charged what it lost against the
+// incumbent's rate, and runs only where the grant covers what it is
+// expected to lose.
+func (r *searcher) round(settings []Setting, active []bool, round int, rates []float64) error {
 	for k := range settings {
 		i := (k + max(round, 0)) % len(settings)
 		s := settings[i]
-		if round < 0 && r.warm[s] {
+		if !active[i] || round < 0 && r.ran[s] {
 			continue
 		}
-		if err := r.bench.Prepare(s.Batch); err != nil {
+		ref := max(rates[0], r.state.Best.SamplesPerSec)
+		if i > 0 && r.spent+time.Duration(r.expectedLoss(s, ref)*float64(r.timeOf(r.Chunk, ref))) > r.grant() {
+			return errGrant
+		}
+		m, err := r.bench.Run(s)
+		if err != nil {
 			return err
 		}
-		start := r.bench.Now()
-		runs := 0
-		for runs == 0 || (round >= 0 && r.bench.Now()-start < MinTimed) {
-			if err := r.bench.Run(s); err != nil {
-				return err
-			}
-			runs++
+		rate := float64(m.Samples) / max(m.Took, time.Microsecond).Seconds()
+		rates[i] = max(rates[i], RateOf(r.state.Trials, s.Batch, s.Threads), rate)
+		if v, ok := r.slowest[s]; !ok || rate < v {
+			r.slowest[s] = rate
 		}
-		if round >= 0 {
-			rates[i] = max(rates[i], RateOf(r.state.Trials, s.Batch, s.Threads), float64(int64(runs)*s.Batch)/max(r.bench.Now()-start, time.Microsecond).Seconds())
+		if i > 0 {
+			r.spent += m.Took - r.timeOf(m.Samples, ref)
 		}
-		r.warm[s] = true
+		r.ran[s], r.measuredAny = true, true
 	}
 	return nil
+}
+
+// recordRates adds the settings a comparison measured to the trials.
+func (r *searcher) recordRates(settings []Setting, rates []float64) {
+	for i, s := range settings {
+		if rates[i] > 0 {
+			r.record(manifest.Trial{BatchSize: s.Batch, Threads: s.Threads, SamplesPerSec: rates[i]})
+		}
+	}
 }
 
 // record adds a measured setting to the trials, or updates the setting's

@@ -11,36 +11,38 @@ import (
 	"github.com/inferstack/inferstack/inference/manifest"
 )
 
-// fakeBench runs settings on a fake clock: a batch at a setting takes
-// batch/speed milliseconds, opening a session sessionMs.
+// fakeBench runs the job's chunks on a fake clock: a chunk of chunk samples
+// at a setting takes chunk/speed milliseconds, opening a session sessionMs;
+// a job has chunks chunks per run (0: no end).
 type fakeBench struct {
-	// speed is a setting's samples per millisecond in its n-th timed or
-	// warm-up measurement (from 1).
+	// speed is a setting's samples per millisecond in its n-th measurement
+	// (from 1).
 	speed     func(s Setting, n int) float64
 	sessionMs float64
+	chunk     int64
+	chunks    int
 
 	now          time.Duration
 	open         map[int]bool
 	measurements map[Setting]int
-	prepared     bool // Prepare ran since the last measurement started
+	ran          int // chunks in this run
 }
 
 func newFakeBench(speed func(s Setting, n int) float64, open ...int) *fakeBench {
-	b := &fakeBench{speed: speed, open: map[int]bool{}, measurements: map[Setting]int{}}
+	b := &fakeBench{speed: speed, chunk: 1024, open: map[int]bool{}, measurements: map[Setting]int{}}
 	for _, t := range open {
 		b.open[t] = true
 	}
 	return b
 }
 
-func (b *fakeBench) Now() time.Duration { return b.now }
-
-func (b *fakeBench) OpenSession(threads int) error {
-	if !b.open[threads] {
-		b.now += ms(b.sessionMs)
-		b.open[threads] = true
+func (b *fakeBench) OpenSession(threads int) (time.Duration, error) {
+	if b.open[threads] {
+		return 0, nil
 	}
-	return nil
+	b.now += ms(b.sessionMs)
+	b.open[threads] = true
+	return ms(b.sessionMs), nil
 }
 
 func (b *fakeBench) SessionCost(threads int) time.Duration {
@@ -50,21 +52,18 @@ func (b *fakeBench) SessionCost(threads int) time.Duration {
 	return ms(b.sessionMs)
 }
 
-func (b *fakeBench) Prepare(int64) error {
-	b.prepared = true
-	return nil
-}
-
-func (b *fakeBench) Run(s Setting) error {
+func (b *fakeBench) Run(s Setting) (Measurement, error) {
 	if !b.open[s.Threads] {
-		return fmt.Errorf("run %+v: session not open", s)
+		return Measurement{}, fmt.Errorf("run %+v: session not open", s)
 	}
-	if b.prepared {
-		b.measurements[s]++
-		b.prepared = false
+	if b.chunks > 0 && b.ran == b.chunks {
+		return Measurement{}, ErrStopped
 	}
-	b.now += ms(float64(s.Batch) / b.speed(s, b.measurements[s]))
-	return nil
+	b.ran++
+	b.measurements[s]++
+	took := ms(float64(b.chunk) / b.speed(s, b.measurements[s]))
+	b.now += took
+	return Measurement{Samples: b.chunk, Took: took}, nil
 }
 
 func ms(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
@@ -101,7 +100,7 @@ func newSearch(probe time.Duration) *State {
 const coldProbe = 2 * time.Millisecond
 
 // Given all the budget it needs, one run completes the search: the batch
-// first, down then up, one step past a miss, then threads at the batch found.
+// first, up then down, then threads at the batch found.
 func TestSearchSteps(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -114,32 +113,45 @@ func TestSearchSteps(t *testing.T) {
 		compared   bool
 	}{
 		{
-			name:       "down loses, up climbs one step past a miss, threads keep all cores",
+			name:       "up climbs one step past a miss within the noise, no climb down after a move, threads keep all cores",
 			candidates: []int{1, 2},
 			maxBatch:   4096,
 			speeds: map[Setting]float64{
-				{2, 16}: 100, {2, 8}: 90, // down loses 10%: up from 16
-				{2, 32}:  110,                // +10%: taken
-				{2, 64}:  112,                // +2%: a miss, but the climb looks one step further
-				{2, 128}: 125,                // +14% over 32: taken
-				{2, 256}: 126, {2, 512}: 127, // two misses: the climb ends
+				{2, 16}:  100,
+				{2, 32}:  110,                // faster: taken
+				{2, 64}:  108,                // a miss within the noise: the climb looks one step further
+				{2, 128}: 125,                // faster than 32: taken
+				{2, 256}: 120, {2, 512}: 119, // two misses: the climb ends
 				{1, 128}: 70,
 			},
-			timed:    []Setting{{2, 16}, {2, 8}, {2, 32}, {2, 64}, {2, 128}, {2, 256}, {2, 512}, {1, 128}},
+			timed:    []Setting{{2, 16}, {2, 32}, {2, 64}, {2, 128}, {2, 256}, {2, 512}, {1, 128}},
 			best:     Setting{2, 128},
 			compared: true,
 		},
 		{
-			name:       "a step down that loses under 1% is taken, then up from there",
+			name:       "a clear miss ends the climb up at once, and the climb down takes a gain",
 			candidates: []int{1, 2},
 			maxBatch:   4096,
 			speeds: map[Setting]float64{
-				{2, 16}: 100, {2, 8}: 99.5, {2, 4}: 80,
-				{2, 32}: 101,
-				{1, 8}:  60,
+				{2, 16}: 100, {2, 32}: 70,
+				{2, 8}: 105, {2, 4}: 90,
+				{1, 8}: 60,
 			},
-			timed:    []Setting{{2, 16}, {2, 8}, {2, 4}, {2, 32}, {1, 8}},
+			timed:    []Setting{{2, 16}, {2, 32}, {2, 8}, {2, 4}, {1, 8}},
 			best:     Setting{2, 8},
+			compared: true,
+		},
+		{
+			name:       "a step down must gain 2%",
+			candidates: []int{1, 2},
+			maxBatch:   4096,
+			speeds: map[Setting]float64{
+				{2, 16}: 100, {2, 32}: 95, {2, 64}: 96, // two misses within the noise
+				{2, 8}:  101.5,
+				{1, 16}: 50,
+			},
+			timed:    []Setting{{2, 16}, {2, 32}, {2, 64}, {2, 8}, {1, 16}},
+			best:     Setting{2, 16},
 			compared: true,
 		},
 		{
@@ -147,40 +159,31 @@ func TestSearchSteps(t *testing.T) {
 			candidates: []int{1, 2},
 			maxBatch:   4096,
 			speeds: map[Setting]float64{
-				{2, 16}: 100, {2, 8}: 90, {2, 32}: 100, {2, 64}: 100,
-				{1, 16}: 120, {1, 8}: 100, {1, 32}: 130, {1, 64}: 131, {1, 128}: 132,
+				{2, 16}: 100, {2, 32}: 70, {2, 8}: 90,
+				{1, 16}: 120, {1, 32}: 130, {1, 64}: 90,
 			},
-			timed:    []Setting{{2, 16}, {2, 8}, {2, 32}, {2, 64}, {1, 16}, {1, 8}, {1, 32}, {1, 64}, {1, 128}},
+			timed:    []Setting{{2, 16}, {2, 32}, {2, 8}, {1, 16}, {1, 32}, {1, 64}},
 			best:     Setting{1, 32},
 			compared: true,
 		},
 		{
-			name:       "one candidate (the job sets its threads): no thread comparison",
+			name:       "one candidate (the job sets its threads), a flat model: up to the largest batch",
 			candidates: []int{2},
-			maxBatch:   4096,
-			speeds:     map[Setting]float64{{2, 16}: 100, {2, 8}: 90, {2, 32}: 100, {2, 64}: 100},
-			timed:      []Setting{{2, 16}, {2, 8}, {2, 32}, {2, 64}},
-			best:       Setting{2, 16},
-		},
-		{
-			name:       "no batch past maxBatch",
-			candidates: []int{1, 2},
-			maxBatch:   32,
-			speeds:     map[Setting]float64{{2, 16}: 100, {2, 8}: 90, {2, 32}: 200, {1, 32}: 100},
-			timed:      []Setting{{2, 16}, {2, 8}, {2, 32}, {1, 32}},
-			best:       Setting{2, 32},
-			compared:   true,
+			maxBatch:   64,
+			speeds:     map[Setting]float64{{2, 16}: 100, {2, 32}: 100, {2, 64}: 100},
+			timed:      []Setting{{2, 16}, {2, 32}, {2, 64}},
+			best:       Setting{2, 64},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			state := newSearch(coldProbe)
 			bench := newFakeBench(steady(t, tc.speeds), 2)
-			search := Search{Samples: 1e6, Share: 1000, MaxBatch: tc.maxBatch, Candidates: tc.candidates, Warm: Setting{2, 16}}
-			measured, changed, err := search.Run(state, bench)
+			search := Search{Samples: 1e6, Share: 1000, Chunk: bench.chunk, MaxBatch: tc.maxBatch, Candidates: tc.candidates}
+			out, err := search.Run(state, bench)
 			require.NoError(t, err)
-			require.True(t, measured)
-			require.True(t, changed)
+			require.True(t, out.Measured)
+			require.True(t, out.Changed)
 			require.True(t, state.Done(), "%+v", state)
 			require.Equal(t, tc.timed, trialsOf(state.Trials))
 			require.Equal(t, tc.best, Setting{state.Best.Threads, state.Best.BatchSize})
@@ -191,8 +194,9 @@ func TestSearchSteps(t *testing.T) {
 	}
 }
 
-// A step that finds nothing costs a warm-up of the new setting and two
-// rounds of both; a move is confirmed by a third round.
+// A step runs a chunk of each setting new to the run, then two rounds of
+// both; a move is confirmed by a third round, and a clear miss ends after
+// the new setting's first two chunks.
 func TestAMoveIsConfirmedByAThirdRound(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -200,22 +204,24 @@ func TestAMoveIsConfirmedByAThirdRound(t *testing.T) {
 		speed float64 // of batch 8, against 100 at 16
 		want  map[Setting]int
 	}{
-		{"a miss", 90, map[Setting]int{{2, 16}: 2, {2, 8}: 3}},
-		{"a move", 100, map[Setting]int{{2, 16}: 3, {2, 8}: 4}},
+		{"a miss", 95, map[Setting]int{{2, 16}: 3, {2, 8}: 3}},
+		{"a move", 105, map[Setting]int{{2, 16}: 4, {2, 8}: 4}},
+		{"a clear miss", 70, map[Setting]int{{2, 16}: 2, {2, 8}: 2}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			state := newSearch(coldProbe)
+			state.Step = stepDown
 			bench := newFakeBench(func(s Setting, _ int) float64 {
 				if s.Batch == 8 {
 					return tc.speed
 				}
 				return 100
 			}, 2)
-			r := &searcher{Search: Search{Samples: 1e6, Share: 1000, MaxBatch: 4096, Candidates: []int{1, 2}, Warm: Setting{2, 16}},
-				state: state, bench: bench, warm: map[Setting]bool{{2, 16}: true}}
+			r := &searcher{Search: Search{Samples: 1e6, Share: 1000, Chunk: bench.chunk, MaxBatch: 4096, Candidates: []int{1, 2}},
+				state: state, bench: bench, ran: map[Setting]bool{}, slowest: map[Setting]float64{}}
 			require.NoError(t, r.takeStep(8))
-			require.Equal(t, tc.want, bench.measurements, "measurements per setting, warm-ups included")
+			require.Equal(t, tc.want, bench.measurements, "chunks per setting")
 		})
 	}
 }
@@ -228,71 +234,72 @@ func TestASettingIsScoredByItsFastestMeasurement(t *testing.T) {
 	state := newSearch(coldProbe)
 	bench := newFakeBench(func(s Setting, n int) float64 {
 		switch {
-		case s == Setting{2, 16} && n > 2: // slow from the second step on
+		case s == Setting{2, 16} && n > 2: // slow from its third chunk on
 			return 60
-		case s.Batch == 8:
-			return 90
 		case s.Batch == 32:
-			return 103 // would beat 60 by far, but not 100 by 5%
+			return 99 // would beat 60 by far, but not 100
 		}
 		return 100
 	}, 2)
-	r := &searcher{Search: Search{Samples: 1e6, Share: 1000, MaxBatch: 4096, Candidates: []int{1, 2}, Warm: Setting{2, 16}},
-		state: state, bench: bench, warm: map[Setting]bool{{2, 16}: true}}
-	require.NoError(t, r.takeStep(8))
-	require.Equal(t, stepUp, state.Step)
+	r := &searcher{Search: Search{Samples: 1e6, Share: 1000, Chunk: bench.chunk, MaxBatch: 4096, Candidates: []int{1, 2}},
+		state: state, bench: bench, ran: map[Setting]bool{}, slowest: map[Setting]float64{}}
 	require.NoError(t, r.takeStep(32))
 	require.Equal(t, Setting{2, 16}, Setting{state.Best.Threads, state.Best.BatchSize})
 	require.InDelta(t, 100_000, state.Best.SamplesPerSec, 1e-3)
 	require.Equal(t, 1, state.Misses)
 	require.EqualValues(t, 32, state.Tried)
+	require.Equal(t, stepUp, state.Step, "a miss within the noise: the climb looks one step further")
 }
 
-// A run spends at most its share of the job (at the best rate so far) plus
-// what earlier runs banked: without a share it measures nothing, and a series
-// of small jobs completes the search a share at a time.
+// A run loses at most its share of the job (at the best rate so far) plus
+// what earlier runs banked, against what the incumbent would have run:
+// without a share it measures nothing, and a series of small jobs completes
+// the search a share at a time.
 func TestSearchBudget(t *testing.T) {
 	t.Parallel()
 	speeds := map[Setting]float64{
-		{2, 16}: 100, {2, 8}: 90, {2, 32}: 110, {2, 64}: 112, {2, 128}: 125, {2, 256}: 126, {2, 512}: 127, {1, 128}: 70,
+		{2, 16}: 100, {2, 32}: 110, {2, 64}: 108, {2, 128}: 125, {2, 256}: 120, {2, 512}: 119, {1, 128}: 40,
 	}
 	for _, tc := range []struct {
 		name    string
-		samples int64 // 100 per millisecond once measured
+		samples int64 // 100 per millisecond at first
 		share   float64
 		runs    int // to complete the search; 0: never
 	}{
 		{"no share", 1e6, 0, 0},
 		{"a share of a 10 s job completes in one run", 1e6, DefaultShare, 1},
-		{"a share of a 1 s job takes some runs", 1e5, DefaultShare, 7},
-		{"a share of a 0.1 s job banks for many", 1e4, DefaultShare, 63},
+		{"a share of a 1 s job takes some runs", 1e5, DefaultShare, 6},
+		{"a share of a 0.1 s job banks for many", 1e4, DefaultShare, 51},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			state := newSearch(coldProbe)
-			bench := newFakeBench(steady(t, speeds), 2) // one process: sessions stay open
+			bench := newFakeBench(steady(t, speeds)) // a new process each run: sessions open anew
 			bench.sessionMs = 25
-			search := Search{Samples: tc.samples, Share: tc.share, MaxBatch: 4096, Candidates: []int{1, 2}, Warm: Setting{2, 16}}
+			search := Search{Samples: tc.samples, Share: tc.share, Chunk: bench.chunk, MaxBatch: 4096, Candidates: []int{1, 2}}
 			runs := 0
 			for !state.Done() && runs < 100 {
 				runs++
+				bench.open, bench.ran = map[int]bool{2: true}, 0
+				bench.chunks = int(tc.samples / bench.chunk)
 				grant := min(tc.share*float64(tc.samples)/state.Best.SamplesPerSec+state.Bank, MaxGrant.Seconds())
-				before := len(state.Trials)
-				start := bench.now
-				measured, changed, err := search.Run(state, bench)
+				bank := state.Bank
+				out, err := search.Run(state, bench)
 				require.NoError(t, err)
-				spent := (bench.now - start).Seconds()
-				require.Equal(t, len(state.Trials) > before, measured, "run %d", runs)
+				require.Equal(t, bench.ran > 0, out.Measured, "run %d", runs)
 				if tc.share == 0 {
-					require.False(t, changed, "nothing to measure, nothing to bank")
-					require.Zero(t, spent)
+					require.False(t, out.Changed, "nothing to measure, nothing to bank")
+					require.Zero(t, bench.ran)
 				}
-				// The estimate only grows as the best rate does, so the
-				// grant at the start bounds the spending within a step's
-				// overrun (a measurement ends on a whole batch).
-				require.LessOrEqual(t, spent, grant+0.01, "run %d", runs)
+				// The estimate only shrinks as the best rate grows, so the
+				// grant at the start bounds the spending, within what one
+				// chunk of a setting not measured before loses beyond
+				// assumedLoss; the run banks what its grant at the end leaves.
+				overrun := (125.0/40 - 1 - assumedLoss) * float64(bench.chunk) / 125 / 1000
+				require.LessOrEqual(t, out.Spent.Seconds(), grant+overrun, "run %d", runs)
 				if !state.Done() {
-					require.InDelta(t, max(0, grant-spent), state.Bank, grant, "run %d banks the rest", runs)
+					left := min(tc.share*float64(tc.samples)/state.Best.SamplesPerSec+bank, MaxGrant.Seconds()) - out.Spent.Seconds()
+					require.InDelta(t, max(0, left), state.Bank, 1e-9, "run %d banks the rest", runs)
 					require.LessOrEqual(t, state.Bank, MaxGrant.Seconds())
 				}
 			}
@@ -308,26 +315,50 @@ func TestSearchBudget(t *testing.T) {
 	}
 }
 
+// A job that runs out of chunks stops the search where it is; the next run
+// goes on from there.
+func TestAJobWithoutChunksLeftStopsTheSearch(t *testing.T) {
+	t.Parallel()
+	state := newSearch(coldProbe)
+	bench := newFakeBench(func(s Setting, _ int) float64 { return float64(s.Batch) }, 2)
+	bench.chunks = 5
+	search := Search{Samples: 1e6, Share: 1000, Chunk: bench.chunk, MaxBatch: 4096, Candidates: []int{2}}
+	out, err := search.Run(state, bench)
+	require.NoError(t, err)
+	require.True(t, out.Measured)
+	require.False(t, state.Done())
+	require.Equal(t, 5, bench.ran)
+	require.Equal(t, []Setting{{2, 16}, {2, 32}}, trialsOf(state.Trials), "the step cut short keeps what it measured")
+	require.EqualValues(t, 16, state.Best.BatchSize, "a step cut short moves nothing")
+
+	bench.ran, bench.chunks = 0, 0
+	_, err = search.Run(state, bench)
+	require.NoError(t, err)
+	require.True(t, state.Done())
+	require.EqualValues(t, 4096, state.Best.BatchSize)
+}
+
 // What one run may spend, and bank, is capped by MaxGrant.
 func TestGrantIsCapped(t *testing.T) {
 	t.Parallel()
 	state := newSearch(coldProbe)
 	state.Bank = 60
 	bench := newFakeBench(func(Setting, int) float64 { return 100 }, 2)
-	search := Search{Samples: 1e9, Share: DefaultShare, MaxBatch: 1, Candidates: []int{2}, Warm: Setting{2, 16}}
-	// No batch to try: the climb ends at once, the search completes and
+	search := Search{Samples: 1e9, Share: DefaultShare, Chunk: bench.chunk, MaxBatch: 1, Candidates: []int{2}}
+	// No batch to try: the climbs end at once, the search completes and
 	// banks nothing.
-	_, changed, err := search.Run(state, bench)
+	out, err := search.Run(state, bench)
 	require.NoError(t, err)
-	require.True(t, changed)
+	require.True(t, out.Changed)
 	require.True(t, state.Done())
 	require.Zero(t, state.Bank)
 
 	state = newSearch(time.Hour) // so slow a rate that no step is affordable, and a job of days
 	state.Bank = 60
-	_, changed, err = Search{Samples: 1e6, Share: DefaultShare, MaxBatch: 4096, Candidates: []int{1, 2}}.Run(state, bench)
+	bench.ran, bench.chunks = 1, 1 // and no chunk left to correct it
+	out, err = Search{Samples: 1e6, Share: DefaultShare, Chunk: bench.chunk, MaxBatch: 4096, Candidates: []int{1, 2}}.Run(state, bench)
 	require.NoError(t, err)
-	require.True(t, changed)
+	require.True(t, out.Changed)
 	require.Equal(t, MaxGrant.Seconds(), state.Bank)
 }
 
@@ -343,7 +374,7 @@ func TestResume(t *testing.T) {
 	for _, other := range []*State{nil, {Device: "cuda", Step: stepUp, Start: 16}, {Device: "cpu", Step: stepUp}} {
 		state, fresh := Resume(other, "cpu", 2, 16, 12*time.Millisecond, 4096)
 		require.True(t, fresh)
-		require.Equal(t, &State{Device: "cpu", Step: stepDown, Start: 16,
+		require.Equal(t, &State{Device: "cpu", Step: stepUp, Start: 16,
 			Best: manifest.Trial{BatchSize: 16, Threads: 2, SamplesPerSec: 16 / 0.012}}, state)
 	}
 }
@@ -375,21 +406,20 @@ func TestThreadCandidates(t *testing.T) {
 	}
 }
 
-// The cached state's format is Version's: a cache written before the search
-// moved into this package reads the same, and a change here needs a new
+// The cached state's format is Version's: a change here needs a new
 // Version.
 func TestStateFormat(t *testing.T) {
 	t.Parallel()
 	const cached = `{"device":"cpu","best":{"batch_size":64,"threads":2,"samples_per_sec":1500},` +
 		`"trials":[{"batch_size":64,"threads":2,"samples_per_sec":1500}],"step":"up","start":16,` +
-		`"compared":true,"misses":1,"tried":128,"bank_seconds":0.25}`
+		`"compared":true,"misses":1,"tried":128,"moved":true,"bank_seconds":0.25}`
 	var state State
 	require.NoError(t, json.Unmarshal([]byte(cached), &state))
 	best := manifest.Trial{BatchSize: 64, Threads: 2, SamplesPerSec: 1500}
 	require.Equal(t, State{Device: "cpu", Best: best, Trials: []manifest.Trial{best}, Step: stepUp, Start: 16,
-		Compared: true, Misses: 1, Tried: 128, Bank: 0.25}, state)
+		Compared: true, Misses: 1, Tried: 128, Moved: true, Bank: 0.25}, state)
 	data, err := json.Marshal(state)
 	require.NoError(t, err)
 	require.JSONEq(t, cached, string(data))
-	require.Equal(t, 2, Version)
+	require.Equal(t, 3, Version)
 }

@@ -11,16 +11,17 @@ import (
 )
 
 // Version names the search's rules and the State's format: a search cached
-// under another version starts again (version 1 never tried batches above 256).
-const Version = 2
+// under another version starts again (version 1 never tried batches above
+// 256; version 2 timed the model alone, not the job's chunks).
+const Version = 3
 
 // The search's steps, in order: the batch first, at the default thread count
-// (down while a step loses little, then up while a step gains), then every
-// thread count at the batch found; where another count wins, the batch
-// climbs once more at that count.
+// (up while a step is no slower, then down while a step gains, unless the
+// climb up moved), then every thread count at the batch found; where another
+// count wins, the batch climbs once more at that count.
 const (
-	stepDown    = "down"
 	stepUp      = "up"
+	stepDown    = "down"
 	stepThreads = "threads"
 	stepDone    = ""
 )
@@ -42,6 +43,8 @@ type State struct {
 	// last of them: a climb up looks one step past a miss before it ends.
 	Misses int   `json:"misses,omitempty"`
 	Tried  int64 `json:"tried,omitempty"`
+	// Moved says the current climb up moved the batch: no climb down follows.
+	Moved bool `json:"moved,omitempty"`
 	// Bank is the seconds earlier runs were granted but did not spend.
 	Bank float64 `json:"bank_seconds,omitempty"`
 }
@@ -60,7 +63,7 @@ func Resume(cached *State, device manifest.Device, threads int, warm int64, prob
 	}
 	start := StartBatch(warm, probe, maxBatch)
 	rate := float64(warm) / max(probe, time.Microsecond).Seconds()
-	return &State{Device: device, Step: stepDown, Start: start, Best: manifest.Trial{BatchSize: start, Threads: threads, SamplesPerSec: rate}}, true
+	return &State{Device: device, Step: stepUp, Start: start, Best: manifest.Trial{BatchSize: start, Threads: threads, SamplesPerSec: rate}}, true
 }
 
 // MidBatch is where the search starts: large enough that the per-call

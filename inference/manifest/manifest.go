@@ -170,9 +170,10 @@ type OutputFile struct {
 }
 
 // Durations are wall-clock seconds. Total is the run from its start: the
-// set-up (sessions, probe, calibrate) and then the pipeline, whose read,
-// infer and write are each stage's busy time; they overlap, so they may add
-// up to more than the pipeline took. RuntimeLoad and ModelLoad come before
+// set-up (sessions, probe) and then the pipeline, whose read, infer and
+// write are each stage's busy time; they overlap, so they may add up to more
+// than the pipeline took. Calibrate is what the search's chunks, run within
+// the pipeline, took beyond the incumbent's rate (0 where they won). RuntimeLoad and ModelLoad come before
 // total and are paid once: the first run of a process (of a model) reports
 // them, later runs 0, so that a worker's manifests add up to what it spent.
 type Durations struct {
