@@ -218,11 +218,15 @@ func TestFixedBatchModelPadsTheLastBatch(t *testing.T) {
 func TestCalibrationChoosesAndCaches(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("INFERSTACK_CACHE", t.TempDir())
-	_, model := testMLP(t, dir)
+	// Wide enough that a chunk of 4,096 rows takes milliseconds, so that a
+	// job of some tenths of a second holds a step's measurements (at least
+	// minMeasure each).
+	data, err := onnxmodel.NewMLP(24, 1024, 5, 1).Model()
+	model := writeModel(t, dir, "wide.onnx", data, err)
 	job := Pass{Model: model}
 
-	// A small job (some milliseconds) spends its share, no more: the search
-	// goes on in later runs.
+	// A small job spends its share, no more: the search goes on in later
+	// runs.
 	const rows = 200_000
 	small := writeNpy(t, dir, "small.npy", []int64{rows, 24}, randomFloats(rows*24, 9))
 	m, _ := mustRun(t, job, small)
@@ -268,7 +272,7 @@ func TestCalibrationChoosesAndCaches(t *testing.T) {
 	// enough chunks (of 4,096 rows while it searches).
 	t.Setenv("INFERSTACK_CACHE", t.TempDir())
 	job.calibrationShare = share(1000) // a budget no step exceeds
-	const n = 400_000
+	const n = 1_000_000
 	big := writeNpy(t, dir, "big.npy", []int64{n, 24}, randomFloats(n*24, 9))
 	first, _ := mustRun(t, job, big)
 	require.Equal(t, "calibrated", first.BatchChoice.Source)

@@ -20,11 +20,12 @@ import (
 )
 
 // The rounds of BenchmarkCalibrationGainAsProcesses: every cell is screened
-// over screenRounds, then the finalists (the top finalCells cells and the
-// engine's two sides) run finalRounds more, and only those are compared, so
-// that the best cell is not the one that drew the luckiest rounds.
+// over screenRounds, then the finalists (the top finalCells cells, the
+// engine's two sides and a control) run finalRounds more, and only those are
+// compared, so that the best cell is not the one that drew the luckiest
+// rounds.
 const (
-	screenRounds = 3
+	screenRounds = 2
 	finalCells   = 3
 	finalRounds  = 7
 )
@@ -36,7 +37,9 @@ const (
 // cache each round (its search's cost included); "cached" reuses one cache,
 // run beforehand until its search completed. Sides alternate round by
 // round, and each is scored by its median wall time in the final rounds;
-// the best cell is the fastest of the finalist cells there.
+// the best cell is the fastest of the finalist cells there. The control
+// runs the screen's fastest cell again as a side of its own: its ratio to
+// the best cell is what the machine's noise alone gives.
 func BenchmarkCalibrationGainAsProcesses(b *testing.B) {
 	for _, m := range calibrationJobs(b) {
 		b.Run(m.name, func(b *testing.B) {
@@ -102,7 +105,9 @@ func BenchmarkCalibrationGainAsProcesses(b *testing.B) {
 				screen := rounds(cells, screenRounds, nil)
 				ranked := slices.Clone(cells)
 				slices.SortStableFunc(ranked, func(x, y side) int { return int(median(screen[x.name]) - median(screen[y.name])) })
-				finalists := append([]side{first, cached}, ranked[:finalCells]...)
+				control := ranked[0]
+				control.name = "control"
+				finalists := append([]side{first, cached, control}, ranked[:finalCells]...)
 				chosen := map[string]*inference.Manifest{} // each engine side's first manifest
 				final := rounds(finalists, finalRounds, func(s side, man *inference.Manifest) {
 					if _, ok := chosen[s.name]; !ok {
@@ -111,15 +116,16 @@ func BenchmarkCalibrationGainAsProcesses(b *testing.B) {
 				})
 				rate := func(name string) float64 { return float64(m.samples) / median(final[name]).Seconds() }
 				bestCell, best := "", 0.0
-				for _, s := range finalists[2:] {
+				for _, s := range finalists[3:] {
 					if r := rate(s.name); r > best {
 						bestCell, best = s.name, r
 					}
 				}
 				b.ReportMetric(rate(first.name)/best, "first/best-cell")
 				b.ReportMetric(rate(cached.name)/best, "cached/best-cell")
+				b.ReportMetric(rate(control.name)/best, "control/best-cell")
 				b.ReportMetric(float64(primeRuns+1), "runs-to-complete")
-				b.Logf("best cell %s at %.0f samples/s; the search completed in %d runs", bestCell, best, primeRuns+1)
+				b.Logf("best cell %s at %.0f samples/s; the search completed in %d runs; the control ran %s", bestCell, best, primeRuns+1, ranked[0].name)
 				for _, s := range finalists[:2] {
 					man := chosen[s.name]
 					b.Logf("  %s chose batch %d threads %d (%s, partial %v, calibrating %.3f s)", s.name, man.BatchSize, man.Threads, man.BatchChoice.Source, man.BatchChoice.Partial, man.Durations.Calibrate)

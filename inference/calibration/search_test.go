@@ -12,8 +12,9 @@ import (
 )
 
 // fakeBench runs the job's chunks on a fake clock: a chunk of chunk samples
-// at a setting takes chunk/speed milliseconds, opening a session sessionMs;
-// a job has chunks chunks per run (0: no end).
+// (4,096: at the speeds of the tests, one chunk lasts minMeasure) at a
+// setting takes chunk/speed milliseconds, opening a session sessionMs; a job
+// has chunks chunks per run (0: no end).
 type fakeBench struct {
 	// speed is a setting's samples per millisecond in its n-th measurement
 	// (from 1).
@@ -29,7 +30,7 @@ type fakeBench struct {
 }
 
 func newFakeBench(speed func(s Setting, n int) float64, open ...int) *fakeBench {
-	b := &fakeBench{speed: speed, chunk: 1024, open: map[int]bool{}, measurements: map[Setting]int{}}
+	b := &fakeBench{speed: speed, chunk: 4096, open: map[int]bool{}, measurements: map[Setting]int{}}
 	for _, t := range open {
 		b.open[t] = true
 	}
@@ -119,9 +120,9 @@ func TestSearchSteps(t *testing.T) {
 			speeds: map[Setting]float64{
 				{2, 16}:  100,
 				{2, 32}:  110,                // faster: taken
-				{2, 64}:  108,                // a miss within the noise: the climb looks one step further
+				{2, 64}:  105,                // a miss within the noise: the climb looks one step further
 				{2, 128}: 125,                // faster than 32: taken
-				{2, 256}: 120, {2, 512}: 119, // two misses: the climb ends
+				{2, 256}: 115, {2, 512}: 114, // two misses: the climb ends
 				{1, 128}: 70,
 			},
 			timed:    []Setting{{2, 16}, {2, 32}, {2, 64}, {2, 128}, {2, 256}, {2, 512}, {1, 128}},
@@ -170,7 +171,7 @@ func TestSearchSteps(t *testing.T) {
 			name:       "one candidate (the job sets its threads), a flat model: up to the largest batch",
 			candidates: []int{2},
 			maxBatch:   64,
-			speeds:     map[Setting]float64{{2, 16}: 100, {2, 32}: 100, {2, 64}: 100},
+			speeds:     map[Setting]float64{{2, 16}: 100, {2, 32}: 98, {2, 64}: 96}, // each within 3% of the one before
 			timed:      []Setting{{2, 16}, {2, 32}, {2, 64}},
 			best:       Setting{2, 64},
 		},
@@ -237,7 +238,7 @@ func TestASettingIsScoredByItsFastestMeasurement(t *testing.T) {
 		case s == Setting{2, 16} && n > 2: // slow from its third chunk on
 			return 60
 		case s.Batch == 32:
-			return 99 // would beat 60 by far, but not 100
+			return 95 // would beat 60 by far, but loses to 100 by more than 3%
 		}
 		return 100
 	}, 2)
@@ -268,8 +269,10 @@ func TestSearchBudget(t *testing.T) {
 	}{
 		{"no share", 1e6, 0, 0},
 		{"a share of a 10 s job completes in one run", 1e6, DefaultShare, 1},
-		{"a share of a 1 s job takes some runs", 1e5, DefaultShare, 6},
-		{"a share of a 0.1 s job banks for many", 1e4, DefaultShare, 51},
+		{"a share of a 1 s job takes some runs", 1e5, DefaultShare, 2},
+		// Two chunks a run are fewer than a step measures: such jobs go on
+		// with the default, within their share.
+		{"a 0.1 s job has too few chunks for a step", 1e4, DefaultShare, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -305,7 +308,7 @@ func TestSearchBudget(t *testing.T) {
 			}
 			if tc.runs == 0 {
 				require.False(t, state.Done())
-				require.Empty(t, state.Trials)
+				require.Equal(t, Setting{2, 16}, Setting{state.Best.Threads, state.Best.BatchSize}, "no step completed")
 				return
 			}
 			require.True(t, state.Done())
@@ -313,6 +316,20 @@ func TestSearchBudget(t *testing.T) {
 			require.Equal(t, Setting{2, 128}, Setting{state.Best.Threads, state.Best.BatchSize}, "the same choice at any pace")
 		})
 	}
+}
+
+// A measurement of a light model runs chunks until they last minMeasure.
+func TestAMeasurementLastsMinMeasure(t *testing.T) {
+	t.Parallel()
+	state := newSearch(coldProbe)
+	state.Step = stepDown
+	bench := newFakeBench(func(Setting, int) float64 { return 100 }, 2)
+	bench.chunk = 1000 // 10 ms
+	r := &searcher{Search: Search{Samples: 1e6, Share: 1000, Chunk: bench.chunk, MaxBatch: 4096, Candidates: []int{2}},
+		state: state, bench: bench, ran: map[Setting]bool{}, slowest: map[Setting]float64{}}
+	require.NoError(t, r.takeStep(8))
+	require.Equal(t, map[Setting]int{{2, 16}: 9, {2, 8}: 9}, bench.measurements, "three measurements of three chunks each")
+	require.InDelta(t, 100_000, state.Best.SamplesPerSec, 1e-3)
 }
 
 // A job that runs out of chunks stops the search where it is; the next run
