@@ -52,10 +52,15 @@ const minMeasure = 25 * time.Millisecond
 // A step starts only when the grant covers its chunks at their expected loss.
 const assumedLoss = 0.2
 
-// clearMiss ends a setting's measurements after its first two chunks where
-// the faster of them runs below this share of the incumbent's rate: more
-// rounds would not change the outcome, only cost the job.
-const clearMiss = 0.8
+// clearMiss ends a setting's measurements after its first two where the
+// faster of them runs below this share of the incumbent's rate, and
+// clearWin ends a comparison there where a setting runs at this multiple of
+// it: more rounds would not change the outcome, only cost the job (a step
+// away from a poor start, as most first steps up of a light model are).
+const (
+	clearMiss = 0.8
+	clearWin  = 1.1
+)
 
 // ErrStopped is what a Bench returns once the job has no chunk left to run:
 // the search stops where it is, as when its grant runs out.
@@ -366,8 +371,9 @@ func (r *searcher) openSession(threads int) error {
 // samples per second from its fastest measurement. settings[0] is the
 // incumbent: where holds says it lost, a round more confirms the move (a
 // step that finds nothing, as most do, costs two rounds; a move costs
-// three). A setting that misses clearly after two chunks runs no more. A
-// comparison the grant stops returns what it measured.
+// three). A setting that misses clearly after two measurements runs no
+// more, and a clear win ends the comparison there. A comparison the grant
+// stops returns what it measured.
 func (r *searcher) compare(settings []Setting, holds func(rates []float64) bool) ([]float64, error) {
 	rates := make([]float64, len(settings))
 	rates[0] = r.state.Best.SamplesPerSec
@@ -392,7 +398,7 @@ func (r *searcher) compare(settings []Setting, holds func(rates []float64) bool)
 			for i := 1; i < len(settings); i++ {
 				active[i] = rates[i] >= clearMiss*rates[0]
 			}
-			if !slices.Contains(active[1:], true) {
+			if !slices.Contains(active[1:], true) || slices.Max(rates[1:]) >= clearWin*rates[0] {
 				break
 			}
 		}

@@ -98,7 +98,7 @@ func newSearch(probe time.Duration) *State {
 }
 
 // coldProbe is a probe that starts the search at batch 16.
-const coldProbe = 2 * time.Millisecond
+const coldProbe = 5 * time.Millisecond
 
 // Given all the budget it needs, one run completes the search: the batch
 // first, up then down, then threads at the batch found.
@@ -196,8 +196,8 @@ func TestSearchSteps(t *testing.T) {
 }
 
 // A step runs a chunk of each setting new to the run, then two rounds of
-// both; a move is confirmed by a third round, and a clear miss ends after
-// the new setting's first two chunks.
+// both; a move is confirmed by a third round, and a clear miss or a clear
+// win ends after the new setting's first two chunks.
 func TestAMoveIsConfirmedByAThirdRound(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -208,6 +208,7 @@ func TestAMoveIsConfirmedByAThirdRound(t *testing.T) {
 		{"a miss", 95, map[Setting]int{{2, 16}: 3, {2, 8}: 3}},
 		{"a move", 105, map[Setting]int{{2, 16}: 4, {2, 8}: 4}},
 		{"a clear miss", 70, map[Setting]int{{2, 16}: 2, {2, 8}: 2}},
+		{"a clear win", 115, map[Setting]int{{2, 16}: 2, {2, 8}: 2}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -269,7 +270,7 @@ func TestSearchBudget(t *testing.T) {
 	}{
 		{"no share", 1e6, 0, 0},
 		{"a share of a 10 s job completes in one run", 1e6, DefaultShare, 1},
-		{"a share of a 1 s job takes some runs", 1e5, DefaultShare, 2},
+		{"a share of a 1 s job takes some runs", 1e5, DefaultShare, 3},
 		// Two chunks a run are fewer than a step measures: such jobs go on
 		// with the default, within their share.
 		{"a 0.1 s job has too few chunks for a step", 1e4, DefaultShare, 0},
@@ -345,8 +346,10 @@ func TestAJobWithoutChunksLeftStopsTheSearch(t *testing.T) {
 	require.True(t, out.Measured)
 	require.False(t, state.Done())
 	require.Equal(t, 5, bench.ran)
-	require.Equal(t, []Setting{{2, 16}, {2, 32}}, trialsOf(state.Trials), "the step cut short keeps what it measured")
-	require.EqualValues(t, 16, state.Best.BatchSize, "a step cut short moves nothing")
+	// The incumbent, then a step to 32 (a clear win after two chunks of
+	// each), then the first chunk of a step to 64.
+	require.Equal(t, []Setting{{2, 16}, {2, 32}, {2, 64}}, trialsOf(state.Trials), "the step cut short keeps what it measured")
+	require.EqualValues(t, 32, state.Best.BatchSize, "a step cut short moves nothing")
 
 	bench.ran, bench.chunks = 0, 0
 	_, err = search.Run(state, bench)
@@ -397,7 +400,7 @@ func TestResume(t *testing.T) {
 }
 
 // The search starts at batch 16, or, for a model so light that 16 samples
-// run in under a millisecond, at a batch that takes that long.
+// run in under StartRun, at a batch that takes that long.
 func TestStartBatch(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -406,9 +409,10 @@ func TestStartBatch(t *testing.T) {
 		want  int64
 	}{
 		{12 * time.Millisecond, 4096, 16}, // a classifier
-		{time.Millisecond, 4096, 16},
-		{300 * time.Microsecond, 4096, 64},
-		{20 * time.Microsecond, 4096, 1024}, // an MLP
+		{4 * time.Millisecond, 4096, 16},
+		{time.Millisecond, 4096, 64},
+		{300 * time.Microsecond, 4096, 256},
+		{70 * time.Microsecond, 4096, 1024}, // an MLP
 		{2 * time.Microsecond, 4096, 4096},  // never past the limit
 		{12 * time.Millisecond, 8, 8},
 	} {

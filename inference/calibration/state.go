@@ -67,12 +67,14 @@ func Resume(cached *State, device manifest.Device, threads int, warm int64, prob
 }
 
 // MidBatch is where the search starts: large enough that the per-call
-// overhead does not dominate, small enough to stay cheap. A model so light
-// that a batch of MidBatch runs in under MinStartRun starts at a batch that
+// overhead does not dominate, small enough to stay cheap. A model whose first
+// sample runs in under MinStartRun is timed at MidBatch, and a model so
+// light that MidBatch samples run in under StartRun starts at the batch that
 // takes that long, since such a model's best batch is larger still.
 const (
 	MidBatch    = 16
 	MinStartRun = time.Millisecond
+	StartRun    = 4 * time.Millisecond
 )
 
 // StartBatch is the batch the search starts from, from the probe's time for
@@ -80,7 +82,7 @@ const (
 // limit.
 func StartBatch(n int64, probe time.Duration, limit int64) int64 {
 	b := int64(MidBatch)
-	for b < limit && time.Duration(int64(probe)*b/max(n, 1)) < MinStartRun {
+	for b < limit && time.Duration(int64(probe)*b/max(n, 1)) < StartRun {
 		b *= 2
 	}
 	return min(b, limit)
