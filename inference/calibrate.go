@@ -104,14 +104,14 @@ func newTuner(job Pass, src Source, sess *Session, cached *calibration.State, wa
 	return t
 }
 
-// plan is the run's plan while searching: chunks of whole batches of every
-// size the search may try (chunk samples where the job sets them, else one
-// batch of the largest), starting at the search's best setting so far. The
-// sizes are powers of two, the largest the search's limit for this input or
-// a kept search's best, found on a larger input.
+// plan is the run's plan while searching: chunks of about 8 MiB (or the
+// job's) in whole batches of every size the search may try, starting at the
+// search's best setting so far. The sizes are powers of two, the largest the
+// search's limit for this input or a kept search's best, found on a larger
+// input.
 func (t *tuner) plan(src Source, chunk int64) Plan {
 	largest := max(t.search.MaxBatch, t.state.Best.BatchSize)
-	plan := NewPlan(src.Samples(), largest, max(chunk, largest), sampleBytes(src.Feeds()))
+	plan := NewPlan(src.Samples(), largest, chunk, sampleBytes(src.Feeds()))
 	plan.BatchSize = t.state.Best.BatchSize
 	t.search.Chunk = plan.ChunkSamples
 	return plan
