@@ -98,7 +98,7 @@ type Bench interface {
 type Search struct {
 	Samples    int64   // in the job: the grant is Share of their estimated time
 	Share      float64 // DefaultShare, unless a caller grants more or none
-	Chunk      int64   // samples a measurement runs
+	Chunk      int64   // samples in a chunk of the job
 	MaxBatch   int64   // the largest batch tried
 	Candidates []int   // the thread counts compared
 }
@@ -135,9 +135,8 @@ func (s Search) Run(state *State, bench Bench) (Outcome, error) {
 		if r.spent+admission > r.grant() {
 			break
 		}
-		trials := len(state.Trials)
 		err := r.takeStep(next)
-		if len(state.Trials) > trials || r.measuredAny {
+		if r.measuredAny {
 			out.Measured, out.Changed = true, true
 		}
 		if errors.Is(err, ErrStopped) {
