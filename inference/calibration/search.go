@@ -20,10 +20,10 @@ const DefaultShare = 0.02
 const MaxGrant = 10 * time.Second
 
 // A step to a larger batch is taken unless it loses more than 3%: scored by
-// its fastest chunk, a setting is timed as if nothing disturbed it, and
-// there the classifier runs batch 16 and 32 alike, while over whole runs on
-// a shared machine 32 is 8-15% faster (fewer barriers for a preempted
-// thread to hold up). A step to a smaller batch must gain 2%.
+// its fastest measurement, a setting is timed as if nothing disturbed it,
+// which hides what a larger batch gains on a shared machine (fewer barriers
+// for a preempted thread to hold up; docs/benchmarks.md). A step to a
+// smaller batch must gain 2%.
 const (
 	upGain   = 0.97
 	downGain = 1.02
@@ -35,9 +35,9 @@ const maxMisses = 1
 
 // rounds is how many measurements each setting gets in a comparison (one
 // more where it is new to the run, since its first chunk runs cold): the
-// settings compared alternate chunk by chunk, and each is scored by its
-// fastest, in this comparison or an earlier one, since a neighbour's burst
-// only ever slows a chunk down.
+// settings compared alternate measurement by measurement, and each is
+// scored by its fastest, in this comparison or an earlier one, since a
+// neighbour's burst only ever slows a chunk down.
 const rounds = 2
 
 // minMeasure is the least inference time one measurement of a setting
@@ -48,8 +48,8 @@ const minMeasure = 25 * time.Millisecond
 
 // assumedLoss is how much longer than the incumbent's a chunk at a setting
 // not yet measured is expected to take, for the budget; once measured, its
-// rate says.
-// A step starts only when the grant covers its chunks at their expected loss.
+// rate says. A step starts only where the grant covers its chunks at their
+// expected loss.
 const assumedLoss = 0.2
 
 // clearMiss ends a setting's measurements after its first two where the
