@@ -112,9 +112,11 @@ func Run(ctx context.Context, job Pass, sink Sink) (*Manifest, error) {
 		return nil, err
 	}
 	choice, sess, tune := chooseBatch(job, src, p, cached)
-	plan := NewPlan(src.Samples(), choice.BatchSize, job.ChunkSamples, sampleBytes(src.Feeds()))
+	var plan Plan
 	if tune != nil {
 		plan = tune.plan(src, job.ChunkSamples)
+	} else {
+		plan = NewPlan(src.Samples(), choice.BatchSize, job.ChunkSamples, sampleBytes(src.Feeds()))
 	}
 	stats, err := stream(ctx, job, src, plan, chunkSetting{batch: plan.BatchSize, sess: sess}, p.outputs, sink, tune)
 	if err != nil {

@@ -81,6 +81,11 @@ type Measurement struct {
 	Took    time.Duration
 }
 
+// Rate is the measurement's samples per second.
+func (m Measurement) Rate() float64 {
+	return float64(m.Samples) / max(m.Took, time.Microsecond).Seconds()
+}
+
 // Bench runs the job's chunks at the settings the search asks for: the part
 // of a search that touches ONNX Runtime and the pipeline.
 type Bench interface {
@@ -187,7 +192,7 @@ func (r *searcher) measureIncumbent() error {
 	if err != nil {
 		return err
 	}
-	rate := float64(m.Samples) / max(m.Took, time.Microsecond).Seconds()
+	rate := m.Rate()
 	r.state.Best.SamplesPerSec = max(r.state.Best.SamplesPerSec, rate)
 	r.slowest[best], r.ran[best], r.measuredAny = rate, true, true
 	return nil
@@ -429,7 +434,7 @@ func (r *searcher) round(settings []Setting, active []bool, round int, rates []f
 		m, err := r.measure(s, i > 0, rates[0])
 		if m.Samples > 0 && (err == nil || errors.Is(err, errGrant)) {
 			// A measurement the grant cut short rates the setting too.
-			rate := float64(m.Samples) / max(m.Took, time.Microsecond).Seconds()
+			rate := m.Rate()
 			rates[i] = max(rates[i], RateOf(r.state.Trials, s.Batch, s.Threads), rate)
 			if v, ok := r.slowest[s]; !ok || rate < v {
 				r.slowest[s] = rate
