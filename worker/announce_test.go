@@ -20,20 +20,7 @@ func TestAKillBetweenTheManifestAndTheEventStillAnnouncesTheJob(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, 3*time.Second)
 	e.input("signal.npy", 300)
-	sns, err := testenv.NewProxy(moto.URL)
-	require.NoError(t, err)
-	defer sns.Close()
-	sns.Hold()
-	first, logs := e.process("AWS_ENDPOINT_URL_SNS=" + sns.URL())
-	jobID := e.send(`{"filename": "signal.npy"}`)
-	testenv.Eventually(e.t, "the manifest and the publish that hangs", 60*time.Second, func() bool {
-		_, done := e.manifest(jobID)
-		return done && sns.Held() > 0
-	})
-	require.NoError(t, first.Process.Signal(syscall.SIGKILL))
-	_, _ = first.Process.Wait()
-	require.Empty(t, e.events(), "the killed worker published nothing\n%s", logs)
-	require.False(t, e.announced(jobID), "the status must not claim an event that was never sent")
+	jobID := e.killWhileAnnouncing(`{"filename": "signal.npy"}`)
 	v, f := e.counts(e.queue)
 	require.Equal(t, 1, v+f, "the message was not deleted")
 
@@ -52,6 +39,29 @@ func TestAKillBetweenTheManifestAndTheEventStillAnnouncesTheJob(t *testing.T) {
 	e.send(`{"filename": "signal.npy"}`)
 	testenv.Eventually(e.t, "the duplicate to be acknowledged", 30*time.Second, func() bool { return e.drained(e.queue) })
 	require.Empty(t, e.events())
+}
+
+// killWhileAnnouncing runs a worker process whose finished event hangs (SNS
+// behind a proxy that accepts the Publish and never answers) on the job body
+// starts, and kills it once the job's manifest is written and its Publish
+// held: the job is done, and neither published nor marked announced.
+func (e *env) killWhileAnnouncing(body string) string {
+	e.t.Helper()
+	sns, err := testenv.NewProxy(moto.URL)
+	require.NoError(e.t, err)
+	defer sns.Close()
+	sns.Hold()
+	worker, logs := e.process("AWS_ENDPOINT_URL_SNS=" + sns.URL())
+	jobID := e.send(body)
+	testenv.Eventually(e.t, "the manifest and the publish that hangs", 60*time.Second, func() bool {
+		_, done := e.manifest(jobID)
+		return done && sns.Held() > 0
+	}, logs)
+	require.NoError(e.t, worker.Process.Signal(syscall.SIGKILL))
+	_, _ = worker.Process.Wait()
+	require.Empty(e.t, e.events(), "the killed worker published nothing\n%s", logs)
+	require.False(e.t, e.announced(jobID), "the status must not claim an event that was never sent")
+	return jobID
 }
 
 // announced is what the job's status says about its event.

@@ -590,20 +590,7 @@ func TestAKillBetweenTheAssemblyAndTheEventStillAnnouncesTheJob(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, 3*time.Second)
 	e.input("pair.npy", 2000)
-	sns, err := testenv.NewProxy(moto.URL)
-	require.NoError(t, err)
-	defer sns.Close()
-	sns.Hold()
-	first, logs := e.process("AWS_ENDPOINT_URL_SNS=" + sns.URL())
-	jobID := e.send(`{"filename": "pair.npy", "shards": 2}`)
-	testenv.Eventually(t, "the manifest and the publish that hangs", 60*time.Second, func() bool {
-		_, done := e.manifest(jobID)
-		return done && sns.Held() > 0
-	}, logs)
-	require.NoError(t, first.Process.Signal(syscall.SIGKILL))
-	_, _ = first.Process.Wait()
-	require.Empty(t, e.events(), "the killed worker published nothing\n%s", logs)
-	require.False(t, e.announced(jobID))
+	jobID := e.killWhileAnnouncing(`{"filename": "pair.npy", "shards": 2}`)
 
 	e.start(e.cfg, nil, nil, nil)
 	testenv.Eventually(t, "the redelivery to end", 30*time.Second, func() bool { return e.drained(e.queue) })
