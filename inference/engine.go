@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -533,6 +534,12 @@ func (p *pipeline) run(ctx context.Context, sink Sink) (stageTimes, error) {
 		bench = p.tune.bench
 	}
 	g.Go(func() error {
+		// ONNX Runtime keeps state per thread for the thread that calls
+		// Run, which also takes a share of the intra-op work: a goroutine
+		// that moved between OS threads as it waits on the stages beside it
+		// would have ORT start cold on each new one.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
 		defer close(toWrite)
 		if bench != nil {
 			defer close(bench.stopped)
