@@ -118,10 +118,10 @@ type Outcome struct {
 // Run takes state's steps while the run's grant allows, timing each on
 // bench, and stops where the job runs out of chunks.
 func (s Search) Run(state *State, bench Bench) (Outcome, error) {
-	r := &searcher{Search: s, state: state, bench: bench, ran: map[Setting]bool{}, slowest: map[Setting]float64{}}
+	r := newSearcher(s, state, bench)
 	var out Outcome
 	if !state.Done() && r.grant() > 0 {
-		// The incumbent's first chunk costs nothing and corrects the
+		// The incumbent's first measurement costs nothing and corrects the
 		// estimate (and with it the grant): a new search has only its
 		// probe's rate, a cold one.
 		err := r.measureIncumbent()
@@ -174,28 +174,33 @@ type searcher struct {
 	spent       time.Duration
 	ran         map[Setting]bool    // settings that ran a chunk in this run
 	slowest     map[Setting]float64 // each setting's slowest rate in this run
+	latest      map[Setting]float64 // each setting's rate in its latest measurement
 	measuredAny bool
 	stopped     bool // the job has no chunk left
 }
 
-// measureIncumbent runs a chunk at the best setting so far and makes its
-// rate the best's where faster.
+func newSearcher(s Search, state *State, bench Bench) *searcher {
+	return &searcher{Search: s, state: state, bench: bench, ran: map[Setting]bool{},
+		slowest: map[Setting]float64{}, latest: map[Setting]float64{}}
+}
+
+// measureIncumbent measures the best setting so far, as long as any other
+// measurement, and makes its rate the best's where faster.
 func (r *searcher) measureIncumbent() error {
 	best := Setting{r.state.Best.Threads, r.state.Best.BatchSize}
 	if err := r.openSession(best.Threads); err != nil {
 		return err
 	}
-	m, err := r.bench.Run(best)
+	m, err := r.measure(best, false, 0)
 	if errors.Is(err, ErrStopped) {
 		r.stopped = true
 	}
-	if err != nil {
-		return err
+	if m.Samples > 0 {
+		rate := m.Rate()
+		r.state.Best.SamplesPerSec = max(r.state.Best.SamplesPerSec, rate)
+		r.slowest[best], r.latest[best], r.ran[best], r.measuredAny = rate, rate, true, true
 	}
-	rate := m.Rate()
-	r.state.Best.SamplesPerSec = max(r.state.Best.SamplesPerSec, rate)
-	r.slowest[best], r.ran[best], r.measuredAny = rate, true, true
-	return nil
+	return err
 }
 
 // grant is what the run may spend: Share of the job's estimated time at the
@@ -431,11 +436,12 @@ func (r *searcher) round(settings []Setting, active []bool, round int, rates []f
 		if !active[i] || round < 0 && r.ran[s] {
 			continue
 		}
-		m, err := r.measure(s, i > 0, rates[0])
+		m, err := r.measure(s, i > 0, r.incumbentRate(settings[0], rates[0]))
 		if m.Samples > 0 && (err == nil || errors.Is(err, errGrant)) {
 			// A measurement the grant cut short rates the setting too.
 			rate := m.Rate()
 			rates[i] = max(rates[i], RateOf(r.state.Trials, s.Batch, s.Threads), rate)
+			r.latest[s] = rate
 			if v, ok := r.slowest[s]; !ok || rate < v {
 				r.slowest[s] = rate
 			}
@@ -448,12 +454,21 @@ func (r *searcher) round(settings []Setting, active []bool, round int, rates []f
 	return nil
 }
 
+// incumbentRate is what the chunks of a step are charged against: the
+// incumbent's latest measurement in this run, taken beside them under the
+// same load, else its best rate.
+func (r *searcher) incumbentRate(incumbent Setting, best float64) float64 {
+	if rate, ok := r.latest[incumbent]; ok {
+		return rate
+	}
+	return best
+}
+
 // measure runs chunks at s until they last minMeasure. A chunk of a setting
-// other than the incumbent's (rated incumbent in this comparison so far) is
-// charged what it lost against the incumbent's rate, and runs only where
-// the grant covers what it is expected to lose.
-func (r *searcher) measure(s Setting, charged bool, incumbent float64) (Measurement, error) {
-	ref := max(incumbent, r.state.Best.SamplesPerSec)
+// other than the incumbent's is charged what it lost against ref, the
+// incumbent's rate beside it, and runs only where the grant covers what it
+// is expected to lose.
+func (r *searcher) measure(s Setting, charged bool, ref float64) (Measurement, error) {
 	var total Measurement
 	for total.Took < minMeasure {
 		if charged && r.spent+time.Duration(r.expectedLoss(s, ref)*float64(r.timeOf(r.Chunk, ref))) > r.grant() {

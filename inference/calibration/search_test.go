@@ -220,8 +220,7 @@ func TestAMoveIsConfirmedByAThirdRound(t *testing.T) {
 				}
 				return 100
 			}, 2)
-			r := &searcher{Search: Search{Samples: 1e6, Share: 1000, Chunk: bench.chunk, MaxBatch: 4096, Candidates: []int{1, 2}},
-				state: state, bench: bench, ran: map[Setting]bool{}, slowest: map[Setting]float64{}}
+			r := newSearcher(Search{Samples: 1e6, Share: 1000, Chunk: bench.chunk, MaxBatch: 4096, Candidates: []int{1, 2}}, state, bench)
 			require.NoError(t, r.takeStep(8))
 			require.Equal(t, tc.want, bench.measurements, "chunks per setting")
 		})
@@ -243,8 +242,7 @@ func TestASettingIsScoredByItsFastestMeasurement(t *testing.T) {
 		}
 		return 100
 	}, 2)
-	r := &searcher{Search: Search{Samples: 1e6, Share: 1000, Chunk: bench.chunk, MaxBatch: 4096, Candidates: []int{1, 2}},
-		state: state, bench: bench, ran: map[Setting]bool{}, slowest: map[Setting]float64{}}
+	r := newSearcher(Search{Samples: 1e6, Share: 1000, Chunk: bench.chunk, MaxBatch: 4096, Candidates: []int{1, 2}}, state, bench)
 	require.NoError(t, r.takeStep(32))
 	require.Equal(t, Setting{2, 16}, Setting{state.Best.Threads, state.Best.BatchSize})
 	require.InDelta(t, 100_000, state.Best.SamplesPerSec, 1e-3)
@@ -326,11 +324,39 @@ func TestAMeasurementLastsMinMeasure(t *testing.T) {
 	state.Step = stepDown
 	bench := newFakeBench(func(Setting, int) float64 { return 100 }, 2)
 	bench.chunk = 1000 // 10 ms
-	r := &searcher{Search: Search{Samples: 1e6, Share: 1000, Chunk: bench.chunk, MaxBatch: 4096, Candidates: []int{2}},
-		state: state, bench: bench, ran: map[Setting]bool{}, slowest: map[Setting]float64{}}
+	r := newSearcher(Search{Samples: 1e6, Share: 1000, Chunk: bench.chunk, MaxBatch: 4096, Candidates: []int{2}}, state, bench)
 	require.NoError(t, r.takeStep(8))
 	require.Equal(t, map[Setting]int{{2, 16}: 9, {2, 8}: 9}, bench.measurements, "three measurements of three chunks each")
 	require.InDelta(t, 100_000, state.Best.SamplesPerSec, 1e-3)
+}
+
+// A step's chunks are charged against the incumbent's measurement beside
+// them, not against its fastest: on a machine that slows every other chunk
+// by a third, the steps are charged what they lose within one busy chunk's
+// noise (where a pair drew different loads; as rounds alternate, the pairs'
+// errors cancel). Charged against the incumbent's fastest, every busy chunk
+// of a step paid the noise: 61 ms here, for 16 ms lost.
+func TestAStepIsChargedAgainstTheIncumbentBesideIt(t *testing.T) {
+	t.Parallel()
+	state := newSearch(coldProbe)
+	var bench *fakeBench
+	var lost time.Duration // what the steps' chunks took beyond the incumbent's under the same load
+	bench = newFakeBench(func(s Setting, _ int) float64 {
+		speed, incumbent := map[int64]float64{8: 90, 16: 100, 32: 95}[s.Batch], 100.0
+		if bench.ran%2 == 0 {
+			speed, incumbent = speed*2/3, incumbent*2/3
+		}
+		lost += ms(float64(bench.chunk)/speed - float64(bench.chunk)/incumbent)
+		return speed
+	}, 2)
+	bench.chunk = 3000 // 30 ms quiet, 45 ms busy: one chunk a measurement
+	search := Search{Samples: 1e6, Share: 1000, Chunk: bench.chunk, MaxBatch: 32, Candidates: []int{2}}
+	out, err := search.Run(state, bench)
+	require.NoError(t, err)
+	require.True(t, state.Done())
+	require.EqualValues(t, 16, state.Best.BatchSize)
+	busyNoise := ms(float64(bench.chunk)/100*3/2 - float64(bench.chunk)/100)
+	require.InDelta(t, lost.Seconds(), out.Spent.Seconds(), busyNoise.Seconds()+1e-9, "charged %v, lost %v", out.Spent, lost)
 }
 
 // A job that runs out of chunks stops the search where it is; the next run
