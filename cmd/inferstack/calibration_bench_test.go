@@ -20,14 +20,17 @@ import (
 )
 
 // The rounds of BenchmarkCalibrationGainAsProcesses: every cell is screened
-// over screenRounds, then the finalists (the top finalCells cells, the cell
-// of the engine's choice, the engine's two sides and a control) run
-// finalRounds more, and only those are compared, so that the best cell is
-// not the one that drew the luckiest rounds.
+// over screenRounds; the fastest finalCells cells and the cell of the
+// engine's choice run selectRounds more, which pick the best cell; then the
+// engine's two sides, the best cell and a control run evalRounds more, and
+// only those rounds are compared. The best cell is timed on rounds that did
+// not pick it: the fastest of several medians picked and timed on the same
+// rounds is the one that drew the luckiest rounds, and overstates the cell.
 const (
 	screenRounds = 2
 	finalCells   = 3
-	finalRounds  = 7
+	selectRounds = 5
+	evalRounds   = 9
 )
 
 // BenchmarkCalibrationGainAsProcesses is issue #22's measure: the engine's
@@ -36,10 +39,10 @@ const (
 // as a user runs it, over the same input. "first" calibrates into an empty
 // cache each round (its search's cost included); "cached" reuses one cache,
 // run beforehand until its search completed. Sides alternate round by
-// round, and each is scored by its median wall time in the final rounds;
-// the best cell is the fastest of the finalist cells there. The control
-// runs the screen's fastest cell again as a side of its own: its ratio to
-// the best cell is what the machine's noise alone gives.
+// round; a side's figure is the median over the evaluation rounds of the
+// best cell's wall time over the side's in the same round, so that a slow
+// minute of the machine slows both. The control is the best cell run again
+// as a side of its own: its figure is what the machine's noise alone gives.
 func BenchmarkCalibrationGainAsProcesses(b *testing.B) {
 	for _, m := range calibrationJobs(b) {
 		b.Run(m.name, func(b *testing.B) {
@@ -62,7 +65,12 @@ func BenchmarkCalibrationGainAsProcesses(b *testing.B) {
 				if s.fresh {
 					dir = b.TempDir()
 				}
-				out := b.TempDir()
+				// Each run's outputs go as soon as its manifest is read: the
+				// page cache writing back hundreds of runs' outputs would be
+				// noise beside the runs after them.
+				out, err := os.MkdirTemp("", "calibration-run-")
+				require.NoError(b, err)
+				defer os.RemoveAll(out) //nolint:errcheck // a temporary directory
 				cmd := exec.Command(binary, append([]string{"run", "--model", m.model, "--input", m.input, "--output", out, "--device", "cpu", "--quiet"}, s.args...)...)
 				cmd.Env = append(os.Environ(), "INFERSTACK_ORT_LIB="+inference.DefaultLibPath(), "INFERSTACK_CACHE="+dir)
 				start := time.Now()
@@ -76,7 +84,7 @@ func BenchmarkCalibrationGainAsProcesses(b *testing.B) {
 				return took, &man
 			}
 			// rounds runs sides alternately, each starting with another
-			// side, and returns each side's wall times.
+			// side, and returns each side's wall times by round.
 			rounds := func(sides []side, n int, seen func(side, *inference.Manifest)) map[string][]time.Duration {
 				times := map[string][]time.Duration{}
 				for r := range n {
@@ -96,6 +104,11 @@ func BenchmarkCalibrationGainAsProcesses(b *testing.B) {
 				slices.Sort(d)
 				return d[len(d)/2]
 			}
+			byMedian := func(sides []side, times map[string][]time.Duration) []side {
+				sides = slices.Clone(sides)
+				slices.SortStableFunc(sides, func(x, y side) int { return int(median(times[x.name]) - median(times[y.name])) })
+				return sides
+			}
 			for b.Loop() {
 				primeRuns := 0
 				_, primed := timed(cached)
@@ -104,43 +117,50 @@ func BenchmarkCalibrationGainAsProcesses(b *testing.B) {
 					require.Less(b, primeRuns, 60, "the search never completes")
 				}
 				screen := rounds(cells, screenRounds, nil)
-				ranked := slices.Clone(cells)
-				slices.SortStableFunc(ranked, func(x, y side) int { return int(median(screen[x.name]) - median(screen[y.name])) })
-				control := ranked[0]
-				control.name = "control"
-				finalists := append([]side{first, cached, control}, ranked[:finalCells]...)
-				// The cell of the engine's choice runs in the final too, so
-				// that the best cell is judged against it where the screen
-				// ranked it lower by noise.
+				ranked := byMedian(cells, screen)
+				finalists := ranked[:finalCells]
+				// The cell of the engine's choice is a finalist too, so that
+				// the best cell is judged against it where the screen ranked
+				// it lower by noise.
 				if i := slices.IndexFunc(ranked, func(c side) bool {
 					return c.name == fmt.Sprintf("t%d-b%d", primed.Threads, primed.BatchSize)
 				}); i >= finalCells {
 					finalists = append(finalists, ranked[i])
 				}
+				selection := rounds(finalists, selectRounds, nil)
+				best := byMedian(finalists, selection)[0]
+				control := best
+				control.name = "control"
 				chosen := map[string]*inference.Manifest{} // each engine side's first manifest
-				final := rounds(finalists, finalRounds, func(s side, man *inference.Manifest) {
+				eval := rounds([]side{first, cached, best, control}, evalRounds, func(s side, man *inference.Manifest) {
 					if _, ok := chosen[s.name]; !ok {
 						chosen[s.name] = man
 					}
 				})
-				rate := func(name string) float64 { return float64(m.samples) / median(final[name]).Seconds() }
-				bestCell, best := "", 0.0
-				for _, s := range finalists[3:] {
-					if r := rate(s.name); r > best {
-						bestCell, best = s.name, r
+				// ratio is the median, over the evaluation rounds, of the best
+				// cell's time over the side's in the same round.
+				ratio := func(name string) float64 {
+					r := make([]float64, evalRounds)
+					for i := range r {
+						r[i] = eval[best.name][i].Seconds() / eval[name][i].Seconds()
 					}
+					slices.Sort(r)
+					return r[len(r)/2]
 				}
-				b.ReportMetric(rate(first.name)/best, "first/best-cell")
-				b.ReportMetric(rate(cached.name)/best, "cached/best-cell")
-				b.ReportMetric(rate(control.name)/best, "control/best-cell")
+				b.ReportMetric(ratio(first.name), "first/best-cell")
+				b.ReportMetric(ratio(cached.name), "cached/best-cell")
+				b.ReportMetric(ratio(control.name), "control/best-cell")
 				b.ReportMetric(float64(primeRuns+1), "runs-to-complete")
-				b.Logf("best cell %s at %.0f samples/s; the search completed in %d runs; the control ran %s", bestCell, best, primeRuns+1, ranked[0].name)
-				for _, s := range finalists[:2] {
-					man := chosen[s.name]
-					b.Logf("  %s chose batch %d threads %d (%s, partial %v, calibrating %.3f s)", s.name, man.BatchSize, man.Threads, man.BatchChoice.Source, man.BatchChoice.Partial, man.Durations.Calibrate)
+				b.Logf("best cell %s at %.0f samples/s; the search completed in %d runs", best.name, float64(m.samples)/median(eval[best.name]).Seconds(), primeRuns+1)
+				for _, name := range []string{first.name, cached.name} {
+					man := chosen[name]
+					b.Logf("  %s chose batch %d threads %d (%s, partial %v, calibrating %.3f s)", name, man.BatchSize, man.Threads, man.BatchChoice.Source, man.BatchChoice.Partial, man.Durations.Calibrate)
 				}
-				for _, s := range finalists {
-					b.Logf("  final  %-9s %7.0f samples/s  %v", s.name, rate(s.name), final[s.name])
+				for _, name := range []string{first.name, cached.name, best.name, control.name} {
+					b.Logf("  eval   %-9s %7.0f samples/s  %v", name, float64(m.samples)/median(eval[name]).Seconds(), eval[name])
+				}
+				for _, s := range byMedian(finalists, selection) {
+					b.Logf("  select %-9s %7.0f samples/s  %v", s.name, float64(m.samples)/median(selection[s.name]).Seconds(), selection[s.name])
 				}
 				for _, s := range ranked {
 					b.Logf("  screen %-9s %7.0f samples/s  %v", s.name, float64(m.samples)/median(screen[s.name]).Seconds(), screen[s.name])
