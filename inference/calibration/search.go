@@ -297,18 +297,22 @@ func (r *searcher) takeStep(next int64) error {
 	if err := r.openSession(threads); err != nil {
 		return err
 	}
-	// The incumbent is timed again beside the step, under the same load.
-	need := upGain
+	// The incumbent is timed again beside the step, under the same load. A
+	// step up may lose 3% against the fastest batch measured at these
+	// threads, not against the one before it, so that losses within the
+	// noise do not add up along a flat climb.
+	need, fastest := upGain, r.fastestAt(threads, next)
 	if next < s.Best.BatchSize {
-		need = downGain
+		need, fastest = downGain, 0
 	}
 	settings := []Setting{{threads, s.Best.BatchSize}, {threads, next}}
-	rates, err := r.compare(settings, func(r []float64) bool { return r[1] < need*r[0] })
+	wins := func(rates []float64) bool { return rates[1] >= need*max(rates[0], fastest) }
+	rates, err := r.compare(settings, func(r []float64) bool { return !wins(r) })
 	r.recordRates(settings, rates)
 	if err != nil {
 		return err
 	}
-	if rates[1] >= need*rates[0] {
+	if wins(rates) {
 		s.Best = manifest.Trial{BatchSize: next, Threads: threads, SamplesPerSec: rates[1]}
 		s.Misses, s.Tried = 0, 0
 		s.Moved = s.Moved || s.Step == stepUp
@@ -320,6 +324,18 @@ func (r *searcher) takeStep(next int64) error {
 		r.advance()
 	}
 	return nil
+}
+
+// fastestAt is the fastest rate measured at threads for a batch other than
+// except.
+func (r *searcher) fastestAt(threads int, except int64) float64 {
+	fastest := 0.0
+	for _, t := range r.state.Trials {
+		if t.Threads == threads && t.BatchSize != except {
+			fastest = max(fastest, t.SamplesPerSec)
+		}
+	}
+	return fastest
 }
 
 // advance moves the state past a climb's direction that ended (or found no
