@@ -196,11 +196,20 @@ func (r *searcher) measureIncumbent() error {
 		r.stopped = true
 	}
 	if m.Samples > 0 {
-		rate := m.Rate()
-		r.state.Best.SamplesPerSec = max(r.state.Best.SamplesPerSec, rate)
-		r.slowest[best], r.latest[best], r.ran[best], r.measuredAny = rate, rate, true, true
+		r.state.Best.SamplesPerSec = max(r.state.Best.SamplesPerSec, r.note(best, m))
 	}
 	return err
+}
+
+// note records a measurement of s in this run and returns its rate.
+func (r *searcher) note(s Setting, m Measurement) float64 {
+	rate := m.Rate()
+	r.latest[s] = rate
+	if v, ok := r.slowest[s]; !ok || rate < v {
+		r.slowest[s] = rate
+	}
+	r.ran[s], r.measuredAny = true, true
+	return rate
 }
 
 // grant is what the run may spend: Share of the job's estimated time at the
@@ -455,13 +464,7 @@ func (r *searcher) round(settings []Setting, active []bool, round int, rates []f
 		m, err := r.measure(s, i > 0, r.incumbentRate(settings[0], rates[0]))
 		if m.Samples > 0 && (err == nil || errors.Is(err, errGrant)) {
 			// A measurement the grant cut short rates the setting too.
-			rate := m.Rate()
-			rates[i] = max(rates[i], RateOf(r.state.Trials, s.Batch, s.Threads), rate)
-			r.latest[s] = rate
-			if v, ok := r.slowest[s]; !ok || rate < v {
-				r.slowest[s] = rate
-			}
-			r.ran[s], r.measuredAny = true, true
+			rates[i] = max(rates[i], RateOf(r.state.Trials, s.Batch, s.Threads), r.note(s, m))
 		}
 		if err != nil {
 			return err
