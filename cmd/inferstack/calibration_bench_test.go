@@ -22,15 +22,16 @@ import (
 // The rounds of BenchmarkCalibrationGainAsProcesses: every cell is screened
 // over screenRounds; the fastest finalCells cells and the cell of the
 // engine's choice run selectRounds more, which pick the best cell; then the
-// engine's two sides, the best cell and a control run evalRounds more, and
-// only those rounds are compared. The best cell is timed on rounds that did
-// not pick it: the fastest of several medians picked and timed on the same
-// rounds is the one that drew the luckiest rounds, and overstates the cell.
+// engine's two sides and a control run evalRounds more, each run between two
+// runs of the best cell, and only those are compared. The best cell is timed
+// on rounds that did not pick it: the fastest of several medians picked and
+// timed on the same rounds is the one that drew the luckiest rounds, and
+// overstates the cell.
 const (
 	screenRounds = 2
 	finalCells   = 3
 	selectRounds = 5
-	evalRounds   = 9
+	evalRounds   = 15
 )
 
 // BenchmarkCalibrationGainAsProcesses is issue #22's measure: the engine's
@@ -39,10 +40,13 @@ const (
 // as a user runs it, over the same input. "first" calibrates into an empty
 // cache each round (its search's cost included); "cached" reuses one cache,
 // run beforehand until its search completed. Sides alternate round by
-// round; a side's figure is the median over the evaluation rounds of the
-// best cell's wall time over the side's in the same round, so that a slow
-// minute of the machine slows both. The control is the best cell run again
-// as a side of its own: its figure is what the machine's noise alone gives.
+// round, and every run of a side comes between two runs of the best cell:
+// the machine's speed drifts by tens of percent over seconds, for a process
+// and its CPU time alike, so a run is compared with the best cell's runs
+// just before and after it. A side's figure is the median over the
+// evaluation rounds of the mean of those two over the side's wall time. The
+// control is the best cell run again as a side of its own: its figure is
+// what the machine's noise alone gives.
 func BenchmarkCalibrationGainAsProcesses(b *testing.B) {
 	for _, m := range calibrationJobs(b) {
 		b.Run(m.name, func(b *testing.B) {
@@ -132,18 +136,28 @@ func BenchmarkCalibrationGainAsProcesses(b *testing.B) {
 				control := best
 				control.name = "control"
 				chosen := map[string]*inference.Manifest{} // each engine side's first manifest
-				eval := rounds([]side{first, cached, best, control}, evalRounds, func(s side, man *inference.Manifest) {
-					if _, ok := chosen[s.name]; !ok {
-						chosen[s.name] = man
+				eval := map[string][]time.Duration{}
+				ratios := map[string][]float64{}
+				sides := []side{first, cached, control}
+				before, _ := timed(best)
+				for r := range evalRounds {
+					for i := range sides {
+						s := sides[(i+r)%len(sides)]
+						d, man := timed(s)
+						after, _ := timed(best)
+						if _, ok := chosen[s.name]; !ok {
+							chosen[s.name] = man
+						}
+						eval[s.name] = append(eval[s.name], d)
+						eval[best.name] = append(eval[best.name], after)
+						ratios[s.name] = append(ratios[s.name], (before+after).Seconds()/2/d.Seconds())
+						before = after
 					}
-				})
+				}
 				// ratio is the median, over the evaluation rounds, of the best
-				// cell's time over the side's in the same round.
+				// cell's time beside the side's run over the side's.
 				ratio := func(name string) float64 {
-					r := make([]float64, evalRounds)
-					for i := range r {
-						r[i] = eval[best.name][i].Seconds() / eval[name][i].Seconds()
-					}
+					r := slices.Clone(ratios[name])
 					slices.Sort(r)
 					return r[len(r)/2]
 				}
@@ -157,7 +171,7 @@ func BenchmarkCalibrationGainAsProcesses(b *testing.B) {
 					b.Logf("  %s chose batch %d threads %d (%s, partial %v, calibrating %.3f s)", name, man.BatchSize, man.Threads, man.BatchChoice.Source, man.BatchChoice.Partial, man.Durations.Calibrate)
 				}
 				for _, name := range []string{first.name, cached.name, best.name, control.name} {
-					b.Logf("  eval   %-9s %7.0f samples/s  %v", name, float64(m.samples)/median(eval[name]).Seconds(), eval[name])
+					b.Logf("  eval   %-9s %7.0f samples/s  %v  ratios %.3f", name, float64(m.samples)/median(eval[name]).Seconds(), eval[name], ratios[name])
 				}
 				for _, s := range byMedian(finalists, selection) {
 					b.Logf("  select %-9s %7.0f samples/s  %v", s.name, float64(m.samples)/median(selection[s.name]).Seconds(), selection[s.name])
