@@ -102,7 +102,8 @@ func TestManifestReportsFixedCostsOncePerModel(t *testing.T) {
 	t.Cleanup(model.Close)
 	input := writeNpy(t, dir, "x.npy", []int64{5000, 24}, randomFloats(5000*24, 11))
 
-	first, _ := mustRun(t, Pass{Model: model}, input)
+	// Chunks of 1,000 rows: the search's first chunk warms up, unmeasured.
+	first, _ := mustRun(t, Pass{Model: model, ChunkSamples: 1000}, input)
 	d := first.Durations
 	require.Positive(t, d.ModelLoad, "the first run of a model reports its load")
 	require.Positive(t, d.Sessions)
@@ -111,7 +112,7 @@ func TestManifestReportsFixedCostsOncePerModel(t *testing.T) {
 	require.GreaterOrEqual(t, d.Calibrate, 0.0, "what the search's chunks lost, if anything")
 	require.Less(t, d.Sessions+d.Probe+d.Calibrate, d.Total, "set-up is part of the run's total")
 
-	second, _ := mustRun(t, Pass{Model: model}, input)
+	second, _ := mustRun(t, Pass{Model: model, ChunkSamples: 1000}, input)
 	d = second.Durations
 	require.Zero(t, d.ModelLoad, "loaded once, reported once")
 	require.Less(t, d.Sessions, first.Durations.Sessions/10, "the model's sessions are kept: a lookup, not a creation")

@@ -272,7 +272,7 @@ func TestCalibrationChoosesAndCaches(t *testing.T) {
 	// enough chunks.
 	t.Setenv("INFERSTACK_CACHE", t.TempDir())
 	job.calibrationShare = share(1000) // a budget no step exceeds
-	const n = 1_000_000
+	const n = 2_000_000
 	big := writeNpy(t, dir, "big.npy", []int64{n, 24}, randomFloats(n*24, 9))
 	first, _ := mustRun(t, job, big)
 	require.Equal(t, "calibrated", first.BatchChoice.Source)

@@ -185,10 +185,19 @@ func newSearcher(s Search, state *State, bench Bench) *searcher {
 }
 
 // measureIncumbent measures the best setting so far, as long as any other
-// measurement, and makes its rate the best's where faster.
+// measurement, and makes its rate the best's where faster. The run's first
+// chunk is not measured: it runs cold, and as the reference that the steps
+// beside it are charged against, it would charge them too little.
 func (r *searcher) measureIncumbent() error {
 	best := Setting{r.state.Best.Threads, r.state.Best.BatchSize}
 	if err := r.openSession(best.Threads); err != nil {
+		return err
+	}
+	_, err := r.bench.Run(best)
+	if err != nil {
+		if errors.Is(err, ErrStopped) {
+			r.stopped = true
+		}
 		return err
 	}
 	m, err := r.measure(best, false, 0)
@@ -245,7 +254,14 @@ func (r *searcher) nextStep() (int64, time.Duration) {
 		if next < 1 || next > r.MaxBatch {
 			return 0, 0
 		}
-		return next, r.trialCost(Setting{s.Best.Threads, next})
+		cost := r.trialCost(Setting{s.Best.Threads, next})
+		if below := r.below(); below > 0 {
+			// The grant need cover only the costlier neighbour: where both
+			// lose, the start is the best already, and the grant stops the
+			// comparison as its chunks are charged.
+			cost = max(cost, r.trialCost(Setting{s.Best.Threads, below}))
+		}
+		return next, cost
 	case stepThreads:
 		if len(r.Candidates) == 1 {
 			return 0, 0
@@ -259,6 +275,38 @@ func (r *searcher) nextStep() (int64, time.Duration) {
 		return b, cost
 	}
 	return 0, 0
+}
+
+// below is the batch the step also times beside the one above (0: none):
+// the first step of a climb up looks both ways, since the start is a guess
+// and a run too short to afford a climb in each direction would otherwise
+// only ever climb up from it. It does so only where the job holds such a
+// step's measurements, since a step the job stops starts again in the next
+// run.
+func (r *searcher) below() int64 {
+	s := r.state
+	if s.Step != stepUp || s.Moved || s.Misses > 0 || s.LookedDown || s.Best.BatchSize < 2 {
+		return 0
+	}
+	if r.measurements() < stepMeasurements(3) {
+		return 0
+	}
+	return s.Best.BatchSize / 2
+}
+
+// stepMeasurements is the most measurements a step of n settings takes: one
+// of each new setting, then rounds and a confirming round of all of them.
+func stepMeasurements(n int) int64 { return int64(n - 1 + (rounds+1)*n) }
+
+// measurements is how many measurements the whole job holds, at the best
+// rate so far.
+func (r *searcher) measurements() int64 {
+	if r.Chunk <= 0 {
+		return 0
+	}
+	chunk := r.timeOf(r.Chunk, r.state.Best.SamplesPerSec)
+	perMeasurement := max(1, int64((minMeasure+chunk-1)/max(chunk, 1)))
+	return r.Samples / r.Chunk / perMeasurement
 }
 
 // trialCost is what a step's measurements of s are expected to lose against
@@ -298,7 +346,7 @@ func (r *searcher) takeStep(next int64) error {
 		s.Step = stepDone
 		if s.Best.Threads != threads {
 			// Climb once more, at the thread count that won.
-			s.Step, s.Moved = stepUp, false
+			s.Step, s.Moved, s.LookedDown = stepUp, false, false
 		}
 		return nil
 	}
@@ -315,11 +363,21 @@ func (r *searcher) takeStep(next int64) error {
 		need, fastest = downGain, 0
 	}
 	settings := []Setting{{threads, s.Best.BatchSize}, {threads, next}}
+	below := r.below()
+	if below > 0 {
+		settings = append(settings, Setting{threads, below})
+	}
 	wins := func(rates []float64) bool { return rates[1] >= need*max(rates[0], fastest) }
-	rates, err := r.compare(settings, func(r []float64) bool { return !wins(r) })
+	winsBelow := func(rates []float64) bool { return below > 0 && rates[2] >= downGain*rates[0] }
+	rates, err := r.compare(settings, func(r []float64) bool { return !wins(r) && !winsBelow(r) })
 	r.recordRates(settings, rates)
 	if err != nil {
 		return err
+	}
+	if winsBelow(rates) && (!wins(rates) || rates[2] > rates[1]) {
+		s.Best = manifest.Trial{BatchSize: below, Threads: threads, SamplesPerSec: rates[2]}
+		s.Step, s.Misses, s.Tried = stepDown, 0, 0
+		return nil
 	}
 	if wins(rates) {
 		s.Best = manifest.Trial{BatchSize: next, Threads: threads, SamplesPerSec: rates[1]}
@@ -327,6 +385,7 @@ func (r *searcher) takeStep(next int64) error {
 		s.Moved = s.Moved || s.Step == stepUp
 		return nil
 	}
+	s.LookedDown = s.LookedDown || below > 0
 	s.Best.SamplesPerSec = rates[0]
 	s.Misses, s.Tried = s.Misses+1, next
 	if s.Step == stepDown || s.Misses > maxMisses || rates[1] < clearMiss*rates[0] {
@@ -349,13 +408,13 @@ func (r *searcher) fastestAt(threads int, except int64) float64 {
 
 // advance moves the state past a climb's direction that ended (or found no
 // batch size left to try): up is followed by down unless the climb up moved
-// (the batch below is the one it left), and a climb by the thread
-// comparison unless that is done.
+// (the batch below is the one it left) or its first step timed the batch
+// below, and a climb by the thread comparison unless that is done.
 func (r *searcher) advance() {
 	s := r.state
 	s.Misses, s.Tried = 0, 0
 	switch {
-	case s.Step == stepUp && !s.Moved:
+	case s.Step == stepUp && !s.Moved && !s.LookedDown:
 		s.Step = stepDown
 	case s.Compared || len(r.Candidates) == 1:
 		s.Step = stepDone

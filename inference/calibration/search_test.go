@@ -120,17 +120,18 @@ func TestSearchSteps(t *testing.T) {
 			speeds: map[Setting]float64{
 				{2, 16}:  100,
 				{2, 32}:  110,                // faster: taken
+				{2, 8}:   75,                 // timed beside it by the first step, a clear miss
 				{2, 64}:  105,                // a miss within the noise: the climb looks one step further
 				{2, 128}: 125,                // faster than 32: taken
 				{2, 256}: 115, {2, 512}: 114, // two misses: the climb ends
 				{1, 128}: 70,
 			},
-			timed:    []Setting{{2, 16}, {2, 32}, {2, 64}, {2, 128}, {2, 256}, {2, 512}, {1, 128}},
+			timed:    []Setting{{2, 16}, {2, 32}, {2, 8}, {2, 64}, {2, 128}, {2, 256}, {2, 512}, {1, 128}},
 			best:     Setting{2, 128},
 			compared: true,
 		},
 		{
-			name:       "a clear miss ends the climb up at once, and the climb down takes a gain",
+			name:       "the first step looks both ways: the batch below gains, and the climb goes on down",
 			candidates: []int{1, 2},
 			maxBatch:   4096,
 			speeds: map[Setting]float64{
@@ -143,7 +144,7 @@ func TestSearchSteps(t *testing.T) {
 			compared: true,
 		},
 		{
-			name:       "a step down must gain 2%",
+			name:       "a step down must gain 2%, and a climb up whose first step timed the batch below has no climb down",
 			candidates: []int{1, 2},
 			maxBatch:   4096,
 			speeds: map[Setting]float64{
@@ -151,7 +152,7 @@ func TestSearchSteps(t *testing.T) {
 				{2, 8}:  101.5,
 				{1, 16}: 50,
 			},
-			timed:    []Setting{{2, 16}, {2, 32}, {2, 64}, {2, 8}, {1, 16}},
+			timed:    []Setting{{2, 16}, {2, 32}, {2, 8}, {2, 64}, {1, 16}},
 			best:     Setting{2, 16},
 			compared: true,
 		},
@@ -161,9 +162,9 @@ func TestSearchSteps(t *testing.T) {
 			maxBatch:   4096,
 			speeds: map[Setting]float64{
 				{2, 16}: 100, {2, 32}: 70, {2, 8}: 90,
-				{1, 16}: 120, {1, 32}: 130, {1, 64}: 90,
+				{1, 16}: 120, {1, 32}: 130, {1, 8}: 100, {1, 64}: 90,
 			},
-			timed:    []Setting{{2, 16}, {2, 32}, {2, 8}, {1, 16}, {1, 32}, {1, 64}},
+			timed:    []Setting{{2, 16}, {2, 32}, {2, 8}, {1, 16}, {1, 32}, {1, 8}, {1, 64}},
 			best:     Setting{1, 32},
 			compared: true,
 		},
@@ -171,8 +172,8 @@ func TestSearchSteps(t *testing.T) {
 			name:       "one candidate (the job sets its threads), a flat model: up while within 3% of the fastest batch, not of the one before",
 			candidates: []int{2},
 			maxBatch:   128,
-			speeds:     map[Setting]float64{{2, 16}: 100, {2, 32}: 98, {2, 64}: 96, {2, 128}: 94}, // each within 3% of the one before
-			timed:      []Setting{{2, 16}, {2, 32}, {2, 64}, {2, 128}},
+			speeds:     map[Setting]float64{{2, 8}: 90, {2, 16}: 100, {2, 32}: 98, {2, 64}: 96, {2, 128}: 94}, // each within 3% of the one before
+			timed:      []Setting{{2, 16}, {2, 32}, {2, 8}, {2, 64}, {2, 128}},
 			best:       Setting{2, 32},
 		},
 	} {
@@ -227,6 +228,35 @@ func TestAMoveIsConfirmedByAThirdRound(t *testing.T) {
 	}
 }
 
+// The first step of a climb up also times the batch below, where the job
+// holds the measurements of a step of three settings: the start is a guess,
+// and a short job can afford one direction only. Where that batch loses, no
+// climb down follows.
+func TestTheFirstStepLooksBothWays(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		chunks int64 // in the job, each lasting one measurement
+		timed  []Setting
+		next   string // after a clear miss up
+	}{
+		{"a job that holds it", stepMeasurements(3), []Setting{{2, 16}, {2, 32}, {2, 8}}, stepThreads},
+		{"a job too short for it", stepMeasurements(3) - 1, []Setting{{2, 16}, {2, 32}}, stepDown},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			state := newSearch(coldProbe)
+			state.Best.SamplesPerSec = 100_000 // a chunk lasts minMeasure
+			bench := newFakeBench(steady(t, map[Setting]float64{{2, 16}: 100, {2, 32}: 70, {2, 8}: 95}), 2)
+			r := newSearcher(Search{Samples: tc.chunks * bench.chunk, Share: 1000, Chunk: bench.chunk, MaxBatch: 4096, Candidates: []int{1, 2}}, state, bench)
+			require.NoError(t, r.takeStep(32))
+			require.Equal(t, tc.timed, trialsOf(state.Trials))
+			require.Equal(t, len(tc.timed) == 3, state.LookedDown)
+			require.Equal(t, tc.next, state.Step)
+		})
+	}
+}
+
 // Each setting is scored by its fastest measurement so far, so that an
 // incumbent that times slow beside a step (a neighbour's burst) does not hand
 // the step a win by noise.
@@ -258,7 +288,7 @@ func TestASettingIsScoredByItsFastestMeasurement(t *testing.T) {
 func TestSearchBudget(t *testing.T) {
 	t.Parallel()
 	speeds := map[Setting]float64{
-		{2, 16}: 100, {2, 32}: 110, {2, 64}: 108, {2, 128}: 125, {2, 256}: 120, {2, 512}: 119, {1, 128}: 40,
+		{2, 8}: 75, {2, 16}: 100, {2, 32}: 110, {2, 64}: 108, {2, 128}: 125, {2, 256}: 120, {2, 512}: 119, {1, 128}: 40,
 	}
 	for _, tc := range []struct {
 		name    string
@@ -268,7 +298,7 @@ func TestSearchBudget(t *testing.T) {
 	}{
 		{"no share", 1e6, 0, 0},
 		{"a share of a 10 s job completes in one run", 1e6, DefaultShare, 1},
-		{"a share of a 1 s job takes some runs", 1e5, DefaultShare, 3},
+		{"a share of a 1 s job takes some runs", 1e5, DefaultShare, 4},
 		// Two chunks a run are fewer than a step measures: such jobs go on
 		// with the default, within their share.
 		{"a 0.1 s job has too few chunks for a step", 1e4, DefaultShare, 0},
@@ -365,16 +395,16 @@ func TestAJobWithoutChunksLeftStopsTheSearch(t *testing.T) {
 	t.Parallel()
 	state := newSearch(coldProbe)
 	bench := newFakeBench(func(s Setting, _ int) float64 { return float64(s.Batch) }, 2)
-	bench.chunks = 5
+	bench.chunks = 8
 	search := Search{Samples: 1e6, Share: 1000, Chunk: bench.chunk, MaxBatch: 4096, Candidates: []int{2}}
 	out, err := search.Run(state, bench)
 	require.NoError(t, err)
 	require.True(t, out.Measured)
 	require.False(t, state.Done())
-	require.Equal(t, 5, bench.ran)
-	// The incumbent, then a step to 32 (a clear win after two chunks of
-	// each), then the first chunk of a step to 64.
-	require.Equal(t, []Setting{{2, 16}, {2, 32}, {2, 64}}, trialsOf(state.Trials), "the step cut short keeps what it measured")
+	require.Equal(t, 8, bench.ran)
+	// A chunk to warm up, the incumbent, then a step to 32 beside 8 (a clear win and a clear
+	// miss after two chunks of each), then the first chunk of a step to 64.
+	require.Equal(t, []Setting{{2, 16}, {2, 32}, {2, 8}, {2, 64}}, trialsOf(state.Trials), "the step cut short keeps what it measured")
 	require.EqualValues(t, 32, state.Best.BatchSize, "a step cut short moves nothing")
 
 	bench.ran, bench.chunks = 0, 0
@@ -459,14 +489,14 @@ func TestStateFormat(t *testing.T) {
 	t.Parallel()
 	const cached = `{"device":"cpu","best":{"batch_size":64,"threads":2,"samples_per_sec":1500},` +
 		`"trials":[{"batch_size":64,"threads":2,"samples_per_sec":1500}],"step":"up","start":16,` +
-		`"compared":true,"misses":1,"tried":128,"moved":true,"bank_seconds":0.25}`
+		`"compared":true,"misses":1,"tried":128,"moved":true,"looked_down":true,"bank_seconds":0.25}`
 	var state State
 	require.NoError(t, json.Unmarshal([]byte(cached), &state))
 	best := manifest.Trial{BatchSize: 64, Threads: 2, SamplesPerSec: 1500}
 	require.Equal(t, State{Device: "cpu", Best: best, Trials: []manifest.Trial{best}, Step: stepUp, Start: 16,
-		Compared: true, Misses: 1, Tried: 128, Moved: true, Bank: 0.25}, state)
+		Compared: true, Misses: 1, Tried: 128, Moved: true, LookedDown: true, Bank: 0.25}, state)
 	data, err := json.Marshal(state)
 	require.NoError(t, err)
 	require.JSONEq(t, cached, string(data))
-	require.Equal(t, 3, Version)
+	require.Equal(t, 4, Version)
 }

@@ -12,13 +12,16 @@ import (
 
 // Version names the search's rules and the State's format: a search cached
 // under another version starts again (version 1 never tried batches above
-// 256; version 2 timed the model alone, not the job's chunks).
-const Version = 3
+// 256; version 2 timed the model alone, not the job's chunks; version 3's
+// first step looked only up).
+const Version = 4
 
 // The search's steps, in order: the batch first, at the default thread count
 // (up while a step is no slower, then down while a step gains, unless the
-// climb up moved), then every thread count at the batch found; where another
-// count wins, the batch climbs once more at that count.
+// climb up moved; the first step up also times the batch below, and where
+// that wins the climb goes down from it), then every thread count at the
+// batch found; where another count wins, the batch climbs once more at that
+// count.
 const (
 	stepUp      = "up"
 	stepDown    = "down"
@@ -45,6 +48,9 @@ type State struct {
 	Tried  int64 `json:"tried,omitempty"`
 	// Moved says the current climb up moved the batch: no climb down follows.
 	Moved bool `json:"moved,omitempty"`
+	// LookedDown says the current climb's first step also timed the batch
+	// below, which lost: no climb down follows either.
+	LookedDown bool `json:"looked_down,omitempty"`
 	// Bank is the seconds earlier runs were granted but did not spend.
 	Bank float64 `json:"bank_seconds,omitempty"`
 }
