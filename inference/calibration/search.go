@@ -193,14 +193,11 @@ func (r *searcher) measureIncumbent() error {
 	if err := r.openSession(best.Threads); err != nil {
 		return err
 	}
+	var m Measurement
 	_, err := r.bench.Run(best)
-	if err != nil {
-		if errors.Is(err, ErrStopped) {
-			r.stopped = true
-		}
-		return err
+	if err == nil {
+		m, err = r.measure(best, false, 0)
 	}
-	m, err := r.measure(best, false, 0)
 	if errors.Is(err, ErrStopped) {
 		r.stopped = true
 	}
